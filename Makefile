@@ -1,0 +1,52 @@
+# Two commands do everything on a fresh Debian 12 machine (as root):
+#   make demo   -- set up, then run every program on the bundled example data into demo/
+#   make test   -- set up, then run the whole test suite
+# Set-up: Debian's python3-dials when DIALS is missing, a virtualenv that sees it
+# (--system-site-packages), and this package installed into the virtualenv.
+
+SYSTEM_PYTHON := /usr/bin/python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEBIAN_PACKAGES := python3-dials python3-venv python3-pip python3-pytest python3-jsonschema python3-matplotlib python3-h5py
+DEMO := dials_refl_stats/data/sim_small
+
+.PHONY: setup test demo lint benchmark clean
+
+setup: $(STAMP)
+
+$(STAMP): setup.py
+	@if ! $(SYSTEM_PYTHON) -c "import dials, pytest, jsonschema, matplotlib, h5py, ensurepip" >/dev/null 2>&1; then \
+		echo "Installing DIALS and friends from Debian ($(DEBIAN_PACKAGES))"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_PACKAGES) >/dev/null; \
+	fi
+	$(SYSTEM_PYTHON) -m venv --system-site-packages $(VENV)
+	@# Debian's libtbx looks for its environment under sys.prefix/lib/cctbx: point the venv at it
+	@if [ -d /usr/lib/cctbx ] && [ ! -e $(VENV)/lib/cctbx ]; then ln -s /usr/lib/cctbx $(VENV)/lib/cctbx; fi
+	$(BIN)/python -m pip install --quiet --no-build-isolation --no-deps -e .
+	touch $(STAMP)
+
+test: setup
+	cd tests && ../$(BIN)/python -m pytest -q -p no:cacheprovider .
+
+demo: setup
+	rm -rf demo && mkdir -p demo
+	cd demo && ../$(BIN)/dials.spot_size_histogram ../$(DEMO)/indexed.expt ../$(DEMO)/indexed.refl
+	cd demo && ../$(BIN)/dials.spot_size_histogram ../$(DEMO)/integrated.refl \
+		selection.flags=integrated_sum output.json=spot_size_histogram.integrated.json \
+		output.plot=spot_size_histogram.integrated.png output.log=dials.spot_size_histogram.integrated.log
+	@if [ -f dials_refl_stats/command_line/intensity_per_frame.py ]; then \
+		cd demo && ../$(BIN)/dials.intensity_per_frame ../$(DEMO)/integrated.expt ../$(DEMO)/integrated.refl; fi
+	@if [ -f dials_refl_stats/command_line/strong_reflection_positions.py ]; then \
+		cd demo && ../$(BIN)/dials.strong_reflection_positions ../$(DEMO)/integrated.expt ../$(DEMO)/integrated.refl; fi
+	@echo "Demo outputs:"; ls -1 demo
+
+lint:
+	$(BIN)/python -m pip install --quiet ruff
+	$(BIN)/ruff check dials_refl_stats tests benchmarks
+
+benchmark: setup
+	$(BIN)/python benchmarks/run_benchmarks.py
+
+clean:
+	rm -rf $(VENV) demo build *.egg-info

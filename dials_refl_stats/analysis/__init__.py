@@ -1,0 +1,1 @@
+"""Pure statistics: numpy arrays in, small result objects out. No I/O, no DIALS."""

@@ -1,0 +1,102 @@
+"""Output: the JSON envelope shared by every program, plain-JSON cleaning, atomic writes."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from dials_refl_stats import __version__
+
+#: Version of the envelope and of every program's ``results`` layout. Bump on any
+#: incompatible change; the schemas in ``dials_refl_stats/schemas`` follow it.
+SCHEMA_VERSION = "1.0"
+
+#: Significant digits kept for floats in JSON documents.
+FLOAT_DIGITS = 6
+
+
+def to_plain(value: Any, digits: int = FLOAT_DIGITS) -> Any:
+    """Convert ``value`` to plain JSON types: no numpy, no NaN/Infinity, rounded floats."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_plain(dataclasses.asdict(value), digits)
+    if isinstance(value, dict):
+        return {str(k): to_plain(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v, digits) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_plain(value.tolist(), digits)
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        if not math.isfinite(value):
+            return None
+        if value == 0.0:
+            return 0.0
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, (str, type(None))):
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot convert {type(value).__name__} to JSON")
+
+
+def make_document(
+    *,
+    program: str,
+    dials_version: str | None,
+    inputs: dict,
+    parameters: dict,
+    selection: dict,
+    results: Any,
+) -> dict:
+    """The common JSON envelope of every program's output."""
+    return to_plain(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "program": program,
+            "version": __version__,
+            "dials_version": dials_version,
+            "inputs": inputs,
+            "parameters": parameters,
+            "selection": selection,
+            "results": results,
+        }
+    )
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+    """Yield a temporary path beside ``path``; rename it into place on success only."""
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    fd, temporary = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=path.suffix, dir=directory
+    )
+    os.close(fd)
+    try:
+        yield temporary
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def write_json(path: str | os.PathLike, document: dict) -> None:
+    """Write ``document`` as indented, strictly valid JSON, atomically."""
+    text = json.dumps(document, indent=2, allow_nan=False) + "\n"
+    with atomic_path(path) as temporary:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(text)

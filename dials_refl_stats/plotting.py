@@ -1,0 +1,73 @@
+"""Matplotlib figures (Agg backend: never a window). One function per plot."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+
+from dials_refl_stats.analysis.distribution import Histogram  # noqa: E402
+
+PLOT_FORMATS = ("png", "svg", "pdf")
+
+
+def plot_format(path: str) -> str:
+    """The format implied by ``path``'s suffix; ``ValueError`` when unsupported."""
+    suffix = path.rsplit(".", 1)[-1].lower() if "." in path else ""
+    if suffix not in PLOT_FORMATS:
+        raise ValueError(
+            f"{path}: unsupported plot format '{suffix}' (use .png, .svg or .pdf)"
+        )
+    return suffix
+
+
+def save(figure, path: str, format_from: str) -> None:
+    """Save and close ``figure``; the format comes from ``format_from``'s suffix."""
+    figure.savefig(path, format=plot_format(format_from), dpi=150)
+    plt.close(figure)
+
+
+def histogram_bars(
+    path: str,
+    histograms: Sequence[tuple[str, Histogram]],
+    *,
+    title: str,
+    xlabel: str,
+    log_y: bool = False,
+    format_from: str | None = None,
+) -> None:
+    """Bar chart of one or more histograms sharing slots (overlaid, translucent)."""
+    figure, axes = plt.subplots(figsize=(8, 5), constrained_layout=True)
+    several = len(histograms) > 1
+    for label, hist in histograms:
+        axes.bar(
+            hist.centres,
+            hist.counts,
+            width=hist.slot_width,
+            align="center",
+            alpha=0.5 if several else 0.9,
+            label=label,
+            edgecolor="none",
+        )
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel("Number of reflections")
+    if log_y:
+        axes.set_yscale("log")
+    axes.set_title(title)
+    outside = [
+        f"{label}: {h.below_range} below, {h.above_range} above range"
+        for label, h in histograms
+        if h.below_range or h.above_range
+    ]
+    if outside:
+        axes.text(
+            0.99, 0.98, "\n".join(outside), transform=axes.transAxes,
+            ha="right", va="top", fontsize=8,
+        )
+    if several:
+        axes.legend(fontsize=8, loc="center right")
+    save(figure, path, format_from or path)

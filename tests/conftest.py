@@ -1,0 +1,29 @@
+"""Shared test fixtures: locating the real DIALS files shipped with the repository."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+TESTS_DATA = Path(__file__).parent / "data"
+PACKAGE_DATA = Path(__file__).parent.parent / "dials_refl_stats" / "data"
+
+HAVE_DIALS = importlib.util.find_spec("dials") is not None
+needs_dials = pytest.mark.skipif(not HAVE_DIALS, reason="DIALS is not installed")
+
+
+def data_path(relative: str) -> Path:
+    """Path of a shipped data file, e.g. ``"sim_small/indexed.refl"``."""
+    for root in (TESTS_DATA, PACKAGE_DATA):
+        candidate = root / relative
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError(relative)
+
+
+@pytest.fixture
+def data():
+    """Fixture form of :func:`data_path`."""
+    return data_path
