@@ -10,7 +10,7 @@ import numpy as np
 import dials.util
 from dials.util import Sorry
 
-from dials_refl_stats import plotting
+from dials_refl_stats.plotting.histogram import histogram_bars
 from dials_refl_stats.analysis.distribution import Binning, ascii_histogram
 from dials_refl_stats.analysis.spot_size import (
     MASK_CODES,
@@ -267,7 +267,7 @@ def plot_histograms(path: str, result, groups, invocation: Invocation, params) -
         else [("all selected", result.overall.histogram)]
     )
     bits = "+".join(params.spot_size.mask_bits)
-    plotting.histogram_bars(
+    histogram_bars(
         path,
         bars,
         title=f"Spot sizes: {names}",

@@ -1,34 +1,13 @@
-"""Matplotlib figures (Agg backend: never a window). One function per plot."""
+"""Histogram bar charts."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
-import matplotlib
+import matplotlib.pyplot as plt
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-
-from dials_refl_stats.analysis.distribution import Histogram  # noqa: E402
-
-PLOT_FORMATS = ("png", "svg", "pdf")
-
-
-def plot_format(path: str) -> str:
-    """The format implied by ``path``'s suffix; ``ValueError`` when unsupported."""
-    suffix = path.rsplit(".", 1)[-1].lower() if "." in path else ""
-    if suffix not in PLOT_FORMATS:
-        raise ValueError(
-            f"{path}: unsupported plot format '{suffix}' (use .png, .svg or .pdf)"
-        )
-    return suffix
-
-
-def save(figure, path: str, format_from: str) -> None:
-    """Save and close ``figure``; the format comes from ``format_from``'s suffix."""
-    figure.savefig(path, format=plot_format(format_from), dpi=150)
-    plt.close(figure)
+from dials_refl_stats.analysis.distribution import Histogram
+from dials_refl_stats.plotting import save
 
 
 def histogram_bars(

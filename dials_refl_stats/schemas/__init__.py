@@ -1,0 +1,34 @@
+"""JSON Schemas of the programs' outputs (``<program>.schema.json``, plus the envelope)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+SCHEMA_DIR = Path(__file__).parent
+
+
+def load_schema(name: str) -> dict:
+    """The schema ``<name>.schema.json`` (``name`` like ``spot_size_histogram``)."""
+    return json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text(encoding="utf-8"))
+
+
+def validate(document: dict) -> None:
+    """Validate a program's output against its schema (needs ``jsonschema``).
+
+    Raises ``jsonschema.ValidationError`` when the document does not conform.
+    """
+    import jsonschema
+
+    program = document["program"].split(".", 1)[1]
+    schema = load_schema(program)
+    store = {
+        load_schema(p.name[: -len(".schema.json")])["$id"]: load_schema(
+            p.name[: -len(".schema.json")]
+        )
+        for p in SCHEMA_DIR.glob("*.schema.json")
+    }
+    resolver = jsonschema.RefResolver.from_schema(schema, store=store)
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator_class.check_schema(schema)
+    validator_class(schema, resolver=resolver).validate(document)
