@@ -27,3 +27,30 @@ def data_path(relative: str) -> Path:
 def data():
     """Fixture form of :func:`data_path`."""
     return data_path
+
+
+def program_path(program: str) -> str:
+    """The installed console script ``dials.<program>`` beside the running Python."""
+    import shutil
+    import sys
+
+    beside = Path(sys.executable).parent / f"dials.{program}"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(f"dials.{program}")
+    if found is None:
+        pytest.fail(f"dials.{program} is not installed (run 'make test')")
+    return found
+
+
+def run_program(program: str, *args, cwd) -> "subprocess.CompletedProcess[str]":
+    """Run ``dials.<program> args...`` in ``cwd``, capturing text output."""
+    import subprocess
+
+    return subprocess.run(
+        [program_path(program), *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "NO_COLOR": "1"},
+    )

@@ -20,11 +20,25 @@ MASK_CODES: dict[str, int] = {
 }
 
 
+#: Lower-case spellings (as phil choices) of the ``MaskCode`` names.
+MASK_NAMES: dict[str, str] = {
+    "valid": "Valid",
+    "background": "Background",
+    "foreground": "Foreground",
+    "strong": "Strong",
+    "background_used": "BackgroundUsed",
+    "overlapped": "Overlapped",
+}
+
+
 def mask_code(names: Sequence[str]) -> int:
-    """Bitwise OR of ``MaskCode`` names, e.g. ``["Valid", "Foreground"]`` -> 5."""
+    """Bitwise OR of ``MaskCode`` names, e.g. ``["Valid", "Foreground"]`` -> 5.
+
+    Lower-case spellings (``valid``, ``background_used``) are accepted too.
+    """
     code = 0
     for name in names:
-        code |= MASK_CODES[name]
+        code |= MASK_CODES[MASK_NAMES.get(name, name)]
     return code
 
 

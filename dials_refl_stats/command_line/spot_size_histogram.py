@@ -13,7 +13,7 @@ from dials.util import Sorry
 from dials_refl_stats.plotting.histogram import histogram_bars
 from dials_refl_stats.analysis.distribution import Binning, ascii_histogram
 from dials_refl_stats.analysis.spot_size import (
-    MASK_CODES,
+    MASK_NAMES,
     mask_code,
     spot_size_distributions,
 )
@@ -50,7 +50,7 @@ Examples::
 
   dials.spot_size_histogram indexed.expt indexed.refl n_slots=50 data_max=200
 
-  dials.spot_size_histogram strong.refl selection.flags=all mask_bits=Valid+Foreground
+  dials.spot_size_histogram strong.refl selection.flags=all mask_bits=valid+foreground
 
   dials.spot_size_histogram integrated.refl source=num_pixels selection.flags=integrated_sum
 
@@ -69,10 +69,11 @@ spot_size
     .type = choice
     .help = "auto: count shoebox mask pixels when the table has shoeboxes, else use"
             "num_pixels.foreground (written by dials.integrate)."
-  mask_bits = Valid Background *Foreground Strong BackgroundUsed Overlapped
+  mask_bits = valid background *foreground strong background_used overlapped
     .type = choice(multi=True)
-    .help = "Shoebox pixels with ALL these MaskCode bits are counted. Foreground is"
-            "the DIALS tutorial's choice; dials.find_spots counts Valid+Foreground."
+    .help = "Shoebox pixels with ALL these MaskCode bits are counted. foreground is"
+            "the DIALS tutorial's choice (MaskCode.Foreground); dials.find_spots"
+            "counts valid+foreground (Valid|Foreground)."
 }
 histogram
   .help = "Histogram slots; the defaults reproduce flex.histogram(sizes, 0, 1000, 100)."
@@ -228,7 +229,7 @@ def describe_size_definition(size_sources: list[str], mask_bits, code: int) -> d
     definition = {"size_source": sorted(set(size_sources))}
     if SHOEBOX in size_sources:
         definition.update(
-            mask_bits=list(mask_bits),
+            mask_bits=[MASK_NAMES[name] for name in mask_bits],
             mask_code=code,
             shoebox_rule=(
                 "number of shoebox pixels whose mask has all bits of mask_code set "
@@ -266,7 +267,7 @@ def plot_histograms(path: str, result, groups, invocation: Invocation, params) -
         if overlay
         else [("all selected", result.overall.histogram)]
     )
-    bits = "+".join(params.spot_size.mask_bits)
+    bits = "|".join(MASK_NAMES[name] for name in params.spot_size.mask_bits)
     histogram_bars(
         path,
         bars,
@@ -277,4 +278,3 @@ def plot_histograms(path: str, result, groups, invocation: Invocation, params) -
     )
 
 
-__all__ = ["run", "phil_scope", "help_message", "MASK_CODES"]
