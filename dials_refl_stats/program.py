@@ -78,6 +78,29 @@ output
 """
 
 
+#: Added to every program's phil scope by :func:`parse_command_line`.
+READER_PHIL = """
+reader = *auto fast dials
+  .type = choice
+  .expert_level = 1
+  .help = "How reflection files are read. fast: dials_refl_stats's own reader, which"
+          "decodes only the columns a statistic needs; dials: DIALS's"
+          "flex.reflection_table.from_file. auto: fast, falling back to DIALS for"
+          "files the fast reader does not handle (legacy pickle tables)."
+"""
+
+
+def with_reader_scope(phil):
+    """``phil`` plus the shared ``reader`` parameter (unless it already has one)."""
+    import iotbx.phil
+
+    if any(obj.name == "reader" for obj in phil.objects):
+        return phil
+    combined = iotbx.phil.parse(READER_PHIL)
+    combined.adopt_scope(phil)
+    return combined
+
+
 def _starred(choices: str, default: str) -> str:
     return " ".join(f"*{c}" if c == default else c for c in choices.split())
 
@@ -126,7 +149,7 @@ def parse_command_line(
 
     parser = ArgumentParser(
         usage=usage,
-        phil=phil,
+        phil=with_reader_scope(phil),
         read_experiments=True,
         read_reflections=False,
         check_format=False,
@@ -164,12 +187,14 @@ def parse_command_line(
     )
 
 
-def load_reflection_sources(paths: Sequence[str]) -> list[ReflectionSource]:
+def load_reflection_sources(
+    paths: Sequence[str], reader: str = "auto"
+) -> list[ReflectionSource]:
     """Open every reflection file; any problem becomes a one-line ``Sorry``."""
     sources = []
     for path in paths:
         try:
-            sources.append(open_reflection_file(path))
+            sources.append(open_reflection_file(path, reader))
         except ReflectionLoadError as error:
             raise Sorry(str(error)) from None
     return sources

@@ -138,7 +138,7 @@ def run(args=None, *, phil=phil_scope) -> None:
     code = mask_code(params.spot_size.mask_bits)
     if code == 0:
         raise Sorry("mask_bits: choose at least one MaskCode bit (e.g. Foreground)")
-    sources = load_reflection_sources(invocation.reflection_paths)
+    sources = load_reflection_sources(invocation.reflection_paths, params.reader)
     size_sources = [
         choose_size_source(s.column_names, params.spot_size.source, s.path)
         for s in sources

@@ -1,0 +1,149 @@
+"""Whole-process wall time and peak memory of the programs next to DIALS's own load.
+
+Each measurement runs in a fresh process (start-up included), after one warm-up read of the
+file so that it is page-cached; peak memory is the child's maximum resident set size (mapped
+file pages included). Prints a markdown table for the README.
+
+    .venv/bin/python benchmarks/bench_programs.py                 # 10^5 and 10^6 rows
+    .venv/bin/python benchmarks/bench_programs.py --rows 100000 --repeats 3
+    .venv/bin/python benchmarks/bench_programs.py --no-seed       # skip the slow seed loop
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+
+DIALS_LOAD = """
+import sys
+from dials.array_family import flex
+table = flex.reflection_table.from_file(sys.argv[1])
+print(table.size())
+"""
+
+SEED_LOOP = """
+import sys
+from dials.algorithms.shoebox import MaskCode
+from dials.array_family import flex
+data = flex.reflection_table.from_file(sys.argv[1])
+data = data.select(data.get_flags(data.flags.indexed))
+pixels = flex.size_t()
+for j in range(data.size()):
+    pixels.append(data[j]["shoebox"].count_mask_values(MaskCode.Foreground))
+hist = flex.histogram(pixels.as_double(), data_min=0, data_max=1000, n_slots=100)
+print(sum(hist.slots()))
+"""
+
+MEASURE = """
+import resource, subprocess, sys, time, json
+start = time.perf_counter()
+done = subprocess.run(sys.argv[2:], cwd=sys.argv[1], stdout=subprocess.DEVNULL,
+                      stderr=subprocess.PIPE, text=True)
+wall = time.perf_counter() - start
+peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(json.dumps({"wall": wall, "peak_mib": peak_kib / 1024, "rc": done.returncode,
+                  "stderr": done.stderr[-500:]}))
+"""
+
+
+def measure(command: list[str], workdir: str, repeats: int) -> dict:
+    """Best wall time and the peak RSS of that run, over ``repeats`` fresh processes."""
+    best = None
+    for _ in range(repeats):
+        out = subprocess.run(
+            [sys.executable, "-c", MEASURE, workdir, *command],
+            capture_output=True, text=True, check=True,
+        )
+        result = json.loads(out.stdout)
+        if result["rc"] != 0:
+            raise RuntimeError(f"{command} failed: {result['stderr']}")
+        if best is None or result["wall"] < best["wall"]:
+            best = result
+    return best
+
+
+def warm(path: Path) -> None:
+    with open(path, "rb") as handle:
+        while handle.read(64 << 20):
+            pass
+
+
+def table_for(rows: int) -> Path:
+    sys.path.insert(0, str(HERE))
+    from make_big_table import make_big_table
+
+    path = HERE / "work" / f"big_{rows}.refl"
+    if not path.exists():
+        make_big_table(rows, str(path))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--no-seed", action="store_true", help="skip the seed's row loop")
+    parser.add_argument("--json", help="also write the measurements here")
+    args = parser.parse_args()
+
+    python = sys.executable
+    rows_out = []
+    for rows in args.rows:
+        path = table_for(rows)
+        warm(path)
+        size_mb = path.stat().st_size / 1e6
+        with tempfile.TemporaryDirectory() as workdir:
+            cases = {
+                "DIALS: import + from_file": [python, "-c", DIALS_LOAD, str(path)],
+                "dials.spot_size_histogram (default reader)": [
+                    str(BIN / "dials.spot_size_histogram"), str(path)],
+                "dials.spot_size_histogram reader=dials": [
+                    str(BIN / "dials.spot_size_histogram"), str(path), "reader=dials"],
+                "dials.intensity_per_frame": [
+                    str(BIN / "dials.intensity_per_frame"), str(path),
+                    "selection.flags=all", "frame.source=xyzobs",
+                ],
+                "dials.strong_reflection_positions": [
+                    str(BIN / "dials.strong_reflection_positions"), str(path),
+                    "selection.flags=all",
+                ],
+            }
+            if not args.no_seed:
+                cases["seed script (row loop)"] = [python, "-c", SEED_LOOP, str(path)]
+            for name, command in cases.items():
+                if not Path(command[0]).exists():
+                    continue
+                try:
+                    result = measure(command, workdir, args.repeats)
+                except RuntimeError as error:
+                    print(f"# {name}: {error}", file=sys.stderr)
+                    continue
+                rows_out.append({"rows": rows, "file_mb": size_mb, "case": name, **result})
+                print(f"{rows:>8} {name:<45} {result['wall']:7.2f} s {result['peak_mib']:8.0f} MiB",
+                      file=sys.stderr)
+
+    print("| rows | file | command | wall time (s) | peak RSS (MiB) | time / DIALS load | memory / DIALS load |")
+    print("|---:|---:|---|---:|---:|---:|---:|")
+    for rows in args.rows:
+        cases = [r for r in rows_out if r["rows"] == rows]
+        base = next((r for r in cases if r["case"].startswith("DIALS")), None)
+        for r in cases:
+            ratio_t = r["wall"] / base["wall"] if base else float("nan")
+            ratio_m = r["peak_mib"] / base["peak_mib"] if base else float("nan")
+            print(f"| {rows:,} | {r['file_mb']:.0f} MB | {r['case']} | {r['wall']:.2f} | "
+                  f"{r['peak_mib']:.0f} | {ratio_t:.2f} | {ratio_m:.2f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows_out, indent=2))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("NO_COLOR", "1")
+    main()
