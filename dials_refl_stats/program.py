@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -35,6 +36,9 @@ except ImportError:  # pragma: no cover - the programs need DIALS; the library d
     class Sorry(Exception):  # type: ignore[no-redef]
         """Stand-in for ``dials.util.Sorry`` when DIALS is absent."""
 
+
+#: libtbx.phil cites where a bad value came from: "(command line argument, line 1)".
+PHIL_VALUE_ERROR = re.compile(r"\((command line argument|.*), line \d+\)")
 
 REFLECTION_SUFFIXES = (".refl", ".pickle", ".h5", ".hdf5", ".mpack")
 EXPERIMENT_SUFFIXES = (".expt", ".json")
@@ -155,9 +159,15 @@ def parse_command_line(
         check_format=False,
         epilog=epilog,
     )
-    params, options, unhandled = parser.parse_args(
-        others, show_diff_phil=False, return_unhandled=True
-    )
+    try:
+        params, options, unhandled = parser.parse_args(
+            others, show_diff_phil=False, return_unhandled=True
+        )
+    except RuntimeError as error:  # libtbx.phil: bad value, e.g. n_slots=abc
+        text = str(error).splitlines()[0] if str(error) else ""
+        if not PHIL_VALUE_ERROR.search(text):
+            raise
+        raise Sorry(f"Bad parameter value: {text}") from None
     for argument in unhandled:
         if "=" in argument:
             raise Sorry(f"Unrecognised parameter: {argument}")

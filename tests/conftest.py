@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,9 +36,6 @@ def data():
 
 def program_path(program: str) -> str:
     """The installed console script ``dials.<program>`` beside the running Python."""
-    import shutil
-    import sys
-
     beside = Path(sys.executable).parent / f"dials.{program}"
     if beside.exists():
         return str(beside)
@@ -43,14 +45,26 @@ def program_path(program: str) -> str:
     return found
 
 
-def run_program(program: str, *args, cwd) -> "subprocess.CompletedProcess[str]":
+def run_program(program: str, *args, cwd) -> subprocess.CompletedProcess:
     """Run ``dials.<program> args...`` in ``cwd``, capturing text output."""
-    import subprocess
-
     return subprocess.run(
         [program_path(program), *map(str, args)],
         cwd=cwd,
         capture_output=True,
         text=True,
-        env={**__import__("os").environ, "NO_COLOR": "1"},
+        env={**os.environ, "NO_COLOR": "1"},
     )
+
+
+@pytest.fixture
+def clean_logging():
+    """``dials.util.log.config`` adds handlers on every run(); remove them afterwards."""
+    names = ("dials", "dxtbx", "py.warnings")
+    before = {n: list(logging.getLogger(n).handlers) for n in names}
+    yield
+    for name in names:
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if handler not in before[name]:
+                logger.removeHandler(handler)
+                handler.close()

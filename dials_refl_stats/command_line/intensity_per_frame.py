@@ -1,0 +1,550 @@
+"""dials.intensity_per_frame: how does intensity vary with image number?"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import iotbx.phil
+import numpy as np
+from libtbx import Auto
+
+import dials.util
+from dials.util import Sorry
+
+from dials_refl_stats.analysis.intensity_per_frame import (
+    IntensitySeries,
+    intensity_series,
+    plot_positions,
+    summarise_intensities,
+)
+from dials_refl_stats.frames import (
+    AXIS_LABELS,
+    EXPERIMENT_INDEX,
+    NUMBERING_RULES,
+    ExperimentMatchError,
+    FrameAxis,
+    frame_axes,
+)
+from dials_refl_stats.program import (
+    ExperimentGroup,
+    Invocation,
+    describe_inputs,
+    load_reflection_sources,
+    make_flag_selection,
+    output_phil,
+    parameters_record,
+    parse_command_line,
+    require_plot_format,
+    selection_phil,
+    start_logging,
+    write_outputs,
+)
+from dials_refl_stats.selection import FLAG_BITS, FlagSelection
+
+PROGRAM = "intensity_per_frame"
+logger = logging.getLogger(f"dials.{PROGRAM}")
+
+help_message = """
+Intensity against image number: for the chosen intensities (summation, profile
+fitting or both) of the selected reflections, the count, mean, median, mean I/sigma
+and number of intensities <= 0 per image (or per bin of images), per experiment.
+
+By default each intensity uses the reflections where it was measured: flag
+integrated_sum for intensity.choice=sum, integrated_prf for prf.
+selection.flags=integrated (both bits set, as DIALS get_flags(flags.integrated))
+reproduces the DIALS tutorial script exactly.
+
+The frame is the z of xyzcal.px (predicted centroid, default) or of xyzobs.px.value.
+With the experiments (.expt) the frames are image numbers from each experiment's
+scan: image = floor(z) + 1 (image k covers z in [k-1, k)), also for scans starting
+at image 0. Stills (no scan) give one frame per experiment. Without experiments the
+frame is floor(z), and the output says so.
+
+Writes intensity_per_frame.json (per-frame tables, selection counts, parameters;
+raw points with output.points=True) and intensity_per_frame.png (log-intensity
+scatter with the per-frame median, and mean I/sigma per frame).
+
+Examples::
+
+  dials.intensity_per_frame integrated.expt integrated.refl
+
+  dials.intensity_per_frame integrated.expt integrated.refl intensity.choice=sum+prf
+
+  dials.intensity_per_frame integrated.refl selection.flags=integrated
+
+  dials.intensity_per_frame integrated.expt integrated.refl frame.source=xyzobs bin_width=5
+"""
+
+#: intensity.choice -> (value column, variance column, default selection flag, method).
+INTENSITIES = {
+    "sum": ("intensity.sum.value", "intensity.sum.variance", "integrated_sum", "summation"),
+    "prf": ("intensity.prf.value", "intensity.prf.variance", "integrated_prf", "profile fitting"),
+}
+
+#: frame.source -> column whose z is the frame.
+FRAME_COLUMNS = {"xyzcal": "xyzcal.px", "xyzobs": "xyzobs.px.value"}
+
+phil_scope = iotbx.phil.parse(
+    """
+intensity
+  .help = "Which intensities to show."
+{
+  choice = *sum prf
+    .type = choice(multi=True)
+    .help = "sum: summation integration (intensity.sum.value), as the DIALS tutorial;"
+            "prf: profile fitting (intensity.prf.value); sum+prf: both, side by side."
+}
+frame
+  .help = "How a reflection's frame (image) is found."
+{
+  source = *xyzcal xyzobs
+    .type = choice
+    .help = "z of xyzcal.px (predicted centroid, as the DIALS tutorial) or of"
+            "xyzobs.px.value (observed centroid)."
+  bin_width = 1
+    .type = int(value_min=1)
+    .help = "Frames per bin of the per-frame statistics. Bins start at the scan's"
+            "first image."
+}
+"""
+    + selection_phil("Auto")
+    + output_phil(
+        PROGRAM,
+        extra="""
+  points = False
+    .type = bool
+    .help = "Also write every selected reflection's frame, z, intensity and variance"
+            "to the JSON file (large for big tables)."
+""",
+    ),
+    process_includes=True,
+)
+
+SELECTION_AUTO_HELP = (
+    "Auto (the default): per intensity, the reflections where it was measured "
+    "(integrated_sum for sum, integrated_prf for prf)"
+)
+
+
+def intensity_selections(scope, choices) -> tuple[bool, dict[str, FlagSelection]]:
+    """(per-intensity default?, flag selection for each intensity choice)."""
+    flags = scope.flags
+    automatic = flags is Auto or (
+        isinstance(flags, (list, tuple)) and [f.lower() for f in flags] == ["auto"]
+    )
+    if automatic:
+        return True, {
+            c: FlagSelection(names=(INTENSITIES[c][2],), rule="all") for c in choices
+        }
+    selection = make_flag_selection(SimpleNamespace(flags=flags, rule=scope.rule))
+    return False, {c: selection for c in choices}
+
+
+def union_description(automatic: bool, selections: dict[str, FlagSelection]) -> dict:
+    """The envelope's top-level selection: the rows used for any intensity."""
+    if not automatic:
+        return next(iter(selections.values())).describe()
+    names = tuple(s.names[0] for s in selections.values())
+    union = FlagSelection(names=names, rule="any" if len(names) > 1 else "all")
+    return union.describe()
+
+
+def require_intensity_columns(source, choices, frame_source: str) -> None:
+    """``Sorry`` naming the file, the missing column and the DIALS step providing it."""
+    columns = source.column_names
+    for name in ("flags", "id"):
+        if name not in columns:
+            raise Sorry(f"{source.path}: no '{name}' column (not a DIALS reflection table?)")
+    frame_column = FRAME_COLUMNS[frame_source]
+    if frame_column not in columns:
+        if frame_source == "xyzcal":
+            raise Sorry(
+                f"{source.path}: no '{frame_column}' column for frame.source=xyzcal "
+                "(predicted centroids are written by dials.index/dials.integrate; "
+                "use integrated.refl, or frame.source=xyzobs)"
+            )
+        raise Sorry(
+            f"{source.path}: no '{frame_column}' column for frame.source=xyzobs "
+            "(observed centroids are written by dials.find_spots and dials.integrate)"
+        )
+    for choice in choices:
+        value, variance, _, method = INTENSITIES[choice]
+        for column in (value, variance):
+            if column not in columns:
+                other = [
+                    c for c in INTENSITIES
+                    if c != choice and all(k in columns for k in INTENSITIES[c][:2])
+                ]
+                hint = f"; this table has intensity.choice={other[0]}" if other else ""
+                raise Sorry(
+                    f"{source.path}: no '{column}' column for intensity.choice={choice} "
+                    f"({method} intensities are written by dials.integrate{hint})"
+                )
+
+
+@dataclass
+class Series:
+    """Rows numbered on one frame axis: an experiment's scan, a file's stills, ..."""
+
+    label: str
+    numbering: str
+    groups: list[ExperimentGroup] = field(default_factory=list)
+    image_range: tuple[int, int] | None = None
+
+    def describe(self, n_files: int) -> dict:
+        return {
+            "label": self.label,
+            "numbering": self.numbering,
+            "experiments": [g.describe(n_files) for g in self.groups],
+            "image_range": list(self.image_range) if self.image_range else None,
+        }
+
+
+@dataclass
+class PreparedFile:
+    """One file's selections, frames and series membership (before any statistics)."""
+
+    source: object
+    masks: dict[str, np.ndarray]
+    used: np.ndarray  # rows selected for any intensity
+    frames: np.ndarray  # per row (meaningful where used)
+    series: np.ndarray  # per row: index into the run's series list (-1 unused)
+    axes: dict[int, FrameAxis]
+    z: np.ndarray
+
+
+def prepare_file(
+    file_index: int, source, selections, experiments, n_files: int, frame_column: str,
+    series_list: list[Series], series_keys: dict,
+) -> PreparedFile:
+    flags = source.column("flags")
+    masks = {c: s.apply(flags) for c, s in selections.items()}
+    used = np.logical_or.reduce(list(masks.values()))
+    ids = source.column("id")
+    z = np.asarray(source.column(frame_column))[:, 2].astype(np.float64)
+    present = np.unique(ids[used])
+    try:
+        axes = frame_axes(experiments, source.identifiers, present, source.path, n_files)
+    except ExperimentMatchError as error:
+        raise Sorry(str(error)) from None
+    frames = np.zeros(source.nrows, dtype=np.int64)
+    series = np.full(source.nrows, -1, dtype=np.int64)
+    for i in present:
+        axis = axes[int(i)]
+        rows = used & (ids == i)
+        frames[rows] = axis.frames(z[rows])
+        group = ExperimentGroup(file_index, int(i), source.identifiers.get(int(i)))
+        key = (file_index, "stills") if axis.numbering == EXPERIMENT_INDEX else (file_index, int(i))
+        if key not in series_keys:
+            label = (
+                "stills" if axis.numbering == EXPERIMENT_INDEX
+                else group.label(1)
+            )
+            if n_files > 1:
+                label = f"file {file_index}: {label}"
+            series_keys[key] = len(series_list)
+            series_list.append(Series(label, axis.numbering, image_range=axis.image_range))
+        series_list[series_keys[key]].groups.append(group)
+        series[rows] = series_keys[key]
+    return PreparedFile(source, masks, used, frames, series, axes, z)
+
+
+@dataclass
+class IntensityResult:
+    """Everything computed for one intensity choice."""
+
+    choice: str
+    per_series: list[IntensitySeries]
+    n_outside_scan: list[int]
+    overall: object
+    points: dict
+    plot_x: list[np.ndarray]
+    plot_i: list[np.ndarray]
+
+
+def compute(choice: str, prepared: list[PreparedFile], series_list: list[Series],
+            bin_width: int) -> IntensityResult:
+    """Per-frame tables of one intensity, per series (the statistics are pure numpy)."""
+    value_column, variance_column = INTENSITIES[choice][:2]
+    parts = {k: [] for k in ("file_index", "row", "series", "frame", "z", "intensity", "variance")}
+    for file_index, p in enumerate(prepared):
+        rows = np.flatnonzero(p.masks[choice])
+        parts["file_index"].append(np.full(rows.size, file_index, dtype=np.int64))
+        parts["row"].append(rows)
+        parts["series"].append(p.series[rows])
+        parts["frame"].append(p.frames[rows])
+        parts["z"].append(p.z[rows])
+        parts["intensity"].append(np.asarray(p.source.column(value_column), dtype=np.float64)[rows])
+        parts["variance"].append(np.asarray(p.source.column(variance_column), dtype=np.float64)[rows])
+    points = {k: np.concatenate(v) for k, v in parts.items()}
+    per_series, outside, xs, ints = [], [], [], []
+    for k, series in enumerate(series_list):
+        in_series = points["series"] == k
+        frames = points["frame"][in_series]
+        intensity = points["intensity"][in_series]
+        per_series.append(
+            intensity_series(
+                frames, intensity, points["variance"][in_series], bin_width,
+                frame_range=series.image_range,
+            )
+        )
+        if series.image_range:
+            first, last = series.image_range
+            outside.append(int(((frames < first) | (frames > last)).sum()))
+        else:
+            outside.append(0)
+        xs.append(plot_positions(frames, points["z"][in_series],
+                                 continuous=series.numbering != EXPERIMENT_INDEX))
+        ints.append(intensity)
+    overall = summarise_intensities(points["frame"], points["intensity"], points["variance"])
+    return IntensityResult(choice, per_series, outside, overall, points, xs, ints)
+
+
+def empty_selection_hint(prepared: list[PreparedFile], choice: str, automatic: bool) -> str:
+    """What else would select something, for the empty-selection warning."""
+    hints = []
+    for other in ("integrated_sum", "integrated_prf"):
+        n = sum(
+            int(((p.source.column("flags") & FLAG_BITS[other]) != 0).sum()) for p in prepared
+        )
+        if n == 0:
+            continue
+        other_choice = "sum" if other == "integrated_sum" else "prf"
+        if automatic and other_choice == choice:
+            continue
+        if automatic:
+            suggestion = f"intensity.choice={other_choice}"
+        else:
+            suggestion = f"selection.flags={other}"
+        hints.append(f"{n} reflections have {other} (try {suggestion})")
+    return "; ".join(hints) if hints else "no reflection has integrated_sum or integrated_prf"
+
+
+@dials.util.show_mail_handle_errors()
+def run(args=None, *, phil=phil_scope) -> None:
+    usage = "dials.intensity_per_frame [options] [integrated.expt] integrated.refl"
+    invocation = parse_command_line(args, phil, usage, help_message)
+    if invocation is None:
+        return
+    params = invocation.params
+    choices = list(params.intensity.choice or [])
+    if not choices:
+        raise Sorry("intensity.choice: choose sum, prf or both (sum+prf)")
+    automatic, selections = intensity_selections(params.selection, choices)
+    require_plot_format(params.output.plot)
+    bin_width = int(params.frame.bin_width)
+    if bin_width < 1:
+        raise Sorry(f"frame.bin_width must be at least 1 (got {bin_width})")
+    sources = load_reflection_sources(invocation.reflection_paths)
+    for source in sources:
+        require_intensity_columns(source, choices, params.frame.source)
+    frame_column = FRAME_COLUMNS[params.frame.source]
+    experiments = list(invocation.experiments) if invocation.experiments else []
+    series_list: list[Series] = []
+    series_keys: dict = {}
+    prepared = [
+        prepare_file(i, s, selections, experiments, len(sources), frame_column,
+                     series_list, series_keys)
+        for i, s in enumerate(sources)
+    ]
+
+    start_logging(invocation, PROGRAM)
+    n_files = len(sources)
+    numberings = sorted({s.numbering for s in series_list})
+    log_selection(prepared, selections, automatic)
+    log_numbering(series_list, numberings, frame_column, bool(experiments))
+
+    results_by_choice = [compute(c, prepared, series_list, bin_width) for c in choices]
+    for result in results_by_choice:
+        report(result, series_list, frame_column, prepared, automatic)
+
+    results = {
+        "frame_source": frame_column,
+        "frame_numbering": numberings,
+        "numbering_rules": {n: NUMBERING_RULES[n] for n in numberings},
+        "bin_width": bin_width,
+        "statistics": (
+            "per frame bin: count; mean and median intensity; mean I/sigma with "
+            "sigma = sqrt(variance) over rows with variance > 0 (n_with_sigma); "
+            "n_non_positive = intensities <= 0 (counted in every statistic, not shown "
+            "on the log-scale plot)"
+        ),
+        "series": [s.describe(n_files) for s in series_list],
+        "intensities": [
+            describe_result(r, series_list, params.output.points) for r in results_by_choice
+        ],
+    }
+    union_rows = sum(int(p.used.sum()) for p in prepared)
+    selection = {
+        **union_description(automatic, selections),
+        "flags_requested": (
+            ["Auto"] if automatic else list(next(iter(selections.values())).names)
+        ),
+        "default_per_intensity": automatic,
+        "rule_text": SELECTION_AUTO_HELP if automatic else None,
+        "n_rows": sum(s.nrows for s in sources),
+        "n_selected": union_rows,
+        "per_intensity": [
+            {
+                "intensity": r.choice,
+                **selections[r.choice].describe(),
+                "n_selected": int(r.points["intensity"].size),
+                "files": [
+                    {
+                        "path": p.source.path,
+                        "n_rows": p.source.nrows,
+                        "n_selected": int(p.masks[r.choice].sum()),
+                    }
+                    for p in prepared
+                ],
+            }
+            for r in results_by_choice
+        ],
+    }
+    xlabel = " / ".join(AXIS_LABELS[n] for n in numberings) or "Frame"
+    write_outputs(
+        params.output,
+        program=PROGRAM,
+        inputs=describe_inputs(sources, invocation),
+        parameters=parameters_record(invocation),
+        selection=selection,
+        results=results,
+        plot=lambda path: plot(path, results_by_choice, series_list, invocation,
+                               frame_column, xlabel, params),
+    )
+    for r in results_by_choice:
+        s = r.overall
+        n_frames = sum(int((t.table.count > 0).sum()) for t in r.per_series)
+        logger.info(
+            "Intensity per frame [%s]: n=%d frames=%d median_I=%s mean_I/sigma=%s "
+            "non_positive=%d frame_source=%s numbering=%s",
+            r.choice, s.n, n_frames, _fmt(s.median), _fmt(s.mean_i_over_sigma),
+            s.n_non_positive, frame_column, "+".join(numberings) or "none",
+        )
+
+
+def _fmt(value) -> str:
+    return "nan" if value is None or not np.isfinite(value) else f"{value:.4g}"
+
+
+def describe_result(result: IntensityResult, series_list, with_points: bool) -> dict:
+    value_column, variance_column = INTENSITIES[result.choice][:2]
+    described = {
+        "intensity": result.choice,
+        "value_column": value_column,
+        "variance_column": variance_column,
+        "overall": result.overall,
+        "n_outside_scan": int(sum(result.n_outside_scan)),
+        "series": [
+            {"label": s.label, "n_outside_scan": n, **r.as_dict()}
+            for s, r, n in zip(series_list, result.per_series, result.n_outside_scan)
+        ],
+    }
+    if with_points:
+        described["points"] = result.points
+    return described
+
+
+def log_selection(prepared, selections, automatic: bool) -> None:
+    for p in prepared:
+        for choice, selection in selections.items():
+            logger.info(
+                "%s: %s: %d of %d reflections selected (%s%s, rule %s)",
+                p.source.path, choice, int(p.masks[choice].sum()), p.source.nrows,
+                ", ".join(selection.names) or "all",
+                " = default for this intensity" if automatic else "", selection.rule,
+            )
+
+
+def log_numbering(series_list, numberings, frame_column: str, have_experiments: bool) -> None:
+    logger.info("Frames from the z of %s", frame_column)
+    for n in numberings:
+        logger.info("Frame numbering %s: %s", n, NUMBERING_RULES[n])
+    if not have_experiments and series_list:
+        logger.warning(
+            "No experiments given: frames are floor(z) (0-based), not image numbers;"
+            " pass the .expt file to number frames by image"
+        )
+    if have_experiments and any(g.id < 0 for s in series_list for g in s.groups):
+        logger.warning(
+            "Reflections with id -1 (no experiment) are numbered by floor(z)"
+        )
+
+
+def report(result: IntensityResult, series_list, frame_column, prepared, automatic) -> None:
+    """Per-frame tables and warnings in the log."""
+    choice = result.choice
+    if result.overall.n == 0:
+        logger.warning(
+            "%s: no reflections selected: the per-frame tables are empty (%s)",
+            choice, empty_selection_hint(prepared, choice, automatic),
+        )
+        return
+    if result.overall.n_non_positive:
+        logger.warning(
+            "%s: %d of %d intensities are <= 0: they are in every statistic but the "
+            "log-scale plot cannot show them",
+            choice, result.overall.n_non_positive, result.overall.n,
+        )
+    for series, outcome, outside in zip(series_list, result.per_series, result.n_outside_scan):
+        if outside:
+            first, last = series.image_range
+            logger.warning(
+                "%s, %s: %d reflections have %s z outside the scan's images %d-%d"
+                " (e.g. predicted centroids of partials at the scan ends); they are"
+                " kept, in frames outside the scan", choice, series.label, outside,
+                frame_column, first, last,
+            )
+        table = outcome.table
+        lines = [
+            f"{'frames':>13} {'count':>7} {'mean I':>11} {'median I':>11} "
+            f"{'mean I/sig':>10} {'I<=0':>6}"
+        ]
+        for i in range(table.n_bins):
+            frames = (
+                f"{table.frame_first[i]}" if table.bin_width == 1
+                else f"{table.frame_first[i]}-{table.frame_last[i]}"
+            )
+            lines.append(
+                f"{frames:>13} {table.count[i]:7d} {_fmt(table.mean[i]):>11} "
+                f"{_fmt(table.median[i]):>11} {_fmt(table.mean_i_over_sigma[i]):>10} "
+                f"{table.n_non_positive[i]:6d}"
+            )
+        level = logging.INFO if table.n_bins <= 200 else logging.DEBUG
+        if level == logging.DEBUG:
+            logger.info("%s, %s: %d frame bins (the table is logged with -vv;"
+                        " or use frame.bin_width)", choice, series.label, table.n_bins)
+        logger.log(level, "Intensity (%s) per frame, %s (%s):\n%s", choice, series.label,
+                   series.numbering, "\n".join(lines))
+
+
+def plot(path, results_by_choice, series_list, invocation: Invocation, frame_column,
+         xlabel, params) -> None:
+    from dials_refl_stats.plotting.frames import (
+        Panel,
+        SeriesPoints,
+        intensity_per_frame_figure,
+    )
+
+    panels = [
+        Panel(
+            title=f"{INTENSITIES[r.choice][0]} against {xlabel.lower()} (z of {frame_column})",
+            series=[
+                SeriesPoints(s.label, x, i, outcome.table, s.image_range)
+                for s, x, i, outcome in zip(series_list, r.plot_x, r.plot_i, r.per_series)
+            ],
+        )
+        for r in results_by_choice
+    ]
+    intensity_per_frame_figure(
+        path,
+        panels,
+        title=f"Intensity per frame: {', '.join(invocation.reflection_paths)}",
+        xlabel=xlabel,
+        format_from=params.output.plot,
+    )
+
+
+__all__ = ["run", "phil_scope", "help_message", "INTENSITIES", "FRAME_COLUMNS"]
