@@ -35,11 +35,10 @@ demo: setup
 	cd demo && ../$(BIN)/dials.spot_size_histogram ../$(DEMO)/integrated.refl \
 		selection.flags=integrated_sum output.json=spot_size_histogram.integrated.json \
 		output.plot=spot_size_histogram.integrated.png output.log=dials.spot_size_histogram.integrated.log
-	@if [ -f dials_refl_stats/command_line/intensity_per_frame.py ]; then \
-		cd demo && ../$(BIN)/dials.intensity_per_frame ../$(DEMO)/integrated.expt ../$(DEMO)/integrated.refl; fi
-	@if [ -f dials_refl_stats/command_line/strong_reflection_positions.py ]; then \
-		cd demo && ../$(BIN)/dials.strong_reflection_positions ../$(DEMO)/integrated.expt ../$(DEMO)/integrated.refl; fi
-	@echo "Demo outputs:"; ls -1 demo
+	cd demo && ../$(BIN)/dials.intensity_per_frame ../$(DEMO)/integrated.expt ../$(DEMO)/integrated.refl \
+		intensity.choice=sum+prf
+	cd demo && ../$(BIN)/dials.strong_reflection_positions ../$(DEMO)/integrated.expt ../$(DEMO)/integrated.refl
+	@echo "Demo outputs in demo/:"; ls -1 demo
 
 lint:
 	$(BIN)/python -m pip install --quiet ruff

@@ -337,7 +337,7 @@ def run(args=None, *, phil=phil_scope) -> None:
     bin_width = int(params.frame.bin_width)
     if bin_width < 1:
         raise Sorry(f"frame.bin_width must be at least 1 (got {bin_width})")
-    sources = load_reflection_sources(invocation.reflection_paths)
+    sources = load_reflection_sources(invocation.reflection_paths, params.reader)
     for source in sources:
         require_intensity_columns(source, choices, params.frame.source)
     frame_column = FRAME_COLUMNS[params.frame.source]

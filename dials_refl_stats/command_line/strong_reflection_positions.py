@@ -1,0 +1,606 @@
+"""dials.strong_reflection_positions: where on the detector are the strong reflections?"""
+
+from __future__ import annotations
+
+import logging
+
+import dials.util
+import iotbx.phil
+import numpy as np
+from dials.util import Sorry
+
+from dials_refl_stats import geometry
+from dials_refl_stats.analysis.strong_positions import (
+    PIXEL_ORIENTATION,
+    STRONG_RULE,
+    StrongCriteria,
+    max_per_key,
+    strong_positions,
+)
+from dials_refl_stats.program import (
+    describe_inputs,
+    group_rows_by_experiment,
+    load_reflection_sources,
+    make_flag_selection,
+    output_phil,
+    parameters_record,
+    parse_command_line,
+    require_columns,
+    require_plot_format,
+    selection_phil,
+    start_logging,
+    write_outputs,
+)
+from dials_refl_stats.selection import FLAG_BITS, FlagSelection
+
+PROGRAM = "strong_reflection_positions"
+logger = logging.getLogger(f"dials.{PROGRAM}")
+
+help_message = """
+Where are the strong reflections? Selects reflections by flags (default: integrated,
+i.e. both integrated_sum and integrated_prf, as DIALS get_flags(flags.integrated)),
+calls those with intensity.sum.value >= 5000 strong (the DIALS tutorial's choice), and
+reports their positions on the detector: a scatter plot in panel pixels (or, for a
+multi-panel detector with experiments, in the lab frame with panel outlines), a 2D
+histogram of positions per panel, and - with experiments or a 'd' column - the number
+of all and of strong reflections per resolution shell (shells equal in 1/d^2).
+
+Strong means: every criterion that is set passes (intensity.min, i_over_sigma.min,
+top_fraction). top_fraction=0.05 keeps the brightest 5% of the selected reflections.
+
+Tables that were never integrated (strong.refl, indexed.refl: no row has
+integrated_sum or integrated_prf) fall back from the default selection to 'strong'
+(or every row when none is flagged strong), and the spot finder's intensity.sum.value
+is thresholded; the log and the JSON say so. Set selection.flags explicitly to
+something else, or selection_fallback=False, to avoid the fallback.
+
+Pixel positions follow the DIALS image viewer: origin at the top-left corner, y down.
+
+Writes strong_reflection_positions.json and strong_reflection_positions.png.
+
+Examples::
+
+  dials.strong_reflection_positions integrated.expt integrated.refl
+
+  dials.strong_reflection_positions integrated.expt integrated.refl intensity.min=None \\
+      top_fraction=0.05 n_shells=20
+
+  dials.strong_reflection_positions indexed.expt indexed.refl i_over_sigma.min=20
+
+  dials.strong_reflection_positions integrated.refl selection.flags=integrated_sum \\
+      output.positions=True
+"""
+
+INTENSITY_COLUMNS = {
+    "sum": ("intensity.sum.value", "intensity.sum.variance"),
+    "prf": ("intensity.prf.value", "intensity.prf.variance"),
+}
+INTENSITY_PROVIDERS = {
+    "sum": "written by dials.find_spots and dials.integrate",
+    "prf": "written by dials.integrate with profile fitting; not for stills or spot lists",
+}
+POSITION = "xyzobs.px.value"
+DEFAULT_FLAGS = ("integrated",)
+INTEGRATION_BITS = FLAG_BITS["integrated_sum"] | FLAG_BITS["integrated_prf"]
+
+phil_scope = iotbx.phil.parse(
+    """
+intensity
+  .help = "The intensity that is thresholded."
+{
+  choice = *sum prf
+    .type = choice
+    .help = "sum: intensity.sum.value (spot finding or integration summation);"
+            "prf: intensity.prf.value (profile fitting)."
+  min = 5000
+    .type = float
+    .help = "Strong when I >= min (the DIALS tutorial's 5000). None: no threshold."
+}
+i_over_sigma
+  .help = "Signal-to-noise threshold, sigma = sqrt(variance)."
+{
+  min = None
+    .type = float
+    .help = "Strong only when I/sigma >= min; rows without a positive variance fail."
+}
+top_fraction = None
+  .type = float
+  .help = "Strong only when among the brightest top_fraction of the selected reflections"
+          "(0.05: the brightest 5%: I >= the ceil(0.05 n)-th largest I; ties kept)."
+selection_fallback = True
+  .type = bool
+  .help = "With selection.flags at its default (integrated), a file in which no row"
+          "has integrated_sum or integrated_prf (strong.refl, indexed.refl) uses"
+          "'strong' instead (every row when none is strong). Logged and in the JSON."
+resolution
+  .help = "Resolution shells for the strong fraction."
+{
+  d_source = *auto geometry column
+    .type = choice
+    .help = "geometry: d of each observed position from the experiments' beam and"
+            "detector (d = 1/|s1 - s0|); column: the table's 'd' column (d of the"
+            "Miller index, dials.integrate); auto: geometry with experiments, else"
+            "the column when every file has one, else no resolution shells."
+  n_shells = 10
+    .type = int
+    .help = "Number of shells, equal in 1/d^2."
+  d_min = None
+    .type = float
+    .help = "High-resolution limit of the shells (Angstrom). None: from the data."
+  d_max = None
+    .type = float
+    .help = "Low-resolution limit of the shells (Angstrom). None: from the data."
+}
+position_histogram
+  .help = "2D histogram of strong-spot positions, one per panel."
+{
+  n_bins = 50
+    .type = int
+    .help = "Bins along x (fast) and along y (slow), over the panel's full size."
+}
+"""
+    + selection_phil(",".join(DEFAULT_FLAGS))
+    + output_phil(
+        PROGRAM,
+        extra="""
+  positions = False
+    .type = bool
+    .help = "Also write every strong reflection's position (pixels, mm, lab, d) to"
+            "the JSON file."
+""",
+    ),
+    process_includes=True,
+)
+
+
+def make_criteria(params) -> StrongCriteria:
+    try:
+        return StrongCriteria(
+            intensity_min=params.intensity.min,
+            i_over_sigma_min=params.i_over_sigma.min,
+            top_fraction=params.top_fraction,
+        )
+    except ValueError as error:
+        raise Sorry(str(error)) from None
+
+
+def validate_parameters(params) -> None:
+    if params.resolution.n_shells is None or params.resolution.n_shells < 1:
+        raise Sorry(f"n_shells must be at least 1 (got {params.resolution.n_shells})")
+    if params.position_histogram.n_bins is None or params.position_histogram.n_bins < 1:
+        raise Sorry(f"n_bins must be at least 1 (got {params.position_histogram.n_bins})")
+    d_min, d_max = params.resolution.d_min, params.resolution.d_max
+    for name, value in (("d_min", d_min), ("d_max", d_max)):
+        if value is not None and not value > 0:
+            raise Sorry(f"{name} must be a positive resolution in Angstrom (got {value:g})")
+    if d_min is not None and d_max is not None and not d_max > d_min:
+        raise Sorry(f"d_max ({d_max:g}) must be greater than d_min ({d_min:g})")
+
+
+def file_selection(
+    flags: np.ndarray, requested: FlagSelection, fallback_allowed: bool
+) -> tuple[FlagSelection, str | None]:
+    """The flag selection used for one file, and why it differs from the request.
+
+    Fallback rule: only when ``selection.flags`` is at its default (``integrated``, rule
+    ``all``), ``selection_fallback`` is on, and no row of the file has integrated_sum or
+    integrated_prf (a table that was never integrated): use ``strong`` when some row is
+    strong, else every row.
+    """
+    at_default = requested.names == DEFAULT_FLAGS and requested.rule == "all"
+    if not (fallback_allowed and at_default) or (flags & INTEGRATION_BITS).any():
+        return requested, None
+    if (flags & FLAG_BITS["strong"]).any():
+        used = FlagSelection(names=("strong",), rule="all")
+        reason = "no row has integrated_sum or integrated_prf (not integrated); using 'strong'"
+    else:
+        used = FlagSelection(names=("all",), rule="all")
+        reason = "no row has integrated_sum, integrated_prf or strong; using every row"
+    return used, reason
+
+
+def intensity_origin(choice: str, flags: np.ndarray) -> str:
+    if choice == "prf":
+        return "dials.integrate profile fitting (intensity.prf.value)"
+    if (flags & FLAG_BITS["integrated_sum"]).any():
+        return "dials.integrate summation (intensity.sum.value)"
+    return "dials.find_spots: summed counts of the spot's signal pixels (intensity.sum.value)"
+
+
+def empty_selection_hint(flags: np.ndarray, selection: FlagSelection) -> str:
+    """Why the seed's selection may select nothing (stills: summation only)."""
+    if selection.rule == "all" and selection.mask == FLAG_BITS["integrated"]:
+        n_sum = int(((flags & FLAG_BITS["integrated_sum"]) != 0).sum())
+        n_prf = int(((flags & FLAG_BITS["integrated_prf"]) != 0).sum())
+        if n_sum and not n_prf:
+            return (
+                f"{n_sum} rows have integrated_sum but none integrated_prf (summation "
+                "only, e.g. stills); 'integrated' needs both: use "
+                "selection.flags=integrated_sum or selection.rule=any"
+            )
+    return ""
+
+
+def choose_d_source(requested: str, sources, have_experiments: bool) -> str | None:
+    has_column = all("d" in s.column_names for s in sources)
+    if requested == "geometry":
+        if not have_experiments:
+            raise Sorry("resolution.d_source=geometry needs the experiments (.expt file)")
+        return "geometry"
+    if requested == "column":
+        for source in sources:
+            require_columns(source, ["d"], "resolution.d_source=column; written by dials.integrate")
+        return "column"
+    if have_experiments:
+        return "geometry"
+    return "column" if has_column else None
+
+
+D_RULES = {
+    "geometry": "d of the observed position xyzobs.px.value: s1 along the lab coordinate "
+    "(Panel.pixel_to_millimeter, get_lab_coord) with |s1| = |s0|, d = 1/|s1 - s0|",
+    "column": "the table's 'd' column (d of the Miller index, written by dials.integrate)",
+    None: "no d: give the experiments (.expt) or a table with a 'd' column",
+}
+
+
+class FileData:
+    """The flag-selected rows of one file, as numpy arrays."""
+
+    def __init__(self, index, source, params, requested, experiments, shared_index, d_source):
+        self.index = index
+        self.source = source
+        flags = source.column("flags")
+        self.selection, self.fallback = file_selection(
+            flags, requested, params.selection_fallback
+        )
+        selected = self.selection.apply(flags)
+        self.rows = np.flatnonzero(selected)
+        self.n_rows = source.nrows
+        self.hint = empty_selection_hint(flags, self.selection) if not self.rows.size else ""
+        self.origin = intensity_origin(params.intensity.choice, flags)
+        value, variance = INTENSITY_COLUMNS[params.intensity.choice]
+        self.intensity = source.column(value)[selected].astype(np.float64)
+        self.variance = (
+            source.column(variance)[selected].astype(np.float64)
+            if params.i_over_sigma.min is not None
+            else None
+        )
+        xyz = source.column(POSITION)
+        self.xyz = xyz[selected].astype(np.float64)
+        self.panel = source.column("panel")[selected].astype(np.int64)
+        self.ids = source.column("id")[selected].astype(np.int64)
+        self.d_column = (
+            source.column("d")[selected].astype(np.float64) if d_source == "column" else None
+        )
+        # Panel extents when there are no experiments: the largest x, y of all rows.
+        all_panels = source.column("panel").astype(np.int64)
+        x_max, y_max = max_per_key(all_panels, xyz[:, 0]), max_per_key(all_panels, xyz[:, 1])
+        self.extent = {
+            number: tuple(
+                float(np.ceil(v)) if np.isfinite(v) and v > 0 else 1.0
+                for v in (x_max[number], y_max[number])
+            )
+            for number in x_max
+        }
+        self.experiment = np.full(self.rows.size, -1, dtype=np.int64)
+        if experiments is not None and len(experiments):
+            try:
+                self.experiment = geometry.experiment_indices(
+                    experiments, source.identifiers, self.ids, source.path
+                )
+                if shared_index is not None:
+                    self.experiment[self.ids < 0] = shared_index
+                geometry.check_panels(experiments, self.experiment, self.panel, source.path)
+            except geometry.GeometryError as error:
+                raise Sorry(str(error)) from None
+
+    def record(self) -> dict:
+        return {
+            "path": self.source.path,
+            **self.selection.describe(),
+            "fallback": self.fallback,
+            "intensity_origin": self.origin,
+            "n_rows": self.n_rows,
+            "n_selected": int(self.rows.size),
+        }
+
+
+@dials.util.show_mail_handle_errors()
+def run(args=None, *, phil=phil_scope) -> None:
+    usage = "dials.strong_reflection_positions [options] [integrated.expt] integrated.refl"
+    invocation = parse_command_line(args, phil, usage, help_message)
+    if invocation is None:
+        return
+    params = invocation.params
+    criteria = make_criteria(params)
+    validate_parameters(params)
+    requested = make_flag_selection(params.selection)
+    require_plot_format(params.output.plot)
+    sources = load_reflection_sources(invocation.reflection_paths, params.reader)
+    value, variance = INTENSITY_COLUMNS[params.intensity.choice]
+    for source in sources:
+        require_columns(source, [POSITION], "spot centroids, written by dials.find_spots")
+        require_columns(source, [value], INTENSITY_PROVIDERS[params.intensity.choice])
+        if criteria.needs_variance:
+            why = f"for i_over_sigma.min; {INTENSITY_PROVIDERS[params.intensity.choice]}"
+            require_columns(source, [variance], why)
+        require_columns(source, ["flags", "id", "panel"], "written by every DIALS step")
+    experiments = invocation.experiments if len(invocation.experiments) else None
+    d_source = choose_d_source(params.resolution.d_source, sources, experiments is not None)
+    shared_index, shared_reason = None, None
+    if experiments is not None:
+        shared_index, shared_reason = geometry.shared_models(experiments)
+        shared_reason = (
+            f"rows with id -1 use experiment {shared_index}'s models: {shared_reason}"
+            if shared_index is not None
+            else f"rows with id -1 get no mm, lab or d: {shared_reason}"
+        )
+    files = [
+        FileData(i, s, params, requested, experiments, shared_index, d_source)
+        for i, s in enumerate(sources)
+    ]
+
+    start_logging(invocation, PROGRAM)
+    result = compute(files, params, criteria, experiments, d_source)
+    result["unassigned_rows"] = shared_reason
+    report(result, files, criteria, params)
+
+    n_selected = int(sum(f.rows.size for f in files))
+    selection = {
+        **requested.describe(),
+        "fallback_rule": (
+            "when selection.flags is at its default (integrated) and selection_fallback"
+            " is True, a file in which no row has integrated_sum or integrated_prf uses"
+            " 'strong' (every row when none is strong)"
+        ),
+        "n_rows": int(sum(f.n_rows for f in files)),
+        "n_selected": n_selected,
+        "n_strong": result["n_strong"],
+        "files": [f.record() for f in files],
+    }
+    views = result.pop("_views")
+    write_outputs(
+        params.output,
+        program=PROGRAM,
+        inputs=describe_inputs(sources, invocation),
+        parameters=parameters_record(invocation),
+        selection=selection,
+        results=result,
+        plot=lambda path: plot(path, views, invocation, criteria, params),
+    )
+    median_d = result["median_d_strong"]
+    logger.info(
+        "Strong reflections: n=%d of %d (%s) %s median_d=%s intensity=%s",
+        result["n_strong"],
+        n_selected,
+        "nan%" if not n_selected else f"{100.0 * result['n_strong'] / n_selected:.1f}%",
+        criteria.label(),
+        "nan" if median_d is None else f"{median_d:.2f}",
+        params.intensity.choice,
+    )
+
+
+def compute(files, params, criteria, experiments, d_source) -> dict:
+    """Every statistic of the run, as a JSON-ready dict (plus ``_views`` for the plot)."""
+    from dials_refl_stats.plotting.detector import ShellView, lab_view, pixel_view
+
+    xyz = np.concatenate([f.xyz for f in files]).reshape(-1, 3)
+    panel = np.concatenate([f.panel for f in files])
+    experiment = np.concatenate([f.experiment for f in files])
+    positions = d = None
+    if experiments is not None:
+        positions = geometry.map_positions(experiments, experiment, panel, xyz[:, :2])
+    if d_source == "geometry":
+        d = positions.d
+    elif d_source == "column":
+        d = np.concatenate([f.d_column for f in files])
+
+    image_sizes, extent_source = panel_extents(files, experiments)
+    groups, group_of_row = [], []
+    for f in files:
+        file_groups, rows_group = group_rows_by_experiment(f.index, f.source.identifiers, f.ids)
+        group_of_row.append(rows_group + len(groups))
+        groups.extend(file_groups)
+
+    stats = strong_positions(
+        np.concatenate([f.intensity for f in files]),
+        xyz[:, 0],
+        xyz[:, 1],
+        panel,
+        criteria,
+        image_sizes=image_sizes,
+        variance=(
+            np.concatenate([f.variance for f in files]) if criteria.needs_variance else None
+        ),
+        d=d,
+        group_of_row=np.concatenate(group_of_row),
+        n_groups=len(groups),
+        n_bins=params.position_histogram.n_bins,
+        n_shells=params.resolution.n_shells,
+        d_min=params.resolution.d_min,
+        d_max=params.resolution.d_max,
+    )
+    strong = stats.selection.strong
+
+    beam_centres = [] if experiments is None else describe_beam_centres(experiments)
+    if experiments is not None and geometry.n_panels(experiments) > 1:
+        outlines = [
+            o.lab for det in experiments.detectors() for o in geometry.panel_outlines(det)
+        ]
+        centres = np.array([b["lab"] for b in beam_centres]) if beam_centres else None
+        view = lab_view(positions.lab, strong, outlines, centres)
+    else:
+        centres = [b["px"] for b in beam_centres if b["px"] is not None]
+        view = pixel_view(xyz[:, :2], strong, image_sizes, np.array(centres) if centres else None)
+
+    shells = stats.shells
+    results = {
+        "criteria": {
+            "intensity_column": INTENSITY_COLUMNS[params.intensity.choice][0],
+            "intensity_min": criteria.intensity_min,
+            "i_over_sigma_min": criteria.i_over_sigma_min,
+            "top_fraction": criteria.top_fraction,
+            "label": criteria.label(),
+            "rule": STRONG_RULE,
+        },
+        "n_selected": stats.selection.n_candidates,
+        "n_strong": stats.selection.n_strong,
+        "strong_fraction": stats.selection.strong_fraction,
+        "strong_selection": stats.selection.as_dict(),
+        "d_source": d_source,
+        "d_rule": D_RULES[d_source],
+        "n_without_geometry": None if positions is None else positions.n_without_geometry,
+        "median_d_all": stats.median_d_all,
+        "median_d_strong": stats.median_d_strong,
+        "resolution_shells": None if shells is None else shells.as_dict(),
+        "orientation": PIXEL_ORIENTATION,
+        "plot_view": (
+            "lab: whole detector in the lab frame (mm), seen from the sample"
+            if view.kind == "lab"
+            else "pixel: panel pixel coordinates, origin top-left, y down"
+        ),
+        "position_histograms": {
+            "n_bins": params.position_histogram.n_bins,
+            "extent_source": extent_source,
+            "panels": [h.as_dict() for h in stats.histograms],
+        },
+        "beam_centres": beam_centres,
+        "per_experiment": [
+            {
+                "experiment": group.describe(len(files)),
+                "n_selected": int(n_all),
+                "n_strong": int(n_strong),
+                "strong_fraction": float(n_strong) / n_all if n_all else None,
+                "median_d_strong": median,
+            }
+            for group, n_all, n_strong, median in zip(
+                groups, stats.n_selected_per_group, stats.n_strong_per_group,
+                stats.median_d_strong_per_group,
+            )
+        ],
+    }
+    if params.output.positions:
+        results["positions"] = positions_record(files, xyz, panel, experiment, strong,
+                                                positions, d)
+    results["_views"] = (
+        view,
+        None if shells is None else ShellView(shells.inv_d2_edges, shells.n_all,
+                                             shells.n_strong, d_source),
+    )
+    return results
+
+
+def panel_extents(files, experiments) -> tuple[dict, str]:
+    """Pixel size of every panel: the detectors' image sizes, else the data's extent."""
+    extents: dict[int, tuple[float, float]] = {}
+    for f in files:
+        for number, (w, h) in f.extent.items():
+            old = extents.get(number, (0.0, 0.0))
+            extents[number] = (max(old[0], w), max(old[1], h))
+    if experiments is None:
+        return extents, "data: largest x and y of each panel in the files"
+    extents.update(geometry.panel_image_sizes(experiments))
+    return extents, "image size of each panel of the experiments' detectors"
+
+
+def describe_beam_centres(experiments) -> list[dict]:
+    """Where each experiment's direct beam meets its detector."""
+    identifiers = list(experiments.identifiers())
+    centres = []
+    for index, experiment in enumerate(experiments):
+        if experiment.detector is None or experiment.beam is None:
+            continue
+        centre = geometry.beam_centre(experiment.detector, experiment.beam)
+        if centre is not None:
+            centres.append(
+                {"experiment": index, "identifier": identifiers[index] or None,
+                 **centre.as_dict()}
+            )
+    return centres
+
+
+def positions_record(files, xyz, panel, experiment, strong, positions, d) -> dict:
+    """Every strong reflection's position, column by column (output.positions=True)."""
+    file_index = np.concatenate([np.full(f.rows.size, f.index) for f in files])
+    rows = np.concatenate([f.rows for f in files])
+    ids = np.concatenate([f.ids for f in files])
+    record = {
+        "file_index": file_index[strong],
+        "row": rows[strong],
+        "id": ids[strong],
+        "experiment": experiment[strong],
+        "panel": panel[strong],
+        "x_px": xyz[strong, 0],
+        "y_px": xyz[strong, 1],
+        "z_px": xyz[strong, 2],
+        "intensity": np.concatenate([f.intensity for f in files])[strong],
+    }
+    if positions is not None:
+        record.update(
+            x_mm=positions.mm[strong, 0], y_mm=positions.mm[strong, 1],
+            lab_x=positions.lab[strong, 0], lab_y=positions.lab[strong, 1],
+            lab_z=positions.lab[strong, 2],
+        )
+    if d is not None:
+        record["d"] = d[strong]
+    return record
+
+
+def report(result, files, criteria, params) -> None:
+    """Per-file selection, the fallback if any, and the shell table in the log."""
+    for f in files:
+        logger.info(
+            "%s: %d of %d reflections selected (%s, %s); intensity from %s",
+            f.source.path, f.rows.size, f.n_rows,
+            ",".join(f.selection.names) or "all", f.selection.describe()["dials_equivalent"],
+            f.origin,
+        )
+        if f.fallback:
+            logger.warning(
+                "%s: selection.flags=integrated selects nothing here: %s "
+                "(set selection.flags or selection_fallback=False to change this)",
+                f.source.path, f.fallback,
+            )
+        if not f.rows.size:
+            logger.warning(
+                "%s: no reflections selected (selection.flags=%s, rule=%s)%s",
+                f.source.path, ",".join(f.selection.names), f.selection.rule,
+                f": {f.hint}" if f.hint else "",
+            )
+    if result["n_strong"] == 0:
+        logger.warning(
+            "No strong reflections (%s): counts are zero", criteria.label()
+        )
+    shells = result["resolution_shells"]
+    if shells is None:
+        logger.info("No resolution shells: %s", D_RULES[None])
+    elif shells["d_edges"] is not None:
+        lines = [f"{'d_max':>8} {'d_min':>8} {'all':>8} {'strong':>8} {'fraction':>9}"]
+        edges = shells["d_edges"]
+        for i in range(shells["n_shells"]):
+            fraction = shells["strong_fraction"][i]
+            lines.append(
+                f"{edges[i]:8.3f} {edges[i + 1]:8.3f} {shells['n_all'][i]:8d} "
+                f"{shells['n_strong'][i]:8d} "
+                f"{'-' if fraction is None else f'{100 * fraction:8.2f}%':>9}"
+            )
+        logger.info("Strong reflections per resolution shell (d from %s):\n%s",
+                    result["d_source"], "\n".join(lines))
+
+
+def plot(path, views, invocation, criteria, params) -> None:
+    from dials_refl_stats.plotting.detector import strong_positions_figure
+
+    view, shells = views
+    names = ", ".join(invocation.reflection_paths)
+    label = f"{criteria.label()}, intensity.{params.intensity.choice}"
+    strong_positions_figure(
+        path, view, shells,
+        title=f"Strong reflections ({label}): {names}",
+        strong_label=criteria.label(),
+        format_from=params.output.plot,
+    )
+
+
+__all__ = ["run", "phil_scope", "help_message"]
