@@ -30,12 +30,9 @@ setup(
     extras_require={"test": ["pytest", "jsonschema"], "hdf5": ["h5py"]},
     entry_points={
         "console_scripts": [
-            f"dials.{name} = dials_refl_stats.command_line.{name}:run"
-            for name in PROGRAMS
+            f"dials.{name} = dials_refl_stats.command_line.{name}:run" for name in PROGRAMS
         ],
-        "libtbx.dispatcher.script": [
-            f"dials.{name} = dials.{name}" for name in PROGRAMS
-        ],
+        "libtbx.dispatcher.script": [f"dials.{name} = dials.{name}" for name in PROGRAMS],
     },
     zip_safe=False,
 )

@@ -60,7 +60,9 @@ def measure(command: list[str], workdir: str, repeats: int) -> dict:
     for _ in range(repeats):
         out = subprocess.run(
             [sys.executable, "-c", MEASURE, workdir, *command],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         result = json.loads(out.stdout)
         if result["rc"] != 0:
@@ -104,15 +106,23 @@ def main() -> None:
             cases = {
                 "DIALS: import + from_file": [python, "-c", DIALS_LOAD, str(path)],
                 "dials.spot_size_histogram (default reader)": [
-                    str(BIN / "dials.spot_size_histogram"), str(path)],
+                    str(BIN / "dials.spot_size_histogram"),
+                    str(path),
+                ],
                 "dials.spot_size_histogram reader=dials": [
-                    str(BIN / "dials.spot_size_histogram"), str(path), "reader=dials"],
+                    str(BIN / "dials.spot_size_histogram"),
+                    str(path),
+                    "reader=dials",
+                ],
                 "dials.intensity_per_frame": [
-                    str(BIN / "dials.intensity_per_frame"), str(path),
-                    "selection.flags=all", "frame.source=xyzobs",
+                    str(BIN / "dials.intensity_per_frame"),
+                    str(path),
+                    "selection.flags=all",
+                    "frame.source=xyzobs",
                 ],
                 "dials.strong_reflection_positions": [
-                    str(BIN / "dials.strong_reflection_positions"), str(path),
+                    str(BIN / "dials.strong_reflection_positions"),
+                    str(path),
                     "selection.flags=all",
                 ],
             }
@@ -127,10 +137,15 @@ def main() -> None:
                     print(f"# {name}: {error}", file=sys.stderr)
                     continue
                 rows_out.append({"rows": rows, "file_mb": size_mb, "case": name, **result})
-                print(f"{rows:>8} {name:<45} {result['wall']:7.2f} s {result['peak_mib']:8.0f} MiB",
-                      file=sys.stderr)
+                print(
+                    f"{rows:>8} {name:<45} {result['wall']:7.2f} s {result['peak_mib']:8.0f} MiB",
+                    file=sys.stderr,
+                )
 
-    print("| rows | file | command | wall time (s) | peak RSS (MiB) | time / DIALS load | memory / DIALS load |")
+    print(
+        "| rows | file | command | wall time (s) | peak RSS (MiB) "
+        "| time / DIALS load | memory / DIALS load |"
+    )
     print("|---:|---:|---|---:|---:|---:|---:|")
     for rows in args.rows:
         cases = [r for r in rows_out if r["rows"] == rows]
@@ -138,8 +153,10 @@ def main() -> None:
         for r in cases:
             ratio_t = r["wall"] / base["wall"] if base else float("nan")
             ratio_m = r["peak_mib"] / base["peak_mib"] if base else float("nan")
-            print(f"| {rows:,} | {r['file_mb']:.0f} MB | {r['case']} | {r['wall']:.2f} | "
-                  f"{r['peak_mib']:.0f} | {ratio_t:.2f} | {ratio_m:.2f} |")
+            print(
+                f"| {rows:,} | {r['file_mb']:.0f} MB | {r['case']} | {r['wall']:.2f} | "
+                f"{r['peak_mib']:.0f} | {ratio_t:.2f} | {ratio_m:.2f} |"
+            )
     if args.json:
         Path(args.json).write_text(json.dumps(rows_out, indent=2))
 

@@ -253,5 +253,3 @@ def beam_centre(detector, beam) -> BeamCentre | None:
         return BeamCentre(None, None, None, tuple(p.get_lab_coord(xy_mm)))
     except RuntimeError:
         return None
-
-

@@ -80,9 +80,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     """Yield a temporary path beside ``path``; rename it into place on success only."""
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
-    fd, temporary = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=path.suffix, dir=directory
-    )
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=directory)
     os.close(fd)
     try:
         yield temporary

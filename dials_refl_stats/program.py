@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
-
 from libtbx import Auto
 
 from dials_refl_stats import __version__
@@ -143,9 +142,9 @@ def parse_command_line(
     that a large table is never decoded twice (or by DIALS at all once the fast
     reader is in use); everything else goes through DIALS's ``ArgumentParser``.
     """
-    from dials.util.options import ArgumentParser, flatten_experiments
-
     import sys
+
+    from dials.util.options import ArgumentParser, flatten_experiments
 
     args = list(sys.argv[1:] if args is None else args)
     reflection_paths = [a for a in args if looks_like_reflection_file(a)]
@@ -197,9 +196,7 @@ def parse_command_line(
     )
 
 
-def load_reflection_sources(
-    paths: Sequence[str], reader: str = "auto"
-) -> list[ReflectionSource]:
+def load_reflection_sources(paths: Sequence[str], reader: str = "auto") -> list[ReflectionSource]:
     """Open every reflection file; any problem becomes a one-line ``Sorry``."""
     sources = []
     for path in paths:
@@ -281,9 +278,7 @@ def describe_inputs(sources: Sequence[ReflectionSource], invocation: Invocation)
             }
             for source in sources
         ],
-        "experiments": [
-            {"path": path} for path in invocation.experiment_paths
-        ],
+        "experiments": [{"path": path} for path in invocation.experiment_paths],
         "n_experiments": len(invocation.experiments),
     }
 
@@ -319,9 +314,7 @@ def group_rows_by_experiment(
 ) -> tuple[list[ExperimentGroup], np.ndarray]:
     """The experiments present in ``ids`` (sorted) and each row's index into them."""
     values, group_of_row = np.unique(np.asarray(ids), return_inverse=True)
-    groups = [
-        ExperimentGroup(file_index, int(v), identifiers.get(int(v))) for v in values
-    ]
+    groups = [ExperimentGroup(file_index, int(v), identifiers.get(int(v))) for v in values]
     return groups, group_of_row.astype(np.int64)
 
 

@@ -10,7 +10,6 @@ import subprocess
 
 import numpy as np
 import pytest
-
 from conftest import data_path, needs_dials, program_path
 
 from dials_refl_stats.analysis.intensity_per_frame import (
@@ -56,7 +55,10 @@ def run_program(tmp_path, monkeypatch, clean_logging):
 
 def run_script(args, cwd) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [console_script(), *map(str, args)], cwd=cwd, capture_output=True, text=True,
+        [console_script(), *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
         timeout=300,
     )
 
@@ -123,8 +125,7 @@ def test_per_frame_table_matches_a_plain_loop():
 def test_bins_of_several_frames_start_at_the_scan_start_and_extend_outside():
     frames = np.array([-1, 0, 1, 2, 3, 4, 5, 6, 21])
     values = np.arange(frames.size, dtype=float)
-    table = per_frame_table(frames, values, np.ones(frames.size), bin_width=5,
-                            frame_range=(1, 20))
+    table = per_frame_table(frames, values, np.ones(frames.size), bin_width=5, frame_range=(1, 20))
     # aligned to image 1: ... -4..0, 1..5, 6..10, 11..15, 16..20, 21..25
     assert table.frame_first.tolist() == [-4, 1, 6, 11, 16, 21]
     assert table.frame_last.tolist() == [0, 5, 10, 15, 20, 25]
@@ -232,8 +233,9 @@ def test_scan_starting_at_image_zero(tmp_path, run_program):
     before = intensity_block(original, "prf")
     after = intensity_block(zero, "prf")
     assert after["n_outside_scan"] == before["n_outside_scan"] == 0
-    assert np.array_equal(np.array(after["points"]["frame"]),
-                          np.array(before["points"]["frame"]) - 1)
+    assert np.array_equal(
+        np.array(after["points"]["frame"]), np.array(before["points"]["frame"]) - 1
+    )
     z = np.array(after["points"]["z"])
     assert z.min() < 0  # the first image really is at negative z
     assert np.all(np.array(after["points"]["frame"]) == np.floor(z) + 1)
@@ -266,8 +268,11 @@ def test_two_experiments_give_two_series(run_program):
         intensity = table["intensity.sum.value"].as_numpy_array()[rows]
         reference = plain_per_frame(np.floor(z).astype(int) + 1, intensity)
         per_frame = block["series"][k]["per_frame"]
-        got = {f: (c, m) for f, c, m in zip(per_frame["frame_first"], per_frame["count"],
-                                            per_frame["median"]) if c}
+        got = {
+            f: (c, m)
+            for f, c, m in zip(per_frame["frame_first"], per_frame["count"], per_frame["median"])
+            if c
+        }
         assert got.keys() == reference.keys()
         for frame, (count, _, median) in reference.items():
             assert got[frame][0] == count
@@ -326,8 +331,14 @@ def test_xyzobs_frames_and_bins(run_program):
 @needs_dials
 def test_phil_rerun_reproduces_the_results(run_program, tmp_path):
     expt, refl = expt_refl(SIM)
-    first = run_program(expt, refl, "intensity.choice=sum+prf", "bin_width=3",
-                        "frame.source=xyzobs", "selection.flags=integrated")
+    first = run_program(
+        expt,
+        refl,
+        "intensity.choice=sum+prf",
+        "bin_width=3",
+        "frame.source=xyzobs",
+        "selection.flags=integrated",
+    )
     phil = tmp_path / "rerun.phil"
     phil.write_text(first["parameters"]["effective_phil"])
     (tmp_path / "intensity_per_frame.json").unlink()
@@ -367,8 +378,10 @@ def test_console_script_no_arguments_prints_help(tmp_path):
     "args, message",
     [
         (["quartz_processed/strong.refl"], "no 'xyzcal.px' column"),
-        ([SSX + ".expt", SSX + ".refl", "intensity.choice=prf"],
-         "no 'intensity.prf.value' column for intensity.choice=prf"),
+        (
+            [SSX + ".expt", SSX + ".refl", "intensity.choice=prf"],
+            "no 'intensity.prf.value' column for intensity.choice=prf",
+        ),
         ([SIM + ".refl", "selection.flags=integratd"], "unknown reflection flag 'integratd'"),
         ([SIM + ".refl", "plot=out.gif"], "unsupported plot format"),
         ([SIM + ".refl", "intensity.choice=None"], "intensity.choice"),
@@ -417,8 +430,9 @@ def test_large_scatter_png_stays_small(tmp_path):
     intensity = rng.lognormal(4, 2, n) - 20
     table = per_frame_table(frames, intensity, np.abs(intensity) + 1, 1, (1, 360))
     path = tmp_path / "big.png"
-    panel = Panel("sum", [SeriesPoints("experiment 0", plot_positions(frames, z), intensity,
-                                       table, (1, 360))])
+    panel = Panel(
+        "sum", [SeriesPoints("experiment 0", plot_positions(frames, z), intensity, table, (1, 360))]
+    )
     intensity_per_frame_figure(str(path), [panel], title="big", xlabel="Image number")
     assert path.stat().st_size < 400_000
     svg = tmp_path / "big.svg"

@@ -57,9 +57,7 @@ def test_flag_selection_all_and_errors():
     assert FlagSelection(("all",)).apply(flags).all()
     assert FlagSelection(()).selects_everything
     assert FlagSelection(("integrated",)).apply(flags).tolist() == [False, False, True, False]
-    assert FlagSelection(("integrated",), "any").apply(flags).tolist() == [
-        False, False, True, True
-    ]
+    assert FlagSelection(("integrated",), "any").apply(flags).tolist() == [False, False, True, True]
     with pytest.raises(UnknownFlagError, match="unknown reflection flag 'nope'"):
         FlagSelection(("nope",))
     with pytest.raises(ValueError):
@@ -137,12 +135,24 @@ def test_split_by_group_keeps_order():
 
 def test_to_plain_is_strict_json():
     document = to_plain(
-        {"a": np.float32(1.23456789), "b": np.nan, "c": np.arange(3), "d": math.inf,
-         "e": np.bool_(True), "f": (np.int64(4),)}
+        {
+            "a": np.float32(1.23456789),
+            "b": np.nan,
+            "c": np.arange(3),
+            "d": math.inf,
+            "e": np.bool_(True),
+            "f": (np.int64(4),),
+        }
     )
     text = json.dumps(document, allow_nan=False)
-    assert json.loads(text) == {"a": 1.23457, "b": None, "c": [0, 1, 2], "d": None,
-                                "e": True, "f": [4]}
+    assert json.loads(text) == {
+        "a": 1.23457,
+        "b": None,
+        "c": [0, 1, 2],
+        "d": None,
+        "e": True,
+        "f": [4],
+    }
 
 
 def test_atomic_writes_leave_nothing_on_failure(tmp_path):

@@ -36,9 +36,7 @@ def seed_histogram(path, code=None, flag="indexed", n_slots=100, data_max=1000):
     pixels = flex.size_t()
     for j in range(data.size()):
         pixels.append(data[j]["shoebox"].count_mask_values(code))
-    hist = flex.histogram(
-        pixels.as_double(), data_min=0, data_max=data_max, n_slots=n_slots
-    )
+    hist = flex.histogram(pixels.as_double(), data_min=0, data_max=data_max, n_slots=n_slots)
     return data, np.array(pixels), hist
 
 
@@ -138,24 +136,18 @@ def test_forcing_num_pixels_on_a_table_with_both(tmp_path):
     assert files["n_without_shoebox_pixels"] == allocated.count(False)
     assert auto["selection"]["n_selected"] == allocated.count(True)
     # No experiment identifiers in this file: groups by id, identifier null.
-    assert [e["experiment"]["identifier"] for e in auto["results"]["per_experiment"]] == [
-        None
-    ]
+    assert [e["experiment"]["identifier"] for e in auto["results"]["per_experiment"]] == [None]
 
     forced, _ = run_ok(tmp_path, path, "source=num_pixels", "data_max=Auto")
     assert forced["results"]["overall"]["summary"]["n"] == selected.size()
-    assert forced["results"]["overall"]["summary"]["max"] == max(
-        selected["num_pixels.foreground"]
-    )
+    assert forced["results"]["overall"]["summary"]["max"] == max(selected["num_pixels.foreground"])
 
 
 def test_several_files_and_any_rule(tmp_path):
     from dials.array_family import flex
 
     paths = [data_path("sim_twoexp/indexed.refl"), data_path("sim_small/strong.refl")]
-    document, _ = run_ok(
-        tmp_path, *paths, "selection.flags=indexed,strong", "selection.rule=any"
-    )
+    document, _ = run_ok(tmp_path, *paths, "selection.flags=indexed,strong", "selection.rule=any")
     expected = 0
     for path in paths:
         table = flex.reflection_table.from_file(str(path))
@@ -197,17 +189,22 @@ def test_out_of_range_values_are_counted(tmp_path):
     histogram = document["results"]["overall"]["histogram"]
     assert histogram["below_range"] == int((pixels < 10).sum())
     assert histogram["above_range"] == int((pixels > 20).sum())
-    assert sum(histogram["counts"]) + histogram["below_range"] + histogram[
-        "above_range"
-    ] == len(pixels)
+    assert sum(histogram["counts"]) + histogram["below_range"] + histogram["above_range"] == len(
+        pixels
+    )
     assert "below" in result.stdout
 
 
 def test_phil_rerun_reproduces_the_results(tmp_path):
     path = data_path("sim_twoexp/indexed.refl")
     first, _ = run_ok(
-        tmp_path, path, "n_slots=37", "data_max=Auto", "mask_bits=valid+foreground",
-        "selection.flags=strong", "output.log_y=True",
+        tmp_path,
+        path,
+        "n_slots=37",
+        "data_max=Auto",
+        "mask_bits=valid+foreground",
+        "selection.flags=strong",
+        "output.log_y=True",
     )
     assert "n_slots = 37" in first["parameters"]["diff_phil"]
     (tmp_path / "params.phil").write_text(first["parameters"]["effective_phil"])

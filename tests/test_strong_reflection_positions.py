@@ -208,8 +208,12 @@ def test_d_column_on_request_and_shell_limits(tmp_path):
     outside = ((inv_d2 < edges[0]) | (inv_d2 > edges[-1])).sum()
 
     document, _ = run_ok(
-        tmp_path, *args_of(*INTEGRATED[0]), "d_source=column", "n_shells=5",
-        "d_min=2", "d_max=20",
+        tmp_path,
+        *args_of(*INTEGRATED[0]),
+        "d_source=column",
+        "n_shells=5",
+        "d_min=2",
+        "d_max=20",
     )
     shells = document["results"]["resolution_shells"]
     assert shells["n_all"] == n_all.tolist()
@@ -263,9 +267,7 @@ def test_experiments_matched_by_identifier_not_by_order(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     first, _ = run_ok(tmp_path / "a", *args_of(expt, refl), "output.positions=True")
-    second, _ = run_ok(
-        tmp_path / "b", reversed_path, data_path(refl), "output.positions=True"
-    )
+    second, _ = run_ok(tmp_path / "b", reversed_path, data_path(refl), "output.positions=True")
     p, q = first["results"]["positions"], second["results"]["positions"]
     assert q["experiment"] == [1 - e for e in p["experiment"]]
     assert q["d"] == p["d"] and q["lab_x"] == p["lab_x"]
@@ -288,8 +290,10 @@ def test_unindexed_rows_without_shared_models_get_no_geometry(tmp_path):
     table = load_table("sim_twoexp/indexed.refl")
     ids = np.array(table["id"])
     document, log = run_ok(
-        tmp_path, *args_of("sim_twoexp/indexed.expt", "sim_twoexp/indexed.refl"),
-        "intensity.min=2000", "output.positions=True",
+        tmp_path,
+        *args_of("sim_twoexp/indexed.expt", "sim_twoexp/indexed.refl"),
+        "intensity.min=2000",
+        "output.positions=True",
     )
     results = document["results"]
     assert results["n_without_geometry"] == (ids < 0).sum() > 0
@@ -331,8 +335,12 @@ def test_i_over_sigma_and_top_fraction_against_numpy(tmp_path):
     expected = (intensity >= 1000) & (i_sigma >= 20) & (intensity >= threshold)
 
     document, log = run_ok(
-        tmp_path, *args_of(*INTEGRATED[0]), "intensity.min=1000", "i_over_sigma.min=20",
-        "top_fraction=0.05", "output.positions=True",
+        tmp_path,
+        *args_of(*INTEGRATED[0]),
+        "intensity.min=1000",
+        "i_over_sigma.min=20",
+        "top_fraction=0.05",
+        "output.positions=True",
     )
     results = document["results"]
     assert results["n_strong"] == expected.sum() > 0
@@ -395,8 +403,11 @@ def test_resolution_shells_and_histograms_pure():
     nothing = resolution_shells(np.zeros(0), np.zeros(0, bool), n_shells=3)
     assert nothing.inv_d2_edges is None and nothing.n_all.tolist() == [0, 0, 0]
     (hist,) = position_histograms(
-        np.array([0.5, 9.5, 9.5, 20.0]), np.array([0.5, 0.5, 4.9, 1.0]),
-        np.zeros(4, int), {0: (10, 5)}, n_bins=2,
+        np.array([0.5, 9.5, 9.5, 20.0]),
+        np.array([0.5, 0.5, 4.9, 1.0]),
+        np.zeros(4, int),
+        {0: (10, 5)},
+        n_bins=2,
     )
     assert hist.counts.tolist() == [[1, 1], [0, 1]] and hist.n_outside == 1
 
@@ -467,8 +478,10 @@ def test_stills_with_integrated_sum(tmp_path):
     summed = table.get_flags(table.flags.integrated_sum)
     expected = (summed & (table["intensity.sum.value"] >= 100)).count(True)
     document, _ = run_ok(
-        tmp_path, *args_of("ssx_CuNiR/integrated.expt", "ssx_CuNiR/integrated.refl"),
-        "selection.flags=integrated_sum", "intensity.min=100",
+        tmp_path,
+        *args_of("ssx_CuNiR/integrated.expt", "ssx_CuNiR/integrated.refl"),
+        "selection.flags=integrated_sum",
+        "intensity.min=100",
     )
     results = document["results"]
     assert results["n_selected"] == summed.count(True)
@@ -542,9 +555,7 @@ def test_multi_panel_detector_positions_agree_with_the_single_panel(tmp_path):
     assert n_panels == 60
     assert len(load_experiments(expt)[0].detector) == 60
 
-    single, _ = run_ok(
-        tmp_path / "single", *args_of(*INTEGRATED[2]), "output.positions=True"
-    )
+    single, _ = run_ok(tmp_path / "single", *args_of(*INTEGRATED[2]), "output.positions=True")
     split, log = run_ok(tmp_path / "split", expt, refl, "output.positions=True")
     a, b = single["results"]["positions"], split["results"]["positions"]
     # Every strong spot not in a gap is found again, at the same lab position and d.
@@ -601,15 +612,23 @@ def test_missing_column_names_file_column_and_dials_step(tmp_path):
         (["sim_small/integrated.refl", "selection.flags=bogus"], ["bogus"]),
         (["quartz_processed/strong.refl", "d_source=geometry"], ["experiments"]),
         (["sim_small/integrated.refl", "does_not_exist.refl"], ["does_not_exist.refl"]),
-        (["quartz_processed/indexed.expt", "quartz_processed/strong.refl"],
-         ["strong.refl", "identifier"]),
-        (["sim_small/integrated.expt", "sim_twoexp/integrated.refl"],
-         ["integrated.refl", "identifier"]),
+        (
+            ["quartz_processed/indexed.expt", "quartz_processed/strong.refl"],
+            ["strong.refl", "identifier"],
+        ),
+        (
+            ["sim_small/integrated.expt", "sim_twoexp/integrated.refl"],
+            ["integrated.refl", "identifier"],
+        ),
     ],
 )
 def test_bad_input_is_one_sorry_line_and_no_output(tmp_path, args, words):
-    resolved = [str(data_path(a)) if a.endswith((".refl", ".expt")) and "=" not in a
-                and a != "does_not_exist.refl" else a for a in args]
+    resolved = [
+        str(data_path(a))
+        if a.endswith((".refl", ".expt")) and "=" not in a and a != "does_not_exist.refl"
+        else a
+        for a in args
+    ]
     message = run_sorry(tmp_path, *resolved)
     for word in words:
         assert word in message
@@ -637,8 +656,14 @@ def test_effective_phil_reproduces_the_results(tmp_path):
     (tmp_path / "rerun").mkdir()
     args = args_of(*INTEGRATED[1])
     first, _ = run_ok(
-        tmp_path / "first", *args, "top_fraction=0.1", "i_over_sigma.min=10",
-        "intensity.min=None", "n_shells=7", "n_bins=20", "output.positions=True",
+        tmp_path / "first",
+        *args,
+        "top_fraction=0.1",
+        "i_over_sigma.min=10",
+        "intensity.min=None",
+        "n_shells=7",
+        "n_bins=20",
+        "output.positions=True",
     )
     phil = tmp_path / "params.phil"
     phil.write_text(first["parameters"]["effective_phil"])
@@ -648,16 +673,19 @@ def test_effective_phil_reproduces_the_results(tmp_path):
 
 
 def test_svg_plot_and_no_plot(tmp_path):
-    result = run_program(PROGRAM, data_path("sim_small/integrated.refl"), "plot=pos.svg",
-                         cwd=tmp_path)
+    result = run_program(
+        PROGRAM, data_path("sim_small/integrated.refl"), "plot=pos.svg", cwd=tmp_path
+    )
     assert result.returncode == 0 and result.stderr == ""
     assert (tmp_path / "pos.svg").read_text().lstrip().startswith("<?xml")
     (tmp_path / "none").mkdir()
-    result = run_program(PROGRAM, data_path("sim_small/integrated.refl"), "plot=None",
-                         cwd=tmp_path / "none")
+    result = run_program(
+        PROGRAM, data_path("sim_small/integrated.refl"), "plot=None", cwd=tmp_path / "none"
+    )
     assert result.returncode == 0 and result.stderr == ""
     assert sorted(p.name for p in (tmp_path / "none").iterdir()) == [
-        f"dials.{PROGRAM}.log", f"{PROGRAM}.json"
+        f"dials.{PROGRAM}.log",
+        f"{PROGRAM}.json",
     ]
 
 
@@ -686,7 +714,10 @@ def test_unindexed_rows_with_one_detector_and_beam_use_it(tmp_path):
     table = load_table("centroid_test_data/integrated.refl")
     assert (np.array(table["id"]) < 0).sum() > 0
     document, _ = run_ok(
-        tmp_path, *args_of(*INTEGRATED[2]), "selection.flags=all", "intensity.min=None",
+        tmp_path,
+        *args_of(*INTEGRATED[2]),
+        "selection.flags=all",
+        "intensity.min=None",
     )
     results = document["results"]
     assert results["n_selected"] == results["n_strong"] == table.size()

@@ -34,8 +34,7 @@ class Binning:
             and not self.data_max > self.data_min
         ):
             raise ValueError(
-                f"data_max ({self.data_max:g}) must be greater than "
-                f"data_min ({self.data_min:g})"
+                f"data_max ({self.data_max:g}) must be greater than data_min ({self.data_min:g})"
             )
 
     def resolve(self, values: np.ndarray) -> tuple[float, float]:

@@ -42,9 +42,7 @@ def mask_code(names: Sequence[str]) -> int:
     return code
 
 
-def count_mask_pixels(
-    mask_values: np.ndarray, offsets: np.ndarray, code: int
-) -> np.ndarray:
+def count_mask_pixels(mask_values: np.ndarray, offsets: np.ndarray, code: int) -> np.ndarray:
     """Per shoebox, pixels whose mask has every bit of ``code``.
 
     ``mask_values`` holds all shoeboxes' masks back to back; shoebox ``i`` is
@@ -57,9 +55,7 @@ def count_mask_pixels(
     return cumulative[offsets[1:]] - cumulative[offsets[:-1]]
 
 
-def split_by_group(
-    values: np.ndarray, group_of_row: np.ndarray, n_groups: int
-) -> list[np.ndarray]:
+def split_by_group(values: np.ndarray, group_of_row: np.ndarray, n_groups: int) -> list[np.ndarray]:
     """``values`` split by group number ``0..n_groups-1`` (rows keep their order)."""
     order = np.argsort(group_of_row, kind="stable")
     bounds = np.searchsorted(group_of_row[order], np.arange(n_groups + 1))
@@ -87,5 +83,7 @@ def spot_size_distributions(
     low, high = binning.resolve(sizes)
     shared = Binning(data_min=low, data_max=high, n_slots=binning.n_slots)
     overall = distribution(sizes, shared)
-    groups = tuple(distribution(part, shared) for part in split_by_group(sizes, group_of_row, n_groups))
+    groups = tuple(
+        distribution(part, shared) for part in split_by_group(sizes, group_of_row, n_groups)
+    )
     return SpotSizeResult(overall=overall, groups=groups)

@@ -175,9 +175,7 @@ class ResolutionShells:
 
     @property
     def strong_fraction(self) -> list[float | None]:
-        return [
-            float(s) / float(a) if a else None for s, a in zip(self.n_strong, self.n_all)
-        ]
+        return [float(s) / float(a) if a else None for s, a in zip(self.n_strong, self.n_all)]
 
     def as_dict(self) -> dict:
         d_edges = self.d_edges
@@ -228,8 +226,7 @@ def resolution_shells(
         high = float(inv_d2.max()) if high is None else high
     zeros = np.zeros(n_shells, dtype=np.int64)
     if low is None or high is None:
-        return ResolutionShells(n_shells, None, zeros, zeros.copy(),
-                                int((~usable).sum()), 0, 0)
+        return ResolutionShells(n_shells, None, zeros, zeros.copy(), int((~usable).sum()), 0, 0)
     if not high > low:
         high = low + max(abs(low) * 1e-6, 1e-12)
     edges = np.linspace(low, high, n_shells + 1)
@@ -319,9 +316,9 @@ def counts_per_group(
     """Rows and strong rows of each group ``0..n_groups-1``."""
     group_of_row = np.asarray(group_of_row, dtype=np.int64)
     n_all = np.bincount(group_of_row, minlength=n_groups).astype(np.int64)
-    n_strong = np.bincount(
-        group_of_row[np.asarray(strong, dtype=bool)], minlength=n_groups
-    ).astype(np.int64)
+    n_strong = np.bincount(group_of_row[np.asarray(strong, dtype=bool)], minlength=n_groups).astype(
+        np.int64
+    )
     return n_all, n_strong
 
 
@@ -419,9 +416,7 @@ def strong_positions(
     return StrongPositions(
         selection=selection,
         shells=shells,
-        histograms=position_histograms(
-            x[strong], y[strong], panel[strong], image_sizes, n_bins
-        ),
+        histograms=position_histograms(x[strong], y[strong], panel[strong], image_sizes, n_bins),
         n_selected_per_group=n_all,
         n_strong_per_group=n_strong,
         median_d_strong_per_group=medians or [None] * n_groups,

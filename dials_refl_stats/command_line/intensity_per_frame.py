@@ -6,12 +6,11 @@ import logging
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
+import dials.util
 import iotbx.phil
 import numpy as np
-from libtbx import Auto
-
-import dials.util
 from dials.util import Sorry
+from libtbx import Auto
 
 from dials_refl_stats.analysis.intensity_per_frame import (
     IntensitySeries,
@@ -135,9 +134,7 @@ def intensity_selections(scope, choices) -> tuple[bool, dict[str, FlagSelection]
         isinstance(flags, (list, tuple)) and [f.lower() for f in flags] == ["auto"]
     )
     if automatic:
-        return True, {
-            c: FlagSelection(names=(INTENSITIES[c][2],), rule="all") for c in choices
-        }
+        return True, {c: FlagSelection(names=(INTENSITIES[c][2],), rule="all") for c in choices}
     selection = make_flag_selection(SimpleNamespace(flags=flags, rule=scope.rule))
     return False, {c: selection for c in choices}
 
@@ -174,7 +171,8 @@ def require_intensity_columns(source, choices, frame_source: str) -> None:
         for column in (value, variance):
             if column not in columns:
                 other = [
-                    c for c in INTENSITIES
+                    c
+                    for c in INTENSITIES
                     if c != choice and all(k in columns for k in INTENSITIES[c][:2])
                 ]
                 hint = f"; this table has intensity.choice={other[0]}" if other else ""
@@ -216,8 +214,14 @@ class PreparedFile:
 
 
 def prepare_file(
-    file_index: int, source, selections, experiments, n_files: int, frame_column: str,
-    series_list: list[Series], series_keys: dict,
+    file_index: int,
+    source,
+    selections,
+    experiments,
+    n_files: int,
+    frame_column: str,
+    series_list: list[Series],
+    series_keys: dict,
 ) -> PreparedFile:
     flags = source.column("flags")
     masks = {c: s.apply(flags) for c, s in selections.items()}
@@ -238,10 +242,7 @@ def prepare_file(
         group = ExperimentGroup(file_index, int(i), source.identifiers.get(int(i)))
         key = (file_index, "stills") if axis.numbering == EXPERIMENT_INDEX else (file_index, int(i))
         if key not in series_keys:
-            label = (
-                "stills" if axis.numbering == EXPERIMENT_INDEX
-                else group.label(1)
-            )
+            label = "stills" if axis.numbering == EXPERIMENT_INDEX else group.label(1)
             if n_files > 1:
                 label = f"file {file_index}: {label}"
             series_keys[key] = len(series_list)
@@ -264,8 +265,9 @@ class IntensityResult:
     plot_i: list[np.ndarray]
 
 
-def compute(choice: str, prepared: list[PreparedFile], series_list: list[Series],
-            bin_width: int) -> IntensityResult:
+def compute(
+    choice: str, prepared: list[PreparedFile], series_list: list[Series], bin_width: int
+) -> IntensityResult:
     """Per-frame tables of one intensity, per series (the statistics are pure numpy)."""
     value_column, variance_column = INTENSITIES[choice][:2]
     parts = {k: [] for k in ("file_index", "row", "series", "frame", "z", "intensity", "variance")}
@@ -277,7 +279,9 @@ def compute(choice: str, prepared: list[PreparedFile], series_list: list[Series]
         parts["frame"].append(p.frames[rows])
         parts["z"].append(p.z[rows])
         parts["intensity"].append(np.asarray(p.source.column(value_column), dtype=np.float64)[rows])
-        parts["variance"].append(np.asarray(p.source.column(variance_column), dtype=np.float64)[rows])
+        parts["variance"].append(
+            np.asarray(p.source.column(variance_column), dtype=np.float64)[rows]
+        )
     points = {k: np.concatenate(v) for k, v in parts.items()}
     per_series, outside, xs, ints = [], [], [], []
     for k, series in enumerate(series_list):
@@ -286,7 +290,10 @@ def compute(choice: str, prepared: list[PreparedFile], series_list: list[Series]
         intensity = points["intensity"][in_series]
         per_series.append(
             intensity_series(
-                frames, intensity, points["variance"][in_series], bin_width,
+                frames,
+                intensity,
+                points["variance"][in_series],
+                bin_width,
                 frame_range=series.image_range,
             )
         )
@@ -295,8 +302,11 @@ def compute(choice: str, prepared: list[PreparedFile], series_list: list[Series]
             outside.append(int(((frames < first) | (frames > last)).sum()))
         else:
             outside.append(0)
-        xs.append(plot_positions(frames, points["z"][in_series],
-                                 continuous=series.numbering != EXPERIMENT_INDEX))
+        xs.append(
+            plot_positions(
+                frames, points["z"][in_series], continuous=series.numbering != EXPERIMENT_INDEX
+            )
+        )
         ints.append(intensity)
     overall = summarise_intensities(points["frame"], points["intensity"], points["variance"])
     return IntensityResult(choice, per_series, outside, overall, points, xs, ints)
@@ -306,9 +316,7 @@ def empty_selection_hint(prepared: list[PreparedFile], choice: str, automatic: b
     """What else would select something, for the empty-selection warning."""
     hints = []
     for other in ("integrated_sum", "integrated_prf"):
-        n = sum(
-            int(((p.source.column("flags") & FLAG_BITS[other]) != 0).sum()) for p in prepared
-        )
+        n = sum(int(((p.source.column("flags") & FLAG_BITS[other]) != 0).sum()) for p in prepared)
         if n == 0:
             continue
         other_choice = "sum" if other == "integrated_sum" else "prf"
@@ -345,8 +353,9 @@ def run(args=None, *, phil=phil_scope) -> None:
     series_list: list[Series] = []
     series_keys: dict = {}
     prepared = [
-        prepare_file(i, s, selections, experiments, len(sources), frame_column,
-                     series_list, series_keys)
+        prepare_file(
+            i, s, selections, experiments, len(sources), frame_column, series_list, series_keys
+        )
         for i, s in enumerate(sources)
     ]
 
@@ -379,9 +388,7 @@ def run(args=None, *, phil=phil_scope) -> None:
     union_rows = sum(int(p.used.sum()) for p in prepared)
     selection = {
         **union_description(automatic, selections),
-        "flags_requested": (
-            ["Auto"] if automatic else list(next(iter(selections.values())).names)
-        ),
+        "flags_requested": (["Auto"] if automatic else list(next(iter(selections.values())).names)),
         "default_per_intensity": automatic,
         "rule_text": SELECTION_AUTO_HELP if automatic else None,
         "n_rows": sum(s.nrows for s in sources),
@@ -411,8 +418,9 @@ def run(args=None, *, phil=phil_scope) -> None:
         parameters=parameters_record(invocation),
         selection=selection,
         results=results,
-        plot=lambda path: plot(path, results_by_choice, series_list, invocation,
-                               frame_column, xlabel, params),
+        plot=lambda path: plot(
+            path, results_by_choice, series_list, invocation, frame_column, xlabel, params
+        ),
     )
     for r in results_by_choice:
         s = r.overall
@@ -420,8 +428,14 @@ def run(args=None, *, phil=phil_scope) -> None:
         logger.info(
             "Intensity per frame [%s]: n=%d frames=%d median_I=%s mean_I/sigma=%s "
             "non_positive=%d frame_source=%s numbering=%s",
-            r.choice, s.n, n_frames, _fmt(s.median), _fmt(s.mean_i_over_sigma),
-            s.n_non_positive, frame_column, "+".join(numberings) or "none",
+            r.choice,
+            s.n,
+            n_frames,
+            _fmt(s.median),
+            _fmt(s.mean_i_over_sigma),
+            s.n_non_positive,
+            frame_column,
+            "+".join(numberings) or "none",
         )
 
 
@@ -452,9 +466,13 @@ def log_selection(prepared, selections, automatic: bool) -> None:
         for choice, selection in selections.items():
             logger.info(
                 "%s: %s: %d of %d reflections selected (%s%s, rule %s)",
-                p.source.path, choice, int(p.masks[choice].sum()), p.source.nrows,
+                p.source.path,
+                choice,
+                int(p.masks[choice].sum()),
+                p.source.nrows,
                 ", ".join(selection.names) or "all",
-                " = default for this intensity" if automatic else "", selection.rule,
+                " = default for this intensity" if automatic else "",
+                selection.rule,
             )
 
 
@@ -468,9 +486,7 @@ def log_numbering(series_list, numberings, frame_column: str, have_experiments: 
             " pass the .expt file to number frames by image"
         )
     if have_experiments and any(g.id < 0 for s in series_list for g in s.groups):
-        logger.warning(
-            "Reflections with id -1 (no experiment) are numbered by floor(z)"
-        )
+        logger.warning("Reflections with id -1 (no experiment) are numbered by floor(z)")
 
 
 def report(result: IntensityResult, series_list, frame_column, prepared, automatic) -> None:
@@ -479,14 +495,17 @@ def report(result: IntensityResult, series_list, frame_column, prepared, automat
     if result.overall.n == 0:
         logger.warning(
             "%s: no reflections selected: the per-frame tables are empty (%s)",
-            choice, empty_selection_hint(prepared, choice, automatic),
+            choice,
+            empty_selection_hint(prepared, choice, automatic),
         )
         return
     if result.overall.n_non_positive:
         logger.warning(
             "%s: %d of %d intensities are <= 0: they are in every statistic but the "
             "log-scale plot cannot show them",
-            choice, result.overall.n_non_positive, result.overall.n,
+            choice,
+            result.overall.n_non_positive,
+            result.overall.n,
         )
     for series, outcome, outside in zip(series_list, result.per_series, result.n_outside_scan):
         if outside:
@@ -494,8 +513,13 @@ def report(result: IntensityResult, series_list, frame_column, prepared, automat
             logger.warning(
                 "%s, %s: %d reflections have %s z outside the scan's images %d-%d"
                 " (e.g. predicted centroids of partials at the scan ends); they are"
-                " kept, in frames outside the scan", choice, series.label, outside,
-                frame_column, first, last,
+                " kept, in frames outside the scan",
+                choice,
+                series.label,
+                outside,
+                frame_column,
+                first,
+                last,
             )
         table = outcome.table
         lines = [
@@ -504,7 +528,8 @@ def report(result: IntensityResult, series_list, frame_column, prepared, automat
         ]
         for i in range(table.n_bins):
             frames = (
-                f"{table.frame_first[i]}" if table.bin_width == 1
+                f"{table.frame_first[i]}"
+                if table.bin_width == 1
                 else f"{table.frame_first[i]}-{table.frame_last[i]}"
             )
             lines.append(
@@ -514,14 +539,25 @@ def report(result: IntensityResult, series_list, frame_column, prepared, automat
             )
         level = logging.INFO if table.n_bins <= 200 else logging.DEBUG
         if level == logging.DEBUG:
-            logger.info("%s, %s: %d frame bins (the table is logged with -vv;"
-                        " or use frame.bin_width)", choice, series.label, table.n_bins)
-        logger.log(level, "Intensity (%s) per frame, %s (%s):\n%s", choice, series.label,
-                   series.numbering, "\n".join(lines))
+            logger.info(
+                "%s, %s: %d frame bins (the table is logged with -vv; or use frame.bin_width)",
+                choice,
+                series.label,
+                table.n_bins,
+            )
+        logger.log(
+            level,
+            "Intensity (%s) per frame, %s (%s):\n%s",
+            choice,
+            series.label,
+            series.numbering,
+            "\n".join(lines),
+        )
 
 
-def plot(path, results_by_choice, series_list, invocation: Invocation, frame_column,
-         xlabel, params) -> None:
+def plot(
+    path, results_by_choice, series_list, invocation: Invocation, frame_column, xlabel, params
+) -> None:
     from dials_refl_stats.plotting.frames import (
         Panel,
         SeriesPoints,

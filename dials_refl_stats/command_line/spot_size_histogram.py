@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import logging
 
+import dials.util
 import iotbx.phil
 import numpy as np
-
-import dials.util
 from dials.util import Sorry
 
-from dials_refl_stats.plotting.histogram import histogram_bars
-from dials_refl_stats.analysis.distribution import Binning, ascii_histogram
+from dials_refl_stats.analysis.distribution import ascii_histogram
 from dials_refl_stats.analysis.spot_size import (
     MASK_NAMES,
     mask_code,
     spot_size_distributions,
 )
+from dials_refl_stats.plotting.histogram import histogram_bars
 from dials_refl_stats.program import (
     Invocation,
     describe_inputs,
@@ -140,8 +139,7 @@ def run(args=None, *, phil=phil_scope) -> None:
         raise Sorry("mask_bits: choose at least one MaskCode bit (e.g. Foreground)")
     sources = load_reflection_sources(invocation.reflection_paths, params.reader)
     size_sources = [
-        choose_size_source(s.column_names, params.spot_size.source, s.path)
-        for s in sources
+        choose_size_source(s.column_names, params.spot_size.source, s.path) for s in sources
     ]
 
     start_logging(invocation, PROGRAM)
@@ -169,24 +167,27 @@ def run(args=None, *, phil=phil_scope) -> None:
         groups.extend(file_groups)
         logger.info(
             "%s: %d of %d reflections selected (%s), spot sizes from %s",
-            source.path, record["n_selected"], source.nrows,
-            ", ".join(flag_selection.names) or "all", size_source,
+            source.path,
+            record["n_selected"],
+            source.nrows,
+            ", ".join(flag_selection.names) or "all",
+            size_source,
         )
         if record.get("n_without_shoebox_pixels"):
             logger.warning(
-                "%s: %d selected reflections have no shoebox pixels allocated;"
-                " they are left out", source.path, record["n_without_shoebox_pixels"],
+                "%s: %d selected reflections have no shoebox pixels allocated; they are left out",
+                source.path,
+                record["n_without_shoebox_pixels"],
             )
 
     all_sizes = np.concatenate(sizes)
-    result = spot_size_distributions(
-        all_sizes, np.concatenate(group_of_row), len(groups), binning
-    )
+    result = spot_size_distributions(all_sizes, np.concatenate(group_of_row), len(groups), binning)
     n_total = sum(s.nrows for s in sources)
     if all_sizes.size == 0:
         logger.warning(
             "No reflections selected (selection.flags=%s, rule=%s): the histogram is empty",
-            ",".join(flag_selection.names), flag_selection.rule,
+            ",".join(flag_selection.names),
+            flag_selection.rule,
         )
     report(result, groups, len(sources))
 
@@ -247,13 +248,17 @@ def describe_size_definition(size_sources: list[str], mask_bits, code: int) -> d
 
 def report(result, groups, n_files: int) -> None:
     """ASCII histogram(s) and per-experiment summaries in the log."""
-    logger.info("Spot size histogram (all selected reflections):\n%s",
-                ascii_histogram(result.overall.histogram))
+    logger.info(
+        "Spot size histogram (all selected reflections):\n%s",
+        ascii_histogram(result.overall.histogram),
+    )
     if len(groups) > 1:
         for group, dist in zip(groups, result.groups):
             s = dist.summary
             logger.info(
-                "  %s: n=%d median=%s", group.label(n_files), s.n,
+                "  %s: n=%d median=%s",
+                group.label(n_files),
+                s.n,
                 "nan" if s.median is None else f"{s.median:g}",
             )
 
@@ -262,8 +267,10 @@ def plot_histograms(path: str, result, groups, invocation: Invocation, params) -
     names = ", ".join(invocation.reflection_paths)
     overlay = 1 < len(groups) <= 8
     bars = (
-        [(g.label(len(invocation.reflection_paths)), d.histogram)
-         for g, d in zip(groups, result.groups)]
+        [
+            (g.label(len(invocation.reflection_paths)), d.histogram)
+            for g, d in zip(groups, result.groups)
+        ]
         if overlay
         else [("all selected", result.overall.histogram)]
     )
@@ -276,5 +283,3 @@ def plot_histograms(path: str, result, groups, invocation: Invocation, params) -
         log_y=params.output.log_y,
         format_from=params.output.plot,
     )
-
-

@@ -251,9 +251,7 @@ class FileData:
         self.index = index
         self.source = source
         flags = source.column("flags")
-        self.selection, self.fallback = file_selection(
-            flags, requested, params.selection_fallback
-        )
+        self.selection, self.fallback = file_selection(flags, requested, params.selection_fallback)
         selected = self.selection.apply(flags)
         self.rows = np.flatnonzero(selected)
         self.n_rows = source.nrows
@@ -410,9 +408,7 @@ def compute(files, params, criteria, experiments, d_source) -> dict:
         panel,
         criteria,
         image_sizes=image_sizes,
-        variance=(
-            np.concatenate([f.variance for f in files]) if criteria.needs_variance else None
-        ),
+        variance=(np.concatenate([f.variance for f in files]) if criteria.needs_variance else None),
         d=d,
         group_of_row=np.concatenate(group_of_row),
         n_groups=len(groups),
@@ -425,9 +421,7 @@ def compute(files, params, criteria, experiments, d_source) -> dict:
 
     beam_centres = [] if experiments is None else describe_beam_centres(experiments)
     if experiments is not None and geometry.n_panels(experiments) > 1:
-        outlines = [
-            o.lab for det in experiments.detectors() for o in geometry.panel_outlines(det)
-        ]
+        outlines = [o.lab for det in experiments.detectors() for o in geometry.panel_outlines(det)]
         centres = np.array([b["lab"] for b in beam_centres]) if beam_centres else None
         view = lab_view(positions.lab, strong, outlines, centres)
     else:
@@ -475,18 +469,20 @@ def compute(files, params, criteria, experiments, d_source) -> dict:
                 "median_d_strong": median,
             }
             for group, n_all, n_strong, median in zip(
-                groups, stats.n_selected_per_group, stats.n_strong_per_group,
+                groups,
+                stats.n_selected_per_group,
+                stats.n_strong_per_group,
                 stats.median_d_strong_per_group,
             )
         ],
     }
     if params.output.positions:
-        results["positions"] = positions_record(files, xyz, panel, experiment, strong,
-                                                positions, d)
+        results["positions"] = positions_record(files, xyz, panel, experiment, strong, positions, d)
     results["_views"] = (
         view,
-        None if shells is None else ShellView(shells.inv_d2_edges, shells.n_all,
-                                             shells.n_strong, d_source),
+        None
+        if shells is None
+        else ShellView(shells.inv_d2_edges, shells.n_all, shells.n_strong, d_source),
     )
     return results
 
@@ -514,8 +510,7 @@ def describe_beam_centres(experiments) -> list[dict]:
         centre = geometry.beam_centre(experiment.detector, experiment.beam)
         if centre is not None:
             centres.append(
-                {"experiment": index, "identifier": identifiers[index] or None,
-                 **centre.as_dict()}
+                {"experiment": index, "identifier": identifiers[index] or None, **centre.as_dict()}
             )
     return centres
 
@@ -538,8 +533,10 @@ def positions_record(files, xyz, panel, experiment, strong, positions, d) -> dic
     }
     if positions is not None:
         record.update(
-            x_mm=positions.mm[strong, 0], y_mm=positions.mm[strong, 1],
-            lab_x=positions.lab[strong, 0], lab_y=positions.lab[strong, 1],
+            x_mm=positions.mm[strong, 0],
+            y_mm=positions.mm[strong, 1],
+            lab_x=positions.lab[strong, 0],
+            lab_y=positions.lab[strong, 1],
             lab_z=positions.lab[strong, 2],
         )
     if d is not None:
@@ -552,26 +549,30 @@ def report(result, files, criteria, params) -> None:
     for f in files:
         logger.info(
             "%s: %d of %d reflections selected (%s, %s); intensity from %s",
-            f.source.path, f.rows.size, f.n_rows,
-            ",".join(f.selection.names) or "all", f.selection.describe()["dials_equivalent"],
+            f.source.path,
+            f.rows.size,
+            f.n_rows,
+            ",".join(f.selection.names) or "all",
+            f.selection.describe()["dials_equivalent"],
             f.origin,
         )
         if f.fallback:
             logger.warning(
                 "%s: selection.flags=integrated selects nothing here: %s "
                 "(set selection.flags or selection_fallback=False to change this)",
-                f.source.path, f.fallback,
+                f.source.path,
+                f.fallback,
             )
         if not f.rows.size:
             logger.warning(
                 "%s: no reflections selected (selection.flags=%s, rule=%s)%s",
-                f.source.path, ",".join(f.selection.names), f.selection.rule,
+                f.source.path,
+                ",".join(f.selection.names),
+                f.selection.rule,
                 f": {f.hint}" if f.hint else "",
             )
     if result["n_strong"] == 0:
-        logger.warning(
-            "No strong reflections (%s): counts are zero", criteria.label()
-        )
+        logger.warning("No strong reflections (%s): counts are zero", criteria.label())
     shells = result["resolution_shells"]
     if shells is None:
         logger.info("No resolution shells: %s", D_RULES[None])
@@ -585,8 +586,11 @@ def report(result, files, criteria, params) -> None:
                 f"{shells['n_strong'][i]:8d} "
                 f"{'-' if fraction is None else f'{100 * fraction:8.2f}%':>9}"
             )
-        logger.info("Strong reflections per resolution shell (d from %s):\n%s",
-                    result["d_source"], "\n".join(lines))
+        logger.info(
+            "Strong reflections per resolution shell (d from %s):\n%s",
+            result["d_source"],
+            "\n".join(lines),
+        )
 
 
 def plot(path, views, invocation, criteria, params) -> None:
@@ -596,7 +600,9 @@ def plot(path, views, invocation, criteria, params) -> None:
     names = ", ".join(invocation.reflection_paths)
     label = f"{criteria.label()}, intensity.{params.intensity.choice}"
     strong_positions_figure(
-        path, view, shells,
+        path,
+        view,
+        shells,
         title=f"Strong reflections ({label}): {names}",
         strong_label=criteria.label(),
         format_from=params.output.plot,

@@ -15,9 +15,7 @@ def plot_format(path: str) -> str:
     """The format implied by ``path``'s suffix; ``ValueError`` when unsupported."""
     suffix = path.rsplit(".", 1)[-1].lower() if "." in path else ""
     if suffix not in PLOT_FORMATS:
-        raise ValueError(
-            f"{path}: unsupported plot format '{suffix}' (use .png, .svg or .pdf)"
-        )
+        raise ValueError(f"{path}: unsupported plot format '{suffix}' (use .png, .svg or .pdf)")
     return suffix
 
 

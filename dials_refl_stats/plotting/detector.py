@@ -110,19 +110,36 @@ def draw_positions(axes, view: ScatterView, strong_label: str) -> None:
         axes.plot(outline[:, 0], outline[:, 1], color="0.45", linewidth=0.6, zorder=1)
     if len(view.all_xy):
         axes.scatter(
-            view.all_xy[:, 0], view.all_xy[:, 1], s=1.5, color="0.75", linewidths=0,
-            label=f"all selected ({len(view.all_xy)})", zorder=2, rasterized=True,
+            view.all_xy[:, 0],
+            view.all_xy[:, 1],
+            s=1.5,
+            color="0.75",
+            linewidths=0,
+            label=f"all selected ({len(view.all_xy)})",
+            zorder=2,
+            rasterized=True,
         )
     if len(view.strong_xy):
         axes.scatter(
-            view.strong_xy[:, 0], view.strong_xy[:, 1], s=6, color="tab:red",
-            linewidths=0, label=f"strong: {strong_label} ({len(view.strong_xy)})",
-            zorder=3, rasterized=len(view.strong_xy) > 5000,
+            view.strong_xy[:, 0],
+            view.strong_xy[:, 1],
+            s=6,
+            color="tab:red",
+            linewidths=0,
+            label=f"strong: {strong_label} ({len(view.strong_xy)})",
+            zorder=3,
+            rasterized=len(view.strong_xy) > 5000,
         )
     if view.beam_centres is not None and len(view.beam_centres):
         axes.scatter(
-            view.beam_centres[:, 0], view.beam_centres[:, 1], marker="+", s=120,
-            color="tab:blue", linewidths=1.5, label="beam centre", zorder=4,
+            view.beam_centres[:, 0],
+            view.beam_centres[:, 1],
+            marker="+",
+            s=120,
+            color="tab:blue",
+            linewidths=1.5,
+            label="beam centre",
+            zorder=4,
         )
     axes.set_aspect("equal", adjustable="datalim")
     if view.kind == "pixel":
@@ -132,8 +149,14 @@ def draw_positions(axes, view: ScatterView, strong_label: str) -> None:
     if axes.get_legend_handles_labels()[0]:
         axes.legend(fontsize=7, loc="upper right")
     axes.text(
-        0.0, -0.12, view.note, transform=axes.transAxes, fontsize=7, va="top",
-        ha="left", wrap=True,
+        0.0,
+        -0.12,
+        view.note,
+        transform=axes.transAxes,
+        fontsize=7,
+        va="top",
+        ha="left",
+        wrap=True,
     )
 
 
@@ -142,10 +165,14 @@ def draw_shells(axes, shells: ShellView | None) -> None:
     axes.set_title("Strong fraction per resolution shell", fontsize=10)
     if shells is None or shells.inv_d2_edges is None:
         axes.text(
-            0.5, 0.5,
-            "No resolution available:\ngive the experiments (.expt)\n"
-            "or a table with a 'd' column" if shells is None else "No reflections with d",
-            transform=axes.transAxes, ha="center", va="center",
+            0.5,
+            0.5,
+            "No resolution available:\ngive the experiments (.expt)\nor a table with a 'd' column"
+            if shells is None
+            else "No reflections with d",
+            transform=axes.transAxes,
+            ha="center",
+            va="center",
         )
         axes.set_xticks([])
         axes.set_yticks([])
@@ -160,8 +187,14 @@ def draw_shells(axes, shells: ShellView | None) -> None:
     axes.bar(centres, fraction, width=widths * 0.95, color="tab:red", alpha=0.8)
     for x, f, s, a in zip(centres, fraction, n_strong, n_all):
         axes.annotate(
-            f"{s}/{a}", (x, f), textcoords="offset points", xytext=(0, 2),
-            ha="center", va="bottom", fontsize=6, rotation=90,
+            f"{s}/{a}",
+            (x, f),
+            textcoords="offset points",
+            xytext=(0, 2),
+            ha="center",
+            va="bottom",
+            fontsize=6,
+            rotation=90,
         )
     axes.set_xlabel(r"1/d$^2$ ($\AA^{-2}$); shells equal in 1/d$^2$")
     axes.set_ylabel("Strong reflections (% of selected in shell)")
@@ -188,7 +221,10 @@ def strong_positions_figure(
 ) -> None:
     """Position scatter (left) and strong fraction vs resolution (right), one file."""
     figure, (left, right) = plt.subplots(
-        1, 2, figsize=(14, 7), gridspec_kw={"width_ratios": [1.4, 1]},
+        1,
+        2,
+        figsize=(14, 7),
+        gridspec_kw={"width_ratios": [1.4, 1]},
         constrained_layout=True,
     )
     draw_positions(left, view, strong_label)

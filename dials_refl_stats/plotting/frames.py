@@ -56,8 +56,13 @@ def intensity_per_frame_figure(
     """
     n_columns = max(1, len(panels))
     figure, axes = plt.subplots(
-        2, n_columns, figsize=(7 * n_columns, 7), sharex="col", squeeze=False,
-        gridspec_kw={"height_ratios": [2, 1]}, constrained_layout=True,
+        2,
+        n_columns,
+        figsize=(7 * n_columns, 7),
+        sharex="col",
+        squeeze=False,
+        gridspec_kw={"height_ratios": [2, 1]},
+        constrained_layout=True,
     )
     for column, panel in enumerate(panels):
         top, bottom = axes[0, column], axes[1, column]
@@ -73,22 +78,35 @@ def intensity_per_frame_figure(
             if positive.any():
                 drawn_any = True
                 top.scatter(
-                    series.x[positive], series.intensity[positive], color=colour,
-                    rasterized=True, **style,
+                    series.x[positive],
+                    series.intensity[positive],
+                    color=colour,
+                    rasterized=True,
+                    **style,
                 )
             table = series.table
             has_median = np.isfinite(table.median) & (table.median > 0)
             label = series.label if coloured and len(panel.series) > 1 else None
             if has_median.any():
                 top.plot(
-                    table.centres[has_median], table.median[has_median], "-",
-                    color="k" if len(panel.series) == 1 else colour, lw=1.2,
-                    marker="o", ms=2.5, label=(f"median: {label}" if label else "median per frame bin"),
+                    table.centres[has_median],
+                    table.median[has_median],
+                    "-",
+                    color="k" if len(panel.series) == 1 else colour,
+                    lw=1.2,
+                    marker="o",
+                    ms=2.5,
+                    label=(f"median: {label}" if label else "median per frame bin"),
                 )
             has_ios = np.isfinite(table.mean_i_over_sigma)
             bottom.plot(
-                table.centres[has_ios], table.mean_i_over_sigma[has_ios], "-o",
-                color=colour, lw=1, ms=2.5, label=label,
+                table.centres[has_ios],
+                table.mean_i_over_sigma[has_ios],
+                "-o",
+                color=colour,
+                lw=1,
+                ms=2.5,
+                label=label,
             )
         ranges = {s.image_range for s in panel.series if s.image_range}
         for first, last in ranges:
@@ -106,11 +124,25 @@ def intensity_per_frame_figure(
             if hidden
             else f"all {n_points} intensities > 0 shown"
         )
-        top.text(0.01, 0.99, note, transform=top.transAxes, ha="left", va="top",
-                 fontsize=8, bbox={"facecolor": "white", "alpha": 0.7, "edgecolor": "none"})
+        top.text(
+            0.01,
+            0.99,
+            note,
+            transform=top.transAxes,
+            ha="left",
+            va="top",
+            fontsize=8,
+            bbox={"facecolor": "white", "alpha": 0.7, "edgecolor": "none"},
+        )
         if n_points == 0:
-            top.text(0.5, 0.5, "no reflections selected", transform=top.transAxes,
-                     ha="center", va="center")
+            top.text(
+                0.5,
+                0.5,
+                "no reflections selected",
+                transform=top.transAxes,
+                ha="center",
+                va="center",
+            )
         if top.get_legend_handles_labels()[0]:
             top.legend(fontsize=7, loc="lower right", framealpha=0.7)
         bottom.axhline(0, color="0.7", lw=0.5)

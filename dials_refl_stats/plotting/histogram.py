@@ -44,8 +44,13 @@ def histogram_bars(
     ]
     if outside:
         axes.text(
-            0.99, 0.98, "\n".join(outside), transform=axes.transAxes,
-            ha="right", va="top", fontsize=8,
+            0.99,
+            0.98,
+            "\n".join(outside),
+            transform=axes.transAxes,
+            ha="right",
+            va="top",
+            fontsize=8,
         )
     if several:
         axes.legend(fontsize=8, loc="center right")
