@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import dials.util
 import iotbx.phil
@@ -213,7 +214,9 @@ def run(args=None, *, phil=phil_scope) -> None:
         parameters=parameters_record(invocation),
         selection=selection,
         results=results,
-        plot=lambda path: plot_histograms(path, result, groups, invocation, params),
+        plot=lambda path: plot_histograms(
+            path, result, groups, invocation, params, size_sources
+        ),
     )
     summary = result.overall.summary
     logger.info(
@@ -263,8 +266,10 @@ def report(result, groups, n_files: int) -> None:
             )
 
 
-def plot_histograms(path: str, result, groups, invocation: Invocation, params) -> None:
-    names = ", ".join(invocation.reflection_paths)
+def plot_histograms(
+    path: str, result, groups, invocation: Invocation, params, size_sources: list[str]
+) -> None:
+    names = ", ".join(os.path.basename(p) for p in invocation.reflection_paths)
     overlay = 1 < len(groups) <= 8
     bars = (
         [
@@ -275,11 +280,19 @@ def plot_histograms(path: str, result, groups, invocation: Invocation, params) -
         else [("all selected", result.overall.histogram)]
     )
     bits = "|".join(MASK_NAMES[name] for name in params.spot_size.mask_bits)
+    measures = []
+    if SHOEBOX in size_sources:
+        measures.append(f"shoebox pixels with mask {bits}")
+    if NUM_PIXELS in size_sources:
+        measures.append(NUM_PIXELS)
+    summary = result.overall.summary
+    if summary.n:
+        names += f" (n={summary.n}, median={summary.median:g})"
     histogram_bars(
         path,
         bars,
         title=f"Spot sizes: {names}",
-        xlabel=f"Spot size (pixels; shoebox mask {bits} or num_pixels.foreground)",
+        xlabel=f"Spot size (pixels: {' / '.join(measures)})",
         log_y=params.output.log_y,
         format_from=params.output.plot,
     )
