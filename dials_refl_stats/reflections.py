@@ -2,8 +2,14 @@
 
 :func:`open_reflection_file` returns a :class:`ReflectionSource` that knows the file's
 columns, row count and experiment identifiers, and hands out single columns as numpy
-arrays plus per-row shoebox mask counts. The ``dials`` backend uses DIALS's own
-``flex.reflection_table.from_file``.
+arrays plus per-row shoebox mask counts. Two backends:
+
+* ``fast``: :mod:`dials_refl_stats.reader` (no DIALS): reads the header, then only the
+  bytes of the columns asked for; shoebox masks are streamed in bounded memory.
+* ``dials``: DIALS's own ``flex.reflection_table.from_file`` (decodes every column).
+
+``auto`` uses ``fast`` and falls back to ``dials`` for what the fast reader does not
+read (legacy pickle tables; HDF5 shoebox data needing a compression plugin).
 """
 
 from __future__ import annotations
@@ -13,9 +19,10 @@ from typing import Protocol
 
 import numpy as np
 
-MSGPACK_MAGIC = b"\x93\xbbdials::af::reflection_table"
-PICKLE_MAGIC = b"\x80"
-HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+from dials_refl_stats.reader import ReflectionFileError, read_layout, read_reflections, sniff_format
+from dials_refl_stats.reader import shoebox_mask_counts as stream_mask_counts
+
+BACKENDS = ("auto", "fast", "dials")
 
 
 class ReflectionLoadError(Exception):
@@ -38,19 +45,6 @@ class ReflectionSource(Protocol):
         """Per row: pixels whose mask has all bits of ``code``; shoebox allocated."""
 
 
-def sniff_format(path: str) -> str:
-    """``"msgpack"``, ``"pickle"``, ``"hdf5"`` or ``"unknown"`` from the first bytes."""
-    with open(path, "rb") as handle:
-        head = handle.read(len(MSGPACK_MAGIC))
-    if head.startswith(MSGPACK_MAGIC):
-        return "msgpack"
-    if head.startswith(HDF5_MAGIC):
-        return "hdf5"
-    if head.startswith(PICKLE_MAGIC):
-        return "pickle"
-    return "unknown"
-
-
 def check_readable(path: str) -> str:
     """Raise :class:`ReflectionLoadError` unless ``path`` looks like a reflection file.
 
@@ -62,8 +56,8 @@ def check_readable(path: str) -> str:
         raise ReflectionLoadError(f"{path}: is a directory, not a reflection file")
     try:
         kind = sniff_format(path)
-    except OSError as error:
-        raise ReflectionLoadError(f"{path}: cannot be read ({error.strerror})") from None
+    except ReflectionFileError as error:
+        raise ReflectionLoadError(f"{path}: {error.problem}") from None
     if kind == "unknown":
         size = os.path.getsize(path)
         problem = "empty file" if size == 0 else "not a DIALS reflection file"
@@ -126,8 +120,64 @@ def flex_to_numpy(values) -> np.ndarray:
     raise TypeError(f"cannot convert a {type(values).__name__} column to numpy")
 
 
+class FastReflectionSource:
+    """A reflection file read with :mod:`dials_refl_stats.reader`, column by column."""
+
+    backend = "fast"
+
+    def __init__(self, path: str):
+        self.format = check_readable(path)
+        self.path = path
+        with _as_load_error(path):
+            if self.format == "msgpack":
+                layout = read_layout(path)
+                self.nrows = layout.nrows
+                self.identifiers = dict(layout.identifiers)
+                self.column_names = frozenset(layout.columns)
+            else:
+                header = read_reflections(path, columns=[])
+                self.nrows = header.nrows
+                self.identifiers = dict(header.identifiers)
+                self.column_names = frozenset(header.column_types)
+        self._cache: dict[str, np.ndarray] = {}
+
+    def column(self, name: str) -> np.ndarray:
+        if name not in self.column_names:
+            raise ReflectionLoadError(f"{self.path}: no column '{name}'")
+        if name not in self._cache:
+            with _as_load_error(self.path):
+                self._cache[name] = read_reflections(self.path, columns=[name]).columns[name]
+        return self._cache[name]
+
+    def shoebox_mask_counts(self, code: int) -> tuple[np.ndarray, np.ndarray]:
+        with _as_load_error(self.path):
+            return stream_mask_counts(self.path, code, with_allocated=True)
+
+
+class _as_load_error:
+    """Context manager turning the reader's errors into :class:`ReflectionLoadError`."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        if isinstance(error, ReflectionFileError):
+            raise ReflectionLoadError(f"{self.path}: {error.problem}") from None
+        return False
+
+
 def open_reflection_file(path: str, backend: str = "auto") -> ReflectionSource:
-    """Open ``path`` with the requested backend (``auto`` picks the best available)."""
-    if backend not in ("auto", "dials"):
+    """Open ``path`` with ``backend``: ``fast``, ``dials`` or ``auto`` (see module doc)."""
+    if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}")
-    return DialsReflectionSource(path)
+    if backend == "dials":
+        return DialsReflectionSource(path)
+    if backend == "fast":
+        return FastReflectionSource(path)
+    kind = check_readable(path)
+    if kind == "pickle":
+        return DialsReflectionSource(path)
+    return FastReflectionSource(path)

@@ -256,7 +256,8 @@ def broken_files(tmp_path):
 ERROR_CASES = [
     (["missing.refl"], "missing.refl: file not found"),
     (["{notes}"], "notes.refl: not a DIALS reflection file"),
-    (["{truncated}"], "truncated.refl: truncated or corrupt reflection file"),
+    (["{truncated}"], "truncated.refl: truncated file (column 'shoebox' needs"),
+    (["{truncated}", "reader=dials"], "truncated.refl: truncated or corrupt reflection file"),
     (["{empty}"], "empty.refl: empty file"),
     (["{integrated}"], "neither a 'shoebox' nor a 'num_pixels.foreground' column"),
     (["{quartz}", "source=shoebox"], "no 'shoebox' column for source=shoebox"),

@@ -214,9 +214,7 @@ def run(args=None, *, phil=phil_scope) -> None:
         parameters=parameters_record(invocation),
         selection=selection,
         results=results,
-        plot=lambda path: plot_histograms(
-            path, result, groups, invocation, params, size_sources
-        ),
+        plot=lambda path: plot_histograms(path, result, groups, invocation, params, size_sources),
     )
     summary = result.overall.summary
     logger.info(

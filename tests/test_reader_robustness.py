@@ -1,0 +1,205 @@
+"""Hostile and broken files: the reader fails with one clear ReflectionFileError.
+
+Targeted cases first (truncation, magic, version, row counts, bounding boxes, lengths
+past the end of the file), then a short seeded fuzz run over real files; the long run
+is ``benchmarks/fuzz_reader.py --iterations N``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import struct
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import data_path
+
+from dials_refl_stats.reader import (
+    ReflectionFileError,
+    read_layout,
+    read_reflections,
+    shoebox_mask_counts,
+)
+
+SOURCE = data_path("sim_small/indexed.refl")
+RAW = SOURCE.read_bytes()
+LAYOUT = read_layout(SOURCE)
+SHOEBOX = LAYOUT.columns["shoebox"]
+FIRST_RECORD = SHOEBOX.offset
+
+
+def _fuzz_module():
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "fuzz_reader.py"
+    spec = importlib.util.spec_from_file_location("fuzz_reader", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def expect_error(tmp_path: Path, blob: bytes, pattern: str, name: str = "bad.refl"):
+    """Every entry point raises ReflectionFileError matching ``pattern``."""
+    path = tmp_path / name
+    path.write_bytes(blob)
+    for call in (
+        lambda: read_reflections(path, shoebox="mask"),
+        lambda: shoebox_mask_counts(path, 4),
+    ):
+        with pytest.raises(ReflectionFileError) as err:
+            call()
+        msg = str(err.value)
+        assert "\n" not in msg and msg.startswith(f"{name}: "), msg
+        assert __import__("re").search(pattern, msg), msg
+    return path
+
+
+def patched(offset: int, fmt: str, *values) -> bytes:
+    blob = bytearray(RAW)
+    struct.pack_into(fmt, blob, offset, *values)
+    return bytes(blob)
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [
+        0,
+        1,
+        10,
+        40,
+        200,
+        5000,
+        FIRST_RECORD - 1,
+        FIRST_RECORD + 10,
+        FIRST_RECORD + 5000,
+        len(RAW) - 1,
+    ],
+)
+def test_truncated(tmp_path, cut):
+    pattern = "truncated|empty file|not a DIALS|unrecognised"
+    expect_error(tmp_path, RAW[:cut], pattern)
+
+
+def test_truncated_message_names_column_and_sizes(tmp_path):
+    path = tmp_path / "indexed.refl"
+    path.write_bytes(RAW[: FIRST_RECORD + 1000])
+    with pytest.raises(ReflectionFileError) as err:
+        read_reflections(path)
+    assert str(err.value) == (
+        f"indexed.refl: truncated file (column 'shoebox' needs {SHOEBOX.nbytes} bytes, 1000 left)"
+    )
+
+
+def test_wrong_magic(tmp_path):
+    blob = RAW.replace(b"dials::af::reflection_table", b"dials::af::reflection_tablX", 1)
+    expect_error(tmp_path, blob, "not a DIALS reflection")
+
+
+@pytest.mark.parametrize("version", [0, 3, 0x7F])
+def test_wrong_version(tmp_path, version):
+    blob = bytearray(RAW)
+    blob[29] = version
+    expect_error(tmp_path, bytes(blob), f"unsupported reflection file version {version}")
+
+
+def test_nrows_disagrees_with_columns(tmp_path):
+    i = RAW.find(b"\xa5nrows") + 6
+    assert RAW[i] == 0xCD  # uint16 row count
+    blob = RAW[:i] + b"\xcd" + struct.pack(">H", LAYOUT.nrows + 1) + RAW[i + 3 :]
+    expect_error(tmp_path, blob, r"column '.*' has 1514 rows, table has 1515")
+
+
+def test_huge_nrows_allocates_nothing(tmp_path):
+    i = RAW.find(b"\xa5nrows") + 6
+    blob = RAW[:i] + b"\xcf" + struct.pack(">Q", 2**63) + RAW[i + 3 :]
+    expect_error(tmp_path, blob, "has 1514 rows, table has")
+
+
+@pytest.mark.parametrize(
+    "field, value, pattern",
+    [
+        (1, 2**31 - 1, r"row 0: invalid bounding box \[2147483647, "),  # x0 > x1
+        (2, -5, r"row 0: invalid bounding box"),  # x1 < x0
+        (5, 2**31 - 1, r"row 0: invalid bounding box"),  # z0 > z1
+        (4, 2**31 - 1, r"truncated file \(row 0 needs \d+ bytes"),  # huge extent
+        (6, 2**31 - 1, r"truncated file \(row 0 needs \d+ bytes"),
+        (1, -5, r"invalid shoebox flag|invalid bounding box|truncated"),  # wider: misaligns
+    ],
+)
+def test_bad_shoebox_bbox(tmp_path, field, value, pattern):
+    # fields of the first record: 0 panel, 1..6 bbox (x0, x1, y0, y1, z0, z1), flag
+    blob = patched(FIRST_RECORD + 4 * field, "<i", value)
+    expect_error(tmp_path, blob, pattern)
+
+
+def test_bad_shoebox_flag(tmp_path):
+    blob = bytearray(RAW)
+    blob[FIRST_RECORD + 28] = 7
+    expect_error(tmp_path, bytes(blob), "row 0: invalid shoebox flag 7")
+
+
+def test_bin_length_past_end(tmp_path):
+    assert RAW[SHOEBOX.offset - 5] == 0xC6
+    blob = patched(SHOEBOX.offset - 4, ">I", 2**32 - 1)
+    expect_error(tmp_path, blob, r"truncated file \(column 'shoebox' needs 4294967295")
+
+
+def test_flat_column_length_mismatch(tmp_path):
+    span = LAYOUT.columns["flags"]
+    hlen = 3 if span.nbytes < 1 << 16 else 5
+    fmt = ">H" if hlen == 3 else ">I"
+    blob = bytearray(RAW)
+    struct.pack_into(fmt, blob, span.offset - hlen + 1, span.nbytes - 8)
+    blob = bytes(blob[: span.offset + span.nbytes - 8] + blob[span.offset + span.nbytes :])
+    path = tmp_path / "short.refl"
+    path.write_bytes(blob)
+    with pytest.raises(ReflectionFileError, match=r"column 'flags' \(std::size_t\) has"):
+        read_reflections(path, columns=["flags"])
+
+
+def test_trailing_shoebox_bytes(tmp_path):
+    # one record too many inside the shoebox bin (its length grows to match)
+    extra = RAW[FIRST_RECORD : FIRST_RECORD + 29]
+    blob = bytearray(
+        RAW[: SHOEBOX.offset + SHOEBOX.nbytes] + extra + RAW[SHOEBOX.offset + SHOEBOX.nbytes :]
+    )
+    struct.pack_into(">I", blob, SHOEBOX.offset - 4, SHOEBOX.nbytes + 29)
+    path = tmp_path / "extra.refl"
+    path.write_bytes(bytes(blob))
+    with pytest.raises(ReflectionFileError, match="unexpected bytes after the last shoebox"):
+        shoebox_mask_counts(path, 4)
+    # flat columns never look at the shoebox bytes
+    assert read_reflections(path, columns=["flags"]).nrows == LAYOUT.nrows
+
+
+def test_not_a_file(tmp_path):
+    with pytest.raises(ReflectionFileError, match="cannot open"):
+        read_reflections(tmp_path / "missing.refl")
+    with pytest.raises(ReflectionFileError):
+        read_reflections(tmp_path)
+
+
+def test_fuzz_seeded_mutations(tmp_path):
+    """~5 s of seeded mutations of real files; the long run is benchmarks/fuzz_reader.py."""
+    fuzz = _fuzz_module()
+    files = [
+        data_path("sim_small/indexed.refl"),
+        data_path("ssx_CuNiR/indexed.refl"),
+        data_path("centroid_test_data/integrated.refl"),
+    ]
+    start = time.perf_counter()
+    stats = fuzz.fuzz(files, iterations=200, seed=20240, workdir=tmp_path, measure_every=20)
+    assert time.perf_counter() - start < 30
+    outcomes = {outcome for (_kind, outcome) in stats}
+    assert outcomes == {"ok", "error"}  # both paths really exercised
+    assert sum(stats.values()) == 200
+
+
+def test_random_bytes_are_unknown(tmp_path):
+    rng = np.random.default_rng(3)
+    for i in range(20):
+        blob = rng.integers(0, 256, int(rng.integers(1, 5000)), dtype=np.uint8).tobytes()
+        path = tmp_path / f"r{i}.refl"
+        path.write_bytes(blob)
+        with pytest.raises(ReflectionFileError):
+            read_reflections(path)
