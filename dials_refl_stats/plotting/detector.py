@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 
-from dials_refl_stats.plotting import save
+from dials_refl_stats.plotting import new_figure, save
 
 #: Notes printed on the position plot so the orientation is never a guess.
 PIXEL_NOTE = (
@@ -220,7 +219,7 @@ def strong_positions_figure(
     format_from: str | None = None,
 ) -> None:
     """Position scatter (left) and strong fraction vs resolution (right), one file."""
-    figure, (left, right) = plt.subplots(
+    figure, (left, right) = new_figure(
         1,
         2,
         figsize=(14, 7),

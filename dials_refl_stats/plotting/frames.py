@@ -5,12 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from dials_refl_stats.analysis.intensity_per_frame import FrameTable
-from dials_refl_stats.plotting import save
+from dials_refl_stats.plotting import new_figure, save
 
 #: Above this many series all points share one colour (no legend).
 MAX_COLOURED_SERIES = 8
@@ -55,7 +54,7 @@ def intensity_per_frame_figure(
     Intensities <= 0 cannot be drawn on a log axis: their number is written on the plot.
     """
     n_columns = max(1, len(panels))
-    figure, axes = plt.subplots(
+    figure, axes = new_figure(
         2,
         n_columns,
         figsize=(7 * n_columns, 7),

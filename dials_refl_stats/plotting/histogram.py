@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import matplotlib.pyplot as plt
 
 from dials_refl_stats.analysis.distribution import Histogram
-from dials_refl_stats.plotting import save
+from dials_refl_stats.plotting import new_figure, save
 
 
 def histogram_bars(
@@ -19,18 +18,19 @@ def histogram_bars(
     log_y: bool = False,
     format_from: str | None = None,
 ) -> None:
-    """Bar chart of one or more histograms sharing slots (overlaid, translucent)."""
-    figure, axes = plt.subplots(figsize=(8, 5), constrained_layout=True)
+    """Filled step histogram(s) sharing slots (overlaid, translucent when several).
+
+    Drawn as one ``stairs`` artist per histogram, not one patch per slot.
+    """
+    figure, axes = new_figure(figsize=(8, 5), constrained_layout=True)
     several = len(histograms) > 1
     for label, hist in histograms:
-        axes.bar(
-            hist.centres,
+        axes.stairs(
             hist.counts,
-            width=hist.slot_width,
-            align="center",
+            hist.edges,
+            fill=True,
             alpha=0.5 if several else 0.9,
             label=label,
-            edgecolor="none",
         )
     axes.set_xlabel(xlabel)
     axes.set_ylabel("Number of reflections")
