@@ -7,9 +7,11 @@ DIALS is imported here (and in the programs) only, never by a statistic.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -233,8 +235,17 @@ def dials_version() -> str | None:
 
 
 def start_logging(invocation: Invocation, program: str) -> logging.Logger:
-    """Configure DIALS logging to ``params.output.log``; log version and diff phil."""
+    """Configure DIALS logging to ``params.output.log``; log version and diff phil.
+
+    Also starts importing matplotlib in a background thread when a plot is wanted,
+    so that the import overlaps the (numpy, GIL-releasing) reading and computing.
+    """
     from dials.util import log
+
+    if invocation.params.output.plot:
+        threading.Thread(
+            target=importlib.import_module, args=("dials_refl_stats.plotting",), daemon=True
+        ).start()
 
     log.config(verbosity=invocation.options.verbose, logfile=invocation.params.output.log)
     logger = logging.getLogger(f"dials.{program}")

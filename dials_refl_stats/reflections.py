@@ -8,8 +8,8 @@ arrays plus per-row shoebox mask counts. Two backends:
   bytes of the columns asked for; shoebox masks are streamed in bounded memory.
 * ``dials``: DIALS's own ``flex.reflection_table.from_file`` (decodes every column).
 
-``auto`` uses ``fast`` and falls back to ``dials`` for what the fast reader does not
-read (legacy pickle tables; HDF5 shoebox data needing a compression plugin).
+``auto`` uses ``fast``, and ``dials`` for legacy pickle tables (which only DIALS can
+unpickle).
 """
 
 from __future__ import annotations

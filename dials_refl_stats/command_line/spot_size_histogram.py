@@ -16,7 +16,6 @@ from dials_refl_stats.analysis.spot_size import (
     mask_code,
     spot_size_distributions,
 )
-from dials_refl_stats.plotting.histogram import histogram_bars
 from dials_refl_stats.program import (
     Invocation,
     describe_inputs,
@@ -267,6 +266,8 @@ def report(result, groups, n_files: int) -> None:
 def plot_histograms(
     path: str, result, groups, invocation: Invocation, params, size_sources: list[str]
 ) -> None:
+    from dials_refl_stats.plotting.histogram import histogram_bars
+
     names = ", ".join(os.path.basename(p) for p in invocation.reflection_paths)
     overlay = 1 < len(groups) <= 8
     bars = (

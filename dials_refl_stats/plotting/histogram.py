@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-
 from dials_refl_stats.analysis.distribution import Histogram
 from dials_refl_stats.plotting import new_figure, save
 
