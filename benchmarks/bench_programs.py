@@ -29,6 +29,15 @@ table = flex.reflection_table.from_file(sys.argv[1])
 print(table.size())
 """
 
+DIALS_PARSER_AND_LOAD = """
+import sys
+from dials.util.options import ArgumentParser
+import dials.util.log
+from dials.array_family import flex
+table = flex.reflection_table.from_file(sys.argv[1])
+print(table.size())
+"""
+
 SEED_LOOP = """
 import sys
 from dials.algorithms.shoebox import MaskCode
@@ -113,6 +122,12 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as workdir:
             cases = {
                 "DIALS: import + from_file": [python, "-c", DIALS_LOAD, str(path)],
+                "DIALS: import parser, logging + from_file": [
+                    python,
+                    "-c",
+                    DIALS_PARSER_AND_LOAD,
+                    str(path),
+                ],
                 "dials.spot_size_histogram (default reader)": [
                     str(BIN / "dials.spot_size_histogram"),
                     str(path),

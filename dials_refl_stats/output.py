@@ -22,6 +22,17 @@ SCHEMA_VERSION = "1.0"
 #: Significant digits kept for floats in JSON documents.
 FLOAT_DIGITS = 6
 
+#: Plot formats, chosen by the plot file's suffix.
+PLOT_FORMATS = ("png", "svg", "pdf")
+
+
+def plot_format(path: str) -> str:
+    """The format implied by ``path``'s suffix; ``ValueError`` when unsupported."""
+    suffix = path.rsplit(".", 1)[-1].lower() if "." in path else ""
+    if suffix not in PLOT_FORMATS:
+        raise ValueError(f"{path}: unsupported plot format '{suffix}' (use .png, .svg or .pdf)")
+    return suffix
+
 
 def to_plain(value: Any, digits: int = FLOAT_DIGITS) -> Any:
     """Convert ``value`` to plain JSON types: no numpy, no NaN/Infinity, rounded floats."""

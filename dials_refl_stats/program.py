@@ -7,11 +7,9 @@ DIALS is imported here (and in the programs) only, never by a statistic.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import re
-import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -20,7 +18,8 @@ from libtbx import Auto
 
 from dials_refl_stats import __version__
 from dials_refl_stats.analysis.distribution import Binning
-from dials_refl_stats.output import atomic_path, make_document, write_json
+from dials_refl_stats.output import atomic_path, make_document, plot_format, write_json
+from dials_refl_stats.reader import ReflectionFileError
 from dials_refl_stats.reflections import (
     ReflectionLoadError,
     ReflectionSource,
@@ -128,11 +127,19 @@ def looks_like_reflection_file(argument: str) -> bool:
         return False
     try:
         kind = sniff_format(argument)
-    except OSError:
+    except (OSError, ReflectionFileError):
         return False
     if kind == "pickle" and argument.endswith(EXPERIMENT_SUFFIXES):
         return False
     return kind != "unknown"
+
+
+def reflection_arguments(args: Sequence[str] | None) -> list[str]:
+    """The arguments (default ``sys.argv[1:]``) that are reflection files."""
+    import sys
+
+    args = sys.argv[1:] if args is None else args
+    return [a for a in args if looks_like_reflection_file(a)]
 
 
 def parse_command_line(
@@ -149,7 +156,7 @@ def parse_command_line(
     from dials.util.options import ArgumentParser, flatten_experiments
 
     args = list(sys.argv[1:] if args is None else args)
-    reflection_paths = [a for a in args if looks_like_reflection_file(a)]
+    reflection_paths = reflection_arguments(args)
     others = [a for a in args if a not in reflection_paths]
 
     parser = ArgumentParser(
@@ -235,17 +242,8 @@ def dials_version() -> str | None:
 
 
 def start_logging(invocation: Invocation, program: str) -> logging.Logger:
-    """Configure DIALS logging to ``params.output.log``; log version and diff phil.
-
-    Also starts importing matplotlib in a background thread when a plot is wanted,
-    so that the import overlaps the (numpy, GIL-releasing) reading and computing.
-    """
+    """Configure DIALS logging to ``params.output.log``; log version and diff phil."""
     from dials.util import log
-
-    if invocation.params.output.plot:
-        threading.Thread(
-            target=importlib.import_module, args=("dials_refl_stats.plotting",), daemon=True
-        ).start()
 
     log.config(verbosity=invocation.options.verbose, logfile=invocation.params.output.log)
     logger = logging.getLogger(f"dials.{program}")
@@ -344,8 +342,6 @@ def make_binning(scope) -> Binning:
 def require_plot_format(path: str | None) -> None:
     """``Sorry`` for a plot file name whose suffix is not png, svg or pdf."""
     if path:
-        from dials_refl_stats.plotting import plot_format
-
         try:
             plot_format(path)
         except ValueError as error:

@@ -9,15 +9,7 @@ from __future__ import annotations
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-PLOT_FORMATS = ("png", "svg", "pdf")
-
-
-def plot_format(path: str) -> str:
-    """The format implied by ``path``'s suffix; ``ValueError`` when unsupported."""
-    suffix = path.rsplit(".", 1)[-1].lower() if "." in path else ""
-    if suffix not in PLOT_FORMATS:
-        raise ValueError(f"{path}: unsupported plot format '{suffix}' (use .png, .svg or .pdf)")
-    return suffix
+from dials_refl_stats.output import plot_format
 
 
 def new_figure(nrows: int = 1, ncols: int = 1, **subplots_kw):
