@@ -250,7 +250,10 @@ def broken_files(tmp_path):
     not_refl.write_text("this is not a reflection table\n")
     empty = tmp_path / "in" / "empty.refl"
     empty.write_bytes(b"")
-    return truncated, not_refl, empty
+    pickled = data_path("centroid_test_data/strong.pickle").read_bytes()
+    bad_pickle = tmp_path / "in" / "broken.pickle"
+    bad_pickle.write_bytes(pickled[: len(pickled) // 2])
+    return truncated, not_refl, empty, bad_pickle
 
 
 ERROR_CASES = [
@@ -259,6 +262,7 @@ ERROR_CASES = [
     (["{truncated}"], "truncated.refl: truncated file (column 'shoebox' needs"),
     (["{truncated}", "reader=dials"], "truncated.refl: truncated or corrupt reflection file"),
     (["{empty}"], "empty.refl: empty file"),
+    (["{bad_pickle}"], "broken.pickle: legacy pickle reflection table that this DIALS cannot read"),
     (["{integrated}"], "neither a 'shoebox' nor a 'num_pixels.foreground' column"),
     (["{quartz}", "source=shoebox"], "no 'shoebox' column for source=shoebox"),
     (["{good}", "selection.flags=indexd"], "Unknown reflection flag 'indexd'"),
@@ -271,8 +275,9 @@ ERROR_CASES = [
 
 @pytest.mark.parametrize("args,message", ERROR_CASES)
 def test_bad_input_is_a_one_line_sorry_with_no_outputs(tmp_path, args, message):
-    truncated, not_refl, empty = broken_files(tmp_path)
+    truncated, not_refl, empty, bad_pickle = broken_files(tmp_path)
     names = {
+        "bad_pickle": bad_pickle,
         "truncated": truncated,
         "notes": not_refl,
         "empty": empty,
