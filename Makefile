@@ -16,7 +16,7 @@ DEMO := dials_refl_stats/data/sim_small
 setup: $(STAMP)
 
 $(STAMP): setup.py
-	@if ! $(SYSTEM_PYTHON) -c "import dials, pytest, jsonschema, matplotlib, h5py, ensurepip" >/dev/null 2>&1; then \
+	@if ! $(SYSTEM_PYTHON) -c "import dials, pytest, jsonschema, matplotlib, h5py, ensurepip, setuptools, wheel" >/dev/null 2>&1; then \
 		echo "Installing DIALS and friends from Debian ($(DEBIAN_PACKAGES))"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_PACKAGES) >/dev/null; \
 	fi
