@@ -1,10 +1,12 @@
 """From reflection z coordinates to frame numbers, using each experiment's scan.
 
 DIALS side of ``dials.intensity_per_frame``: finds the experiment of each group of rows
-(by experiment identifier, else by ``id`` as an index into the experiment list) and
-decides how its frames are numbered. The arithmetic itself is pure numpy
-(:mod:`dials_refl_stats.analysis.intensity_per_frame`). dxtbx models are only used
-through the objects the caller passes in (never imported here).
+(by experiment identifier, else by ``id`` as an index into the experiment list),
+decides how its frames are numbered, and collects the rows into series (one frame axis
+each: an experiment's scan, or all stills of a file) with :class:`SeriesCatalogue`.
+The arithmetic itself is pure numpy (:mod:`dials_refl_stats.analysis.intensity_per_frame`).
+dxtbx models are only used through the objects the caller passes in (never imported
+here).
 
 Numbering kinds (recorded as ``numbering`` in the JSON):
 
@@ -22,12 +24,16 @@ Numbering kinds (recorded as ``numbering`` in the JSON):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from dials_refl_stats.analysis.grouping import group_by_value
 from dials_refl_stats.analysis.intensity_per_frame import image_numbers, z_floor_frames
+
+if TYPE_CHECKING:
+    from dials_refl_stats.program import ExperimentGroup
 
 IMAGE_NUMBER = "image_number"
 EXPERIMENT_INDEX = "experiment_index"
@@ -134,3 +140,89 @@ def frame_axes(
             index = i
         axes[i] = axis_for_experiment(experiments[index], index)
     return axes
+
+
+@dataclass
+class Series:
+    """Rows numbered on one frame axis: an experiment's scan, a file's stills, ..."""
+
+    label: str
+    numbering: str
+    groups: list[ExperimentGroup] = field(default_factory=list)
+    image_range: tuple[int, int] | None = None
+
+    def describe(self, n_files: int) -> dict:
+        return {
+            "label": self.label,
+            "numbering": self.numbering,
+            "experiments": [g.describe(n_files) for g in self.groups],
+            "image_range": list(self.image_range) if self.image_range else None,
+        }
+
+
+@dataclass(frozen=True)
+class FileFrames:
+    """One file's rows on their frame axes (``frames``/``series`` meaningful where used)."""
+
+    frames: np.ndarray  # per row: frame number (0 for unused rows)
+    series: np.ndarray  # per row: index into SeriesCatalogue.series (-1 unused)
+    axes: dict[int, FrameAxis]  # by experiment id present in the used rows
+
+
+class SeriesCatalogue:
+    """The series of a run, in order of first appearance over the files.
+
+    Every experiment with a scan (and the rows with ``id`` -1, or every experiment
+    without experiments given) is a series of its own; all stills of one file share one.
+    """
+
+    def __init__(self, n_files: int):
+        self.n_files = n_files
+        self.series: list[Series] = []
+        self._index: dict[tuple, int] = {}
+
+    def add_file(
+        self,
+        file_index: int,
+        experiments: Sequence[Any] | None,
+        identifiers: dict[int, str],
+        ids: np.ndarray,
+        z: np.ndarray,
+        used: np.ndarray,
+        path: str,
+    ) -> FileFrames:
+        """Frame number and series of every ``used`` row of one file.
+
+        Raises :class:`ExperimentMatchError` when rows match no experiment given. Rows
+        are grouped by ``id`` with one sort (stills files hold thousands of experiments).
+        """
+        from dials_refl_stats.program import ExperimentGroup
+
+        ids = np.asarray(ids)
+        z = np.asarray(z, dtype=np.float64)
+        rows = np.flatnonzero(used)
+        present, grouping = group_by_value(ids[rows])
+        axes = frame_axes(experiments, identifiers, present, path, self.n_files)
+        frames = np.zeros(ids.size, dtype=np.int64)
+        series = np.full(ids.size, -1, dtype=np.int64)
+        series_of_id = np.empty(present.size, dtype=np.int64)
+        for number, (i, members) in enumerate(zip(present, grouping)):
+            axis = axes[int(i)]
+            these = rows[members]
+            frames[these] = axis.frames(z[these])
+            group = ExperimentGroup(file_index, int(i), identifiers.get(int(i)))
+            series_of_id[number] = self._series_of(file_index, group, axis)
+        series[rows] = series_of_id[grouping.inverse]
+        return FileFrames(frames=frames, series=series, axes=axes)
+
+    def _series_of(self, file_index: int, group: ExperimentGroup, axis: FrameAxis) -> int:
+        stills = axis.numbering == EXPERIMENT_INDEX
+        key = (file_index, "stills") if stills else (file_index, group.id)
+        if key not in self._index:
+            label = "stills" if stills else group.label(1)
+            if self.n_files > 1:
+                label = f"file {file_index}: {label}"
+            self._index[key] = len(self.series)
+            self.series.append(Series(label, axis.numbering, image_range=axis.image_range))
+        self.series[self._index[key]].groups.append(group)
+        return self._index[key]

@@ -20,6 +20,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from dials_refl_stats.analysis.grouping import group_by_pairs
+
 
 class GeometryError(ValueError):
     """Reflections that cannot be matched to the experiments; one line naming the file."""
@@ -68,6 +70,24 @@ def experiment_indices(
     mapped = ids >= 0
     result[mapped] = table[ids[mapped]]
     return result
+
+
+def row_experiments(
+    experiments,
+    identifiers: Mapping[int, str],
+    ids: np.ndarray,
+    panel: np.ndarray,
+    path: str,
+    shared_index: int | None = None,
+) -> np.ndarray:
+    """:func:`experiment_indices`, rows with ``id`` -1 given ``shared_index`` (when not
+    ``None``, see :func:`shared_models`), and every row's panel checked
+    (:func:`check_panels`)."""
+    experiment = experiment_indices(experiments, identifiers, ids, path)
+    if shared_index is not None:
+        experiment[np.asarray(ids) < 0] = shared_index
+    check_panels(experiments, experiment, panel, path)
+    return experiment
 
 
 def shared_models(experiments) -> tuple[int | None, str]:
@@ -130,8 +150,8 @@ def map_positions(
 ) -> Positions:
     """Millimetres, lab coordinates and d of pixel positions ``xy_px`` (``(n, 2)``).
 
-    Each row uses its own experiment's detector panel and beam; loops run over
-    experiments and panels, the rows of each are converted in one flex call.
+    Each row uses its own experiment's detector panel and beam. Rows are grouped by
+    (experiment, panel) with one sort; the rows of each pair are converted in one flex call.
     """
     from dxtbx import flumpy
 
@@ -142,30 +162,25 @@ def map_positions(
     mm = np.full((n, 2), np.nan)
     lab = np.full((n, 3), np.nan)
     d = np.full(n, np.nan)
-    order = np.argsort(experiment_of_row, kind="stable")
-    keys = experiment_of_row[order]
-    starts = np.searchsorted(keys, np.arange(len(experiments) + 1))
-    for index, experiment in enumerate(experiments):
-        rows = order[starts[index] : starts[index + 1]]
-        if rows.size == 0:
-            continue
+    rows = np.flatnonzero((experiment_of_row >= 0) & (experiment_of_row < len(experiments)))
+    pairs, grouping = group_by_pairs(experiment_of_row[rows], panel[rows])
+    for (index, number), members in zip(pairs, grouping):
+        experiment = experiments[int(index)]
         detector, beam = experiment.detector, experiment.beam
         if detector is None or beam is None:
             continue
-        s0 = np.asarray(beam.get_s0(), dtype=np.float64)
-        for number in np.unique(panel[rows]):
-            if not 0 <= number < len(detector):
-                raise GeometryError(
-                    f"{path}: reflections on panel {number}, but the detector of "
-                    f"experiment {index} has {len(detector)} panel(s)"
-                )
-            these = rows[panel[rows] == number]
-            p = detector[int(number)]
-            points = flumpy.vec_from_numpy(np.ascontiguousarray(xy_px[these]))
-            mm_points = p.pixel_to_millimeter(points)
-            mm[these] = flumpy.to_numpy(mm_points).reshape(-1, 2)
-            lab[these] = flumpy.to_numpy(p.get_lab_coord(mm_points)).reshape(-1, 3)
-            d[these] = d_spacing(lab[these], s0)
+        if not 0 <= number < len(detector):
+            raise GeometryError(
+                f"{path}: reflections on panel {number}, but the detector of "
+                f"experiment {index} has {len(detector)} panel(s)"
+            )
+        these = rows[members]
+        p = detector[int(number)]
+        points = flumpy.vec_from_numpy(np.ascontiguousarray(xy_px[these]))
+        mm_points = p.pixel_to_millimeter(points)
+        mm[these] = flumpy.to_numpy(mm_points).reshape(-1, 2)
+        lab[these] = flumpy.to_numpy(p.get_lab_coord(mm_points)).reshape(-1, 3)
+        d[these] = d_spacing(lab[these], np.asarray(beam.get_s0(), dtype=np.float64))
     return Positions(mm=mm, lab=lab, d=d, n_without_geometry=int(np.isnan(d).sum()))
 
 
@@ -253,3 +268,27 @@ def beam_centre(detector, beam) -> BeamCentre | None:
         return BeamCentre(None, None, None, tuple(p.get_lab_coord(xy_mm)))
     except RuntimeError:
         return None
+
+
+def beam_centres(experiments) -> list[dict]:
+    """Where each experiment's direct beam meets its detector (JSON-ready dicts).
+
+    Experiments without a detector or beam, or whose beam misses the detector plane,
+    are left out.
+    """
+    identifiers = list(experiments.identifiers())
+    centres = []
+    for index, experiment in enumerate(experiments):
+        if experiment.detector is None or experiment.beam is None:
+            continue
+        centre = beam_centre(experiment.detector, experiment.beam)
+        if centre is not None:
+            centres.append(
+                {"experiment": index, "identifier": identifiers[index] or None, **centre.as_dict()}
+            )
+    return centres
+
+
+def lab_outlines(experiments) -> list[np.ndarray]:
+    """Every panel outline (``(5, 3)`` lab mm) of every detector of ``experiments``."""
+    return [o.lab for detector in experiments.detectors() for o in panel_outlines(detector)]

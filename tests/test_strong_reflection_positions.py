@@ -15,8 +15,11 @@ import numpy as np
 import pytest
 from conftest import data_path, needs_dials, run_program
 
+from dials_refl_stats.analysis.grouping import group_by_pairs
 from dials_refl_stats.analysis.strong_positions import (
     StrongCriteria,
+    data_panel_extents,
+    merge_extents,
     position_histograms,
     resolution_shells,
     select_strong,
@@ -413,6 +416,32 @@ def test_resolution_shells_and_histograms_pure():
 
 
 # --- tables that were never integrated; stills ---------------------------------------------
+
+
+def test_panel_extents_from_the_data_and_merged():
+    panel = np.array([0, 0, 3, 3, 5])
+    x = np.array([10.2, 99.5, np.nan, 40.0, -3.0])
+    y = np.array([7.0, 1.0, 12.0, np.inf, 0.0])
+    extents = data_panel_extents(panel, x, y)
+    assert extents == {0: (100.0, 7.0), 3: (40.0, 12.0), 5: (1.0, 1.0)}
+    merged = merge_extents([extents, {5: (8.0, 0.5), 1: (2.0, 3.0)}])
+    assert list(merged) == [0, 3, 5, 1]
+    assert merged[5] == (8.0, 1.0) and merged[1] == (2.0, 3.0)
+
+
+def test_group_by_pairs_and_histograms_per_panel_by_one_sort():
+    pairs, grouping = group_by_pairs(np.array([2, 0, 2, 0, 1]), np.array([1, 5, 0, 5, 3]))
+    assert pairs.tolist() == [[0, 5], [1, 3], [2, 0], [2, 1]]
+    assert [g.tolist() for g in grouping] == [[1, 3], [4], [2], [0]]
+    rng = np.random.default_rng(5)
+    panel = rng.integers(0, 6, size=2000)
+    x, y = rng.uniform(-5, 105, size=(2, 2000))
+    sizes = {number: (100, 50 + number) for number in range(5)}  # panel 5: nowhere
+    for h in position_histograms(x, y, panel, sizes, n_bins=7):
+        on = panel == h.panel
+        expected, _, _ = np.histogram2d(y[on], x[on], bins=[h.y_edges, h.x_edges])
+        np.testing.assert_array_equal(h.counts, expected)
+        assert h.n_outside == on.sum() - expected.sum()
 
 
 def test_strong_refl_falls_back_to_strong_visibly(tmp_path):

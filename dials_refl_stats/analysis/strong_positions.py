@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
+
+from dials_refl_stats.analysis.grouping import group_by_value
 
 #: How the pixel coordinates are oriented (DIALS image viewer convention).
 PIXEL_ORIENTATION = (
@@ -281,19 +283,22 @@ def position_histograms(
 
     Bins span ``[0, width] x [0, height]`` pixels; positions outside (and positions on
     panels not in ``image_sizes``) are not binned but counted in ``n_outside`` (the
-    latter on no panel at all, so the caller should list every panel).
+    latter on no panel at all, so the caller should list every panel). Rows are grouped
+    by panel with one sort (detectors can have hundreds of panels).
     """
     if n_bins < 1:
         raise ValueError(f"n_bins must be at least 1 (got {n_bins})")
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    panel = np.asarray(panel, dtype=np.int64)
+    present, grouping = group_by_value(np.asarray(panel, dtype=np.int64))
+    group_of_panel = {int(number): g for g, number in enumerate(present)}
     result = []
     for number in sorted(image_sizes):
         width, height = image_sizes[number]
         x_edges = np.linspace(0.0, float(width), n_bins + 1)
         y_edges = np.linspace(0.0, float(height), n_bins + 1)
-        on_panel = panel == number
+        g = group_of_panel.get(int(number))
+        on_panel = grouping.rows(g) if g is not None else np.zeros(0, dtype=np.int64)
         px, py = x[on_panel], y[on_panel]
         counts, _, _ = np.histogram2d(py, px, bins=[y_edges, x_edges])
         counts = counts.astype(np.int64)
@@ -356,6 +361,34 @@ def max_per_key(keys: np.ndarray, values: np.ndarray) -> dict[int, float]:
     result = np.full(unique.size, -np.inf)
     np.maximum.at(result, inverse[finite], values[finite])
     return {int(k): float(v) for k, v in zip(unique, result)}
+
+
+def data_panel_extents(
+    panel: np.ndarray, x: np.ndarray, y: np.ndarray
+) -> dict[int, tuple[float, float]]:
+    """Panel -> ``(width, height)`` when no detector is known: the largest finite x and y
+    of its rows, rounded up (``1.0`` where there is no positive finite value)."""
+    x_max, y_max = max_per_key(panel, x), max_per_key(panel, y)
+    return {
+        number: tuple(
+            float(np.ceil(v)) if np.isfinite(v) and v > 0 else 1.0
+            for v in (x_max[number], y_max[number])
+        )
+        for number in x_max
+    }
+
+
+def merge_extents(
+    extents: Iterable[Mapping[int, tuple[float, float]]],
+) -> dict[int, tuple[float, float]]:
+    """Panel -> the largest width and the largest height over ``extents`` (panels in order
+    of first appearance)."""
+    merged: dict[int, tuple[float, float]] = {}
+    for extent in extents:
+        for number, (w, h) in extent.items():
+            old = merged.get(number, (0.0, 0.0))
+            merged[number] = (max(old[0], w), max(old[1], h))
+    return merged
 
 
 def median_or_none(values: np.ndarray) -> float | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import dials.util
@@ -13,21 +13,19 @@ from dials.util import Sorry
 from libtbx import Auto
 
 from dials_refl_stats.analysis.intensity_per_frame import (
-    IntensitySeries,
-    intensity_series,
-    plot_positions,
-    summarise_intensities,
+    SeriesIntensities,
+    intensities_by_series,
 )
 from dials_refl_stats.frames import (
     AXIS_LABELS,
     EXPERIMENT_INDEX,
     NUMBERING_RULES,
     ExperimentMatchError,
-    FrameAxis,
-    frame_axes,
+    FileFrames,
+    Series,
+    SeriesCatalogue,
 )
 from dials_refl_stats.program import (
-    ExperimentGroup,
     Invocation,
     describe_inputs,
     load_reflection_sources,
@@ -183,133 +181,69 @@ def require_intensity_columns(source, choices, frame_source: str) -> None:
 
 
 @dataclass
-class Series:
-    """Rows numbered on one frame axis: an experiment's scan, a file's stills, ..."""
-
-    label: str
-    numbering: str
-    groups: list[ExperimentGroup] = field(default_factory=list)
-    image_range: tuple[int, int] | None = None
-
-    def describe(self, n_files: int) -> dict:
-        return {
-            "label": self.label,
-            "numbering": self.numbering,
-            "experiments": [g.describe(n_files) for g in self.groups],
-            "image_range": list(self.image_range) if self.image_range else None,
-        }
-
-
-@dataclass
 class PreparedFile:
-    """One file's selections, frames and series membership (before any statistics)."""
+    """One file's selections and frames (before any statistics)."""
 
     source: object
-    masks: dict[str, np.ndarray]
+    masks: dict[str, np.ndarray]  # per intensity choice: selected rows
     used: np.ndarray  # rows selected for any intensity
-    frames: np.ndarray  # per row (meaningful where used)
-    series: np.ndarray  # per row: index into the run's series list (-1 unused)
-    axes: dict[int, FrameAxis]
+    numbered: FileFrames  # frame and series of every used row
     z: np.ndarray
 
 
 def prepare_file(
-    file_index: int,
-    source,
-    selections,
-    experiments,
-    n_files: int,
-    frame_column: str,
-    series_list: list[Series],
-    series_keys: dict,
+    file_index: int, source, selections, experiments, frame_column: str, catalogue
 ) -> PreparedFile:
+    """Select the rows of one file and put them on their series' frame axes."""
     flags = source.column("flags")
     masks = {c: s.apply(flags) for c, s in selections.items()}
     used = np.logical_or.reduce(list(masks.values()))
-    ids = source.column("id")
     z = np.asarray(source.column(frame_column))[:, 2].astype(np.float64)
-    present = np.unique(ids[used])
     try:
-        axes = frame_axes(experiments, source.identifiers, present, source.path, n_files)
+        numbered = catalogue.add_file(
+            file_index, experiments, source.identifiers, source.column("id"), z, used, source.path
+        )
     except ExperimentMatchError as error:
         raise Sorry(str(error)) from None
-    frames = np.zeros(source.nrows, dtype=np.int64)
-    series = np.full(source.nrows, -1, dtype=np.int64)
-    for i in present:
-        axis = axes[int(i)]
-        rows = used & (ids == i)
-        frames[rows] = axis.frames(z[rows])
-        group = ExperimentGroup(file_index, int(i), source.identifiers.get(int(i)))
-        key = (file_index, "stills") if axis.numbering == EXPERIMENT_INDEX else (file_index, int(i))
-        if key not in series_keys:
-            label = "stills" if axis.numbering == EXPERIMENT_INDEX else group.label(1)
-            if n_files > 1:
-                label = f"file {file_index}: {label}"
-            series_keys[key] = len(series_list)
-            series_list.append(Series(label, axis.numbering, image_range=axis.image_range))
-        series_list[series_keys[key]].groups.append(group)
-        series[rows] = series_keys[key]
-    return PreparedFile(source, masks, used, frames, series, axes, z)
+    return PreparedFile(source, masks, used, numbered, z)
 
 
 @dataclass
 class IntensityResult:
-    """Everything computed for one intensity choice."""
+    """One intensity choice: its selected rows (``points``) and their statistics."""
 
     choice: str
-    per_series: list[IntensitySeries]
-    n_outside_scan: list[int]
-    overall: object
-    points: dict
-    plot_x: list[np.ndarray]
-    plot_i: list[np.ndarray]
+    points: dict[str, np.ndarray]
+    stats: SeriesIntensities
 
 
 def compute(
     choice: str, prepared: list[PreparedFile], series_list: list[Series], bin_width: int
 ) -> IntensityResult:
-    """Per-frame tables of one intensity, per series (the statistics are pure numpy)."""
+    """Per-frame tables of one intensity, per series."""
     value_column, variance_column = INTENSITIES[choice][:2]
     parts = {k: [] for k in ("file_index", "row", "series", "frame", "z", "intensity", "variance")}
     for file_index, p in enumerate(prepared):
         rows = np.flatnonzero(p.masks[choice])
         parts["file_index"].append(np.full(rows.size, file_index, dtype=np.int64))
         parts["row"].append(rows)
-        parts["series"].append(p.series[rows])
-        parts["frame"].append(p.frames[rows])
+        parts["series"].append(p.numbered.series[rows])
+        parts["frame"].append(p.numbered.frames[rows])
         parts["z"].append(p.z[rows])
-        parts["intensity"].append(np.asarray(p.source.column(value_column), dtype=np.float64)[rows])
-        parts["variance"].append(
-            np.asarray(p.source.column(variance_column), dtype=np.float64)[rows]
-        )
+        for key, column in (("intensity", value_column), ("variance", variance_column)):
+            parts[key].append(np.asarray(p.source.column(column), dtype=np.float64)[rows])
     points = {k: np.concatenate(v) for k, v in parts.items()}
-    per_series, outside, xs, ints = [], [], [], []
-    for k, series in enumerate(series_list):
-        in_series = points["series"] == k
-        frames = points["frame"][in_series]
-        intensity = points["intensity"][in_series]
-        per_series.append(
-            intensity_series(
-                frames,
-                intensity,
-                points["variance"][in_series],
-                bin_width,
-                frame_range=series.image_range,
-            )
-        )
-        if series.image_range:
-            first, last = series.image_range
-            outside.append(int(((frames < first) | (frames > last)).sum()))
-        else:
-            outside.append(0)
-        xs.append(
-            plot_positions(
-                frames, points["z"][in_series], continuous=series.numbering != EXPERIMENT_INDEX
-            )
-        )
-        ints.append(intensity)
-    overall = summarise_intensities(points["frame"], points["intensity"], points["variance"])
-    return IntensityResult(choice, per_series, outside, overall, points, xs, ints)
+    stats = intensities_by_series(
+        points["series"],
+        points["frame"],
+        points["z"],
+        points["intensity"],
+        points["variance"],
+        frame_ranges=[s.image_range for s in series_list],
+        continuous=[s.numbering != EXPERIMENT_INDEX for s in series_list],
+        bin_width=bin_width,
+    )
+    return IntensityResult(choice, points, stats)
 
 
 def empty_selection_hint(prepared: list[PreparedFile], choice: str, automatic: bool) -> str:
@@ -350,14 +284,12 @@ def run(args=None, *, phil=phil_scope) -> None:
         require_intensity_columns(source, choices, params.frame.source)
     frame_column = FRAME_COLUMNS[params.frame.source]
     experiments = list(invocation.experiments) if invocation.experiments else []
-    series_list: list[Series] = []
-    series_keys: dict = {}
+    catalogue = SeriesCatalogue(len(sources))
     prepared = [
-        prepare_file(
-            i, s, selections, experiments, len(sources), frame_column, series_list, series_keys
-        )
+        prepare_file(i, s, selections, experiments, frame_column, catalogue)
         for i, s in enumerate(sources)
     ]
+    series_list = catalogue.series
 
     start_logging(invocation, PROGRAM)
     n_files = len(sources)
@@ -423,8 +355,8 @@ def run(args=None, *, phil=phil_scope) -> None:
         ),
     )
     for r in results_by_choice:
-        s = r.overall
-        n_frames = sum(int((t.table.count > 0).sum()) for t in r.per_series)
+        s = r.stats.overall
+        n_frames = sum(int((t.table.count > 0).sum()) for t in r.stats.per_series)
         logger.info(
             "Intensity per frame [%s]: n=%d frames=%d median_I=%s mean_I/sigma=%s "
             "non_positive=%d frame_source=%s numbering=%s",
@@ -449,11 +381,11 @@ def describe_result(result: IntensityResult, series_list, with_points: bool) -> 
         "intensity": result.choice,
         "value_column": value_column,
         "variance_column": variance_column,
-        "overall": result.overall,
-        "n_outside_scan": int(sum(result.n_outside_scan)),
+        "overall": result.stats.overall,
+        "n_outside_scan": int(sum(result.stats.n_outside_range)),
         "series": [
             {"label": s.label, "n_outside_scan": n, **r.as_dict()}
-            for s, r, n in zip(series_list, result.per_series, result.n_outside_scan)
+            for s, r, n in zip(series_list, result.stats.per_series, result.stats.n_outside_range)
         ],
     }
     if with_points:
@@ -492,22 +424,24 @@ def log_numbering(series_list, numberings, frame_column: str, have_experiments: 
 def report(result: IntensityResult, series_list, frame_column, prepared, automatic) -> None:
     """Per-frame tables and warnings in the log."""
     choice = result.choice
-    if result.overall.n == 0:
+    overall = result.stats.overall
+    if overall.n == 0:
         logger.warning(
             "%s: no reflections selected: the per-frame tables are empty (%s)",
             choice,
             empty_selection_hint(prepared, choice, automatic),
         )
         return
-    if result.overall.n_non_positive:
+    if overall.n_non_positive:
         logger.warning(
             "%s: %d of %d intensities are <= 0: they are in every statistic but the "
             "log-scale plot cannot show them",
             choice,
-            result.overall.n_non_positive,
-            result.overall.n,
+            overall.n_non_positive,
+            overall.n,
         )
-    for series, outcome, outside in zip(series_list, result.per_series, result.n_outside_scan):
+    stats = result.stats
+    for series, outcome, outside in zip(series_list, stats.per_series, stats.n_outside_range):
         if outside:
             first, last = series.image_range
             logger.warning(
@@ -569,7 +503,9 @@ def plot(
             title=f"{INTENSITIES[r.choice][0]} against {xlabel.lower()} (z of {frame_column})",
             series=[
                 SeriesPoints(s.label, x, i, outcome.table, s.image_range)
-                for s, x, i, outcome in zip(series_list, r.plot_x, r.plot_i, r.per_series)
+                for s, x, i, outcome in zip(
+                    series_list, r.stats.plot_x, r.stats.plot_intensity, r.stats.per_series
+                )
             ],
         )
         for r in results_by_choice

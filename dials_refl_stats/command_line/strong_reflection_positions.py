@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import dials.util
 import iotbx.phil
@@ -14,10 +15,13 @@ from dials_refl_stats.analysis.strong_positions import (
     PIXEL_ORIENTATION,
     STRONG_RULE,
     StrongCriteria,
-    max_per_key,
+    StrongPositions,
+    data_panel_extents,
+    merge_extents,
     strong_positions,
 )
 from dials_refl_stats.program import (
+    ExperimentGroup,
     describe_inputs,
     group_rows_by_experiment,
     load_reflection_sources,
@@ -244,54 +248,29 @@ D_RULES = {
 }
 
 
+@dataclass
 class FileData:
     """The flag-selected rows of one file, as numpy arrays."""
 
-    def __init__(self, index, source, params, requested, experiments, shared_index, d_source):
-        self.index = index
-        self.source = source
-        flags = source.column("flags")
-        self.selection, self.fallback = file_selection(flags, requested, params.selection_fallback)
-        selected = self.selection.apply(flags)
-        self.rows = np.flatnonzero(selected)
-        self.n_rows = source.nrows
-        self.hint = empty_selection_hint(flags, self.selection) if not self.rows.size else ""
-        self.origin = intensity_origin(params.intensity.choice, flags)
-        value, variance = INTENSITY_COLUMNS[params.intensity.choice]
-        self.intensity = source.column(value)[selected].astype(np.float64)
-        self.variance = (
-            source.column(variance)[selected].astype(np.float64)
-            if params.i_over_sigma.min is not None
-            else None
-        )
-        xyz = source.column(POSITION)
-        self.xyz = xyz[selected].astype(np.float64)
-        self.panel = source.column("panel")[selected].astype(np.int64)
-        self.ids = source.column("id")[selected].astype(np.int64)
-        self.d_column = (
-            source.column("d")[selected].astype(np.float64) if d_source == "column" else None
-        )
-        # Panel extents when there are no experiments: the largest x, y of all rows.
-        all_panels = source.column("panel").astype(np.int64)
-        x_max, y_max = max_per_key(all_panels, xyz[:, 0]), max_per_key(all_panels, xyz[:, 1])
-        self.extent = {
-            number: tuple(
-                float(np.ceil(v)) if np.isfinite(v) and v > 0 else 1.0
-                for v in (x_max[number], y_max[number])
-            )
-            for number in x_max
-        }
-        self.experiment = np.full(self.rows.size, -1, dtype=np.int64)
-        if experiments is not None and len(experiments):
-            try:
-                self.experiment = geometry.experiment_indices(
-                    experiments, source.identifiers, self.ids, source.path
-                )
-                if shared_index is not None:
-                    self.experiment[self.ids < 0] = shared_index
-                geometry.check_panels(experiments, self.experiment, self.panel, source.path)
-            except geometry.GeometryError as error:
-                raise Sorry(str(error)) from None
+    index: int
+    source: object
+    selection: FlagSelection  # as used (after any fallback)
+    fallback: str | None  # why it differs from the request
+    rows: np.ndarray  # selected row numbers
+    hint: str  # why nothing is selected, if so
+    origin: str  # where the intensities come from
+    intensity: np.ndarray
+    variance: np.ndarray | None
+    xyz: np.ndarray
+    panel: np.ndarray
+    ids: np.ndarray
+    experiment: np.ndarray  # index into the experiments, -1 none
+    d_column: np.ndarray | None
+    extent: dict[int, tuple[float, float]]  # panel sizes from all rows of the file
+
+    @property
+    def n_rows(self) -> int:
+        return self.source.nrows
 
     def record(self) -> dict:
         return {
@@ -302,6 +281,58 @@ class FileData:
             "n_rows": self.n_rows,
             "n_selected": int(self.rows.size),
         }
+
+
+def load_file(index, source, params, requested, experiments, shared_index, d_source) -> FileData:
+    """Select one file's rows and read the columns the statistics need."""
+    flags = source.column("flags")
+    selection, fallback = file_selection(flags, requested, params.selection_fallback)
+    selected = selection.apply(flags)
+    rows = np.flatnonzero(selected)
+    value, variance = INTENSITY_COLUMNS[params.intensity.choice]
+    xyz = source.column(POSITION)
+    all_panels = source.column("panel").astype(np.int64)
+    ids = source.column("id")[selected].astype(np.int64)
+    panel = all_panels[selected]
+    experiment = np.full(rows.size, -1, dtype=np.int64)
+    if experiments is not None and len(experiments):
+        try:
+            experiment = geometry.row_experiments(
+                experiments, source.identifiers, ids, panel, source.path, shared_index
+            )
+        except geometry.GeometryError as error:
+            raise Sorry(str(error)) from None
+    return FileData(
+        index=index,
+        source=source,
+        selection=selection,
+        fallback=fallback,
+        rows=rows,
+        hint=empty_selection_hint(flags, selection) if not rows.size else "",
+        origin=intensity_origin(params.intensity.choice, flags),
+        intensity=source.column(value)[selected].astype(np.float64),
+        variance=(
+            source.column(variance)[selected].astype(np.float64)
+            if params.i_over_sigma.min is not None
+            else None
+        ),
+        xyz=xyz[selected].astype(np.float64),
+        panel=panel,
+        ids=ids,
+        experiment=experiment,
+        d_column=source.column("d")[selected].astype(np.float64) if d_source == "column" else None,
+        extent=data_panel_extents(all_panels, xyz[:, 0], xyz[:, 1]),
+    )
+
+
+def unassigned_rule(experiments) -> tuple[int | None, str | None]:
+    """The experiment whose models serve rows with id -1 (``None``: no geometry), and why."""
+    if experiments is None:
+        return None, None
+    index, reason = geometry.shared_models(experiments)
+    if index is None:
+        return None, f"rows with id -1 get no mm, lab or d: {reason}"
+    return index, f"rows with id -1 use experiment {index}'s models: {reason}"
 
 
 @dials.util.show_mail_handle_errors()
@@ -326,21 +357,16 @@ def run(args=None, *, phil=phil_scope) -> None:
         require_columns(source, ["flags", "id", "panel"], "written by every DIALS step")
     experiments = invocation.experiments if len(invocation.experiments) else None
     d_source = choose_d_source(params.resolution.d_source, sources, experiments is not None)
-    shared_index, shared_reason = None, None
-    if experiments is not None:
-        shared_index, shared_reason = geometry.shared_models(experiments)
-        shared_reason = (
-            f"rows with id -1 use experiment {shared_index}'s models: {shared_reason}"
-            if shared_index is not None
-            else f"rows with id -1 get no mm, lab or d: {shared_reason}"
-        )
+    shared_index, shared_reason = unassigned_rule(experiments)
     files = [
-        FileData(i, s, params, requested, experiments, shared_index, d_source)
+        load_file(i, s, params, requested, experiments, shared_index, d_source)
         for i, s in enumerate(sources)
     ]
 
     start_logging(invocation, PROGRAM)
-    result = compute(files, params, criteria, experiments, d_source)
+    computed = compute(files, params, criteria, experiments, d_source)
+    lab_frame = experiments is not None and geometry.n_panels(experiments) > 1
+    result = describe_results(computed, files, params, criteria, lab_frame)
     result["unassigned_rows"] = shared_reason
     report(result, files, criteria, params)
 
@@ -357,7 +383,6 @@ def run(args=None, *, phil=phil_scope) -> None:
         "n_strong": result["n_strong"],
         "files": [f.record() for f in files],
     }
-    views = result.pop("_views")
     write_outputs(
         params.output,
         program=PROGRAM,
@@ -365,7 +390,9 @@ def run(args=None, *, phil=phil_scope) -> None:
         parameters=parameters_record(invocation),
         selection=selection,
         results=result,
-        plot=lambda path: plot(path, views, invocation, criteria, params),
+        plot=lambda path: plot(
+            path, computed, experiments if lab_frame else None, invocation, criteria, params
+        ),
     )
     median_d = result["median_d_strong"]
     logger.info(
@@ -379,10 +406,25 @@ def run(args=None, *, phil=phil_scope) -> None:
     )
 
 
-def compute(files, params, criteria, experiments, d_source) -> dict:
-    """Every statistic of the run, as a JSON-ready dict (plus ``_views`` for the plot)."""
-    from dials_refl_stats.plotting.detector import ShellView, lab_view, pixel_view
+@dataclass
+class Computed:
+    """The statistics of a run and the per-row arrays behind them (all files together)."""
 
+    stats: StrongPositions
+    xyz: np.ndarray
+    panel: np.ndarray
+    experiment: np.ndarray
+    positions: geometry.Positions | None  # mm, lab and d, with experiments
+    d: np.ndarray | None
+    d_source: str | None
+    image_sizes: dict[int, tuple[float, float]]
+    extent_source: str
+    groups: list[ExperimentGroup]
+    beam_centres: list[dict]
+
+
+def compute(files, params, criteria, experiments, d_source) -> Computed:
+    """Geometry of the selected rows (DIALS side), then the statistics (pure numpy)."""
     xyz = np.concatenate([f.xyz for f in files]).reshape(-1, 3)
     panel = np.concatenate([f.panel for f in files])
     experiment = np.concatenate([f.experiment for f in files])
@@ -394,7 +436,11 @@ def compute(files, params, criteria, experiments, d_source) -> dict:
     elif d_source == "column":
         d = np.concatenate([f.d_column for f in files])
 
-    image_sizes, extent_source = panel_extents(files, experiments)
+    image_sizes = merge_extents(f.extent for f in files)
+    extent_source = "data: largest x and y of each panel in the files"
+    if experiments is not None:
+        image_sizes.update(geometry.panel_image_sizes(experiments))
+        extent_source = "image size of each panel of the experiments' detectors"
     groups, group_of_row = [], []
     for f in files:
         file_groups, rows_group = group_rows_by_experiment(f.index, f.source.identifiers, f.ids)
@@ -417,18 +463,25 @@ def compute(files, params, criteria, experiments, d_source) -> dict:
         d_min=params.resolution.d_min,
         d_max=params.resolution.d_max,
     )
-    strong = stats.selection.strong
+    return Computed(
+        stats=stats,
+        xyz=xyz,
+        panel=panel,
+        experiment=experiment,
+        positions=positions,
+        d=d,
+        d_source=d_source,
+        image_sizes=image_sizes,
+        extent_source=extent_source,
+        groups=groups,
+        beam_centres=[] if experiments is None else geometry.beam_centres(experiments),
+    )
 
-    beam_centres = [] if experiments is None else describe_beam_centres(experiments)
-    if experiments is not None and geometry.n_panels(experiments) > 1:
-        outlines = [o.lab for det in experiments.detectors() for o in geometry.panel_outlines(det)]
-        centres = np.array([b["lab"] for b in beam_centres]) if beam_centres else None
-        view = lab_view(positions.lab, strong, outlines, centres)
-    else:
-        centres = [b["px"] for b in beam_centres if b["px"] is not None]
-        view = pixel_view(xyz[:, :2], strong, image_sizes, np.array(centres) if centres else None)
 
-    shells = stats.shells
+def describe_results(computed: Computed, files, params, criteria, lab_frame: bool) -> dict:
+    """The JSON ``results`` block."""
+    stats, shells = computed.stats, computed.stats.shells
+    positions = computed.positions
     results = {
         "criteria": {
             "intensity_column": INTENSITY_COLUMNS[params.intensity.choice][0],
@@ -442,8 +495,8 @@ def compute(files, params, criteria, experiments, d_source) -> dict:
         "n_strong": stats.selection.n_strong,
         "strong_fraction": stats.selection.strong_fraction,
         "strong_selection": stats.selection.as_dict(),
-        "d_source": d_source,
-        "d_rule": D_RULES[d_source],
+        "d_source": computed.d_source,
+        "d_rule": D_RULES[computed.d_source],
         "n_without_geometry": None if positions is None else positions.n_without_geometry,
         "median_d_all": stats.median_d_all,
         "median_d_strong": stats.median_d_strong,
@@ -451,15 +504,15 @@ def compute(files, params, criteria, experiments, d_source) -> dict:
         "orientation": PIXEL_ORIENTATION,
         "plot_view": (
             "lab: whole detector in the lab frame (mm), seen from the sample"
-            if view.kind == "lab"
+            if lab_frame
             else "pixel: panel pixel coordinates, origin top-left, y down"
         ),
         "position_histograms": {
             "n_bins": params.position_histogram.n_bins,
-            "extent_source": extent_source,
+            "extent_source": computed.extent_source,
             "panels": [h.as_dict() for h in stats.histograms],
         },
-        "beam_centres": beam_centres,
+        "beam_centres": computed.beam_centres,
         "per_experiment": [
             {
                 "experiment": group.describe(len(files)),
@@ -469,7 +522,7 @@ def compute(files, params, criteria, experiments, d_source) -> dict:
                 "median_d_strong": median,
             }
             for group, n_all, n_strong, median in zip(
-                groups,
+                computed.groups,
                 stats.n_selected_per_group,
                 stats.n_strong_per_group,
                 stats.median_d_strong_per_group,
@@ -477,55 +530,19 @@ def compute(files, params, criteria, experiments, d_source) -> dict:
         ],
     }
     if params.output.positions:
-        results["positions"] = positions_record(files, xyz, panel, experiment, strong, positions, d)
-    results["_views"] = (
-        view,
-        None
-        if shells is None
-        else ShellView(shells.inv_d2_edges, shells.n_all, shells.n_strong, d_source),
-    )
+        results["positions"] = positions_record(files, computed)
     return results
 
 
-def panel_extents(files, experiments) -> tuple[dict, str]:
-    """Pixel size of every panel: the detectors' image sizes, else the data's extent."""
-    extents: dict[int, tuple[float, float]] = {}
-    for f in files:
-        for number, (w, h) in f.extent.items():
-            old = extents.get(number, (0.0, 0.0))
-            extents[number] = (max(old[0], w), max(old[1], h))
-    if experiments is None:
-        return extents, "data: largest x and y of each panel in the files"
-    extents.update(geometry.panel_image_sizes(experiments))
-    return extents, "image size of each panel of the experiments' detectors"
-
-
-def describe_beam_centres(experiments) -> list[dict]:
-    """Where each experiment's direct beam meets its detector."""
-    identifiers = list(experiments.identifiers())
-    centres = []
-    for index, experiment in enumerate(experiments):
-        if experiment.detector is None or experiment.beam is None:
-            continue
-        centre = geometry.beam_centre(experiment.detector, experiment.beam)
-        if centre is not None:
-            centres.append(
-                {"experiment": index, "identifier": identifiers[index] or None, **centre.as_dict()}
-            )
-    return centres
-
-
-def positions_record(files, xyz, panel, experiment, strong, positions, d) -> dict:
+def positions_record(files, computed: Computed) -> dict:
     """Every strong reflection's position, column by column (output.positions=True)."""
-    file_index = np.concatenate([np.full(f.rows.size, f.index) for f in files])
-    rows = np.concatenate([f.rows for f in files])
-    ids = np.concatenate([f.ids for f in files])
+    strong, xyz, positions = computed.stats.selection.strong, computed.xyz, computed.positions
     record = {
-        "file_index": file_index[strong],
-        "row": rows[strong],
-        "id": ids[strong],
-        "experiment": experiment[strong],
-        "panel": panel[strong],
+        "file_index": np.concatenate([np.full(f.rows.size, f.index) for f in files])[strong],
+        "row": np.concatenate([f.rows for f in files])[strong],
+        "id": np.concatenate([f.ids for f in files])[strong],
+        "experiment": computed.experiment[strong],
+        "panel": computed.panel[strong],
         "x_px": xyz[strong, 0],
         "y_px": xyz[strong, 1],
         "z_px": xyz[strong, 2],
@@ -539,8 +556,8 @@ def positions_record(files, xyz, panel, experiment, strong, positions, d) -> dic
             lab_y=positions.lab[strong, 1],
             lab_z=positions.lab[strong, 2],
         )
-    if d is not None:
-        record["d"] = d[strong]
+    if computed.d is not None:
+        record["d"] = computed.d[strong]
     return record
 
 
@@ -593,16 +610,29 @@ def report(result, files, criteria, params) -> None:
         )
 
 
-def plot(path, views, invocation, criteria, params) -> None:
-    from dials_refl_stats.plotting.detector import strong_positions_figure
+def plot(path, computed: Computed, lab_experiments, invocation, criteria, params) -> None:
+    """Positions in panel pixels, or in the lab frame for ``lab_experiments`` (a
+    multi-panel detector); strong fraction per resolution shell."""
+    from dials_refl_stats.plotting.detector import (
+        positions_view,
+        shell_view,
+        strong_positions_figure,
+    )
 
-    view, shells = views
+    view = positions_view(
+        computed.xyz[:, :2],
+        computed.stats.selection.strong,
+        computed.image_sizes,
+        computed.beam_centres,
+        lab=None if lab_experiments is None else computed.positions.lab,
+        lab_outlines=None if lab_experiments is None else geometry.lab_outlines(lab_experiments),
+    )
     names = ", ".join(invocation.reflection_paths)
     label = f"{criteria.label()}, intensity.{params.intensity.choice}"
     strong_positions_figure(
         path,
         view,
-        shells,
+        shell_view(computed.stats.shells, computed.d_source),
         title=f"Strong reflections ({label}): {names}",
         strong_label=criteria.label(),
         format_from=params.output.plot,

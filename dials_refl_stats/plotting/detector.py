@@ -103,6 +103,31 @@ def lab_view(
     )
 
 
+def positions_view(
+    xy_px: np.ndarray,
+    strong: np.ndarray,
+    image_sizes: dict[int, tuple[float, float]],
+    beam_centres: Sequence[dict],
+    *,
+    lab: np.ndarray | None = None,
+    lab_outlines: Sequence[np.ndarray] | None = None,
+) -> ScatterView:
+    """:func:`lab_view` when ``lab_outlines`` are given (a multi-panel detector), else
+    :func:`pixel_view`; ``beam_centres`` as ``geometry.beam_centres`` describes them."""
+    if lab_outlines is not None:
+        centres = np.array([b["lab"] for b in beam_centres]) if beam_centres else None
+        return lab_view(lab, strong, lab_outlines, centres)
+    pixels = [b["px"] for b in beam_centres if b["px"] is not None]
+    return pixel_view(xy_px, strong, image_sizes, np.array(pixels) if pixels else None)
+
+
+def shell_view(shells, d_source: str | None) -> ShellView | None:
+    """The :class:`ShellView` of ``analysis.strong_positions.ResolutionShells`` (or None)."""
+    if shells is None:
+        return None
+    return ShellView(shells.inv_d2_edges, shells.n_all, shells.n_strong, d_source)
+
+
 def draw_positions(axes, view: ScatterView, strong_label: str) -> None:
     """The seed's scatter: equal aspect, outlines, beam centre, orientation stated."""
     for outline in view.outlines:

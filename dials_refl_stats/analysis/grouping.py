@@ -1,0 +1,61 @@
+"""Rows grouped by an integer key with one stable sort (no mask per group).
+
+A loop ``for k in keys: rows = key == k`` costs O(rows x groups); stills data can hold
+thousands of experiments. :class:`Grouping` sorts once and hands out each group's rows
+as a slice, in their original order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Grouping:
+    """Rows of each group ``0..n_groups-1``; group ``g`` is ``order[bounds[g]:bounds[g + 1]]``.
+
+    ``inverse[row]`` is the row's group (``-1``: in none, and then in no slice).
+    """
+
+    inverse: np.ndarray
+    order: np.ndarray
+    bounds: np.ndarray
+
+    @property
+    def n_groups(self) -> int:
+        return int(self.bounds.size - 1)
+
+    def rows(self, group: int) -> np.ndarray:
+        """Row indices of ``group``, ascending."""
+        return self.order[self.bounds[group] : self.bounds[group + 1]]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self.rows(g) for g in range(self.n_groups))
+
+
+def group_by_index(index: np.ndarray, n_groups: int) -> Grouping:
+    """Group rows by ``index`` in ``0..n_groups-1`` (other values belong to no group)."""
+    index = np.asarray(index, dtype=np.int64).ravel()
+    inside = (index >= 0) & (index < n_groups)
+    inverse = np.where(inside, index, -1)
+    order = np.flatnonzero(inside)
+    order = order[np.argsort(index[order], kind="stable")]
+    bounds = np.searchsorted(index[order], np.arange(n_groups + 1), side="left")
+    return Grouping(inverse=inverse, order=order, bounds=bounds)
+
+
+def group_by_value(keys: np.ndarray) -> tuple[np.ndarray, Grouping]:
+    """The distinct ``keys`` (sorted) and the rows of each."""
+    values, inverse = np.unique(np.asarray(keys).ravel(), return_inverse=True)
+    return values, group_by_index(inverse.ravel(), int(values.size))
+
+
+def group_by_pairs(first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, Grouping]:
+    """The distinct ``(first, second)`` pairs (rows of a ``(k, 2)`` array, sorted by
+    ``first`` then ``second``) and the rows of each."""
+    pairs = np.stack([np.asarray(first).ravel(), np.asarray(second).ravel()], axis=1)
+    values, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    return values, group_by_index(inverse.ravel(), int(values.shape[0]))
