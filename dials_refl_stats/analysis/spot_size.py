@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from dials_refl_stats.analysis.distribution import Binning, Distribution, distribution
+from dials_refl_stats.analysis.grouping import group_by_index
 
 #: ``dials.algorithms.shoebox.MaskCode`` bits.
 MASK_CODES: dict[str, int] = {
@@ -57,10 +58,7 @@ def count_mask_pixels(mask_values: np.ndarray, offsets: np.ndarray, code: int) -
 
 def split_by_group(values: np.ndarray, group_of_row: np.ndarray, n_groups: int) -> list[np.ndarray]:
     """``values`` split by group number ``0..n_groups-1`` (rows keep their order)."""
-    order = np.argsort(group_of_row, kind="stable")
-    bounds = np.searchsorted(group_of_row[order], np.arange(n_groups + 1))
-    ordered = values[order]
-    return [ordered[bounds[g] : bounds[g + 1]] for g in range(n_groups)]
+    return [values[rows] for rows in group_by_index(group_of_row, n_groups)]
 
 
 @dataclass(frozen=True)
