@@ -26,7 +26,7 @@ $(STAMP): setup.py
 	$(BIN)/python -m pip install --quiet --no-build-isolation --no-deps -e .
 	touch $(STAMP)
 
-test: setup
+test: setup lint
 	cd tests && ../$(BIN)/python -m pytest -q -p no:cacheprovider .
 
 demo: setup
@@ -40,9 +40,13 @@ demo: setup
 	cd demo && ../$(BIN)/dials.strong_reflection_positions ../$(DEMO)/integrated.expt ../$(DEMO)/integrated.refl
 	@echo "Demo outputs in demo/:"; ls -1 demo
 
-lint:
-	$(BIN)/python -m pip install --quiet ruff
-	$(BIN)/ruff check dials_refl_stats tests benchmarks
+RUFF_VERSION := 0.17.6
+
+lint: setup
+	@$(BIN)/ruff --version 2>/dev/null | grep -q "$(RUFF_VERSION)" || \
+		$(BIN)/python -m pip install --quiet "ruff==$(RUFF_VERSION)"
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 benchmark: setup
 	$(BIN)/python benchmarks/run_benchmarks.py
