@@ -295,3 +295,21 @@ def test_bad_input_is_a_one_line_sorry_with_no_outputs(tmp_path, args, message):
     assert message in lines[0]
     assert "Traceback" not in result.stderr + result.stdout
     assert list(work.iterdir()) == []
+
+
+def test_run_called_directly(tmp_path, monkeypatch, clean_logging):
+    """``run(args)`` in-process, as a workflow or notebook would call it."""
+    from dials_refl_stats.command_line.spot_size_histogram import run
+
+    monkeypatch.chdir(tmp_path)
+    path = data_path("sim_small/indexed.refl")
+    _, pixels, hist = seed_histogram(path)
+    run([str(path), "output.plot=None"])
+    document = json.loads((tmp_path / f"{PROGRAM}.json").read_text())
+    validate(document)
+    assert document["results"]["overall"]["histogram"]["counts"] == list(hist.slots())
+    assert not (tmp_path / f"{PROGRAM}.png").exists()
+    from dials.util import Sorry
+
+    with pytest.raises(Sorry, match="n_slots must be at least 1"):
+        run([str(path), "n_slots=0"])
