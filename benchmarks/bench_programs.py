@@ -92,7 +92,7 @@ def table_for(rows: int, source: str | None) -> Path:
     sys.path.insert(0, str(HERE))
     from make_big_table import make_big_table
 
-    stem = Path(source).parent.name if source else "big"
+    stem = f"{Path(source).parent.name}_{Path(source).stem}" if source else "big"
     path = HERE / "work" / f"{stem}_{rows}.refl"
     if not path.exists():
         make_big_table(rows, str(path), source)
