@@ -40,7 +40,6 @@ except ImportError:  # pragma: no cover - the programs need DIALS; the library d
 #: libtbx.phil cites where a bad value came from: "(command line argument, line 1)".
 PHIL_VALUE_ERROR = re.compile(r"\((command line argument|.*), line \d+\)")
 
-REFLECTION_SUFFIXES = (".refl", ".pickle", ".h5", ".hdf5", ".mpack")
 EXPERIMENT_SUFFIXES = (".expt", ".json")
 
 
