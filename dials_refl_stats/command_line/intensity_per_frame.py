@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 import dials.util
-import iotbx.phil
+import libtbx.phil
 import numpy as np
 from dials.util import Sorry
 from libtbx import Auto
@@ -83,7 +83,7 @@ INTENSITIES = {
 #: frame.source -> column whose z is the frame.
 FRAME_COLUMNS = {"xyzcal": "xyzcal.px", "xyzobs": "xyzobs.px.value"}
 
-phil_scope = iotbx.phil.parse(
+phil_scope = libtbx.phil.parse(
     """
 intensity
   .help = "Which intensities to show."

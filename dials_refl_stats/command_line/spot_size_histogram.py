@@ -6,7 +6,7 @@ import logging
 import os
 
 import dials.util
-import iotbx.phil
+import libtbx.phil
 import numpy as np
 from dials.util import Sorry
 
@@ -59,7 +59,7 @@ Examples::
 SHOEBOX = "shoebox"
 NUM_PIXELS = "num_pixels.foreground"
 
-phil_scope = iotbx.phil.parse(
+phil_scope = libtbx.phil.parse(
     """
 spot_size
   .help = "How a spot's size is measured."

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 import dials.util
-import iotbx.phil
+import libtbx.phil
 import numpy as np
 from dials.util import Sorry
 
@@ -87,7 +87,7 @@ POSITION = "xyzobs.px.value"
 DEFAULT_FLAGS = ("integrated",)
 INTEGRATION_BITS = FLAG_BITS["integrated_sum"] | FLAG_BITS["integrated_prf"]
 
-phil_scope = iotbx.phil.parse(
+phil_scope = libtbx.phil.parse(
     """
 intensity
   .help = "The intensity that is thresholded."
