@@ -295,7 +295,7 @@ class ShoeboxScan:
         span: ColumnSpan,
         nrows: int,
         bbox: np.ndarray | None = None,
-        chunk_bytes: int = 8 << 20,
+        chunk_bytes: int = 4 << 20,
     ) -> None:
         self.path, self.span, self.nrows = path, span, nrows
         self.fail = _Fail(path, span.name)
