@@ -438,3 +438,20 @@ def test_memory_mapped_windows_match(monkeypatch):
         )
         got = read_reflections(path, columns=[], shoebox="mask", chunk_bytes=chunk)
         assert np.array_equal(got.shoebox.mask_values, masks)
+
+
+@pytest.mark.parametrize("path", SHOEBOX_FILES, ids=sb_ids)
+def test_read_ahead_thread_and_its_guesses(path, monkeypatch):
+    """Small windows with the read-ahead thread on: guessed window offsets (from the
+    predicted record sizes) are used when right and reread when wrong (e.g. rows
+    without shoeboxes), and the results do not change."""
+    from dials_refl_stats.reader import shoebox as shoebox_module
+
+    sb = read_reflections(path, columns=[], shoebox="mask").shoebox
+    expected = _reference_counts(sb, 4, True)
+    monkeypatch.setattr(shoebox_module, "THREAD_MIN_WINDOW", 1024)
+    for chunk in (4096, 10_000, 1 << 16):
+        assert np.array_equal(shoebox_mask_counts(path, 4, chunk_bytes=chunk), expected)
+        got = read_reflections(path, columns=[], shoebox="mask", chunk_bytes=chunk).shoebox
+        assert np.array_equal(got.mask_values, sb.mask_values)
+        assert np.array_equal(got.offsets, sb.offsets)

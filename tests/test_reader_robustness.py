@@ -195,6 +195,19 @@ def test_fuzz_seeded_mutations(tmp_path):
     assert sum(stats.values()) == 200
 
 
+def test_fuzz_with_the_read_ahead_thread(tmp_path, monkeypatch):
+    """The same with the read-ahead thread on for small windows, so that its guessed
+    window offsets meet corrupt files too (a wrong guess must never surface)."""
+    from dials_refl_stats.reader import shoebox as shoebox_module
+
+    monkeypatch.setattr(shoebox_module, "THREAD_MIN_WINDOW", 4096)
+    fuzz = _fuzz_module()
+    files = [data_path("sim_small/indexed.refl"), data_path("centroid_test_data/integrated.refl")]
+    stats = fuzz.fuzz(files, iterations=120, seed=777, workdir=tmp_path, measure_every=40)
+    assert {outcome for (_kind, outcome) in stats} == {"ok", "error"}
+    assert sum(stats.values()) == 120
+
+
 def test_random_bytes_are_unknown(tmp_path):
     rng = np.random.default_rng(3)
     for i in range(20):

@@ -45,6 +45,8 @@ _PAD = 64
 #: benchmark (page faults cost what the copy saves), and a file truncated by another
 #: process while mapped would kill us with SIGBUS, so reading is the default.
 USE_MMAP = False
+#: Smallest window for which a helper thread reads ahead (smaller: all in this thread).
+THREAD_MIN_WINDOW = 1 << 20
 _POPULATE = getattr(mmap, "MADV_POPULATE_READ", 22 if sys.platform.startswith("linux") else 0)
 
 
@@ -363,17 +365,36 @@ class ShoeboxScan:
         else:
             bufs = [np.empty(size, np.uint8), np.empty(size, np.uint8)]
         state = _ScanState(-1)
-        # A helper thread reads *and* parses window i+1 while the caller processes
-        # window i; worth it only for large windows (thread hand-offs cost ~0.1 ms).
-        pool = ThreadPoolExecutor(max_workers=1) if 1 << 20 <= size < total else None
+        # A helper thread reads window i+1 while this thread parses window i and the
+        # caller processes it; worth it only for large windows (hand-offs cost ~0.1 ms).
+        pool = ThreadPoolExecutor(max_workers=1) if THREAD_MIN_WINDOW <= size < total else None
+        plan: np.ndarray | None = None
         try:
             pos, row, cur = 0, 0, 0
-            pending = _submit(pool, self._load, bufs[0], 0, 0, state)
+            pending = _submit(pool, self._read_window, bufs[0], 0, 0)
+            ahead = (0, 0)
             while row < nrows:
-                buf, block, used = pending.result()
+                try:
+                    buf = pending.result()
+                except ReflectionFileError:
+                    if ahead == (pos, row):
+                        raise
+                if ahead != (pos, row):  # the read-ahead guessed wrong: read here
+                    buf = self._read_window(bufs[cur], pos, row)
+                if state.f_pred < 0:
+                    state.f_pred = int(buf[HEADER_BYTES - 1]) % 3
+                    plan = self._plan(state.f_pred)
+                block, used = _parse_window(buf, row, nrows, self.pred, state, total, self.fail)
+                if not len(block):
+                    buf, block, used = self._big_record(buf, pos, row, state)
                 nxt, row_next = pos + used, row + len(block)
                 if row_next < nrows:
-                    pending = _submit(pool, self._load, bufs[1 - cur], nxt, row_next, state)
+                    ahead = (nxt, row_next)
+                    if pool is not None:
+                        # Guess where the next window starts from the predicted record
+                        # sizes, so that it is read while this one is being parsed.
+                        ahead = self._guess_next(plan, pos, row, len(buf), nxt, row_next)
+                    pending = _submit(pool, self._read_window, bufs[1 - cur], *ahead)
                 yield buf, block
                 del buf
                 self._release(pos, nxt)
@@ -390,21 +411,35 @@ class ShoeboxScan:
                     pass
                 self.mm = None
 
-    def _load(
-        self, buf: np.ndarray, pos: int, row: int, state: _ScanState
-    ) -> tuple[np.ndarray, RowBlock, int]:
-        """Read the window at ``pos`` and parse the records complete in it."""
-        total = self.span.nbytes
-        left = total - pos
+    def _plan(self, first_flag: int) -> np.ndarray | None:
+        """Predicted column offset of every row's record (``nrows + 1`` values)."""
+        if self.pred is None:
+            return None
+        plan = np.zeros(self.nrows + 1, np.int64)
+        np.cumsum(record_size(self.pred, first_flag), out=plan[1:])
+        return plan
+
+    def _guess_next(
+        self, plan: np.ndarray | None, pos: int, row: int, length: int, nxt: int, row_next: int
+    ) -> tuple[int, int]:
+        """``(offset, row)`` of the window after ``[pos, pos + length)``, as predicted.
+
+        The answer is known once the window is parsed (``nxt``, ``row_next``); the guess
+        lets the next read start before that. The caller checks it and rereads on a miss.
+        """
+        if plan is None:
+            return nxt, row_next
+        r = int(np.searchsorted(plan, plan[row] + length, side="right")) - 1
+        if r <= row or r >= self.nrows:
+            return nxt, row_next
+        return pos + int(plan[r] - plan[row]), r
+
+    def _read_window(self, buf: np.ndarray, pos: int, row: int) -> np.ndarray:
+        """The window of column bytes starting at ``pos`` (at most ``len(buf)``)."""
+        left = self.span.nbytes - pos
         if left < HEADER_BYTES:
             raise self.fail(f"truncated file (shoebox data ends at row {row} of {self.nrows})")
-        buf = self._read(pos, min(len(buf), left), buf)
-        if state.f_pred < 0:
-            state.f_pred = int(buf[HEADER_BYTES - 1]) % 3
-        block, used = _parse_window(buf, row, self.nrows, self.pred, state, total, self.fail)
-        if not len(block):
-            return self._big_record(buf, pos, row, state)
-        return buf, block, used
+        return self._read(pos, min(len(buf), left), buf)
 
     def _big_record(
         self, buf: np.ndarray, pos: int, row: int, state: _ScanState
