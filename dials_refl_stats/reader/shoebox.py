@@ -80,11 +80,17 @@ def record_size(npix: np.ndarray, flag: int | np.ndarray) -> np.ndarray:
 
 
 def predicted_npix(bbox: np.ndarray, limit: int) -> np.ndarray:
-    """Pixel counts implied by a table ``bbox`` column, clipped to ``limit`` (no overflow)."""
-    ext = bbox[:, 1::2].astype(np.float64) - bbox[:, 0::2]
-    np.maximum(ext, 0, out=ext)
-    n = ext[:, 0] * ext[:, 1] * ext[:, 2]
-    return np.minimum(n, limit + 1).astype(np.int64)
+    """Pixel counts implied by a table ``bbox`` column, clipped to ``limit`` (no overflow).
+
+    Extents are clipped to [0, 2**21] so that the int64 product cannot overflow; a
+    clipped (or otherwise wrong) prediction only fails the header check of the scan.
+    """
+    corners = bbox.T.astype(np.int64)  # (6, n): x0, x1, y0, y1, z0, z1
+    ext = corners[1::2] - corners[0::2]
+    np.clip(ext, 0, 1 << 21, out=ext)
+    n = ext[0] * ext[1]
+    n *= ext[2]
+    return np.minimum(n, limit + 1, out=n)
 
 
 class _Fail:
@@ -307,9 +313,9 @@ class ShoeboxScan:
                 f"truncated file (needs at least {HEADER_BYTES * nrows} bytes "
                 f"for {nrows} rows, has {span.nbytes})"
             )
-        self.pred = None
-        if bbox is not None and len(bbox) == nrows:
-            self.pred = predicted_npix(bbox, span.nbytes)
+        # Predicted pixel counts: computed in windows(), while the first window is read.
+        self.bbox = bbox if bbox is not None and len(bbox) == nrows else None
+        self.pred: np.ndarray | None = None
         self.fileno = fileno
         self.mm: mmap.mmap | None = None
 
@@ -373,6 +379,8 @@ class ShoeboxScan:
             pos, row, cur = 0, 0, 0
             pending = _submit(pool, self._read_window, bufs[0], 0, 0)
             ahead = (0, 0)
+            if self.bbox is not None:
+                self.pred = predicted_npix(self.bbox, total)
             while row < nrows:
                 try:
                     buf = pending.result()
