@@ -39,7 +39,6 @@ from .msgpack_layout import ColumnSpan
 HEADER_BYTES = 29
 _HEADER = struct.Struct("<I6iB")
 HEADER_DTYPE = np.dtype([("panel", "<u4"), ("bbox", "<i4", (6,)), ("flag", "u1")])
-_RAW_HEADER = np.dtype(f"S{HEADER_BYTES}")  # bytes items: a faster gather than void
 _PAD = 64
 #: Map the file instead of reading windows with ``preadv``. Measured no faster on the
 #: benchmark (page faults cost what the copy saves), and a file truncated by another
@@ -79,18 +78,44 @@ def record_size(npix: np.ndarray, flag: int | np.ndarray) -> np.ndarray:
     return HEADER_BYTES + npix * per_pixel
 
 
-def predicted_npix(bbox: np.ndarray, limit: int) -> np.ndarray:
-    """Pixel counts implied by a table ``bbox`` column, clipped to ``limit`` (no overflow).
+@dataclass
+class Prediction:
+    """Record sizes predicted from the table's ``bbox`` column, and what checks them.
 
-    Extents are clipped to [0, 2**21] so that the int64 product cannot overflow; a
-    clipped (or otherwise wrong) prediction only fails the header check of the scan.
+    A header at a predicted offset is accepted when its flag is the expected one and
+    its bbox equals the table's, byte for byte, on a row whose table bbox is ``exact``
+    (extents >= 0 and a pixel count that fits in the column): its pixel count, hence
+    the record size, is then the predicted one.
     """
-    corners = bbox.T.astype(np.int64)  # (6, n): x0, x1, y0, y1, z0, z1
+
+    npix: np.ndarray  # int64, clipped to the column size
+    bbox: np.ndarray  # (n, 6) little-endian int32
+    bbox_bytes: np.ndarray  # the same rows as S24 items
+    exact: np.ndarray  # bool
+
+
+def predict(bbox: np.ndarray, limit: int) -> Prediction:
+    """:class:`Prediction` from a table ``bbox`` column, for a column of ``limit`` bytes.
+
+    Extents are clipped to [0, 2**21] so that the int64 product cannot overflow.
+    """
+    table = np.ascontiguousarray(bbox, dtype="<i4")
+    corners = table.T.astype(np.int64)  # (6, n): x0, x1, y0, y1, z0, z1
     ext = corners[1::2] - corners[0::2]
+    exact = ((ext >= 0) & (ext <= 1 << 21)).all(axis=0)
     np.clip(ext, 0, 1 << 21, out=ext)
     n = ext[0] * ext[1]
     n *= ext[2]
-    return np.minimum(n, limit + 1, out=n)
+    exact &= n <= limit
+    np.minimum(n, limit + 1, out=n)
+    return Prediction(n, table, table.view("S24").reshape(-1), exact)
+
+
+def _items(buf: np.ndarray, dtype: str, offset: int = 0) -> np.ndarray:
+    """Every byte position of ``buf`` (from ``offset``) seen as the start of a ``dtype``."""
+    dt = np.dtype(dtype)
+    n = len(buf) - offset - dt.itemsize + 1
+    return np.ndarray((max(n, 0),), dt, buffer=buf, offset=offset, strides=(1,))
 
 
 class _Fail:
@@ -138,9 +163,7 @@ class _ScanState:
 
 def _gather(buf: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """Headers at ``starts`` (each 29 bytes inside ``buf``) as a structured array."""
-    # Every byte offset seen as the start of an opaque 29-byte item: one memcpy per row.
-    items = np.ndarray((len(buf) - HEADER_BYTES + 1,), _RAW_HEADER, buffer=buf, strides=(1,))
-    return items[starts].view(HEADER_DTYPE)
+    return _items(buf, f"S{HEADER_BYTES}")[starts].view(HEADER_DTYPE)
 
 
 def _seq_record(buf: np.ndarray, local: int, row: int, limit: int, fail: _Fail) -> tuple:
@@ -163,10 +186,11 @@ def _flush(seq: list[tuple], parts: list) -> None:
     if not seq:
         return
     starts = np.array([r[0] for r in seq], dtype=np.int64)
-    hdr = np.array([r[1:4] for r in seq], dtype=HEADER_DTYPE)
-    flag = hdr["flag"].copy()
+    panel = np.array([r[1] for r in seq], dtype=np.uint32)
+    bbox = np.array([r[2] for r in seq], dtype=np.int32).reshape(-1, 6)
+    flag = np.array([r[3] for r in seq], dtype=np.uint8)
     npix = np.array([r[4] for r in seq], dtype=np.int64)
-    parts.append((starts, hdr, flag, npix))
+    parts.append((starts, panel, bbox, flag, npix))
     seq.clear()
 
 
@@ -174,7 +198,7 @@ def _parse_window(
     buf: np.ndarray,
     row: int,
     nrows: int,
-    pred: np.ndarray | None,
+    pred: Prediction | None,
     st: _ScanState,
     limit: int,
     fail: _Fail,
@@ -182,33 +206,28 @@ def _parse_window(
     """Parse the complete records at the start of ``buf``; return block and bytes used."""
     size = len(buf)
     row0, local = row, 0
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    parts: list[tuple[np.ndarray, ...]] = []
     seq: list[tuple] = []
     while row < nrows:
         if pred is not None and st.seq_left == 0:
             k = min(st.window, nrows - row)
-            pn = pred[row : row + k]
+            pn = pred.npix[row : row + k]
             sz = record_size(pn, st.f_pred)
             ends = local + np.cumsum(sz)
             fit = int(np.searchsorted(ends, size, side="right"))
             if fit:
                 s = ends[:fit] - sz[:fit]
-                h = _gather(buf, s)
-                # float64 is exact here: int32 differences, and any product beyond
-                # 2**53 cannot equal a prediction (<= the column size).
-                bb = h["bbox"].astype(np.float64)
-                ext = bb[:, 1::2] - bb[:, 0::2]
-                ok = (h["flag"] == st.f_pred) & (ext >= 0).all(axis=1)
-                if st.f_pred:
-                    ok &= ext[:, 0] * ext[:, 1] * ext[:, 2] == pn[:fit]
+                flag = buf[s + (HEADER_BYTES - 1)]
+                ok = (flag == st.f_pred) & pred.exact[row : row + fit]
+                ok &= _items(buf, "S24", 4)[s] == pred.bbox_bytes[row : row + fit]
                 good = fit if ok.all() else int(np.argmin(ok))
                 if good:
-                    # Accepted rows are valid: flag in {0, 1, 2}, extents >= 0, and the
-                    # predicted (= actual) sizes fit in the window.
+                    # Accepted rows are valid: flag in {0, 1, 2}, the table's bbox
+                    # (extents >= 0), and the predicted (= actual) sizes fit the window.
                     _flush(seq, parts)
-                    flag = h["flag"][:good].copy()
                     npix = pn[:good] if st.f_pred else np.zeros(good, np.int64)
-                    parts.append((s[:good], h[:good], flag, npix))
+                    panel = _items(buf, "<u4")[s[:good]]
+                    parts.append((s[:good], panel, pred.bbox[row : row + good], flag[:good], npix))
                     local = int(ends[good - 1])
                     row += good
                 if good == fit:
@@ -249,17 +268,10 @@ def _parse_window(
             0,
         )
     if len(parts) == 1:
-        starts, hdr, flag, npix = parts[0]
+        starts, panel, bbox, flag, npix = parts[0]
     else:
-        starts, hdr, flag, npix = (np.concatenate([p[i] for p in parts]) for i in range(4))
-    block = RowBlock(
-        row0=row0,
-        start=starts,
-        panel=hdr["panel"].astype(np.uint32),
-        bbox=hdr["bbox"].astype(np.int32),
-        flag=flag.astype(np.uint8, copy=False),
-        npix=npix.astype(np.int64),
-    )
+        starts, panel, bbox, flag, npix = (np.concatenate([p[i] for p in parts]) for i in range(5))
+    block = RowBlock(row0=row0, start=starts, panel=panel, bbox=bbox, flag=flag, npix=npix)
     return block, local
 
 
@@ -315,7 +327,7 @@ class ShoeboxScan:
             )
         # Predicted pixel counts: computed in windows(), while the first window is read.
         self.bbox = bbox if bbox is not None and len(bbox) == nrows else None
-        self.pred: np.ndarray | None = None
+        self.pred: Prediction | None = None
         self.fileno = fileno
         self.mm: mmap.mmap | None = None
 
@@ -380,7 +392,7 @@ class ShoeboxScan:
             pending = _submit(pool, self._read_window, bufs[0], 0, 0)
             ahead = (0, 0)
             if self.bbox is not None:
-                self.pred = predicted_npix(self.bbox, total)
+                self.pred = predict(self.bbox, total)
             while row < nrows:
                 try:
                     buf = pending.result()
@@ -424,7 +436,7 @@ class ShoeboxScan:
         if self.pred is None:
             return None
         plan = np.zeros(self.nrows + 1, np.int64)
-        np.cumsum(record_size(self.pred, first_flag), out=plan[1:])
+        np.cumsum(record_size(self.pred.npix, first_flag), out=plan[1:])
         return plan
 
     def _guess_next(
