@@ -527,34 +527,27 @@ def _counts_stride4(
 ) -> np.ndarray:
     """Hits (bytes 0 or ``unit``) at ``s + 4t``, t < n, per row; ``flat`` is destroyed.
 
-    Words ``[s // 8, ceil(e / 8))`` (e = s + 4n) are summed over byte lanes ``s % 4``
-    and ``s % 4 + 4`` with one prefix sum over 64-bit words; the at most three extra
-    positions this includes (``s - 4``, ``e``, ``e + 4``) are subtracted. A lane holds
-    255 without carrying, so ranges over ``255 // unit`` words are cut into pieces.
+    Words ``[s // 8, (e + 4) // 8)`` (e = s + 4n) are summed over byte lanes ``s % 4``
+    and ``s % 4 + 4`` with one prefix sum over 64-bit words; the at most two extra
+    positions this includes (``s - 4`` and ``e``) are subtracted. A lane holds 255
+    without carrying, so ranges over ``255 // unit`` words are cut into pieces.
+    Needs ``n >= 1``, ``s >= 29`` and ``e < length`` (a v1 record: mask, then background).
     """
     cap = 255 // unit
     e = s + 4 * n
     ja = s >> 3
-    jb = (e + 7) >> 3
-    top = len(flat) - 1
-    em = e & 7
-    corr = np.where((s & 7) >= 4, flat[s - 4], 0).astype(np.int64)  # s >= 29 always
-    corr += np.where(em != 0, flat[np.minimum(e, top)], 0)
-    corr += np.where((em > 0) & (em < 4), flat[np.minimum(e + 4, top)], 0)
+    jb = (e + 4) >> 3
+    extra = flat[s - 4] * ((s >> 2) & 1) + flat[e] * ((e >> 2) & 1)  # before the cumsum
     words = flat[: 8 * ((length + 7) // 8)].view(np.uint64)
     np.cumsum(words, out=words)
     r = s & 3
-    out = -corr
-    one = (jb - ja) <= cap
-    if one.all():
-        out += _lane_pair(_range_sums(words, ja, jb), r)
-        return out // unit if unit != 1 else out
-    idx = np.flatnonzero(one)
-    out[idx] += _lane_pair(_range_sums(words, ja[idx], jb[idx]), r[idx])
-    idx = np.flatnonzero(~one)
-    row, p0, p1, first = _pieces(ja[idx], jb[idx], cap)
-    per = _lane_pair(_range_sums(words, p0, p1), r[idx][row])
-    out[idx] += np.add.reduceat(per, first)
+    out = _lane_pair(_range_sums(words, ja, jb), r)
+    long = np.flatnonzero((jb - ja) > cap)
+    if len(long):
+        row, p0, p1, first = _pieces(ja[long], jb[long], cap)
+        per = _lane_pair(_range_sums(words, p0, p1), r[long][row])
+        out[long] = np.add.reduceat(per, first)
+    out -= extra
     return out // unit if unit != 1 else out
 
 
@@ -627,7 +620,8 @@ def block_mask_counts(
         # (a 64-bit prefix sum over the window itself: two passes over the bytes).
         if all_bits and code & ~0xFF:
             return out  # only reachable for uint8 masks: never matches
-        rows = np.flatnonzero(alloc)
+        every = len(flags) == len(out)
+        rows = slice(None) if every else np.flatnonzero(alloc)
         if buf.flags.writeable and length % 8 == 0:
             target = buf
         else:  # a read-only (memory-mapped) window: and-ed into the scratch buffer
