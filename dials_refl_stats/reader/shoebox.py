@@ -94,16 +94,21 @@ class Prediction:
     exact: np.ndarray  # bool
 
 
+_EXTENT_CAP = 1 << 21
+
+
 def predict(bbox: np.ndarray, limit: int) -> Prediction:
     """:class:`Prediction` from a table ``bbox`` column, for a column of ``limit`` bytes.
 
     Extents are clipped to [0, 2**21] so that the int64 product cannot overflow.
     """
     table = np.ascontiguousarray(bbox, dtype="<i4")
-    corners = table.T.astype(np.int64)  # (6, n): x0, x1, y0, y1, z0, z1
-    ext = corners[1::2] - corners[0::2]
-    exact = ((ext >= 0) & (ext <= 1 << 21)).all(axis=0)
-    np.clip(ext, 0, 1 << 21, out=ext)
+    ext = [np.subtract(table[:, 2 * i + 1], table[:, 2 * i], dtype=np.int64) for i in range(3)]
+    smallest = np.minimum(np.minimum(ext[0], ext[1]), ext[2])
+    largest = np.maximum(np.maximum(ext[0], ext[1]), ext[2])
+    exact = (smallest >= 0) & (largest <= _EXTENT_CAP)
+    for e in ext:
+        np.clip(e, 0, _EXTENT_CAP, out=e)
     n = ext[0] * ext[1]
     n *= ext[2]
     exact &= n <= limit
