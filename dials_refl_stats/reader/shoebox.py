@@ -237,7 +237,9 @@ def _parse_window(
                     row += good
                 if good == fit:
                     if fit < k:
-                        break  # the window is full
+                        # The window is full; size the next prediction to what fits.
+                        st.window = max(1024, 2 * (row - row0))
+                        break
                     st.window = min(st.window * 4, 1 << 20)
                     st.misses = 0
                     continue
