@@ -422,27 +422,31 @@ def require_plot_format(path: str | None) -> None:
 
 
 def write_outputs(
-    params_output,
+    invocation: Invocation,
+    sources: Sequence[ReflectionSource],
     *,
     program: str,
-    inputs: dict,
-    parameters: dict,
     selection: dict,
     results: Any,
     plot: Callable[[str], None] | None,
 ) -> dict:
-    """Write the JSON document and the plot (each atomically); return the document."""
+    """Write the JSON document and the plot (each atomically); return the document.
+
+    The document records the inputs and the parameters of ``invocation``; file names
+    come from its ``output`` scope.
+    """
     document = make_document(
         program=f"dials.{program}",
         dials_version=dials_version(),
-        inputs=inputs,
-        parameters=parameters,
+        inputs=describe_inputs(sources, invocation),
+        parameters=parameters_record(invocation),
         selection=selection,
         results=results,
     )
-    if params_output.plot and plot is not None:
-        with atomic_path(params_output.plot) as temporary:
+    output = invocation.params.output
+    if output.plot and plot is not None:
+        with atomic_path(output.plot) as temporary:
             plot(temporary)
-    if params_output.json:
-        write_json(params_output.json, document)
+    if output.json:
+        write_json(output.json, document)
     return document

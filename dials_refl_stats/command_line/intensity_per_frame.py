@@ -27,11 +27,9 @@ from dials_refl_stats.frames import (
 )
 from dials_refl_stats.program import (
     Invocation,
-    describe_inputs,
     load_reflection_sources,
     make_flag_selection,
     output_phil,
-    parameters_record,
     parse_command_line,
     require_plot_format,
     selection_phil,
@@ -344,10 +342,9 @@ def run(args=None, *, phil=phil_scope) -> None:
     }
     xlabel = " / ".join(AXIS_LABELS[n] for n in numberings) or "Frame"
     write_outputs(
-        params.output,
+        invocation,
+        sources,
         program=PROGRAM,
-        inputs=describe_inputs(sources, invocation),
-        parameters=parameters_record(invocation),
         selection=selection,
         results=results,
         plot=lambda path: plot(

@@ -18,13 +18,11 @@ from dials_refl_stats.analysis.spot_size import (
 )
 from dials_refl_stats.program import (
     Invocation,
-    describe_inputs,
     group_rows_by_experiment,
     load_reflection_sources,
     make_binning,
     make_flag_selection,
     output_phil,
-    parameters_record,
     parse_command_line,
     require_plot_format,
     selection_phil,
@@ -207,10 +205,9 @@ def run(args=None, *, phil=phil_scope) -> None:
         "files": per_file,
     }
     write_outputs(
-        params.output,
+        invocation,
+        sources,
         program=PROGRAM,
-        inputs=describe_inputs(sources, invocation),
-        parameters=parameters_record(invocation),
         selection=selection,
         results=results,
         plot=lambda path: plot_histograms(path, result, groups, invocation, params, size_sources),

@@ -22,12 +22,10 @@ from dials_refl_stats.analysis.strong_positions import (
 )
 from dials_refl_stats.program import (
     ExperimentGroup,
-    describe_inputs,
     group_rows_by_experiment,
     load_reflection_sources,
     make_flag_selection,
     output_phil,
-    parameters_record,
     parse_command_line,
     require_columns,
     require_plot_format,
@@ -384,10 +382,9 @@ def run(args=None, *, phil=phil_scope) -> None:
         "files": [f.record() for f in files],
     }
     write_outputs(
-        params.output,
+        invocation,
+        sources,
         program=PROGRAM,
-        inputs=describe_inputs(sources, invocation),
-        parameters=parameters_record(invocation),
         selection=selection,
         results=result,
         plot=lambda path: plot(
