@@ -11,14 +11,16 @@ Layout (``reflection_table_msgpack_adapter.h``): one ``bin`` holding, per row::
 Records are variable-length, so their offsets form a chain. They are found without a
 Python loop per row: sizes are *predicted* from the table's ``bbox`` column (usually the
 shoebox bbox) and the flag of the previous record, and the headers at the predicted
-offsets are checked in one vectorised gather (a row whose flag and pixel count match
-has the predicted size, so the next offset is right). At a mismatch (e.g. shoeboxes
-allocated for some rows only) the true header is read, the prediction restarts from
-there with a small, doubling window; files where prediction keeps failing are walked
-record by record (the last resort). The column is read in windows of ``chunk_bytes``
-into two reusable buffers (``preadv``; or memory-mapped with ``MADV_DONTNEED`` after
-each window if ``USE_MMAP``); a helper thread reads and parses window i+1 while the
-caller processes window i. The resident memory stays bounded whatever the file size.
+offsets are checked in one vectorised step (a header whose flag is the expected one and
+whose bbox bytes equal the table's has the predicted size, so the next offset is right).
+At a mismatch (e.g. shoeboxes allocated for some rows only) the true header is read, the
+prediction restarts from there with a small, doubling window; files where prediction
+keeps failing are walked record by record (the last resort). The column is read in
+windows of ``chunk_bytes`` into two reusable buffers (``preadv``; or memory-mapped with
+``MADV_DONTNEED`` after each window if ``USE_MMAP``). A helper thread reads window i+1,
+at the offset the predictions give (checked once window i is parsed; reread on a miss),
+while this thread parses window i and the caller processes it. The resident memory
+stays bounded whatever the file size.
 """
 
 from __future__ import annotations
