@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 DEBIAN_PACKAGES := python3-dials python3-venv python3-pip python3-pytest python3-jsonschema python3-matplotlib python3-h5py
 DEMO := dials_refl_stats/data/sim_small
 
-.PHONY: setup test demo lint benchmark clean
+.PHONY: setup test demo lint benchmark fuzz clean
 
 setup: $(STAMP)
 
@@ -48,8 +48,18 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Benchmarks (minutes; they build 1.1 GB tables in benchmarks/work/ on first use).
+BENCH_SOURCE ?= tests/data/sim_twoexp/indexed.refl
+
 benchmark: setup
-	$(BIN)/python benchmarks/run_benchmarks.py
+	$(BIN)/python benchmarks/bench_programs.py --source $(BENCH_SOURCE) --repeats 3
+	$(BIN)/python benchmarks/bench_reader.py --repeat 7
+
+# A long fuzzing campaign of the fast reader (read-ahead thread forced on for small windows).
+FUZZ_ITERATIONS ?= 20000
+
+fuzz: setup
+	$(BIN)/python benchmarks/fuzz_reader.py --iterations $(FUZZ_ITERATIONS) --read-ahead
 
 clean:
 	rm -rf $(VENV) demo build *.egg-info

@@ -4,7 +4,8 @@ Every mutated file must either read or raise :class:`ReflectionFileError` with a
 message naming the file: no other exception, crash, hang, or allocation beyond what the
 file size justifies (checked with ``tracemalloc``, which sees numpy's buffers).
 
-    python benchmarks/fuzz_reader.py --iterations 20000 [--seed 1] [FILE ...]
+    python benchmarks/fuzz_reader.py --iterations 20000 [--seed 1] [--read-ahead] [FILE ...]
+    make fuzz FUZZ_ITERATIONS=20000
 
 The same engine runs a short, fixed-seed pass in ``tests/test_reader_robustness.py``.
 """
@@ -241,7 +242,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--measure-every", type=int, default=10)
+    parser.add_argument(
+        "--read-ahead",
+        action="store_true",
+        help="use the read-ahead thread even for the small windows used here",
+    )
     args = parser.parse_args(argv)
+    if args.read_ahead:
+        from dials_refl_stats.reader import shoebox
+
+        shoebox.THREAD_MIN_WINDOW = 4096
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         stats = fuzz(args.files, args.iterations, args.seed, Path(tmp), args.measure_every)
