@@ -429,6 +429,23 @@ def test_panel_extents_from_the_data_and_merged():
     assert merged[5] == (8.0, 1.0) and merged[1] == (2.0, 3.0)
 
 
+@pytest.mark.parametrize("key_range", [(0, 60), (-5, 3), (0, 1 << 20)])
+def test_max_per_key_equals_a_plain_loop(key_range):
+    from dials_refl_stats.analysis.strong_positions import max_per_key
+
+    rng = np.random.default_rng(key_range[1])
+    keys = rng.integers(*key_range, size=5000)
+    values = rng.normal(size=5000)
+    values[rng.random(5000) < 0.1] = np.nan
+    values[rng.random(5000) < 0.05] = np.inf
+    expected = {}
+    for k in np.unique(keys):
+        v = values[(keys == k) & np.isfinite(values)]
+        expected[int(k)] = float(v.max()) if v.size else -np.inf
+    assert max_per_key(keys, values) == expected
+    assert max_per_key(np.array([], int), np.array([])) == {}
+
+
 def test_group_by_pairs_and_histograms_per_panel_by_one_sort():
     pairs, grouping = group_by_pairs(np.array([2, 0, 2, 0, 1]), np.array([1, 5, 0, 5, 3]))
     assert pairs.tolist() == [[0, 5], [1, 3], [2, 0], [2, 1]]

@@ -353,14 +353,22 @@ def medians_per_group(
 
 
 def max_per_key(keys: np.ndarray, values: np.ndarray) -> dict[int, float]:
-    """The largest finite value for every distinct integer key."""
-    keys = np.asarray(keys, dtype=np.int64)
-    values = np.asarray(values, dtype=np.float64)
-    finite = np.isfinite(values)
-    unique, inverse = np.unique(keys, return_inverse=True)
-    result = np.full(unique.size, -np.inf)
-    np.maximum.at(result, inverse[finite], values[finite])
-    return {int(k): float(v) for k, v in zip(unique, result)}
+    """The largest finite value for every distinct integer key (``-inf`` if none).
+
+    One stable sort of the keys (a radix sort when they fit in 16 bits, as panel
+    numbers do) and one ``maximum.reduceat``.
+    """
+    keys = np.asarray(keys, dtype=np.int64).ravel()
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if not keys.size:
+        return {}
+    small = keys.min() >= 0 and keys.max() < 1 << 16
+    order = np.argsort(keys.astype(np.uint16) if small else keys, kind="stable")
+    sorted_keys = keys[order]
+    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+    finite_values = np.where(np.isfinite(values), values, -np.inf)[order]
+    largest = np.maximum.reduceat(finite_values, starts)
+    return {int(k): float(v) for k, v in zip(sorted_keys[starts], largest)}
 
 
 def data_panel_extents(

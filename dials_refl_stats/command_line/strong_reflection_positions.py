@@ -290,7 +290,7 @@ def load_file(index, source, params, requested, experiments, shared_index, d_sou
     value, variance = INTENSITY_COLUMNS[params.intensity.choice]
     xyz = source.column(POSITION)
     all_panels = source.column("panel").astype(np.int64)
-    ids = source.column("id")[selected].astype(np.int64)
+    ids = source.column("id")[selected].astype(np.int64, copy=False)
     panel = all_panels[selected]
     experiment = np.full(rows.size, -1, dtype=np.int64)
     if experiments is not None and len(experiments):
@@ -308,17 +308,19 @@ def load_file(index, source, params, requested, experiments, shared_index, d_sou
         rows=rows,
         hint=empty_selection_hint(flags, selection) if not rows.size else "",
         origin=intensity_origin(params.intensity.choice, flags),
-        intensity=source.column(value)[selected].astype(np.float64),
+        intensity=source.column(value)[selected].astype(np.float64, copy=False),
         variance=(
-            source.column(variance)[selected].astype(np.float64)
+            source.column(variance)[selected].astype(np.float64, copy=False)
             if params.i_over_sigma.min is not None
             else None
         ),
-        xyz=xyz[selected].astype(np.float64),
+        xyz=xyz[selected].astype(np.float64, copy=False),
         panel=panel,
         ids=ids,
         experiment=experiment,
-        d_column=source.column("d")[selected].astype(np.float64) if d_source == "column" else None,
+        d_column=source.column("d")[selected].astype(np.float64, copy=False)
+        if d_source == "column"
+        else None,
         extent=data_panel_extents(all_panels, xyz[:, 0], xyz[:, 1]),
     )
 
