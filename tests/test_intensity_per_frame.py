@@ -168,6 +168,22 @@ def test_grouping_hands_out_each_groups_rows_in_order():
     assert grouping.inverse.tolist() == [2, 0, 2, 1]
 
 
+@pytest.mark.parametrize("low,high", [(0, 40), (0, 70_000), (-3, 9)])
+def test_group_then_value_order_equals_lexsort(low, high):
+    from dials_refl_stats.analysis.grouping import order_by_group_then_value, stable_order
+
+    rng = np.random.default_rng(high)
+    groups = rng.integers(low, high, size=20_000)
+    values = np.round(rng.normal(size=20_000), 2)  # many ties
+    values[rng.random(20_000) < 0.01] = np.nan
+    assert np.array_equal(stable_order(groups), np.argsort(groups, kind="stable"))
+    order = order_by_group_then_value(groups, values)
+    reference = np.lexsort((values, groups))
+    assert np.array_equal(groups[order], groups[reference])
+    assert np.array_equal(values[order], values[reference], equal_nan=True)
+    assert sorted(order.tolist()) == list(range(20_000))
+
+
 def test_intensities_by_series_equals_one_mask_per_series():
     rng = np.random.default_rng(3)
     n = 3000

@@ -36,13 +36,32 @@ class Grouping:
         return (self.rows(g) for g in range(self.n_groups))
 
 
+def stable_order(keys: np.ndarray) -> np.ndarray:
+    """Stable argsort of integer ``keys``: a radix sort when they fit in 16 bits (frame
+    bins, panels, experiments usually do), several times faster than a merge sort."""
+    keys = np.asarray(keys)
+    if keys.size and keys.min() >= 0 and keys.max() < 1 << 16:
+        keys = keys.astype(np.uint16)
+    return np.argsort(keys, kind="stable")
+
+
+def order_by_group_then_value(groups: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Row order sorting by ``groups``, then by ``values`` within a group (NaN last).
+
+    Orders the same values as ``np.lexsort((values, groups))`` (only rows with equal
+    values may swap), with one value sort and one radix sort instead of a two-key sort.
+    """
+    by_value = np.argsort(values)
+    return by_value[stable_order(np.asarray(groups)[by_value])]
+
+
 def group_by_index(index: np.ndarray, n_groups: int) -> Grouping:
     """Group rows by ``index`` in ``0..n_groups-1`` (other values belong to no group)."""
     index = np.asarray(index, dtype=np.int64).ravel()
     inside = (index >= 0) & (index < n_groups)
     inverse = np.where(inside, index, -1)
     order = np.flatnonzero(inside)
-    order = order[np.argsort(index[order], kind="stable")]
+    order = order[stable_order(index[order])]
     bounds = np.searchsorted(index[order], np.arange(n_groups + 1), side="left")
     return Grouping(inverse=inverse, order=order, bounds=bounds)
 

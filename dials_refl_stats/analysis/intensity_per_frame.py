@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from dials_refl_stats.analysis.grouping import group_by_index
+from dials_refl_stats.analysis.grouping import group_by_index, order_by_group_then_value
 
 
 def image_numbers(z: np.ndarray, first_image: int) -> np.ndarray:
@@ -143,8 +143,8 @@ def per_frame_table(
     Bins are ``bin_width`` frames wide and start at ``frame_range[0]`` (e.g. a scan's
     first image) or else at the smallest frame; the table spans ``frame_range`` and
     every frame present (frames outside ``frame_range`` extend it). Vectorised: bin
-    numbers by integer division, sums by ``bincount``, medians from one ``lexsort``
-    by (bin, intensity).
+    numbers by integer division, sums by ``bincount``, medians from one sort by (bin,
+    intensity).
     """
     if bin_width < 1:
         raise ValueError(f"bin_width must be at least 1 (got {bin_width})")
@@ -184,7 +184,7 @@ def per_frame_table(
         mean_ios = np.where(n_sigma > 0, i_over_sigma / np.maximum(n_sigma, 1), np.nan)
 
     # Medians: sort by bin, then intensity; each bin is a contiguous run.
-    order = np.lexsort((intensity, bins))
+    order = order_by_group_then_value(bins, intensity)
     ordered = intensity[order]
     starts = np.concatenate(([0], np.cumsum(count)[:-1])) if n_bins else count
     filled = count > 0

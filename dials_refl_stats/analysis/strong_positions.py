@@ -29,7 +29,11 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from dials_refl_stats.analysis.grouping import group_by_value
+from dials_refl_stats.analysis.grouping import (
+    group_by_value,
+    order_by_group_then_value,
+    stable_order,
+)
 
 #: How the pixel coordinates are oriented (DIALS image viewer convention).
 PIXEL_ORIENTATION = (
@@ -338,7 +342,7 @@ def medians_per_group(
     group_of_row = np.asarray(group_of_row, dtype=np.int64)
     finite = np.isfinite(values)
     values, group_of_row = values[finite], group_of_row[finite]
-    order = np.lexsort((values, group_of_row))
+    order = order_by_group_then_value(group_of_row, values)
     values, group_of_row = values[order], group_of_row[order]
     starts = np.searchsorted(group_of_row, np.arange(n_groups), side="left")
     ends = np.searchsorted(group_of_row, np.arange(n_groups), side="right")
@@ -355,15 +359,14 @@ def medians_per_group(
 def max_per_key(keys: np.ndarray, values: np.ndarray) -> dict[int, float]:
     """The largest finite value for every distinct integer key (``-inf`` if none).
 
-    One stable sort of the keys (a radix sort when they fit in 16 bits, as panel
-    numbers do) and one ``maximum.reduceat``.
+    One stable sort of the keys (a radix sort for panel numbers) and one
+    ``maximum.reduceat``.
     """
     keys = np.asarray(keys, dtype=np.int64).ravel()
     values = np.asarray(values, dtype=np.float64).ravel()
     if not keys.size:
         return {}
-    small = keys.min() >= 0 and keys.max() < 1 << 16
-    order = np.argsort(keys.astype(np.uint16) if small else keys, kind="stable")
+    order = stable_order(keys)
     sorted_keys = keys[order]
     starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
     finite_values = np.where(np.isfinite(values), values, -np.inf)[order]
