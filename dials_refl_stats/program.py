@@ -220,11 +220,10 @@ def parse_command_line(
                 reflection_paths=reflection_paths,
                 experiments=[],
             )
-    return _parse_with_dials(args, reflection_paths, others, phil, usage, epilog)
+    return _parse_with_dials(reflection_paths, others, phil, usage, epilog)
 
 
 def _parse_with_dials(
-    args: list[str],
     reflection_paths: list[str],
     others: list[str],
     phil,

@@ -51,7 +51,7 @@ def _both_ways(program: str, args: list[str]):
     phil = _phil_scope(program)
     quick = shared.parse_command_line([REFL, *args], phil, "usage", "")
     assert isinstance(quick.parser, shared.PhilOnlyParser)
-    full = shared._parse_with_dials([REFL, *args], [REFL], list(args), phil, "usage", "")
+    full = shared._parse_with_dials([REFL], list(args), phil, "usage", "")
     assert not isinstance(full.parser, shared.PhilOnlyParser)
     return quick, full
 
