@@ -8,21 +8,25 @@ SYSTEM_PYTHON := /usr/bin/python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBIAN_PACKAGES := python3-dials python3-venv python3-pip python3-pytest python3-jsonschema python3-matplotlib python3-h5py
+DEBIAN_PACKAGES := python3-dials python3-venv python3-pip python3-pytest python3-jsonschema \
+	python3-matplotlib python3-h5py python3-dask python3-distributed python3-jinja2 chromium
+# plotly comes from PyPI (its wheel bundles the minified plotly.js; Debian's is 8.6 MB unminified)
+PIP_PACKAGES := plotly==5.24.1
 DEMO := dials_refl_stats/data/sim_small
 
 .PHONY: setup test demo lint benchmark fuzz clean
 
 setup: $(STAMP)
 
-$(STAMP): setup.py
-	@if ! $(SYSTEM_PYTHON) -c "import dials, pytest, jsonschema, matplotlib, h5py, ensurepip, setuptools, wheel" >/dev/null 2>&1; then \
+$(STAMP): setup.py Makefile
+	@if ! $(SYSTEM_PYTHON) -c "import dials, pytest, jsonschema, matplotlib, h5py, dask, distributed, jinja2, ensurepip, setuptools, wheel" >/dev/null 2>&1 || ! command -v chromium >/dev/null; then \
 		echo "Installing DIALS and friends from Debian ($(DEBIAN_PACKAGES))"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_PACKAGES) >/dev/null; \
 	fi
 	$(SYSTEM_PYTHON) -m venv --system-site-packages $(VENV)
 	@# Debian's libtbx looks for its environment under sys.prefix/lib/cctbx: point the venv at it
 	@if [ -d /usr/lib/cctbx ] && [ ! -e $(VENV)/lib/cctbx ]; then ln -s /usr/lib/cctbx $(VENV)/lib/cctbx; fi
+	$(BIN)/python -m pip install --quiet $(PIP_PACKAGES)
 	$(BIN)/python -m pip install --quiet --no-build-isolation --no-deps -e .
 	touch $(STAMP)
 

@@ -46,7 +46,7 @@ def _phil_scope(program: str):
 
 
 def _both_ways(program: str, args: list[str]):
-    from dials_refl_stats import program as shared
+    from dials_refl_stats.pipeline import arguments as shared
 
     phil = _phil_scope(program)
     quick = shared.parse_command_line([REFL, *args], phil, "usage", "")
@@ -58,7 +58,7 @@ def _both_ways(program: str, args: list[str]):
 
 @pytest.mark.parametrize("program,args", CASES, ids=_case_id)
 def test_phil_only_path_equals_dials_argument_parser(program, args):
-    from dials_refl_stats.program import parameters_record
+    from dials_refl_stats.pipeline.arguments import parameters_record
 
     quick, full = _both_ways(program, args)
     assert parameters_record(quick) == parameters_record(full)
@@ -69,7 +69,7 @@ def test_phil_only_path_equals_dials_argument_parser(program, args):
 
 
 def test_phil_file_is_read_the_same_way(tmp_path):
-    from dials_refl_stats.program import parameters_record
+    from dials_refl_stats.pipeline.arguments import parameters_record
 
     params = tmp_path / "params.phil"
     params.write_text("histogram {\n  n_slots = 12\n}\nselection.flags = strong\n")
@@ -85,13 +85,13 @@ def test_phil_file_is_read_the_same_way(tmp_path):
     ids=["experiments", "show-config", "bad value", "unknown parameter", "missing file"],
 )
 def test_anything_else_goes_to_dials(extra):
-    from dials_refl_stats.program import parse_phil_only
+    from dials_refl_stats.pipeline.arguments import parse_phil_only
 
     assert parse_phil_only(_phil_scope("spot_size_histogram"), extra) is None
 
 
 def test_experiments_still_read_by_dials():
-    from dials_refl_stats.program import PhilOnlyParser, parse_command_line
+    from dials_refl_stats.pipeline.arguments import PhilOnlyParser, parse_command_line
 
     invocation = parse_command_line(
         [EXPT, REFL, "n_slots=10"], _phil_scope("spot_size_histogram"), "usage", ""
