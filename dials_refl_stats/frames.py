@@ -33,7 +33,7 @@ from dials_refl_stats.analysis.grouping import group_by_value
 from dials_refl_stats.analysis.intensity_per_frame import image_numbers, z_floor_frames
 
 if TYPE_CHECKING:
-    from dials_refl_stats.program import ExperimentGroup
+    from dials_refl_stats.experiment_groups import ExperimentGroup
 
 IMAGE_NUMBER = "image_number"
 EXPERIMENT_INDEX = "experiment_index"
@@ -196,7 +196,7 @@ class SeriesCatalogue:
         Raises :class:`ExperimentMatchError` when rows match no experiment given. Rows
         are grouped by ``id`` with one sort (stills files hold thousands of experiments).
         """
-        from dials_refl_stats.program import ExperimentGroup
+        from dials_refl_stats.experiment_groups import ExperimentGroup
 
         ids = np.asarray(ids)
         z = np.asarray(z, dtype=np.float64)

@@ -17,7 +17,7 @@ from dials_refl_stats import __version__
 
 #: Version of the envelope and of every program's ``results`` layout. Bump on any
 #: incompatible change; the schemas in ``dials_refl_stats/schemas`` follow it.
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "2.0"
 
 #: Significant digits kept for floats in JSON documents.
 FLOAT_DIGITS = 6
@@ -103,9 +103,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
         raise
 
 
-def write_json(path: str | os.PathLike, document: dict) -> None:
-    """Write ``document`` as indented, strictly valid JSON, atomically."""
-    text = json.dumps(document, indent=2, allow_nan=False) + "\n"
+def write_json(path: str | os.PathLike, document: dict, atomic: bool = True) -> None:
+    """Write ``document`` as strictly valid JSON (atomically unless told otherwise).
+
+    Compact separators and one line per top-level block keep 10^4-row column
+    arrays small; ``json.tool`` or ``jq`` pretty-print it.
+    """
+    text = json.dumps(document, indent=1, allow_nan=False, separators=(",", ":")) + "\n"
+    if not atomic:
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        return
     with atomic_path(path) as temporary:
         with open(temporary, "w", encoding="utf-8") as handle:
             handle.write(text)

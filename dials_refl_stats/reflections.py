@@ -15,18 +15,54 @@ unpickle).
 from __future__ import annotations
 
 import os
+import struct
 from typing import Protocol
 
 import numpy as np
 
+from dials_refl_stats.pipeline.errors import Sorry
 from dials_refl_stats.reader import ReflectionFileError, read_layout, read_reflections, sniff_format
 from dials_refl_stats.reader import shoebox_mask_counts as stream_mask_counts
+from dials_refl_stats.reader.columns import FLAT_TYPES, check_flat
 
 BACKENDS = ("auto", "fast", "dials")
 
+#: What decoding a corrupt file can raise besides :class:`ReflectionFileError`: numpy on
+#: absurd shapes, h5py, and DIALS/Boost.Python (``RuntimeError``). Never bugs like
+#: ``AttributeError`` or ``NameError``, which keep their traceback.
+DATA_ERRORS = (
+    ValueError,
+    IndexError,
+    OverflowError,
+    MemoryError,
+    TypeError,
+    KeyError,
+    EOFError,
+    UnicodeError,
+    struct.error,
+    OSError,
+    RuntimeError,
+)
 
-class ReflectionLoadError(Exception):
-    """A reflection file that cannot be used; the message is one line naming the file."""
+
+class ReflectionLoadError(Sorry):
+    """A reflection file that cannot be used; the message is ``"<path>: <problem>"``.
+
+    A user error, so a ``Sorry``: a program that lets it through prints one line
+    ``Sorry: <path>: <problem>`` and exits 1, without a traceback, whichever column or
+    step found the problem. Like libtbx's own ``Sorry`` subclasses it hides its module,
+    and it also prints under the name ``Sorry`` (the DIALS convention users know).
+    """
+
+    __module__ = Exception.__module__
+    __qualname__ = "Sorry"
+
+    def __reduce__(self):  # picklable (to and from workers) despite the hidden name
+        return (_load_error, (str(self),))
+
+
+def _load_error(message: str) -> ReflectionLoadError:
+    return ReflectionLoadError(message)
 
 
 class ReflectionSource(Protocol):
@@ -66,7 +102,11 @@ def check_readable(path: str) -> str:
 
 
 class DialsReflectionSource:
-    """A reflection file loaded with DIALS's ``flex.reflection_table.from_file``."""
+    """A reflection file loaded with DIALS's ``flex.reflection_table.from_file``.
+
+    A msgpack file is checked by the fast reader first (header, column lengths, shoebox
+    records against the file size), so that DIALS never allocates for a corrupt length.
+    """
 
     backend = "dials"
 
@@ -78,6 +118,9 @@ class DialsReflectionSource:
             raise ReflectionLoadError(
                 f"{path}: reading this file needs DIALS, which is not installed"
             ) from None
+        if kind == "msgpack":
+            with _as_load_error(path):
+                _check_structure(path)
         try:
             table = flex.reflection_table.from_file(path)
         except Exception as error:
@@ -86,27 +129,52 @@ class DialsReflectionSource:
                 "pickle": "legacy pickle reflection table that this DIALS cannot read",
                 "hdf5": "HDF5 reflection table that this DIALS cannot read",
             }[kind]
-            detail = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise ReflectionLoadError(f"{path}: {problem} ({detail})") from None
+            raise ReflectionLoadError(f"{path}: {problem} ({_detail(error)})") from None
         if not isinstance(table, flex.reflection_table):
             raise ReflectionLoadError(f"{path}: does not hold a reflection table")
         self.path = path
         self.format = kind
         self._table = table
-        self.nrows = table.size()
-        self.identifiers = dict(table.experiment_identifiers())
-        self.column_names = frozenset(table.keys())
+        with _as_load_error(path):
+            self.nrows = table.size()
+            self.identifiers = dict(table.experiment_identifiers())
+            self.column_names = frozenset(table.keys())
+        self._cache: dict[str, np.ndarray] = {}
 
     def column(self, name: str) -> np.ndarray:
         if name not in self.column_names:
             raise ReflectionLoadError(f"{self.path}: no column '{name}'")
-        return flex_to_numpy(self._table[name])
+        if name not in self._cache:
+            with _as_load_error(self.path):
+                values = flex_to_numpy(self._table[name])
+                check_column(self.path, name, values, self.nrows, self.identifiers)
+            self._cache[name] = values
+        return self._cache[name]
 
     def shoebox_mask_counts(self, code: int) -> tuple[np.ndarray, np.ndarray]:
-        shoeboxes = self._table["shoebox"]
-        counts = shoeboxes.count_mask_values(code).as_numpy_array().astype(np.int64)
-        allocated = shoeboxes.is_allocated().as_numpy_array().astype(bool)
+        if "shoebox" not in self.column_names:
+            raise ReflectionLoadError(f"{self.path}: no column 'shoebox'")
+        with _as_load_error(self.path):
+            shoeboxes = self._table["shoebox"]
+            counts = shoeboxes.count_mask_values(code).as_numpy_array().astype(np.int64)
+            allocated = shoeboxes.is_allocated().as_numpy_array().astype(bool)
         return counts, allocated
+
+
+def _detail(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
+def _check_structure(path: str) -> None:
+    """What the fast reader can check without decoding: header, column byte lengths,
+    shoebox record headers and sizes (raises :class:`ReflectionFileError`)."""
+    layout = read_layout(path)
+    for span in layout.columns.values():
+        if span.type_name in FLAT_TYPES:
+            check_flat(path, span)
+    if any(span.type_name == "Shoebox<>" for span in layout.columns.values()):
+        stream_mask_counts(path, 0)
 
 
 def flex_to_numpy(values) -> np.ndarray:
@@ -118,6 +186,50 @@ def flex_to_numpy(values) -> np.ndarray:
     if hasattr(values, "as_vec3_double"):  # miller_index
         return values.as_vec3_double().as_numpy_array().astype(np.int32)
     raise TypeError(f"cannot convert a {type(values).__name__} column to numpy")
+
+
+def check_column(
+    path: str, name: str, values: np.ndarray, nrows: int, identifiers: dict[int, str]
+) -> None:
+    """Values no DIALS program writes are errors, not wrong results.
+
+    Every column has ``nrows`` rows; ``id`` is -1 (no experiment) or, when the file
+    has experiment identifiers, one of them (DIALS keeps the two consistent), and is
+    never below -1; a ``bbox`` (x0, x1, y0, y1, z0, z1) never has an upper bound below
+    its lower one.
+    """
+    if len(values) != nrows:
+        raise ReflectionLoadError(
+            f"{path}: column '{name}' has {len(values)} rows, the table has {nrows}"
+        )
+    if name == "id" and len(values):
+        _check_ids(path, values, identifiers)
+    elif name == "bbox" and values.ndim == 2 and values.shape[1] == 6:
+        inverted = (values[:, 1::2] < values[:, 0::2]).any(axis=1)
+        if inverted.any():
+            row = int(np.argmax(inverted))
+            raise ReflectionLoadError(
+                f"{path}: column 'bbox': row {row} has an invalid bounding box "
+                f"{values[row].tolist()} (an upper bound below its lower bound)"
+            )
+
+
+def _check_ids(path: str, ids: np.ndarray, identifiers: dict[int, str]) -> None:
+    ids = np.asarray(ids)
+    low = int(ids.min())
+    if low < -1:
+        row = int(np.argmax(ids == low))
+        raise ReflectionLoadError(f"{path}: column 'id': row {row} has invalid experiment id {low}")
+    if not identifiers:
+        return
+    known = np.fromiter(identifiers, dtype=np.int64, count=len(identifiers))
+    stray = (ids != -1) & ~np.isin(ids, known)
+    if stray.any():
+        row = int(np.argmax(stray))
+        raise ReflectionLoadError(
+            f"{path}: column 'id': row {row} has experiment id {int(ids[row])}, which is not "
+            f"among the file's {len(known)} experiment identifiers"
+        )
 
 
 class FastReflectionSource:
@@ -146,16 +258,24 @@ class FastReflectionSource:
             raise ReflectionLoadError(f"{self.path}: no column '{name}'")
         if name not in self._cache:
             with _as_load_error(self.path):
-                self._cache[name] = read_reflections(self.path, columns=[name]).columns[name]
+                values = read_reflections(self.path, columns=[name]).columns[name]
+                check_column(self.path, name, values, self.nrows, self.identifiers)
+            self._cache[name] = values
         return self._cache[name]
 
     def shoebox_mask_counts(self, code: int) -> tuple[np.ndarray, np.ndarray]:
         with _as_load_error(self.path):
-            return stream_mask_counts(self.path, code, with_allocated=True)
+            counts, allocated = stream_mask_counts(self.path, code, with_allocated=True)
+            if len(counts) != self.nrows:
+                raise ReflectionLoadError(
+                    f"{self.path}: {len(counts)} shoeboxes, the table has {self.nrows} rows"
+                )
+        return counts, allocated
 
 
 class _as_load_error:
-    """Context manager turning the reader's errors into :class:`ReflectionLoadError`."""
+    """Context manager: any problem met while decoding ``path`` becomes a one-line
+    :class:`ReflectionLoadError` (``"<path>: <problem>"``)."""
 
     def __init__(self, path: str):
         self.path = path
@@ -164,8 +284,19 @@ class _as_load_error:
         return None
 
     def __exit__(self, kind, error, traceback) -> bool:
+        if error is None or isinstance(error, ReflectionLoadError):
+            return False
         if isinstance(error, ReflectionFileError):
             raise ReflectionLoadError(f"{self.path}: {error.problem}") from None
+        if isinstance(error, MemoryError):
+            raise ReflectionLoadError(
+                f"{self.path}: corrupt reflection file (its sizes need more memory than "
+                "is available)"
+            ) from None
+        if isinstance(error, DATA_ERRORS):
+            raise ReflectionLoadError(
+                f"{self.path}: corrupt reflection file ({type(error).__name__}: {_detail(error)})"
+            ) from None
         return False
 
 

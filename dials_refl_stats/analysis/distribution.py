@@ -16,6 +16,9 @@ RELATIVE_TOLERANCE = 1.0e-4
 
 PERCENTILES = (5, 25, 50, 75, 95)
 
+#: At most this many slots are drawn in the log's text histogram.
+MAX_ASCII_SLOTS = 200
+
 
 @dataclass(frozen=True)
 class Binning:
@@ -85,14 +88,16 @@ class Histogram:
         }
 
 
-def histogram(values: np.ndarray, binning: Binning) -> Histogram:
+def histogram(values: np.ndarray, binning: Binning, weights: np.ndarray | None = None) -> Histogram:
     """Bin ``values`` like ``flex.histogram(values, data_min, data_max, n_slots)``.
 
     A value is in range when ``data_min - tol <= v <= data_max + tol`` with
     ``tol = slot_width * 1e-4``; its slot is ``int((v - data_min) / slot_width)`` for
-    ``v - data_min >= slot_width``, else 0, capped at the last slot.
+    ``v - data_min >= slot_width``, else 0, capped at the last slot. ``weights``
+    (integer counts) bins each value that many times (value counts in, same histogram).
     """
     values = np.asarray(values, dtype=np.float64)
+    weights = np.ones(values.shape, dtype=np.int64) if weights is None else np.asarray(weights)
     low, high = binning.resolve(values)
     n_slots = binning.n_slots
     width = (high - low) / n_slots
@@ -100,21 +105,23 @@ def histogram(values: np.ndarray, binning: Binning) -> Histogram:
     finite = np.isfinite(values)
     below = finite & (values < low - tolerance)
     above = finite & (values > high + tolerance)
-    inside = values[finite & ~below & ~above]
+    kept = finite & ~below & ~above
+    inside = values[kept]
     offset = inside - low
     slots = np.zeros(inside.shape, dtype=np.int64)
     beyond_first = (offset != 0) & (offset >= width)
     slots[beyond_first] = (offset[beyond_first] / width).astype(np.int64)
     np.minimum(slots, n_slots - 1, out=slots)
-    counts = np.bincount(slots, minlength=n_slots).astype(np.int64)
+    counts = np.bincount(slots, weights=weights[kept], minlength=n_slots)
+    counts = np.rint(counts).astype(np.int64)
     edges = low + width * np.arange(n_slots + 1, dtype=np.float64)
     edges[-1] = high
     return Histogram(
         edges=edges,
         counts=counts,
-        below_range=int(below.sum()),
-        above_range=int(above.sum()),
-        not_finite=int((~finite).sum()),
+        below_range=int(weights[below].sum()),
+        above_range=int(weights[above].sum()),
+        not_finite=int(weights[~finite].sum()),
     )
 
 
@@ -149,6 +156,46 @@ def summarise(values: np.ndarray) -> Summary:
     )
 
 
+def summarise_counts(values: np.ndarray, counts: np.ndarray) -> Summary:
+    """:func:`summarise` of the sample holding each of ``values`` ``counts`` times.
+
+    Exact for integer values (spot sizes): the sums are integers, and percentiles use
+    numpy's default linear interpolation between order statistics.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    counts = np.asarray(counts, dtype=np.int64)
+    keep = np.isfinite(values) & (counts > 0)
+    values, counts = values[keep], counts[keep]
+    if not values.size:
+        return Summary(n=0)
+    order = np.argsort(values, kind="stable")
+    values, counts = values[order], counts[order]
+    n = int(counts.sum())
+    cumulative = np.cumsum(counts)
+    total = float(np.dot(values, counts))
+    mean = total / n
+    variance = float(np.dot(counts, (values - mean) ** 2)) / n
+
+    def order_statistic(k: np.ndarray) -> np.ndarray:
+        return values[np.searchsorted(cumulative, k, side="right")]
+
+    def quantile(fraction: float) -> float:
+        position = (n - 1) * fraction
+        lower = int(np.floor(position))
+        low_value, high_value = order_statistic(np.array([lower, min(lower + 1, n - 1)]))
+        return float(low_value + (position - lower) * (high_value - low_value))
+
+    return Summary(
+        n=n,
+        min=float(values[0]),
+        max=float(values[-1]),
+        mean=mean,
+        median=quantile(0.5),
+        std=float(np.sqrt(variance)),
+        percentiles={f"p{p}": quantile(p / 100.0) for p in PERCENTILES},
+    )
+
+
 @dataclass(frozen=True)
 class Distribution:
     """A sample's histogram and summary."""
@@ -174,9 +221,16 @@ def ascii_histogram(hist: Histogram, width: int = 50) -> str:
         lines.append("(no values in range)")
     else:
         peak = counts.max()
-        for i in range(nonzero[0], nonzero[-1] + 1):
+        centres = hist.centres
+        span = range(nonzero[0], nonzero[-1] + 1)
+        if len(span) > MAX_ASCII_SLOTS:
+            lines.append(
+                f"({len(span)} slots: showing the non-empty ones, at most {MAX_ASCII_SLOTS})"
+            )
+            span = nonzero[:MAX_ASCII_SLOTS]
+        for i in span:
             bar = "*" * int(round(width * counts[i] / peak))
-            lines.append(f"{hist.centres[i]:12.6g} {counts[i]:8d} {bar}")
+            lines.append(f"{centres[i]:12.6g} {counts[i]:8d} {bar}")
     if hist.below_range or hist.above_range:
         lines.append(
             f"outside [{hist.edges[0]:g}, {hist.edges[-1]:g}]: "

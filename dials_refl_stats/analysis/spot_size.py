@@ -7,8 +7,15 @@ from typing import Sequence
 
 import numpy as np
 
-from dials_refl_stats.analysis.distribution import Binning, Distribution, distribution
+from dials_refl_stats.analysis.distribution import (
+    Binning,
+    Distribution,
+    distribution,
+    histogram,
+    summarise_counts,
+)
 from dials_refl_stats.analysis.grouping import group_by_index
+from dials_refl_stats.analysis.statistic import Chunk, Statistic, merge_counts
 
 #: ``dials.algorithms.shoebox.MaskCode`` bits.
 MASK_CODES: dict[str, int] = {
@@ -61,6 +68,13 @@ def split_by_group(values: np.ndarray, group_of_row: np.ndarray, n_groups: int) 
     return [values[rows] for rows in group_by_index(group_of_row, n_groups)]
 
 
+def distribution_from_counts(
+    values: np.ndarray, counts: np.ndarray, binning: Binning
+) -> Distribution:
+    """:func:`distribution` of ``values`` each repeated ``counts`` times."""
+    return Distribution(histogram(values, binning, counts), summarise_counts(values, counts))
+
+
 @dataclass(frozen=True)
 class SpotSizeResult:
     """Spot-size distribution over all selected spots and per group (experiment)."""
@@ -85,3 +99,102 @@ def spot_size_distributions(
         distribution(part, shared) for part in split_by_group(sizes, group_of_row, n_groups)
     )
     return SpotSizeResult(overall=overall, groups=groups)
+
+
+#: Pseudo size recording a selected row without allocated shoebox pixels.
+NO_PIXELS = -1
+
+SHOEBOX_COUNT = "shoebox.count"
+SHOEBOX_ALLOCATED = "shoebox.allocated"
+NUM_PIXELS = "num_pixels.foreground"
+
+
+@dataclass(frozen=True)
+class SizeCounts:
+    """Partial: how many selected spots of each group have each size (exact, compact)."""
+
+    group: np.ndarray  # run-wide group key (file, id)
+    size: np.ndarray  # pixels; NO_PIXELS for rows without allocated shoebox pixels
+    count: np.ndarray
+    sources: frozenset[str]  # size columns used: shoebox / num_pixels.foreground
+
+
+@dataclass(frozen=True)
+class GroupedSizes:
+    """Final spot sizes: distinct group keys, and value counts per group."""
+
+    groups: np.ndarray  # sorted group keys
+    result: SpotSizeResult
+    n_without_pixels: np.ndarray  # per group
+    sources: frozenset[str]
+
+
+class SpotSizeStatistic(Statistic):
+    """Spot size in signal pixels: shoebox mask counts, else ``num_pixels.foreground``."""
+
+    name = "spot_size_histogram"
+
+    def __init__(self, code: int, source: str, binning: Binning):
+        self.shoebox_code = code
+        self.source = source  # auto, shoebox or num_pixels
+        self.binning = binning
+
+    def columns(self, available: frozenset[str]) -> tuple[str, ...]:
+        return ("shoebox",) if self.size_source(available) == "shoebox" else (NUM_PIXELS,)
+
+    def size_source(self, available: frozenset[str]) -> str:
+        """``shoebox`` or ``num_pixels.foreground`` for a file with ``available`` columns."""
+        if self.source == "shoebox" or (self.source == "auto" and "shoebox" in available):
+            return "shoebox"
+        return NUM_PIXELS
+
+    def partial(self, chunk: Chunk) -> SizeCounts:
+        selected = chunk.selected
+        if SHOEBOX_COUNT in chunk.columns:
+            sizes = np.asarray(chunk.columns[SHOEBOX_COUNT], dtype=np.int64)
+            sizes = np.where(chunk.columns[SHOEBOX_ALLOCATED], sizes, NO_PIXELS)
+            source = "shoebox"
+        else:
+            sizes = np.asarray(chunk.columns[NUM_PIXELS], dtype=np.int64)
+            source = NUM_PIXELS
+        keys = chunk.file.group_keys(chunk.columns["id"][selected])
+        (group, size), count = merge_counts((keys, sizes[selected]), np.ones(keys.size))
+        return SizeCounts(group, size, count, frozenset([source]))
+
+    def merge(self, first: SizeCounts, second: SizeCounts) -> SizeCounts:
+        (group, size), count = merge_counts(
+            (
+                np.concatenate([first.group, second.group]),
+                np.concatenate([first.size, second.size]),
+            ),
+            np.concatenate([first.count, second.count]),
+        )
+        return SizeCounts(group, size, count, first.sources | second.sources)
+
+    def empty(self) -> SizeCounts:
+        nothing = np.zeros(0, dtype=np.int64)
+        return SizeCounts(nothing, nothing, nothing, frozenset())
+
+    def finalize(self, partial: SizeCounts | None) -> GroupedSizes:
+        partial = partial if partial is not None else self.empty()
+        counted = partial.size != NO_PIXELS
+        groups, group_of_entry = np.unique(partial.group, return_inverse=True)
+        group_of_entry = group_of_entry.ravel()
+        values = partial.size[counted].astype(np.float64)
+        weights = partial.count[counted]
+        low, high = self.binning.resolve(values)
+        shared = Binning(data_min=low, data_max=high, n_slots=self.binning.n_slots)
+        overall = distribution_from_counts(values, weights, shared)
+        grouping = group_by_index(group_of_entry[counted], groups.size)
+        per_group = tuple(
+            distribution_from_counts(values[rows], weights[rows], shared) for rows in grouping
+        )
+        missing = np.bincount(
+            group_of_entry[~counted], weights=partial.count[~counted], minlength=groups.size
+        )
+        return GroupedSizes(
+            groups=groups,
+            result=SpotSizeResult(overall=overall, groups=per_group),
+            n_without_pixels=np.rint(missing).astype(np.int64),
+            sources=partial.sources,
+        )

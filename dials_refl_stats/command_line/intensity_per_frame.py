@@ -9,13 +9,13 @@ from types import SimpleNamespace
 import dials.util
 import libtbx.phil
 import numpy as np
-from dials.util import Sorry
 from libtbx import Auto
 
 from dials_refl_stats.analysis.intensity_per_frame import (
     SeriesIntensities,
     intensities_by_series,
 )
+from dials_refl_stats.analysis.rows import FileRows, SelectedRows
 from dials_refl_stats.frames import (
     AXIS_LABELS,
     EXPERIMENT_INDEX,
@@ -25,17 +25,15 @@ from dials_refl_stats.frames import (
     Series,
     SeriesCatalogue,
 )
-from dials_refl_stats.program import (
-    Invocation,
-    load_reflection_sources,
+from dials_refl_stats.pipeline.errors import Sorry
+from dials_refl_stats.pipeline.execute import SelectionPlan
+from dials_refl_stats.pipeline.phil import (
+    INPUT_PHIL,
     make_flag_selection,
     output_phil,
-    parse_command_line,
-    require_plot_format,
     selection_phil,
-    start_logging,
-    write_outputs,
 )
+from dials_refl_stats.pipeline.program import Program, Run, run_program
 from dials_refl_stats.selection import FLAG_BITS, FlagSelection
 
 PROGRAM = "intensity_per_frame"
@@ -105,6 +103,7 @@ frame
 }
 """
     + selection_phil("Auto")
+    + INPUT_PHIL
     + output_phil(
         PROGRAM,
         extra="""
@@ -144,22 +143,23 @@ def union_description(automatic: bool, selections: dict[str, FlagSelection]) -> 
     return union.describe()
 
 
-def require_intensity_columns(source, choices, frame_source: str) -> None:
+def require_intensity_columns(opened, choices, frame_source: str) -> None:
     """``Sorry`` naming the file, the missing column and the DIALS step providing it."""
-    columns = source.column_names
+    columns = opened.columns
+    path = opened.info.path
     for name in ("flags", "id"):
         if name not in columns:
-            raise Sorry(f"{source.path}: no '{name}' column (not a DIALS reflection table?)")
+            raise Sorry(f"{path}: no '{name}' column (not a DIALS reflection table?)")
     frame_column = FRAME_COLUMNS[frame_source]
     if frame_column not in columns:
         if frame_source == "xyzcal":
             raise Sorry(
-                f"{source.path}: no '{frame_column}' column for frame.source=xyzcal "
+                f"{path}: no '{frame_column}' column for frame.source=xyzcal "
                 "(predicted centroids are written by dials.index/dials.integrate; "
                 "use integrated.refl, or frame.source=xyzobs)"
             )
         raise Sorry(
-            f"{source.path}: no '{frame_column}' column for frame.source=xyzobs "
+            f"{path}: no '{frame_column}' column for frame.source=xyzobs "
             "(observed centroids are written by dials.find_spots and dials.integrate)"
         )
     for choice in choices:
@@ -173,37 +173,40 @@ def require_intensity_columns(source, choices, frame_source: str) -> None:
                 ]
                 hint = f"; this table has intensity.choice={other[0]}" if other else ""
                 raise Sorry(
-                    f"{source.path}: no '{column}' column for intensity.choice={choice} "
+                    f"{path}: no '{column}' column for intensity.choice={choice} "
                     f"({method} intensities are written by dials.integrate{hint})"
                 )
 
 
 @dataclass
 class PreparedFile:
-    """One file's selections and frames (before any statistics)."""
+    """One file's selected rows on their frame axes (before any statistics)."""
 
-    source: object
+    path: str
+    n_rows: int
+    rows: FileRows
     masks: dict[str, np.ndarray]  # per intensity choice: selected rows
-    used: np.ndarray  # rows selected for any intensity
-    numbered: FileFrames  # frame and series of every used row
+    numbered: FileFrames  # frame and series of every kept row
     z: np.ndarray
 
 
 def prepare_file(
-    file_index: int, source, selections, experiments, frame_column: str, catalogue
+    file_index: int, run: Run, rows: FileRows, selections, frame_column: str, catalogue
 ) -> PreparedFile:
-    """Select the rows of one file and put them on their series' frame axes."""
-    flags = source.column("flags")
+    """Put one file's kept rows on their series' frame axes."""
+    info = run.files[file_index].info
+    flags = rows.columns["flags"]
     masks = {c: s.apply(flags) for c, s in selections.items()}
     used = np.logical_or.reduce(list(masks.values()))
-    z = np.asarray(source.column(frame_column))[:, 2].astype(np.float64)
+    z = np.asarray(rows.columns[frame_column])[:, 2].astype(np.float64)
+    experiments = list(run.experiments) if run.experiments else []
     try:
         numbered = catalogue.add_file(
-            file_index, experiments, source.identifiers, source.column("id"), z, used, source.path
+            file_index, experiments, info.identifiers, rows.columns["id"], z, used, info.path
         )
     except ExperimentMatchError as error:
         raise Sorry(str(error)) from None
-    return PreparedFile(source, masks, used, numbered, z)
+    return PreparedFile(info.path, info.nrows, rows, masks, numbered, z)
 
 
 @dataclass
@@ -222,14 +225,14 @@ def compute(
     value_column, variance_column = INTENSITIES[choice][:2]
     parts = {k: [] for k in ("file_index", "row", "series", "frame", "z", "intensity", "variance")}
     for file_index, p in enumerate(prepared):
-        rows = np.flatnonzero(p.masks[choice])
-        parts["file_index"].append(np.full(rows.size, file_index, dtype=np.int64))
-        parts["row"].append(rows)
-        parts["series"].append(p.numbered.series[rows])
-        parts["frame"].append(p.numbered.frames[rows])
-        parts["z"].append(p.z[rows])
+        kept = np.flatnonzero(p.masks[choice])
+        parts["file_index"].append(np.full(kept.size, file_index, dtype=np.int64))
+        parts["row"].append(p.rows.rows[kept])
+        parts["series"].append(p.numbered.series[kept])
+        parts["frame"].append(p.numbered.frames[kept])
+        parts["z"].append(p.z[kept])
         for key, column in (("intensity", value_column), ("variance", variance_column)):
-            parts[key].append(np.asarray(p.source.column(column), dtype=np.float64)[rows])
+            parts[key].append(np.asarray(p.rows.columns[column], dtype=np.float64)[kept])
     points = {k: np.concatenate(v) for k, v in parts.items()}
     stats = intensities_by_series(
         points["series"],
@@ -248,7 +251,7 @@ def empty_selection_hint(prepared: list[PreparedFile], choice: str, automatic: b
     """What else would select something, for the empty-selection warning."""
     hints = []
     for other in ("integrated_sum", "integrated_prf"):
-        n = sum(int(((p.source.column("flags") & FLAG_BITS[other]) != 0).sum()) for p in prepared)
+        n = sum(p.rows.n_with(FLAG_BITS[other]) for p in prepared)
         if n == 0:
             continue
         other_choice = "sum" if other == "integrated_sum" else "prf"
@@ -262,110 +265,155 @@ def empty_selection_hint(prepared: list[PreparedFile], choice: str, automatic: b
     return "; ".join(hints) if hints else "no reflection has integrated_sum or integrated_prf"
 
 
+@dataclass
+class Computed:
+    """The per-frame results of a run."""
+
+    prepared: list[PreparedFile]
+    series_list: list[Series]
+    numberings: list[str]
+    by_choice: list[IntensityResult]
+
+
+class IntensityPerFrame(Program):
+    name = PROGRAM
+    usage = "dials.intensity_per_frame [options] [integrated.expt] integrated.refl"
+
+    def validate(self, params) -> None:
+        self.choices = list(params.intensity.choice or [])
+        if not self.choices:
+            raise Sorry("intensity.choice: choose sum, prf or both (sum+prf)")
+        self.automatic, self.selections = intensity_selections(params.selection, self.choices)
+        self.bin_width = int(params.frame.bin_width)
+        if self.bin_width < 1:
+            raise Sorry(f"frame.bin_width must be at least 1 (got {self.bin_width})")
+        self.frame_column = FRAME_COLUMNS[params.frame.source]
+
+    def selection_plan(self, params) -> SelectionPlan:
+        if not self.automatic:
+            return SelectionPlan(next(iter(self.selections.values())))
+        names = tuple(s.names[0] for s in self.selections.values())
+        return SelectionPlan(FlagSelection(names=names, rule="any" if len(names) > 1 else "all"))
+
+    def check_file(self, opened, params) -> None:
+        require_intensity_columns(opened, self.choices, params.frame.source)
+
+    def statistic(self, run: Run) -> SelectedRows:
+        columns = [self.frame_column]
+        for choice in self.choices:
+            columns.extend(INTENSITIES[choice][:2])
+        return SelectedRows(tuple(dict.fromkeys(columns)))
+
+    def finalize(self, kept: dict[int, FileRows], run: Run) -> Computed:
+        catalogue = SeriesCatalogue(len(run.files))
+        prepared = [
+            prepare_file(
+                i,
+                run,
+                kept.get(i) or empty_rows(self.statistic(run), run),
+                self.selections,
+                self.frame_column,
+                catalogue,
+            )
+            for i in range(len(run.files))
+        ]
+        series_list = catalogue.series
+        numberings = sorted({s.numbering for s in series_list})
+        by_choice = [compute(c, prepared, series_list, self.bin_width) for c in self.choices]
+        return Computed(prepared, series_list, numberings, by_choice)
+
+    def results(self, computed: Computed, run: Run) -> dict:
+        n_files = len(run.files)
+        return {
+            "frame_source": self.frame_column,
+            "frame_numbering": computed.numberings,
+            "numbering_rules": {n: NUMBERING_RULES[n] for n in computed.numberings},
+            "bin_width": self.bin_width,
+            "statistics": (
+                "per frame bin: count; mean and median intensity; mean I/sigma with "
+                "sigma = sqrt(variance) over rows with variance > 0 (n_with_sigma); "
+                "n_non_positive = intensities <= 0 (counted in every statistic, not shown "
+                "on the log-scale plot)"
+            ),
+            "series": [s.describe(n_files) for s in computed.series_list],
+            "intensities": [
+                describe_result(r, computed.series_list, run.params.output.points)
+                for r in computed.by_choice
+            ],
+        }
+
+    def selection_record(self, computed: Computed, run: Run, reduced) -> dict:
+        from dials_refl_stats.pipeline.program import describe_selection
+
+        first = next(iter(self.selections.values()))
+        return {
+            **describe_selection(run, reduced),
+            **union_description(self.automatic, self.selections),
+            "flags_requested": ["Auto"] if self.automatic else list(first.names),
+            "default_per_intensity": self.automatic,
+            "rule_text": SELECTION_AUTO_HELP if self.automatic else None,
+            "per_intensity": [
+                {
+                    "intensity": r.choice,
+                    **self.selections[r.choice].describe(),
+                    "n_selected": int(r.points["intensity"].size),
+                    "files": {
+                        "n_selected": [int(p.masks[r.choice].sum()) for p in computed.prepared]
+                    },
+                }
+                for r in computed.by_choice
+            ],
+        }
+
+    def log_results(self, computed: Computed, run: Run) -> None:
+        log_selection(computed.prepared, self.selections, self.automatic)
+        log_numbering(
+            computed.series_list, computed.numberings, self.frame_column, bool(run.experiment_infos)
+        )
+        for result in computed.by_choice:
+            report(
+                result, computed.series_list, self.frame_column, computed.prepared, self.automatic
+            )
+
+    def summary_line(self, computed: Computed, run: Run) -> str:
+        lines = []
+        for r in computed.by_choice:
+            s = r.stats.overall
+            n_frames = sum(int((t.table.count > 0).sum()) for t in r.stats.per_series)
+            lines.append(
+                f"Intensity per frame [{r.choice}]: n={s.n} frames={n_frames} "
+                f"median_I={_fmt(s.median)} mean_I/sigma={_fmt(s.mean_i_over_sigma)} "
+                f"non_positive={s.n_non_positive} frame_source={self.frame_column} "
+                f"numbering={'+'.join(computed.numberings) or 'none'}"
+            )
+        return "\n".join(lines)
+
+    def plot(self, computed: Computed, run: Run, path: str) -> None:
+        xlabel = " / ".join(AXIS_LABELS[n] for n in computed.numberings) or "Frame"
+        plot(
+            path,
+            computed.by_choice,
+            computed.series_list,
+            run,
+            self.frame_column,
+            xlabel,
+            run.params,
+        )
+
+
+def empty_rows(statistic: SelectedRows, run: Run) -> FileRows:
+    """The kept rows of a file with nothing selected."""
+    return FileRows(
+        rows=np.zeros(0, dtype=np.int64),
+        columns={"flags": np.zeros(0, np.int32), "id": np.zeros(0, np.int32)}
+        | {c: np.zeros((0, 3)) if c.startswith("xyz") else np.zeros(0) for c in statistic.wanted},
+        bit_counts=np.zeros(32, dtype=np.int64),
+    )
+
+
 @dials.util.show_mail_handle_errors()
 def run(args=None, *, phil=phil_scope) -> None:
-    usage = "dials.intensity_per_frame [options] [integrated.expt] integrated.refl"
-    invocation = parse_command_line(args, phil, usage, help_message)
-    if invocation is None:
-        return
-    params = invocation.params
-    choices = list(params.intensity.choice or [])
-    if not choices:
-        raise Sorry("intensity.choice: choose sum, prf or both (sum+prf)")
-    automatic, selections = intensity_selections(params.selection, choices)
-    require_plot_format(params.output.plot)
-    bin_width = int(params.frame.bin_width)
-    if bin_width < 1:
-        raise Sorry(f"frame.bin_width must be at least 1 (got {bin_width})")
-    sources = load_reflection_sources(invocation.reflection_paths, params.reader)
-    for source in sources:
-        require_intensity_columns(source, choices, params.frame.source)
-    frame_column = FRAME_COLUMNS[params.frame.source]
-    experiments = list(invocation.experiments) if invocation.experiments else []
-    catalogue = SeriesCatalogue(len(sources))
-    prepared = [
-        prepare_file(i, s, selections, experiments, frame_column, catalogue)
-        for i, s in enumerate(sources)
-    ]
-    series_list = catalogue.series
-
-    start_logging(invocation, PROGRAM)
-    n_files = len(sources)
-    numberings = sorted({s.numbering for s in series_list})
-    log_selection(prepared, selections, automatic)
-    log_numbering(series_list, numberings, frame_column, bool(experiments))
-
-    results_by_choice = [compute(c, prepared, series_list, bin_width) for c in choices]
-    for result in results_by_choice:
-        report(result, series_list, frame_column, prepared, automatic)
-
-    results = {
-        "frame_source": frame_column,
-        "frame_numbering": numberings,
-        "numbering_rules": {n: NUMBERING_RULES[n] for n in numberings},
-        "bin_width": bin_width,
-        "statistics": (
-            "per frame bin: count; mean and median intensity; mean I/sigma with "
-            "sigma = sqrt(variance) over rows with variance > 0 (n_with_sigma); "
-            "n_non_positive = intensities <= 0 (counted in every statistic, not shown "
-            "on the log-scale plot)"
-        ),
-        "series": [s.describe(n_files) for s in series_list],
-        "intensities": [
-            describe_result(r, series_list, params.output.points) for r in results_by_choice
-        ],
-    }
-    union_rows = sum(int(p.used.sum()) for p in prepared)
-    selection = {
-        **union_description(automatic, selections),
-        "flags_requested": (["Auto"] if automatic else list(next(iter(selections.values())).names)),
-        "default_per_intensity": automatic,
-        "rule_text": SELECTION_AUTO_HELP if automatic else None,
-        "n_rows": sum(s.nrows for s in sources),
-        "n_selected": union_rows,
-        "per_intensity": [
-            {
-                "intensity": r.choice,
-                **selections[r.choice].describe(),
-                "n_selected": int(r.points["intensity"].size),
-                "files": [
-                    {
-                        "path": p.source.path,
-                        "n_rows": p.source.nrows,
-                        "n_selected": int(p.masks[r.choice].sum()),
-                    }
-                    for p in prepared
-                ],
-            }
-            for r in results_by_choice
-        ],
-    }
-    xlabel = " / ".join(AXIS_LABELS[n] for n in numberings) or "Frame"
-    write_outputs(
-        invocation,
-        sources,
-        program=PROGRAM,
-        selection=selection,
-        results=results,
-        plot=lambda path: plot(
-            path, results_by_choice, series_list, invocation, frame_column, xlabel, params
-        ),
-    )
-    for r in results_by_choice:
-        s = r.stats.overall
-        n_frames = sum(int((t.table.count > 0).sum()) for t in r.stats.per_series)
-        logger.info(
-            "Intensity per frame [%s]: n=%d frames=%d median_I=%s mean_I/sigma=%s "
-            "non_positive=%d frame_source=%s numbering=%s",
-            r.choice,
-            s.n,
-            n_frames,
-            _fmt(s.median),
-            _fmt(s.mean_i_over_sigma),
-            s.n_non_positive,
-            frame_column,
-            "+".join(numberings) or "none",
-        )
+    run_program(IntensityPerFrame(), args, phil, help_message)
 
 
 def _fmt(value) -> str:
@@ -395,10 +443,10 @@ def log_selection(prepared, selections, automatic: bool) -> None:
         for choice, selection in selections.items():
             logger.info(
                 "%s: %s: %d of %d reflections selected (%s%s, rule %s)",
-                p.source.path,
+                p.path,
                 choice,
                 int(p.masks[choice].sum()),
-                p.source.nrows,
+                p.n_rows,
                 ", ".join(selection.names) or "all",
                 " = default for this intensity" if automatic else "",
                 selection.rule,
@@ -486,9 +534,7 @@ def report(result: IntensityResult, series_list, frame_column, prepared, automat
         )
 
 
-def plot(
-    path, results_by_choice, series_list, invocation: Invocation, frame_column, xlabel, params
-) -> None:
+def plot(path, results_by_choice, series_list, run: Run, frame_column, xlabel, params) -> None:
     from dials_refl_stats.plotting.frames import (
         Panel,
         SeriesPoints,
@@ -510,7 +556,7 @@ def plot(
     intensity_per_frame_figure(
         path,
         panels,
-        title=f"Intensity per frame: {', '.join(invocation.reflection_paths)}",
+        title=f"Intensity per frame: {run.title}",
         xlabel=xlabel,
         format_from=params.output.plot,
     )

@@ -2,36 +2,30 @@
 
 from __future__ import annotations
 
-import logging
-import os
-
 import dials.util
+import libtbx
 import libtbx.phil
 import numpy as np
-from dials.util import Sorry
 
 from dials_refl_stats.analysis.distribution import ascii_histogram
 from dials_refl_stats.analysis.spot_size import (
     MASK_NAMES,
+    NUM_PIXELS,
+    GroupedSizes,
+    SpotSizeStatistic,
     mask_code,
-    spot_size_distributions,
 )
-from dials_refl_stats.program import (
-    Invocation,
-    group_rows_by_experiment,
-    load_reflection_sources,
+from dials_refl_stats.analysis.statistic import split_group_key
+from dials_refl_stats.pipeline.errors import Sorry
+from dials_refl_stats.pipeline.phil import (
+    INPUT_PHIL,
     make_binning,
-    make_flag_selection,
     output_phil,
-    parse_command_line,
-    require_plot_format,
     selection_phil,
-    start_logging,
-    write_outputs,
 )
+from dials_refl_stats.pipeline.program import Program, Run, run_program
 
 PROGRAM = "spot_size_histogram"
-logger = logging.getLogger(f"dials.{PROGRAM}")
 
 help_message = """
 Histogram of spot sizes: the number of shoebox pixels carrying the chosen mask bits
@@ -54,8 +48,6 @@ Examples::
   dials.spot_size_histogram indexed.refl data_max=Auto log_y=True plot=sizes.svg
 """
 
-SHOEBOX = "shoebox"
-NUM_PIXELS = "num_pixels.foreground"
 
 phil_scope = libtbx.phil.parse(
     """
@@ -82,150 +74,189 @@ histogram
     .type = float
     .help = "Upper edge of the last slot. Auto: the largest size."
   n_slots = 100
-    .type = int
+    .type = int(value_min=1, value_max=100000)
 }
 """
     + selection_phil("indexed")
+    + INPUT_PHIL
     + output_phil(
         PROGRAM,
         extra="""
   log_y = False
     .type = bool
     .help = "Logarithmic count axis in the plot."
+  experiment_histograms = Auto
+    .type = bool
+    .help = "Write a histogram per experiment to the JSON. Auto: when there are at"
+            "most 10 experiments (per-experiment summaries are always written, as"
+            "column arrays)."
 """,
     ),
     process_includes=True,
 )
 
 
-def choose_size_source(columns: frozenset[str], requested: str, path: str) -> str:
-    """The column spot sizes come from: ``shoebox`` or ``num_pixels.foreground``."""
-    if requested == "shoebox" and SHOEBOX not in columns:
-        raise Sorry(
-            f"{path}: no '{SHOEBOX}' column for source=shoebox "
-            "(dials.find_spots and dials.index keep shoeboxes; dials.integrate drops them)"
-        )
-    if requested == "num_pixels" and NUM_PIXELS not in columns:
-        raise Sorry(
-            f"{path}: no '{NUM_PIXELS}' column for source=num_pixels "
-            "(it is written by dials.integrate)"
-        )
-    if requested == "auto":
-        if SHOEBOX in columns:
-            return SHOEBOX
-        if NUM_PIXELS in columns:
-            return NUM_PIXELS
-        raise Sorry(
-            f"{path}: neither a '{SHOEBOX}' nor a '{NUM_PIXELS}' column, so no spot sizes"
-            " (use strong.refl/indexed.refl with shoeboxes, or integrated.refl)"
-        )
-    return SHOEBOX if requested == "shoebox" else NUM_PIXELS
+#: Per-experiment histograms in the JSON by default up to this many experiments.
+MAX_AUTO_HISTOGRAMS = 10
 
 
-@dials.util.show_mail_handle_errors()
-def run(args=None, *, phil=phil_scope) -> None:
+class SpotSizeHistogram(Program):
+    name = PROGRAM
     usage = "dials.spot_size_histogram [options] [indexed.expt] indexed.refl"
-    invocation = parse_command_line(args, phil, usage, help_message)
-    if invocation is None:
-        return
-    params = invocation.params
-    binning = make_binning(params.histogram)
-    flag_selection = make_flag_selection(params.selection)
-    require_plot_format(params.output.plot)
-    code = mask_code(params.spot_size.mask_bits)
-    if code == 0:
-        raise Sorry("mask_bits: choose at least one MaskCode bit (e.g. Foreground)")
-    sources = load_reflection_sources(invocation.reflection_paths, params.reader)
-    size_sources = [
-        choose_size_source(s.column_names, params.spot_size.source, s.path) for s in sources
-    ]
+    default_flags = ("indexed",)
 
-    start_logging(invocation, PROGRAM)
-    sizes, group_of_row, groups, per_file = [], [], [], []
-    for index, (source, size_source) in enumerate(zip(sources, size_sources)):
-        selected = flag_selection.apply(source.column("flags"))
-        record = {
-            "path": source.path,
-            "size_source": size_source,
-            "n_rows": source.nrows,
-            "n_flag_selected": int(selected.sum()),
-        }
-        if size_source == SHOEBOX:
-            counts, allocated = source.shoebox_mask_counts(code)
-            record["n_without_shoebox_pixels"] = int((selected & ~allocated).sum())
-            selected &= allocated
-        else:
-            counts = source.column(NUM_PIXELS)
-        record["n_selected"] = int(selected.sum())
-        per_file.append(record)
-        ids = source.column("id")[selected]
-        file_groups, rows_group = group_rows_by_experiment(index, source.identifiers, ids)
-        sizes.append(counts[selected])
-        group_of_row.append(rows_group + len(groups))
-        groups.extend(file_groups)
-        logger.info(
-            "%s: %d of %d reflections selected (%s), spot sizes from %s",
-            source.path,
-            record["n_selected"],
-            source.nrows,
-            ", ".join(flag_selection.names) or "all",
-            size_source,
-        )
-        if record.get("n_without_shoebox_pixels"):
-            logger.warning(
-                "%s: %d selected reflections have no shoebox pixels allocated; they are left out",
-                source.path,
-                record["n_without_shoebox_pixels"],
+    def validate(self, params) -> None:
+        self.binning = make_binning(params.histogram)
+        self.code = mask_code(params.spot_size.mask_bits or [])
+        if self.code == 0:
+            raise Sorry("mask_bits: choose at least one MaskCode bit (e.g. foreground)")
+
+    def check_file(self, opened, params) -> None:
+        columns, path = opened.columns, opened.info.path
+        requested = params.spot_size.source
+        if requested == "shoebox" and "shoebox" not in columns:
+            raise Sorry(
+                f"{path}: no 'shoebox' column for source=shoebox "
+                "(dials.find_spots and dials.index keep shoeboxes; dials.integrate drops them)"
+            )
+        if requested == "num_pixels" and NUM_PIXELS not in columns:
+            raise Sorry(
+                f"{path}: no '{NUM_PIXELS}' column for source=num_pixels "
+                "(it is written by dials.integrate)"
+            )
+        if "shoebox" not in columns and NUM_PIXELS not in columns:
+            raise Sorry(
+                f"{path}: neither a 'shoebox' nor a '{NUM_PIXELS}' column, so no spot sizes"
+                " (use strong.refl/indexed.refl with shoeboxes, or integrated.refl)"
             )
 
-    all_sizes = np.concatenate(sizes)
-    result = spot_size_distributions(all_sizes, np.concatenate(group_of_row), len(groups), binning)
-    n_total = sum(s.nrows for s in sources)
-    if all_sizes.size == 0:
-        logger.warning(
-            "No reflections selected (selection.flags=%s, rule=%s): the histogram is empty",
-            ",".join(flag_selection.names),
-            flag_selection.rule,
+    def statistic(self, run: Run) -> SpotSizeStatistic:
+        return SpotSizeStatistic(self.code, run.params.spot_size.source, self.binning)
+
+    def results(self, final: GroupedSizes, run: Run) -> dict:
+        params = run.params
+        groups = describe_groups(final.groups, run)
+        wanted = params.output.experiment_histograms
+        with_histograms = (
+            len(groups["label"]) <= MAX_AUTO_HISTOGRAMS if wanted in (None, libtbx.Auto) else wanted
         )
-    report(result, groups, len(sources))
+        summaries = [d.summary for d in final.result.groups]
+        per_experiment = {
+            **groups,
+            "n": [s.n for s in summaries],
+            "n_without_shoebox_pixels": final.n_without_pixels,
+            **{
+                key: [getattr(s, key) for s in summaries]
+                for key in ("mean", "median", "min", "max", "std")
+            },
+        }
+        return {
+            **describe_size_definition(final.sources, params.spot_size.mask_bits, self.code),
+            "overall": final.result.overall.as_dict(),
+            "per_experiment": per_experiment,
+            "per_experiment_histograms": (
+                [
+                    {"label": label, **d.histogram.as_dict()}
+                    for label, d in zip(groups["label"], final.result.groups)
+                ]
+                if with_histograms
+                else None
+            ),
+        }
 
-    definition = describe_size_definition(size_sources, params.spot_size.mask_bits, code)
-    results = {
-        **definition,
-        "overall": result.overall.as_dict(),
-        "per_experiment": [
-            {"experiment": g.describe(len(sources)), **d.as_dict()}
-            for g, d in zip(groups, result.groups)
-        ],
+    def log_results(self, final: GroupedSizes, run: Run) -> None:
+        logger = self.logger
+        result = final.result
+        logger.info(
+            "Spot size histogram (all selected reflections):\n%s",
+            ascii_histogram(result.overall.histogram),
+        )
+        n_missing = int(final.n_without_pixels.sum())
+        if n_missing:
+            logger.warning(
+                "%d selected reflections have no shoebox pixels allocated; they are left out",
+                n_missing,
+            )
+        labels = describe_groups(final.groups, run)["label"]
+        if 1 < len(labels):
+            shown = labels if len(labels) <= 20 or run.invocation.options.verbose else labels[:20]
+            for label, dist in zip(shown, result.groups):
+                logger.info("  %s: n=%d median=%s", label, dist.summary.n, _g(dist.summary.median))
+            if len(shown) < len(labels):
+                logger.info("  ... %d experiments in all (all of them with -v)", len(labels))
+
+    def summary_line(self, final: GroupedSizes, run: Run) -> str:
+        summary = final.result.overall.summary
+        mean = "nan" if summary.mean is None else f"{summary.mean:.1f}"
+        source = "+".join(sorted(final.sources)) or "none"
+        return f"Spot size: n={summary.n} mean={mean} median={_g(summary.median)} source={source}"
+
+    def plot(self, final: GroupedSizes, run: Run, path: str) -> None:
+        from dials_refl_stats.plotting.histogram import histogram_bars
+
+        params = run.params
+        result = final.result
+        labels = describe_groups(final.groups, run)["short_label"]
+        overlay = 1 < len(labels) <= 8
+        bars = (
+            list(zip(labels, [d.histogram for d in result.groups]))
+            if overlay
+            else [("all selected", result.overall.histogram)]
+        )
+        bits = "|".join(MASK_NAMES[name] for name in params.spot_size.mask_bits)
+        measures = []
+        if "shoebox" in final.sources:
+            measures.append(f"shoebox pixels with mask {bits}")
+        if NUM_PIXELS in final.sources:
+            measures.append(NUM_PIXELS)
+        title = run.title
+        summary = result.overall.summary
+        if summary.n:
+            title += f" (n={summary.n}, median={summary.median:g})"
+        histogram_bars(
+            path,
+            bars,
+            title=f"Spot sizes: {title}",
+            xlabel=f"Spot size (pixels: {' / '.join(measures) or 'none'})",
+            log_y=params.output.log_y,
+            format_from=params.output.plot,
+        )
+
+
+def _g(value) -> str:
+    return "nan" if value is None else f"{value:g}"
+
+
+def describe_groups(keys: np.ndarray, run: Run) -> dict:
+    """Column arrays describing each group key: file, id, identifier, experiment, labels."""
+    files = [split_group_key(k) for k in keys]
+    n_files = len(run.files)
+    infos = [run.files[f].info for f, _ in files]
+    identifiers = [info.identifiers.get(i) for info, (_, i) in zip(infos, files)]
+    experiments = [info.experiment_of_id.get(i) for info, (_, i) in zip(infos, files)]
+    labels, short = [], []
+    for (file_index, i), identifier in zip(files, identifiers):
+        name = "unassigned (id -1)" if i < 0 else f"experiment {i}"
+        long_name = f"{name} ({identifier})" if identifier and i >= 0 else name
+        prefix = f"file {file_index}: " if n_files > 1 else ""
+        labels.append(prefix + long_name)
+        short.append(
+            prefix.replace("file ", "f").replace(": ", " ") + ("id -1" if i < 0 else f"expt {i}")
+        )
+    return {
+        "file_index": [f for f, _ in files],
+        "id": [i for _, i in files],
+        "identifier": identifiers,
+        "experiment_index": experiments,
+        "label": labels,
+        "short_label": short,
     }
-    selection = {
-        **flag_selection.describe(),
-        "n_rows": n_total,
-        "n_selected": int(all_sizes.size),
-        "files": per_file,
-    }
-    write_outputs(
-        invocation,
-        sources,
-        program=PROGRAM,
-        selection=selection,
-        results=results,
-        plot=lambda path: plot_histograms(path, result, groups, invocation, params, size_sources),
-    )
-    summary = result.overall.summary
-    logger.info(
-        "Spot size: n=%d mean=%s median=%s source=%s",
-        summary.n,
-        "nan" if summary.mean is None else f"{summary.mean:.1f}",
-        "nan" if summary.median is None else f"{summary.median:g}",
-        "+".join(sorted(set(size_sources))),
-    )
 
 
-def describe_size_definition(size_sources: list[str], mask_bits, code: int) -> dict:
+def describe_size_definition(sources, mask_bits, code: int) -> dict:
     """What "spot size" means in this run, for the JSON."""
-    definition = {"size_source": sorted(set(size_sources))}
-    if SHOEBOX in size_sources:
+    definition = {"size_source": sorted(sources)}
+    if "shoebox" in sources:
         definition.update(
             mask_bits=[MASK_NAMES[name] for name in mask_bits],
             mask_code=code,
@@ -235,60 +266,15 @@ def describe_size_definition(size_sources: list[str], mask_bits, code: int) -> d
                 "shoebox pixels are left out"
             ),
         )
-    if NUM_PIXELS in size_sources:
+    if NUM_PIXELS in sources:
         definition["num_pixels_rule"] = (
             "num_pixels.foreground column written by dials.integrate "
             "(valid foreground pixels of the integration shoebox)"
         )
+    definition["exactness"] = "exact: partials are value counts per experiment, merged by addition"
     return definition
 
 
-def report(result, groups, n_files: int) -> None:
-    """ASCII histogram(s) and per-experiment summaries in the log."""
-    logger.info(
-        "Spot size histogram (all selected reflections):\n%s",
-        ascii_histogram(result.overall.histogram),
-    )
-    if len(groups) > 1:
-        for group, dist in zip(groups, result.groups):
-            s = dist.summary
-            logger.info(
-                "  %s: n=%d median=%s",
-                group.label(n_files),
-                s.n,
-                "nan" if s.median is None else f"{s.median:g}",
-            )
-
-
-def plot_histograms(
-    path: str, result, groups, invocation: Invocation, params, size_sources: list[str]
-) -> None:
-    from dials_refl_stats.plotting.histogram import histogram_bars
-
-    names = ", ".join(os.path.basename(p) for p in invocation.reflection_paths)
-    overlay = 1 < len(groups) <= 8
-    bars = (
-        [
-            (g.label(len(invocation.reflection_paths)), d.histogram)
-            for g, d in zip(groups, result.groups)
-        ]
-        if overlay
-        else [("all selected", result.overall.histogram)]
-    )
-    bits = "|".join(MASK_NAMES[name] for name in params.spot_size.mask_bits)
-    measures = []
-    if SHOEBOX in size_sources:
-        measures.append(f"shoebox pixels with mask {bits}")
-    if NUM_PIXELS in size_sources:
-        measures.append(NUM_PIXELS)
-    summary = result.overall.summary
-    if summary.n:
-        names += f" (n={summary.n}, median={summary.median:g})"
-    histogram_bars(
-        path,
-        bars,
-        title=f"Spot sizes: {names}",
-        xlabel=f"Spot size (pixels: {' / '.join(measures)})",
-        log_y=params.output.log_y,
-        format_from=params.output.plot,
-    )
+@dials.util.show_mail_handle_errors()
+def run(args=None, *, phil=phil_scope) -> None:
+    run_program(SpotSizeHistogram(), args, phil, help_message)

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 import dials.util
 import libtbx.phil
 import numpy as np
-from dials.util import Sorry
 
 from dials_refl_stats import geometry
+from dials_refl_stats.analysis.rows import FileRows, SelectedRows
+from dials_refl_stats.analysis.statistic import Chunk
 from dials_refl_stats.analysis.strong_positions import (
     PIXEL_ORIENTATION,
     STRONG_RULE,
@@ -20,19 +21,10 @@ from dials_refl_stats.analysis.strong_positions import (
     merge_extents,
     strong_positions,
 )
-from dials_refl_stats.program import (
-    ExperimentGroup,
-    group_rows_by_experiment,
-    load_reflection_sources,
-    make_flag_selection,
-    output_phil,
-    parse_command_line,
-    require_columns,
-    require_plot_format,
-    selection_phil,
-    start_logging,
-    write_outputs,
-)
+from dials_refl_stats.experiment_groups import ExperimentGroup, group_rows_by_experiment
+from dials_refl_stats.pipeline.errors import Sorry
+from dials_refl_stats.pipeline.phil import INPUT_PHIL, output_phil, selection_phil
+from dials_refl_stats.pipeline.program import Program, Run, describe_selection, run_program
 from dials_refl_stats.selection import FLAG_BITS, FlagSelection
 
 PROGRAM = "strong_reflection_positions"
@@ -54,7 +46,7 @@ Tables that were never integrated (strong.refl, indexed.refl: no row has
 integrated_sum or integrated_prf) fall back from the default selection to 'strong'
 (or every row when none is flagged strong), and the spot finder's intensity.sum.value
 is thresholded; the log and the JSON say so. Set selection.flags explicitly to
-something else, or selection_fallback=False, to avoid the fallback.
+something else, or selection.fallback=False, to avoid the fallback.
 
 Pixel positions follow the DIALS image viewer: origin at the top-left corner, y down.
 
@@ -109,11 +101,6 @@ top_fraction = None
   .type = float
   .help = "Strong only when among the brightest top_fraction of the selected reflections"
           "(0.05: the brightest 5%: I >= the ceil(0.05 n)-th largest I; ties kept)."
-selection_fallback = True
-  .type = bool
-  .help = "With selection.flags at its default (integrated), a file in which no row"
-          "has integrated_sum or integrated_prf (strong.refl, indexed.refl) uses"
-          "'strong' instead (every row when none is strong). Logged and in the JSON."
 resolution
   .help = "Resolution shells for the strong fraction."
 {
@@ -142,6 +129,7 @@ position_histogram
 }
 """
     + selection_phil(",".join(DEFAULT_FLAGS))
+    + INPUT_PHIL
     + output_phil(
         PROGRAM,
         extra="""
@@ -179,41 +167,21 @@ def validate_parameters(params) -> None:
         raise Sorry(f"d_max ({d_max:g}) must be greater than d_min ({d_min:g})")
 
 
-def file_selection(
-    flags: np.ndarray, requested: FlagSelection, fallback_allowed: bool
-) -> tuple[FlagSelection, str | None]:
-    """The flag selection used for one file, and why it differs from the request.
-
-    Fallback rule: only when ``selection.flags`` is at its default (``integrated``, rule
-    ``all``), ``selection_fallback`` is on, and no row of the file has integrated_sum or
-    integrated_prf (a table that was never integrated): use ``strong`` when some row is
-    strong, else every row.
-    """
-    at_default = requested.names == DEFAULT_FLAGS and requested.rule == "all"
-    if not (fallback_allowed and at_default) or (flags & INTEGRATION_BITS).any():
-        return requested, None
-    if (flags & FLAG_BITS["strong"]).any():
-        used = FlagSelection(names=("strong",), rule="all")
-        reason = "no row has integrated_sum or integrated_prf (not integrated); using 'strong'"
-    else:
-        used = FlagSelection(names=("all",), rule="all")
-        reason = "no row has integrated_sum, integrated_prf or strong; using every row"
-    return used, reason
+SUM_BIT, PRF_BIT = 8, 9  # integrated_sum, integrated_prf
 
 
-def intensity_origin(choice: str, flags: np.ndarray) -> str:
+def intensity_origin(choice: str, bit_counts: np.ndarray) -> str:
     if choice == "prf":
         return "dials.integrate profile fitting (intensity.prf.value)"
-    if (flags & FLAG_BITS["integrated_sum"]).any():
+    if bit_counts[SUM_BIT]:
         return "dials.integrate summation (intensity.sum.value)"
     return "dials.find_spots: summed counts of the spot's signal pixels (intensity.sum.value)"
 
 
-def empty_selection_hint(flags: np.ndarray, selection: FlagSelection) -> str:
+def empty_selection_hint(bit_counts: np.ndarray, selection: FlagSelection) -> str:
     """Why the seed's selection may select nothing (stills: summation only)."""
     if selection.rule == "all" and selection.mask == FLAG_BITS["integrated"]:
-        n_sum = int(((flags & FLAG_BITS["integrated_sum"]) != 0).sum())
-        n_prf = int(((flags & FLAG_BITS["integrated_prf"]) != 0).sum())
+        n_sum, n_prf = int(bit_counts[SUM_BIT]), int(bit_counts[PRF_BIT])
         if n_sum and not n_prf:
             return (
                 f"{n_sum} rows have integrated_sum but none integrated_prf (summation "
@@ -223,15 +191,15 @@ def empty_selection_hint(flags: np.ndarray, selection: FlagSelection) -> str:
     return ""
 
 
-def choose_d_source(requested: str, sources, have_experiments: bool) -> str | None:
-    has_column = all("d" in s.column_names for s in sources)
+def choose_d_source(requested: str, files, have_experiments: bool) -> str | None:
+    has_column = all("d" in f.columns for f in files)
     if requested == "geometry":
         if not have_experiments:
             raise Sorry("resolution.d_source=geometry needs the experiments (.expt file)")
         return "geometry"
     if requested == "column":
-        for source in sources:
-            require_columns(source, ["d"], "resolution.d_source=column; written by dials.integrate")
+        for f in files:
+            require_columns(f, ["d"], "resolution.d_source=column; written by dials.integrate")
         return "column"
     if have_experiments:
         return "geometry"
@@ -246,12 +214,21 @@ D_RULES = {
 }
 
 
+def require_columns(opened, columns, why: str) -> None:
+    """``Sorry`` naming the file and the first missing column."""
+    for column in columns:
+        if column not in opened.columns:
+            raise Sorry(f"{opened.info.path}: no '{column}' column ({why})")
+
+
 @dataclass
 class FileData:
     """The flag-selected rows of one file, as numpy arrays."""
 
     index: int
-    source: object
+    path: str
+    n_rows: int
+    identifiers: dict
     selection: FlagSelection  # as used (after any fallback)
     fallback: str | None  # why it differs from the request
     rows: np.ndarray  # selected row numbers
@@ -266,13 +243,9 @@ class FileData:
     d_column: np.ndarray | None
     extent: dict[int, tuple[float, float]]  # panel sizes from all rows of the file
 
-    @property
-    def n_rows(self) -> int:
-        return self.source.nrows
-
     def record(self) -> dict:
         return {
-            "path": self.source.path,
+            "path": self.path,
             **self.selection.describe(),
             "fallback": self.fallback,
             "intensity_origin": self.origin,
@@ -281,47 +254,61 @@ class FileData:
         }
 
 
-def load_file(index, source, params, requested, experiments, shared_index, d_source) -> FileData:
-    """Select one file's rows and read the columns the statistics need."""
-    flags = source.column("flags")
-    selection, fallback = file_selection(flags, requested, params.selection_fallback)
-    selected = selection.apply(flags)
-    rows = np.flatnonzero(selected)
+class PositionRows(SelectedRows):
+    """Selected rows, plus each panel's data extent over all rows of a file."""
+
+    def extra(self, chunk: Chunk) -> dict[int, tuple[float, float]]:
+        xyz = chunk.columns[POSITION]
+        return data_panel_extents(chunk.columns["panel"].astype(np.int64), xyz[:, 0], xyz[:, 1])
+
+    def merge_extra(self, first, second):
+        return merge_extents([first, second])
+
+
+def file_data(index: int, run: Run, kept: FileRows | None, record, shared_index, d_source):
+    """One file's kept rows as :class:`FileData` (experiments matched on the driver)."""
+    params, info = run.params, run.files[index].info
     value, variance = INTENSITY_COLUMNS[params.intensity.choice]
-    xyz = source.column(POSITION)
-    all_panels = source.column("panel").astype(np.int64)
-    ids = source.column("id")[selected].astype(np.int64, copy=False)
-    panel = all_panels[selected]
-    experiment = np.full(rows.size, -1, dtype=np.int64)
-    if experiments is not None and len(experiments):
+    columns = kept.columns if kept is not None else {}
+    n = kept.rows.size if kept is not None else 0
+
+    def column(name, shape=()):
+        return columns[name] if name in columns else np.zeros((n, *shape))
+
+    ids = column("id").astype(np.int64, copy=False)
+    panel = column("panel").astype(np.int64, copy=False)
+    experiment = np.full(n, -1, dtype=np.int64)
+    if run.experiment_infos:
         try:
             experiment = geometry.row_experiments(
-                experiments, source.identifiers, ids, panel, source.path, shared_index
+                run.experiments, info.identifiers, ids, panel, info.path, shared_index
             )
         except geometry.GeometryError as error:
             raise Sorry(str(error)) from None
+    selection = FlagSelection(names=record.selection) if record.selection else FlagSelection(())
+    bits = kept.bit_counts if kept is not None else np.zeros(32, dtype=np.int64)
     return FileData(
         index=index,
-        source=source,
+        path=info.path,
+        n_rows=info.nrows,
+        identifiers=info.identifiers,
         selection=selection,
-        fallback=fallback,
-        rows=rows,
-        hint=empty_selection_hint(flags, selection) if not rows.size else "",
-        origin=intensity_origin(params.intensity.choice, flags),
-        intensity=source.column(value)[selected].astype(np.float64, copy=False),
+        fallback=record.fallback,
+        rows=kept.rows if kept is not None else np.zeros(0, dtype=np.int64),
+        hint=empty_selection_hint(bits, selection) if not n else "",
+        origin=intensity_origin(params.intensity.choice, bits),
+        intensity=column(value).astype(np.float64, copy=False),
         variance=(
-            source.column(variance)[selected].astype(np.float64, copy=False)
+            column(variance).astype(np.float64, copy=False)
             if params.i_over_sigma.min is not None
             else None
         ),
-        xyz=xyz[selected].astype(np.float64, copy=False),
+        xyz=column(POSITION, (3,)).astype(np.float64, copy=False),
         panel=panel,
         ids=ids,
         experiment=experiment,
-        d_column=source.column("d")[selected].astype(np.float64, copy=False)
-        if d_source == "column"
-        else None,
-        extent=data_panel_extents(all_panels, xyz[:, 0], xyz[:, 1]),
+        d_column=column("d").astype(np.float64, copy=False) if d_source == "column" else None,
+        extent=(kept.extra or {}) if kept is not None else {},
     )
 
 
@@ -335,74 +322,101 @@ def unassigned_rule(experiments) -> tuple[int | None, str | None]:
     return index, f"rows with id -1 use experiment {index}'s models: {reason}"
 
 
+@dataclass
+class Final:
+    """What the statistics of a run give, with the files behind them."""
+
+    computed: "Computed"
+    files: list[FileData]
+    result: dict
+    lab_frame: bool
+
+
+class StrongReflectionPositions(Program):
+    name = PROGRAM
+    usage = "dials.strong_reflection_positions [options] [integrated.expt] integrated.refl"
+    default_flags = DEFAULT_FLAGS
+
+    def validate(self, params) -> None:
+        self.criteria = make_criteria(params)
+        validate_parameters(params)
+
+    def check_file(self, opened, params) -> None:
+        value, variance = INTENSITY_COLUMNS[params.intensity.choice]
+        require_columns(opened, [POSITION], "spot centroids, written by dials.find_spots")
+        require_columns(opened, [value], INTENSITY_PROVIDERS[params.intensity.choice])
+        if self.criteria.needs_variance:
+            why = f"for i_over_sigma.min; {INTENSITY_PROVIDERS[params.intensity.choice]}"
+            require_columns(opened, [variance], why)
+        require_columns(opened, ["flags", "id", "panel"], "written by every DIALS step")
+
+    def statistic(self, run: Run) -> PositionRows:
+        params = run.params
+        experiments = run.experiments if run.experiment_infos else None
+        self.d_source = choose_d_source(
+            params.resolution.d_source, run.files, experiments is not None
+        )
+        value, variance = INTENSITY_COLUMNS[params.intensity.choice]
+        wanted = [POSITION, "panel", value]
+        if self.criteria.needs_variance:
+            wanted.append(variance)
+        if self.d_source == "column":
+            wanted.append("d")
+        return PositionRows(tuple(wanted))
+
+    def finalize(self, kept: dict[int, FileRows], run: Run) -> Final:
+        params = run.params
+        experiments = run.experiments if run.experiment_infos else None
+        shared_index, self.shared_reason = unassigned_rule(experiments)
+        records = {r.index: r for r in run.records}
+        files = [
+            file_data(i, run, kept.get(i), records[i], shared_index, self.d_source)
+            for i in range(len(run.files))
+        ]
+        computed = compute(files, params, self.criteria, experiments, self.d_source)
+        lab_frame = experiments is not None and geometry.n_panels(experiments) > 1
+        result = describe_results(computed, files, params, self.criteria, lab_frame)
+        result["unassigned_rows"] = self.shared_reason
+        return Final(computed, files, result, lab_frame)
+
+    def selection_record(self, final: Final, run: Run, reduced) -> dict:
+        return {
+            **describe_selection(run, reduced),
+            "n_strong": final.result["n_strong"],
+            "per_file": [f.record() for f in final.files] if len(final.files) <= 100 else None,
+        }
+
+    def results(self, final: Final, run: Run) -> dict:
+        return final.result
+
+    def log_results(self, final: Final, run: Run) -> None:
+        report(final.result, final.files, self.criteria, run.params)
+
+    def summary_line(self, final: Final, run: Run) -> str:
+        result = final.result
+        n_selected = int(sum(f.rows.size for f in final.files))
+        median_d = result["median_d_strong"]
+        fraction = "nan%" if not n_selected else f"{100.0 * result['n_strong'] / n_selected:.1f}%"
+        return (
+            f"Strong reflections: n={result['n_strong']} of {n_selected} ({fraction}) "
+            f"{self.criteria.label()} median_d={'nan' if median_d is None else f'{median_d:.2f}'} "
+            f"intensity={run.params.intensity.choice}"
+        )
+
+    def plot(self, final: Final, run: Run, path: str) -> None:
+        plot(
+            path,
+            final.computed,
+            run.experiments if final.lab_frame else None,
+            run,
+            self.criteria,
+            run.params,
+        )
+
+
 @dials.util.show_mail_handle_errors()
 def run(args=None, *, phil=phil_scope) -> None:
-    usage = "dials.strong_reflection_positions [options] [integrated.expt] integrated.refl"
-    invocation = parse_command_line(args, phil, usage, help_message)
-    if invocation is None:
-        return
-    params = invocation.params
-    criteria = make_criteria(params)
-    validate_parameters(params)
-    requested = make_flag_selection(params.selection)
-    require_plot_format(params.output.plot)
-    sources = load_reflection_sources(invocation.reflection_paths, params.reader)
-    value, variance = INTENSITY_COLUMNS[params.intensity.choice]
-    for source in sources:
-        require_columns(source, [POSITION], "spot centroids, written by dials.find_spots")
-        require_columns(source, [value], INTENSITY_PROVIDERS[params.intensity.choice])
-        if criteria.needs_variance:
-            why = f"for i_over_sigma.min; {INTENSITY_PROVIDERS[params.intensity.choice]}"
-            require_columns(source, [variance], why)
-        require_columns(source, ["flags", "id", "panel"], "written by every DIALS step")
-    experiments = invocation.experiments if len(invocation.experiments) else None
-    d_source = choose_d_source(params.resolution.d_source, sources, experiments is not None)
-    shared_index, shared_reason = unassigned_rule(experiments)
-    files = [
-        load_file(i, s, params, requested, experiments, shared_index, d_source)
-        for i, s in enumerate(sources)
-    ]
-
-    start_logging(invocation, PROGRAM)
-    computed = compute(files, params, criteria, experiments, d_source)
-    lab_frame = experiments is not None and geometry.n_panels(experiments) > 1
-    result = describe_results(computed, files, params, criteria, lab_frame)
-    result["unassigned_rows"] = shared_reason
-    report(result, files, criteria, params)
-
-    n_selected = int(sum(f.rows.size for f in files))
-    selection = {
-        **requested.describe(),
-        "fallback_rule": (
-            "when selection.flags is at its default (integrated) and selection_fallback"
-            " is True, a file in which no row has integrated_sum or integrated_prf uses"
-            " 'strong' (every row when none is strong)"
-        ),
-        "n_rows": int(sum(f.n_rows for f in files)),
-        "n_selected": n_selected,
-        "n_strong": result["n_strong"],
-        "files": [f.record() for f in files],
-    }
-    write_outputs(
-        invocation,
-        sources,
-        program=PROGRAM,
-        selection=selection,
-        results=result,
-        plot=lambda path: plot(
-            path, computed, experiments if lab_frame else None, invocation, criteria, params
-        ),
-    )
-    median_d = result["median_d_strong"]
-    logger.info(
-        "Strong reflections: n=%d of %d (%s) %s median_d=%s intensity=%s",
-        result["n_strong"],
-        n_selected,
-        "nan%" if not n_selected else f"{100.0 * result['n_strong'] / n_selected:.1f}%",
-        criteria.label(),
-        "nan" if median_d is None else f"{median_d:.2f}",
-        params.intensity.choice,
-    )
+    run_program(StrongReflectionPositions(), args, phil, help_message)
 
 
 @dataclass
@@ -442,7 +456,7 @@ def compute(files, params, criteria, experiments, d_source) -> Computed:
         extent_source = "image size of each panel of the experiments' detectors"
     groups, group_of_row = [], []
     for f in files:
-        file_groups, rows_group = group_rows_by_experiment(f.index, f.source.identifiers, f.ids)
+        file_groups, rows_group = group_rows_by_experiment(f.index, f.identifiers, f.ids)
         group_of_row.append(rows_group + len(groups))
         groups.extend(file_groups)
 
@@ -565,7 +579,7 @@ def report(result, files, criteria, params) -> None:
     for f in files:
         logger.info(
             "%s: %d of %d reflections selected (%s, %s); intensity from %s",
-            f.source.path,
+            f.path,
             f.rows.size,
             f.n_rows,
             ",".join(f.selection.names) or "all",
@@ -575,14 +589,14 @@ def report(result, files, criteria, params) -> None:
         if f.fallback:
             logger.warning(
                 "%s: selection.flags=integrated selects nothing here: %s "
-                "(set selection.flags or selection_fallback=False to change this)",
-                f.source.path,
+                "(set selection.flags or selection.fallback=False to change this)",
+                f.path,
                 f.fallback,
             )
         if not f.rows.size:
             logger.warning(
                 "%s: no reflections selected (selection.flags=%s, rule=%s)%s",
-                f.source.path,
+                f.path,
                 ",".join(f.selection.names),
                 f.selection.rule,
                 f": {f.hint}" if f.hint else "",
@@ -609,7 +623,7 @@ def report(result, files, criteria, params) -> None:
         )
 
 
-def plot(path, computed: Computed, lab_experiments, invocation, criteria, params) -> None:
+def plot(path, computed: Computed, lab_experiments, run: Run, criteria, params) -> None:
     """Positions in panel pixels, or in the lab frame for ``lab_experiments`` (a
     multi-panel detector); strong fraction per resolution shell."""
     from dials_refl_stats.plotting.detector import (
@@ -626,7 +640,7 @@ def plot(path, computed: Computed, lab_experiments, invocation, criteria, params
         lab=None if lab_experiments is None else computed.positions.lab,
         lab_outlines=None if lab_experiments is None else geometry.lab_outlines(lab_experiments),
     )
-    names = ", ".join(invocation.reflection_paths)
+    names = run.title
     label = f"{criteria.label()}, intensity.{params.intensity.choice}"
     strong_positions_figure(
         path,

@@ -9,19 +9,18 @@ DIALS's model code (a one-second start-up saving).
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
+from urllib.parse import urlparse
 
 import libtbx.phil
 
 from dials_refl_stats.pipeline.errors import Sorry
 from dials_refl_stats.reader import ReflectionFileError
 from dials_refl_stats.reflections import ReflectionLoadError, check_readable, sniff_format
-
-#: libtbx.phil cites where a bad value came from: "(command line argument, line 1)".
-PHIL_VALUE_ERROR = re.compile(r"\((command line argument|.*), line \d+\)")
 
 EXPERIMENT_SUFFIXES = (".expt", ".json")
 
@@ -84,34 +83,105 @@ PHIL_SUFFIXES = (".phil", ".param", ".params", ".eff", ".def")
 
 VERBOSITY_FLAG = re.compile(r"-v+")
 
+#: What libtbx.phil and DIALS's phil handling raise for a user's phil mistake.
+PHIL_ERRORS = (RuntimeError, Sorry)
+
+#: DIALS's message for definitions of a phil file that match no parameter.
+UNRECOGNISED = "The following definitions were not recognised"
+
+#: The ``input`` scope DIALS's ``ArgumentParser`` adds (``read_experiments`` and
+#: ``read_reflections``), with plain ``path`` values: the names resolve the same way,
+#: and no file is read while parsing (reflection files are read by our loader).
+INPUT_PHIL = """
+input {
+  experiments = None
+    .type = path
+    .multiple = True
+    .help = "The experiment list file path"
+  reflections = None
+    .type = path
+    .multiple = True
+    .help = "The reflection table file path"
+}
+"""
+
+
+def system_phil(phil):
+    """The program's phil, ``reader`` and DIALS's ``input`` scope, in DIALS's order.
+
+    The same parameter paths (and expert levels) as the system phil of DIALS's
+    ``ArgumentParser(phil=with_reader_scope(phil), read_experiments=True,
+    read_reflections=True)``, so that abbreviated names resolve identically.
+    """
+    combined = copy.deepcopy(with_reader_scope(phil))
+    combined.adopt_scope(libtbx.phil.parse(INPUT_PHIL))
+    return combined
+
+
+def url_scheme(argument: str) -> str:
+    """``dxtbx.util.get_url_scheme``: DIALS's test for "a URL, not a phil argument"."""
+    return urlparse(argument).scheme if "://" in argument else ""
+
+
+def is_phil_file(argument: str) -> bool:
+    """DIALS's test for a positional phil file: suffix, an existing non-empty file."""
+    return (
+        argument.endswith(PHIL_SUFFIXES)
+        and os.path.isfile(argument)
+        and os.path.getsize(argument) > 0
+    )
+
+
+def is_phil_assignment(argument: str) -> bool:
+    """DIALS's test for a positional phil argument such as ``n_slots=20``."""
+    return "=" in argument and not url_scheme(argument)
+
+
+class NotPhilOnly(Exception):
+    """A command line that needs DIALS's ``ArgumentParser`` (files, options)."""
+
+
+class PhilError(Exception):
+    """A phil mistake (bad name, value or file); ``error`` is libtbx's exception."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
 
 class PhilOnlyParser:
     """The parameters of a command line holding only phil arguments and ``-v`` flags.
 
     Does what DIALS's ``ArgumentParser`` does with such a command line (the same
-    libtbx.phil interpreter, phil files recognised by the same suffixes), without
-    importing dxtbx and DIALS's model code: a one-second start-up saving. Offers the
-    parser attributes the programs use: ``phil``, ``system_phil``, ``diff_phil``.
+    system phil paths, the same libtbx.phil interpreter, phil files recognised by the
+    same tests), without importing dxtbx and DIALS's model code: a one-second
+    start-up saving. Offers the parser attributes the programs use: ``phil``,
+    ``system_phil``, ``diff_phil``. Raises :class:`NotPhilOnly` for anything else
+    (including ``input.experiments=``) and :class:`PhilError` for a phil mistake.
     """
 
     def __init__(self, system_phil, args: Sequence[str]) -> None:
         self.system_phil = system_phil
-        interpreter = system_phil.command_line_argument_interpreter()
         self.verbose = 0
+        interpreter = system_phil.command_line_argument_interpreter()
         sources = []
         for arg in args:
             if VERBOSITY_FLAG.fullmatch(arg):
                 self.verbose += len(arg) - 1
-            elif arg.endswith(PHIL_SUFFIXES) and os.path.isfile(arg) and os.path.getsize(arg):
-                sources.append(libtbx.phil.parse(file_name=arg))
-            elif "=" in arg and "://" not in arg:
-                sources.append(interpreter.process_arg(arg=arg))
+            elif arg.startswith("-"):
+                raise NotPhilOnly(arg)  # an option: argparse's business
+            elif is_phil_file(arg):
+                sources.append(_phil_call(libtbx.phil.parse, file_name=arg))
+            elif is_phil_assignment(arg):
+                sources.append(_phil_call(interpreter.process_arg, arg=arg))
             else:
-                raise ValueError(f"not a phil argument: {arg}")
+                raise NotPhilOnly(arg)
         working, unused = system_phil.fetch(sources=sources, track_unused_definitions=True)
         if unused:
-            raise ValueError("unrecognised parameters")
-        self.params = working.extract()
+            raise PhilError(RuntimeError(unrecognised_text(unused)))
+        self.params = _phil_call(working.extract)
+        if self.params.input.experiments:
+            raise NotPhilOnly("input.experiments")
         # As DIALS does: the working phil re-formatted from the extracted parameters.
         self.phil = system_phil.format(python_object=self.params)
 
@@ -120,17 +190,36 @@ class PhilOnlyParser:
         return self.system_phil.fetch_diff(source=self.phil)
 
 
+def _phil_call(function, **kwargs):
+    """``function(**kwargs)`` with libtbx.phil's user errors raised as :class:`PhilError`."""
+    try:
+        return function(**kwargs)
+    except (*PHIL_ERRORS, UnicodeDecodeError) as error:
+        raise PhilError(error) from error
+
+
 def parse_phil_only(phil, args: Sequence[str]) -> PhilOnlyParser | None:
     """Parse ``args`` without DIALS's parser; ``None`` if DIALS's parser is needed.
 
     That is for anything but phil arguments and ``-v``: experiment files, options
-    (``-h``, ``-c``, ``--phil``), unknown files; and for every error, so that the
+    (``-h``, ``-c``, ``--phil``), unknown files; and for every phil error, so that the
     user sees DIALS's own message for it.
     """
     try:
-        return PhilOnlyParser(with_reader_scope(phil), args)
-    except Exception:
+        return PhilOnlyParser(system_phil(phil), args)
+    except (NotPhilOnly, PhilError):
         return None
+
+
+def phil_reflection_paths(params) -> list[str]:
+    """The ``input.reflections=`` files, each checked to be a reflection file."""
+    paths = [str(path) for path in params.input.reflections]
+    for path in paths:
+        try:
+            check_readable(path)
+        except ReflectionLoadError as error:
+            raise Sorry(str(error)) from None
+    return paths
 
 
 def parse_command_line(
@@ -138,28 +227,43 @@ def parse_command_line(
 ) -> Invocation | None:
     """Parse like a DIALS program; ``None`` when there is no input (help printed).
 
-    Reflection files are recognised by their content and read by our own loader, so
-    that a large table is never decoded twice (or by DIALS at all once the fast
-    reader is in use); everything else goes through DIALS's ``ArgumentParser``, except
-    that a command line of reflection files and phil parameters only is parsed by
-    :class:`PhilOnlyParser` (same result, without DIALS's import cost).
+    Reflection files (positional, recognised by their content, or given as
+    ``input.reflections=``) are read by our own loader, so that a large table is never
+    decoded twice (or by DIALS at all once the fast reader is in use); everything else
+    goes through DIALS's ``ArgumentParser``, except that a command line of reflection
+    files and phil parameters only is parsed by :class:`PhilOnlyParser` (same result,
+    without DIALS's import cost). As DIALS does, ``input.reflections=`` files come
+    before positional ones.
     """
     import sys
 
     args = list(sys.argv[1:] if args is None else args)
     reflection_paths = reflection_arguments(args)
     others = [a for a in args if a not in reflection_paths]
-    if reflection_paths:
-        quick = parse_phil_only(phil, others)
-        if quick is not None:
-            return Invocation(
-                params=quick.params,
-                options=argparse.Namespace(verbose=quick.verbose),
-                parser=quick,
-                reflection_paths=reflection_paths,
-                experiments=[],
-            )
+    quick = parse_phil_only(phil, others)
+    if quick is not None and (reflection_paths or quick.params.input.reflections):
+        return Invocation(
+            params=quick.params,
+            options=argparse.Namespace(verbose=quick.verbose),
+            parser=quick,
+            reflection_paths=phil_reflection_paths(quick.params) + reflection_paths,
+            experiments=[],
+        )
     return _parse_with_dials(reflection_paths, others, phil, usage, epilog)
+
+
+def dials_argument_parser(phil, usage: str, epilog: str):
+    """DIALS's ``ArgumentParser`` for :func:`system_phil`: it reads experiment files only."""
+    from dials.util.options import ArgumentParser
+
+    return ArgumentParser(
+        usage=usage,
+        phil=system_phil(phil),
+        read_experiments=True,
+        read_reflections=False,
+        check_format=False,
+        epilog=epilog,
+    )
 
 
 def _parse_with_dials(
@@ -170,39 +274,22 @@ def _parse_with_dials(
     epilog: str,
 ) -> Invocation | None:
     """:func:`parse_command_line` through DIALS's ``ArgumentParser``."""
-    from dials.util.options import ArgumentParser, flatten_experiments
+    from dials.util.options import flatten_experiments
 
-    parser = ArgumentParser(
-        usage=usage,
-        phil=with_reader_scope(phil),
-        read_experiments=True,
-        read_reflections=False,
-        check_format=False,
-        epilog=epilog,
-    )
+    parser = dials_argument_parser(phil, usage, epilog)
     try:
         params, options, unhandled = parser.parse_args(
             others, show_diff_phil=False, return_unhandled=True
         )
-    except RuntimeError as error:  # libtbx.phil: bad value, e.g. n_slots=abc
-        text = str(error).splitlines()[0] if str(error) else ""
-        if not PHIL_VALUE_ERROR.search(text):
-            raise
-        raise Sorry(f"Bad parameter value: {text}") from None
+    except PHIL_ERRORS as error:
+        raise _dials_phil_error(parser, others, error) from None
+    if any(is_phil_file(a) or is_phil_assignment(a) for a in unhandled):
+        raise _dials_phil_error(parser, others, None)
     for argument in unhandled:
-        if "=" in argument:
-            raise Sorry(f"Unrecognised parameter: {argument}")
-        if not os.path.exists(argument):
-            raise Sorry(f"{argument}: file not found")
-        if argument.endswith(EXPERIMENT_SUFFIXES):
-            raise Sorry(f"{argument}: not a readable DIALS experiment list")
-        try:
-            check_readable(argument)
-        except ReflectionLoadError as error:
-            raise Sorry(str(error)) from None
-        raise Sorry(f"{argument}: not a DIALS reflection or experiment file")
+        _raise_for_unhandled(argument)
 
     experiments = flatten_experiments(params.input.experiments)
+    reflection_paths = phil_reflection_paths(params) + reflection_paths
     if not reflection_paths and not experiments:
         parser.print_help()
         return None
@@ -216,6 +303,69 @@ def _parse_with_dials(
         experiments=experiments,
         experiment_paths=[w.filename for w in params.input.experiments],
     )
+
+
+def _dials_phil_error(parser, others: list[str], error: BaseException | None) -> Sorry:
+    """The error DIALS's own ``parse_args(others)`` gives for the phil of ``others``.
+
+    With ``return_unhandled=True`` DIALS sets bad phil arguments aside instead of
+    raising, and reports later errors first; parsing the phil alone again
+    (``quick_parse``: no files read) raises the error a DIALS program would show.
+    Its text is kept, on one line naming the file for a phil file's problem.
+    """
+    try:
+        parser.parse_args(others, quick_parse=True)
+    except (*PHIL_ERRORS, UnicodeDecodeError) as first:
+        error = first
+    if error is None:  # pragma: no cover - DIALS set an argument aside, then accepted it
+        raise RuntimeError(f"DIALS's parser refused, then accepted {others}")
+    phil_files = [a for a in parser.parse_known_args(others)[1] if is_phil_file(a)]
+    for path in phil_files:
+        try:
+            libtbx.phil.parse(file_name=path)
+        except (*PHIL_ERRORS, UnicodeDecodeError) as problem:
+            if type(problem) is type(error) and str(problem) == str(error):
+                return Sorry(phil_file_error_text(path, error))
+    if str(error).startswith(UNRECOGNISED):
+        sources = [libtbx.phil.parse(file_name=path) for path in phil_files]
+        _, unused = parser.system_phil.fetch(sources=sources, track_unused_definitions=True)
+        return Sorry(unrecognised_text(unused))
+    if isinstance(error, UnicodeDecodeError):  # e.g. input.experiments=<binary file>
+        raise error
+    return Sorry(str(error))
+
+
+def phil_file_error_text(path: str, error: BaseException) -> str:
+    """libtbx.phil's message for a phil file it cannot parse, naming the file."""
+    if isinstance(error, UnicodeDecodeError):
+        return f"{path}: not a phil parameter file (not UTF-8 text)"
+    text = " ".join(str(error).split())
+    return text if path in text else f"{path}: {text}"
+
+
+def unrecognised_text(unused) -> str:
+    """DIALS's message for unknown phil file definitions, on one line with their places."""
+    items = [
+        f"{item.path} = {' '.join(item.object.as_str().split('=', 1)[1].split())}"
+        f"{item.object.where_str}"
+        for item in unused
+    ]
+    return f"{UNRECOGNISED}: {'; '.join(items)}"
+
+
+def _raise_for_unhandled(argument: str) -> None:
+    """One ``Sorry`` line for a (non-phil) argument DIALS could not use."""
+    if not os.path.exists(argument):
+        if argument.startswith("-"):
+            raise Sorry(f"{argument}: unrecognised option (see -h for the options)")
+        raise Sorry(f"{argument}: file not found")
+    if argument.endswith(EXPERIMENT_SUFFIXES):
+        raise Sorry(f"{argument}: not a readable DIALS experiment list")
+    try:
+        check_readable(argument)
+    except ReflectionLoadError as error:
+        raise Sorry(str(error)) from None
+    raise Sorry(f"{argument}: not a DIALS reflection or experiment file")
 
 
 def parameters_record(invocation: Invocation) -> dict:

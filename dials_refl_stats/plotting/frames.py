@@ -1,4 +1,10 @@
-"""Intensity against frame: scatter (log intensity) with per-frame medians, and I/sigma."""
+"""Intensity against frame: intensities (log) with medians, reflections per frame, I/sigma.
+
+Readable whatever the data: sparse scans (a few reflections per frame) are drawn in wider
+frame bins, said on the plot (the JSON keeps the per-frame table); lines break at empty
+bins; more than :data:`~dials_refl_stats.plotting.style.DENSITY_THRESHOLD` points become a
+density image; image axes have integer ticks.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,34 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from matplotlib.ticker import MaxNLocator
 
-from dials_refl_stats.analysis.intensity_per_frame import FrameTable
+from dials_refl_stats.analysis.intensity_per_frame import FrameTable, per_frame_table
 from dials_refl_stats.plotting import new_figure, save
+from dials_refl_stats.plotting import style as _style
+from dials_refl_stats.plotting.style import (
+    DENSITY_THRESHOLD,
+    MAX_COLOURS,
+    colours_by_label,
+    density_counts,
+    display_title,
+    integer_axis,
+    log_norm,
+    masked,
+    short_label,
+    write_no_data,
+)
 
 #: Above this many series all points share one colour (no legend).
-MAX_COLOURED_SERIES = 8
+MAX_COLOURED_SERIES = MAX_COLOURS
+
+#: Fewer reflections than this per frame bin on average: the plot uses wider bins ...
+SPARSE_PER_BIN = 10
+#: ... of about this many reflections each ...
+TARGET_PER_BIN = 25
+#: ... and never more than this many bins across the plot.
+MAX_DISPLAY_BINS = 400
+#: Markers on the median and I/sigma lines only up to this many bins.
+MARKERS_UP_TO = 80
 
 
 @dataclass(frozen=True)
@@ -35,9 +62,237 @@ class Panel:
 
 
 def point_style(n_points: int) -> dict:
-    """Marker size and alpha for ``n_points`` (the seed's s=0.2; fainter when many)."""
-    alpha = 1.0 if n_points <= 10_000 else max(0.15, (10_000 / n_points) ** 0.5)
-    return {"s": 0.2 if n_points > 2_000 else 2.0, "alpha": alpha, "linewidths": 0}
+    """Marker size and alpha for ``n_points`` (see :func:`plotting.style.point_style`)."""
+    return _style.point_style(n_points)
+
+
+def display_factor(series: Sequence[SeriesPoints]) -> int:
+    """How many table bins make one plotted bin: 1 unless the series are sparse (fewer
+    than :data:`SPARSE_PER_BIN` reflections per bin on average) or have more than
+    :data:`MAX_DISPLAY_BINS` bins; at least 5 plotted bins remain."""
+    tables = [s.table for s in series if s.table.n_bins]
+    if not tables:
+        return 1
+    n_bins = max(t.n_bins for t in tables)
+    counted = [t for t in tables if t.count.sum()]
+    per_bin = (
+        sum(float(t.count.sum()) for t in counted) / sum(t.n_bins for t in counted)
+        if counted
+        else 0.0
+    )
+    factor = 1
+    if 0 < per_bin < SPARSE_PER_BIN:
+        factor = int(np.ceil(TARGET_PER_BIN / per_bin))
+    factor = max(factor, int(np.ceil(n_bins / MAX_DISPLAY_BINS)))
+    return int(max(1, min(factor, n_bins // 5)))
+
+
+@dataclass(frozen=True)
+class Binned:
+    """A series' statistics in plotted bins (NaN where a bin is empty)."""
+
+    first: np.ndarray
+    last: np.ndarray
+    count: np.ndarray
+    median: np.ndarray
+    mean_i_over_sigma: np.ndarray
+
+    @property
+    def centres(self) -> np.ndarray:
+        return 0.5 * (self.first + self.last)
+
+    @property
+    def edges(self) -> np.ndarray:
+        return np.append(self.first, self.last[-1] + 1) - 0.5 if self.first.size else self.first
+
+
+def binned(series: SeriesPoints, factor: int) -> Binned:
+    """The series' table in bins of ``factor`` table bins. Counts and mean I/sigma merge
+    from the table; medians of the wider bins come from the series' points (their frame
+    is ``floor(x + 0.5)``, see ``analysis.intensity_per_frame.plot_positions``)."""
+    t = series.table
+    empty = t.count == 0
+    if factor == 1 or t.n_bins == 0:
+        return Binned(
+            t.frame_first,
+            t.frame_last,
+            t.count,
+            np.where(empty, np.nan, t.median),
+            np.where(t.n_with_sigma > 0, t.mean_i_over_sigma, np.nan),
+        )
+    group = np.arange(t.n_bins) // factor
+    n_new = int(group[-1]) + 1
+    count = np.bincount(group, weights=t.count, minlength=n_new).astype(np.int64)
+    n_sigma = np.bincount(group, weights=t.n_with_sigma, minlength=n_new)
+    ios = np.where(t.n_with_sigma > 0, t.mean_i_over_sigma, 0.0) * t.n_with_sigma
+    ios_sum = np.bincount(group, weights=ios, minlength=n_new)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_ios = np.where(n_sigma > 0, ios_sum / n_sigma, np.nan)
+    width = t.bin_width * factor
+    origin = int(t.frame_first[0])
+    first = origin + width * np.arange(n_new, dtype=np.int64)
+    frames = np.floor(np.asarray(series.x, dtype=np.float64) + 0.5).astype(np.int64)
+    wide = per_frame_table(
+        frames,
+        series.intensity,
+        np.zeros(frames.size),
+        bin_width=width,
+        frame_range=(origin, int(first[-1] + width - 1)),
+    )
+    median = np.full(n_new, np.nan)
+    median[: min(n_new, wide.n_bins)] = wide.median[:n_new]
+    median[count == 0] = np.nan
+    return Binned(first, first + width - 1, count, median, mean_ios)
+
+
+def _x_limits(panel: Panel, binned_series: Sequence[Binned]) -> tuple[float, float] | None:
+    """Frames spanned by the tables and image ranges (at least 4 wide, so a one-image
+    scan gets a readable integer axis)."""
+    lows, highs = [], []
+    for s, b in zip(panel.series, binned_series):
+        if b.first.size:
+            lows.append(float(b.first[0]) - 0.5)
+            highs.append(float(b.last[-1]) + 0.5)
+        if s.image_range:
+            lows.append(s.image_range[0] - 0.5)
+            highs.append(s.image_range[1] + 0.5)
+    if not lows:
+        return None
+    low, high = min(lows), max(highs)
+    pad = max(0.02 * (high - low), 0.5)
+    low, high = low - pad, high + pad
+    if high - low < 4:
+        centre = 0.5 * (low + high)
+        low, high = centre - 2, centre + 2
+    return low, high
+
+
+def _draw_points(top, series: Sequence[SeriesPoints], colours: dict[str, str], coloured: bool):
+    """Scatter (or density image) of the positive intensities; returns how many <= 0."""
+    positive = [s.intensity > 0 for s in series]
+    hidden = int(sum((~p).sum() for p in positive))
+    n_drawn = int(sum(p.sum() for p in positive))
+    if n_drawn == 0:
+        return hidden, None
+    if n_drawn > DENSITY_THRESHOLD:
+        x = np.concatenate([s.x[p] for s, p in zip(series, positive)])
+        log_i = np.log10(np.concatenate([s.intensity[p] for s, p in zip(series, positive)]))
+        x_range = (float(np.floor(x.min())) - 0.5, float(np.ceil(x.max())) + 0.5)
+        y_range = (float(log_i.min()), float(log_i.max()) + 1e-9)
+        nx = int(min(400, max(20, x_range[1] - x_range[0])))
+        counts = density_counts(x, log_i, x_range, y_range, (nx, 150))
+        mesh = top.pcolormesh(
+            np.linspace(*x_range, nx + 1),
+            10.0 ** np.linspace(*y_range, 151),
+            masked(counts),
+            norm=log_norm(counts.max()),
+            cmap="Greys",
+            rasterized=True,
+            zorder=1,
+        )
+        return hidden, mesh
+    style = point_style(n_drawn)
+    for s, p in zip(series, positive):
+        if p.any():
+            top.scatter(
+                s.x[p],
+                s.intensity[p],
+                color=colours[s.label] if coloured else "C0",
+                rasterized=True,
+                zorder=1,
+                **style,
+            )
+    return hidden, None
+
+
+def _draw_panel(figure, column_axes, panel: Panel, colours: dict[str, str], xlabel: str) -> None:
+    top, middle, bottom = column_axes
+    series = list(panel.series)
+    coloured = len(series) <= MAX_COLOURED_SERIES
+    several = len(series) > 1
+    n_points = sum(int(s.intensity.size) for s in series)
+    factor = display_factor(series)
+    binned_series = [binned(s, factor) for s in series]
+    top.set_title(display_title(panel.title, width=70), fontsize=10)
+    limits = _x_limits(panel, binned_series)
+    for ax in (top, middle, bottom):
+        integer_axis(ax.xaxis)
+    bottom.set_xlabel(xlabel)
+    top.set_ylabel("Intensity (counts, log scale)")
+    if n_points == 0:
+        for ax, text in ((top, "no reflections selected"), (middle, ""), (bottom, "")):
+            write_no_data(ax, text, xlim=limits or (0.0, 1.0))
+        return
+
+    hidden, mesh = _draw_points(top, series, colours, coloured)
+    for s, b in zip(series, binned_series):
+        colour = colours[s.label] if coloured else "C0"
+        label = short_label(s.label) if coloured and several else None
+        markers = {"marker": "o", "ms": 2.5} if b.count.size <= MARKERS_UP_TO else {}
+        median = np.where(b.median > 0, b.median, np.nan)
+        if np.isfinite(median).any():
+            top.plot(
+                b.centres,
+                median,
+                "-",
+                color=colour if several else "k",
+                lw=1.2,
+                zorder=3,
+                label=f"median: {label}" if label else "median per frame bin",
+                **markers,
+            )
+        if b.count.size:
+            middle.stairs(b.count, b.edges, color=colour, lw=1, label=label)
+        bottom.plot(b.centres, b.mean_i_over_sigma, "-", color=colour, lw=1, label=label, **markers)
+
+    ranges = {s.image_range for s in series if s.image_range}
+    for first, last in ranges:
+        for edge in (first - 0.5, last + 0.5):
+            for ax in (top, middle, bottom):
+                ax.axvline(edge, color="0.5", lw=0.8, ls="--", zorder=0)
+    if ranges:
+        top.plot([], [], color="0.5", lw=0.8, ls="--", label="scan image range")
+    if np.isfinite(top.dataLim.y0) and top.dataLim.y0 > 0:
+        top.set_yscale("log")
+    if limits:
+        top.set_xlim(*limits)
+
+    notes = [
+        f"{hidden} of {n_points} intensities <= 0 not shown (log axis)"
+        if hidden
+        else f"all {n_points} intensities > 0 shown"
+    ]
+    width = series[0].table.bin_width * factor
+    if factor > 1:
+        notes.append(
+            f"plotted in bins of {width} frames (sparse: {n_points} reflections over "
+            f"{max(s.table.n_bins * s.table.bin_width for s in series)} frames); "
+            "the JSON has the per-frame table"
+        )
+    if mesh is not None:
+        notes.append(f"{n_points - hidden} points drawn as a density (log colour)")
+    if not coloured:
+        notes.append(f"{len(series)} series, one colour")
+    top.text(
+        0.01,
+        0.99,
+        "\n".join(notes),
+        transform=top.transAxes,
+        ha="left",
+        va="top",
+        fontsize=8,
+        zorder=5,
+        bbox={"facecolor": "white", "alpha": 0.75, "edgecolor": "none"},
+    )
+    if mesh is not None:
+        figure.colorbar(mesh, ax=top, label="points per cell", pad=0.01, fraction=0.04)
+    if top.get_legend_handles_labels()[0]:
+        top.legend(fontsize=7, loc="lower right", framealpha=0.7)
+    unit = "frame" if width == 1 else f"{width} frames"
+    middle.set_ylabel(f"Reflections\nper {unit}")
+    middle.set_ylim(bottom=0)
+    bottom.axhline(0, color="0.7", lw=0.5)
+    bottom.set_ylabel("Mean I/sigma")
 
 
 def intensity_per_frame_figure(
@@ -47,106 +302,30 @@ def intensity_per_frame_figure(
     title: str,
     xlabel: str,
     format_from: str | None = None,
-) -> None:
-    """Top row: intensity scatter (log y, rasterised) with the median per frame bin;
-    bottom row: mean I/sigma per frame bin. One column per intensity choice.
+):
+    """Per intensity choice (a column): intensities against frame (log y, rasterised
+    points or a density) with the median per frame bin; reflections per frame bin;
+    mean I/sigma per frame bin. Returns the figure.
 
     Intensities <= 0 cannot be drawn on a log axis: their number is written on the plot.
+    Colours follow the series labels, the same in every column.
     """
     n_columns = max(1, len(panels))
     figure, axes = new_figure(
-        2,
+        3,
         n_columns,
-        figsize=(7 * n_columns, 7),
+        figsize=(7 * n_columns, 8.5),
         sharex="col",
         squeeze=False,
-        gridspec_kw={"height_ratios": [2, 1]},
+        gridspec_kw={"height_ratios": [2.2, 0.8, 1]},
         constrained_layout=True,
     )
+    colours = colours_by_label([s.label for p in panels for s in p.series])
     for column, panel in enumerate(panels):
-        top, bottom = axes[0, column], axes[1, column]
-        coloured = len(panel.series) <= MAX_COLOURED_SERIES
-        n_points = sum(int(s.intensity.size) for s in panel.series)
-        style = point_style(n_points)
-        hidden = 0
-        drawn_any = False
-        for number, series in enumerate(panel.series):
-            colour = f"C{number % 10}" if coloured else "C0"
-            positive = series.intensity > 0
-            hidden += int((~positive).sum())
-            if positive.any():
-                drawn_any = True
-                top.scatter(
-                    series.x[positive],
-                    series.intensity[positive],
-                    color=colour,
-                    rasterized=True,
-                    **style,
-                )
-            table = series.table
-            has_median = np.isfinite(table.median) & (table.median > 0)
-            label = series.label if coloured and len(panel.series) > 1 else None
-            if has_median.any():
-                top.plot(
-                    table.centres[has_median],
-                    table.median[has_median],
-                    "-",
-                    color="k" if len(panel.series) == 1 else colour,
-                    lw=1.2,
-                    marker="o",
-                    ms=2.5,
-                    label=(f"median: {label}" if label else "median per frame bin"),
-                )
-            has_ios = np.isfinite(table.mean_i_over_sigma)
-            bottom.plot(
-                table.centres[has_ios],
-                table.mean_i_over_sigma[has_ios],
-                "-o",
-                color=colour,
-                lw=1,
-                ms=2.5,
-                label=label,
-            )
-        ranges = {s.image_range for s in panel.series if s.image_range}
-        for first, last in ranges:
-            for edge in (first - 0.5, last + 0.5):
-                for ax in (top, bottom):
-                    ax.axvline(edge, color="0.5", lw=0.8, ls="--", zorder=0)
-        if ranges:
-            top.plot([], [], color="0.5", lw=0.8, ls="--", label="scan image range")
-        if drawn_any:
-            top.set_yscale("log")
-        top.set_ylabel("Intensity (counts, log scale)")
-        top.set_title(panel.title, fontsize=10)
-        note = (
-            f"{hidden} of {n_points} intensities <= 0 not shown (log axis)"
-            if hidden
-            else f"all {n_points} intensities > 0 shown"
-        )
-        top.text(
-            0.01,
-            0.99,
-            note,
-            transform=top.transAxes,
-            ha="left",
-            va="top",
-            fontsize=8,
-            bbox={"facecolor": "white", "alpha": 0.7, "edgecolor": "none"},
-        )
-        if n_points == 0:
-            top.text(
-                0.5,
-                0.5,
-                "no reflections selected",
-                transform=top.transAxes,
-                ha="center",
-                va="center",
-            )
-        if top.get_legend_handles_labels()[0]:
-            top.legend(fontsize=7, loc="lower right", framealpha=0.7)
-        bottom.axhline(0, color="0.7", lw=0.5)
-        bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
-        bottom.set_xlabel(xlabel)
-        bottom.set_ylabel("Mean I/sigma")
-    figure.suptitle(title, fontsize=11)
+        _draw_panel(figure, axes[:, column], panel, colours, xlabel)
+    if not panels:
+        for ax in axes[:, 0]:
+            write_no_data(ax)
+    figure.suptitle(display_title(title, width=100), fontsize=11)
     save(figure, path, format_from or path)
+    return figure

@@ -1,0 +1,136 @@
+"""The statistic contract: ``partial`` over a chunk of rows, ``merge``, ``finalize``.
+
+A statistic never does I/O and never imports DIALS. The pipeline hands it
+:class:`Chunk` objects (some rows of one file: the columns it asked for, which rows
+are selected, and what is known of the file's experiments); it returns a small
+picklable *partial* for each. Partials are combined with ``merge``, which must be
+associative and commutative, so that any split of the input (by file, by row range,
+in any order, on processes or Dask workers) gives the same ``finalize`` result.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from functools import reduce
+from typing import Any, ClassVar, Iterable
+
+import numpy as np
+
+#: Group key of rows whose experiment is unknown: ``file_index << ID_BITS | (id + 1)``.
+ID_BITS = 32
+
+
+@dataclass(frozen=True)
+class ExperimentInfo:
+    """What a statistic may know of an experiment (plain data, no dxtbx)."""
+
+    index: int  # position in the run's experiment list
+    identifier: str | None
+    image_range: tuple[int, int] | None  # scan's first and last image; None for stills
+
+    @property
+    def is_still(self) -> bool:
+        return self.image_range is None
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """One reflection file of a run, as the workers see it."""
+
+    index: int
+    path: str
+    nrows: int
+    identifiers: dict[int, str] = field(default_factory=dict)
+    #: table ``id`` -> index into the run's experiment list (empty without experiments)
+    experiment_of_id: dict[int, int] = field(default_factory=dict)
+
+    def group_keys(self, ids: np.ndarray) -> np.ndarray:
+        """A run-wide key for each row's (file, id): sorts by file, then id."""
+        ids = np.asarray(ids, dtype=np.int64)
+        return (np.int64(self.index) << ID_BITS) | (ids + 1)
+
+
+def split_group_key(key: int) -> tuple[int, int]:
+    """``(file_index, id)`` of a key made by :meth:`FileInfo.group_keys`."""
+    key = int(key)
+    return key >> ID_BITS, (key & ((1 << ID_BITS) - 1)) - 1
+
+
+@dataclass
+class Chunk:
+    """Rows ``start .. start + n_rows`` of one file."""
+
+    file: FileInfo
+    start: int
+    columns: dict[str, np.ndarray]
+    selected: np.ndarray  # bool per row: the run's flag selection
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.selected.size)
+
+    def rows(self, start: int, stop: int) -> "Chunk":
+        """The sub-chunk of rows ``start .. stop`` (relative to this chunk)."""
+        return Chunk(
+            file=self.file,
+            start=self.start + start,
+            columns={k: v[start:stop] for k, v in self.columns.items()},
+            selected=self.selected[start:stop],
+        )
+
+
+class Statistic(ABC):
+    """A mergeable statistic. Subclasses are picklable (plain parameters only)."""
+
+    #: Name used in JSON, logs and the combined report.
+    name: ClassVar[str]
+
+    @abstractmethod
+    def columns(self, available: frozenset[str]) -> tuple[str, ...]:
+        """Columns to read, given the file's columns (``shoebox`` means mask counts)."""
+
+    #: ``MaskCode`` bits whose shoebox pixel counts the statistic needs (``None``: none).
+    shoebox_code: int | None = None
+
+    @abstractmethod
+    def partial(self, chunk: Chunk) -> Any:
+        """The partial result of one chunk (small, picklable; pure numpy)."""
+
+    @abstractmethod
+    def merge(self, first: Any, second: Any) -> Any:
+        """Combine two partials; associative and commutative."""
+
+    @abstractmethod
+    def finalize(self, partial: Any) -> Any:
+        """The result of the whole run."""
+
+    def empty(self) -> Any:
+        """The partial of no rows (the identity of ``merge``)."""
+        return None
+
+    def merge_all(self, partials: Iterable[Any]) -> Any:
+        """Merge any number of partials (``None`` is the identity)."""
+        return reduce(self._merge_optional, partials, None)
+
+    def _merge_optional(self, first: Any, second: Any) -> Any:
+        if first is None:
+            return second
+        if second is None:
+            return first
+        return self.merge(first, second)
+
+
+def merge_counts(
+    keys: tuple[np.ndarray, ...], counts: np.ndarray
+) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """Sum ``counts`` over equal key tuples; keys come back sorted (lexicographically).
+
+    The building block of exact, compact partials: value counts per group.
+    """
+    if not counts.size:
+        return tuple(np.asarray(k, dtype=np.int64) for k in keys), counts.astype(np.int64)
+    stacked = np.stack([np.asarray(k, dtype=np.int64) for k in keys], axis=1)
+    unique, inverse = np.unique(stacked, axis=0, return_inverse=True)
+    summed = np.bincount(inverse.ravel(), weights=counts, minlength=unique.shape[0])
+    return tuple(unique[:, i] for i in range(unique.shape[1])), np.rint(summed).astype(np.int64)

@@ -1,0 +1,112 @@
+"""Engines that run batches of files: this process, local processes, a Dask cluster.
+
+Each engine maps :func:`~dials_refl_stats.pipeline.execute.process_batch` over batches
+and yields the results as they complete; the driver merges them. Because ``merge`` is
+associative and commutative, the order does not change the result.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Iterable
+
+from dials_refl_stats.pipeline.errors import Sorry
+from dials_refl_stats.pipeline.execute import RunPartial, process_batch, serial_engine
+
+Engine = Callable[..., Iterable[RunPartial]]
+
+
+def make_engine(mp: Any) -> Engine:
+    """The engine the ``mp`` phil scope asks for."""
+    if mp.method == "dask":
+        return functools.partial(
+            dask_engine,
+            address=mp.dask.scheduler_address,
+            scheduler_file=mp.dask.scheduler_file,
+            n_workers=mp.nproc,
+        )
+    if mp.nproc > 1:
+        return functools.partial(process_engine, n_workers=mp.nproc)
+    return serial_engine
+
+
+def process_engine(batches, statistic, plan, reader, skip_errors, *, n_workers: int):
+    """Batches on ``n_workers`` local processes (fork where available)."""
+    import concurrent.futures
+    import multiprocessing
+
+    if len(batches) <= 1:
+        yield from serial_engine(batches, statistic, plan, reader, skip_errors)
+        return
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    task = functools.partial(
+        process_batch, statistic=statistic, plan=plan, reader=reader, skip_errors=skip_errors
+    )
+    with concurrent.futures.ProcessPoolExecutor(n_workers, mp_context=context) as pool:
+        futures = [pool.submit(task, batch) for batch in batches]
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+
+def dask_engine(
+    batches,
+    statistic,
+    plan,
+    reader,
+    skip_errors,
+    *,
+    address: str | None,
+    scheduler_file: str | None,
+    n_workers: int,
+):
+    """Batches on a Dask cluster; partials merged in a tree on the workers.
+
+    With neither a scheduler address nor a scheduler file, a local cluster of
+    ``n_workers`` worker processes is started for the run.
+    """
+    try:
+        import dask.bag
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise Sorry("mp.method=dask needs dask and distributed (pip install dask distributed)")
+    cluster = None
+    try:
+        if address:
+            client = Client(address, timeout="30s")
+        elif scheduler_file:
+            client = Client(scheduler_file=scheduler_file, timeout="30s")
+        else:
+            cluster = LocalCluster(
+                n_workers=n_workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                host="127.0.0.1",
+            )
+            client = Client(cluster)
+    except (OSError, TimeoutError, ValueError) as error:
+        where = address or scheduler_file or "a local cluster"
+        raise Sorry(f"cannot connect to the Dask scheduler ({where}): {error}") from None
+    try:
+        task = functools.partial(
+            process_batch, statistic=statistic, plan=plan, reader=reader, skip_errors=skip_errors
+        )
+        merge = functools.partial(_merge_runs, statistic)
+        bag = dask.bag.from_sequence(batches, npartitions=len(batches) or 1)
+        total = bag.map(task).fold(merge, merge, initial=RunPartial(None))
+        yield total.compute(scheduler=client)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _merge_runs(statistic, first: RunPartial, second: RunPartial) -> RunPartial:
+    from dials_refl_stats.pipeline.execute import merge_runs
+
+    return merge_runs(statistic, first, second)

@@ -1,0 +1,227 @@
+"""Running a statistic over files: chunks -> partials -> one merged partial.
+
+The same task function runs in the driver (``mp.method=serial``), in worker
+processes (``multiprocessing``) and on Dask workers (``dask``): a task is a batch of
+files (sized by bytes; a task costs milliseconds in any engine), it reads each file's
+selected rows, computes the statistic's partial per file and merges them, and returns
+a :class:`RunPartial`: the statistic's partial plus a small record per file.
+Workers need numpy and this package only (no DIALS), except for legacy pickle tables.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from dials_refl_stats.analysis.statistic import Chunk, FileInfo, Statistic
+from dials_refl_stats.reflections import ReflectionLoadError, open_reflection_file
+from dials_refl_stats.selection import FLAG_BITS, FlagSelection
+
+logger = logging.getLogger("dials.dials_refl_stats.pipeline")
+
+#: Target bytes of reflection files per task.
+BATCH_BYTES = 64 * 1024**2
+#: At most this many files per task.
+BATCH_FILES = 2000
+#: Seconds between progress lines in the log.
+PROGRESS_INTERVAL = 5.0
+
+#: Column names the pipeline always reads (selection and experiment groups).
+BASE_COLUMNS = ("flags", "id")
+
+
+@dataclass(frozen=True)
+class SelectionPlan:
+    """The run's flag selection, and the shared fallback rule.
+
+    Fallback (only when ``fallback`` is set, i.e. ``selection.flags`` is at the
+    program's default and ``selection.fallback=True``): a file in which no row has any
+    bit of the requested flags uses ``strong``, or every row when none is strong.
+    """
+
+    requested: FlagSelection
+    fallback: bool = False
+
+    def for_file(self, flags: np.ndarray) -> tuple[FlagSelection, str | None]:
+        """The selection used for one file, and why it differs from the request."""
+        mask = self.requested.mask
+        if not self.fallback or not mask or not flags.size or (flags & mask).any():
+            return self.requested, None
+        wanted = "+".join(self.requested.names)
+        if (flags & FLAG_BITS["strong"]).any():
+            return (
+                FlagSelection(names=("strong",)),
+                f"no row has the '{wanted}' flag; using 'strong'",
+            )
+        return (
+            FlagSelection(names=("all",)),
+            f"no row has the '{wanted}' or 'strong' flag; using every row",
+        )
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """What happened to one file (kept for the JSON and the log)."""
+
+    index: int
+    n_rows: int
+    n_selected: int
+    selection: tuple[str, ...]
+    fallback: str | None = None
+    skipped: str | None = None  # one-line reason, with input.on_error=skip
+
+
+@dataclass
+class RunPartial:
+    """A statistic's partial plus the records of the files it covers."""
+
+    partial: Any
+    records: list[FileRecord] = field(default_factory=list)
+
+
+class ChunkError(ReflectionLoadError):
+    """A file whose rows cannot be used (bad ids, missing column); one line."""
+
+
+def read_chunk(file: FileInfo, statistic: Statistic, plan: SelectionPlan, reader: str):
+    """All rows of ``file`` as a :class:`Chunk`, and its :class:`FileRecord`."""
+    source = open_reflection_file(file.path, reader)
+    if source.nrows != file.nrows:
+        raise ChunkError(f"{file.path}: changed while it was being read")
+    available = source.column_names
+    wanted = statistic.columns(available)
+    for name in (*BASE_COLUMNS, *wanted):
+        if name not in available:
+            raise ChunkError(f"{file.path}: no '{name}' column")
+    columns = {name: source.column(name) for name in BASE_COLUMNS}
+    for name in wanted:
+        if name == "shoebox":
+            counts, allocated = source.shoebox_mask_counts(statistic.shoebox_code)
+            columns["shoebox.count"], columns["shoebox.allocated"] = counts, allocated
+        else:
+            columns[name] = source.column(name)
+    check_ids(file, columns["id"])
+    selection, reason = plan.for_file(columns["flags"])
+    selected = selection.apply(columns["flags"])
+    record = FileRecord(file.index, file.nrows, int(selected.sum()), selection.names, reason)
+    return Chunk(file=file, start=0, columns=columns, selected=selected), record
+
+
+def check_ids(file: FileInfo, ids: np.ndarray) -> None:
+    """Rows must belong to an experiment given (when experiments were given)."""
+    if not file.experiment_of_id or not ids.size:
+        return
+    present = np.unique(ids)
+    unknown = [int(i) for i in present if i >= 0 and int(i) not in file.experiment_of_id]
+    if unknown:
+        raise ChunkError(
+            f"{file.path}: rows with id {unknown[0]} match none of the experiments given"
+        )
+
+
+def process_batch(
+    files: Sequence[FileInfo],
+    statistic: Statistic,
+    plan: SelectionPlan,
+    reader: str,
+    skip_errors: bool,
+) -> RunPartial:
+    """The merged partial of a batch of files (the task every engine runs)."""
+    partials, records = [], []
+    for file in files:
+        try:
+            chunk, record = read_chunk(file, statistic, plan, reader)
+            partials.append(statistic.partial(chunk))
+        except ReflectionLoadError as error:
+            if not skip_errors:
+                raise
+            record = FileRecord(file.index, file.nrows, 0, (), skipped=str(error))
+        records.append(record)
+    return RunPartial(statistic.merge_all(partials), records)
+
+
+def merge_runs(statistic: Statistic, first: RunPartial, second: RunPartial) -> RunPartial:
+    return RunPartial(
+        statistic.merge_all([first.partial, second.partial]), first.records + second.records
+    )
+
+
+def make_batches(
+    files: Sequence[FileInfo], sizes: Sequence[int], n_workers: int
+) -> list[list[FileInfo]]:
+    """Consecutive files in batches of about :data:`BATCH_BYTES` (at least one batch per
+    worker when there are enough files)."""
+    total = sum(sizes)
+    target = max(1, min(BATCH_BYTES, total // max(1, 4 * n_workers) or 1))
+    batches, current, current_bytes = [], [], 0
+    for file, size in zip(files, sizes):
+        current.append(file)
+        current_bytes += size
+        if current_bytes >= target or len(current) >= BATCH_FILES:
+            batches.append(current)
+            current, current_bytes = [], 0
+    if current:
+        batches.append(current)
+    return batches
+
+
+class Progress:
+    """Progress lines in the log every :data:`PROGRESS_INTERVAL` seconds."""
+
+    def __init__(self, n_files: int, n_rows: int):
+        self.n_files, self.n_rows = n_files, n_rows
+        self.files = self.rows = 0
+        self.start = self.last = time.monotonic()
+
+    def update(self, result: RunPartial) -> None:
+        self.files += len(result.records)
+        self.rows += sum(r.n_rows for r in result.records)
+        now = time.monotonic()
+        if now - self.last >= PROGRESS_INTERVAL and self.files < self.n_files:
+            self.last = now
+            rate = self.files / (now - self.start)
+            eta = (self.n_files - self.files) / rate if rate else float("nan")
+            logger.info(
+                "Progress: %d of %d files, %d of %d rows, %.0f files/s, ETA %.0f s",
+                self.files,
+                self.n_files,
+                self.rows,
+                self.n_rows,
+                rate,
+                eta,
+            )
+
+
+def reduce_files(
+    statistic: Statistic,
+    plan: SelectionPlan,
+    files: Sequence[FileInfo],
+    sizes: Sequence[int],
+    *,
+    reader: str = "auto",
+    skip_errors: bool = False,
+    engine: Callable[..., Iterable[RunPartial]] | None = None,
+    n_workers: int = 1,
+) -> RunPartial:
+    """Run ``statistic`` over ``files`` with ``engine`` (default: serial, in this process).
+
+    An engine maps ``process_batch`` over batches and yields the results in any order.
+    """
+    batches = make_batches(files, sizes, n_workers)
+    engine = engine or serial_engine
+    progress = Progress(len(files), sum(f.nrows for f in files))
+    merged = RunPartial(None)
+    for result in engine(batches, statistic, plan, reader, skip_errors):
+        progress.update(result)
+        merged = merge_runs(statistic, merged, result)
+    merged.records.sort(key=lambda r: r.index)
+    return merged
+
+
+def serial_engine(batches, statistic, plan, reader, skip_errors) -> Iterable[RunPartial]:
+    for batch in batches:
+        yield process_batch(batch, statistic, plan, reader, skip_errors)

@@ -1,0 +1,183 @@
+"""Inputs of a run: reflection files (explicit, directories, globs, list files), their
+headers, and how their rows map to the experiments given."""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from dials_refl_stats.analysis.statistic import ExperimentInfo, FileInfo
+from dials_refl_stats.pipeline.errors import Sorry
+from dials_refl_stats.reflections import ReflectionLoadError, open_reflection_file
+
+#: Files named by a directory or a glob pattern.
+REFLECTION_PATTERN = "*.refl"
+#: A file of paths, one per line (for more files than a command line holds).
+LIST_SUFFIXES = (".txt", ".lst", ".list")
+GLOB_CHARACTERS = "*?["
+
+
+def is_input_collection(argument: str) -> bool:
+    """A directory, a glob pattern or a list file (``@paths.txt`` or ``paths.txt``)."""
+    if argument.startswith("@"):
+        return True
+    if "=" in argument:
+        return False
+    if os.path.isdir(argument):
+        return True
+    if any(c in argument for c in GLOB_CHARACTERS) and not os.path.exists(argument):
+        return True
+    return argument.endswith(LIST_SUFFIXES) and os.path.isfile(argument)
+
+
+def expand_collection(argument: str) -> list[str]:
+    """The reflection files a directory, glob or list file names (sorted; ``Sorry`` if none)."""
+    if argument.startswith("@") or argument.endswith(LIST_SUFFIXES):
+        path = argument[1:] if argument.startswith("@") else argument
+        try:
+            with open(path, encoding="utf-8") as handle:
+                lines = [line.strip() for line in handle]
+        except (OSError, UnicodeDecodeError) as error:
+            raise Sorry(f"{path}: cannot read the list of files ({error.__class__.__name__})")
+        base = os.path.dirname(path)
+        found = [
+            line if os.path.isabs(line) else os.path.join(base, line)
+            for line in lines
+            if line and not line.startswith("#")
+        ]
+        what = "list file"
+    elif os.path.isdir(argument):
+        found = sorted(glob.glob(os.path.join(glob.escape(argument), REFLECTION_PATTERN)))
+        what = f"directory (no {REFLECTION_PATTERN} files)"
+    else:
+        found = sorted(p for p in glob.glob(argument) if os.path.isfile(p))
+        what = "pattern (no files match)"
+    if not found:
+        raise Sorry(f"{argument}: empty {what}")
+    return found
+
+
+def split_collections(args: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(reflection files from directories/globs/lists, the other arguments)."""
+    expanded, others = [], []
+    for argument in args:
+        if is_input_collection(argument):
+            expanded.extend(expand_collection(argument))
+        else:
+            others.append(argument)
+    return expanded, others
+
+
+def refuse_duplicates(paths: Sequence[str]) -> None:
+    """``Sorry`` when a file is given twice (it would be counted twice)."""
+    seen: dict[str, str] = {}
+    for path in paths:
+        real = os.path.realpath(path)
+        if real in seen:
+            raise Sorry(f"{path}: given twice (also as {seen[real]}); each file counts once")
+        seen[real] = path
+
+
+@dataclass(frozen=True)
+class OpenedFile:
+    """A reflection file's header, as read on the driver."""
+
+    info: FileInfo
+    columns: frozenset[str]
+    size_bytes: int
+    backend: str
+
+
+def experiment_infos(experiments: Any) -> list[ExperimentInfo]:
+    """Plain descriptions of a dxtbx ``ExperimentList``."""
+    infos = []
+    for index, experiment in enumerate(experiments or []):
+        scan = experiment.scan
+        image_range = None
+        if scan is not None and scan.get_num_images() >= 1 and not _is_still(experiment):
+            first, last = scan.get_image_range()
+            image_range = (int(first), int(last))
+        infos.append(ExperimentInfo(index, experiment.identifier or None, image_range))
+    return infos
+
+
+def _is_still(experiment: Any) -> bool:
+    scan = experiment.scan
+    return scan is None or (scan.get_oscillation()[1] == 0 and scan.get_num_images() == 1)
+
+
+def experiment_of_id(
+    path: str, identifiers: dict[int, str], experiments: list[ExperimentInfo], n_files: int
+) -> dict[int, int]:
+    """Table ``id`` -> experiment index, by identifier (else by position; one file only).
+
+    One rule for every program: with experiments given, every experiment identifier of
+    the table must be in the experiment list.
+    """
+    if not experiments:
+        return {}
+    if identifiers:
+        index = {e.identifier: e.index for e in experiments if e.identifier}
+        missing = [(i, s) for i, s in sorted(identifiers.items()) if s not in index]
+        if missing:
+            i, identifier = missing[0]
+            raise Sorry(
+                f"{path}: experiment identifier {identifier} (id {i}) is not in the "
+                "experiments given; pass the .expt file written with this table"
+            )
+        return {i: index[s] for i, s in identifiers.items()}
+    if n_files > 1:
+        raise Sorry(
+            f"{path}: the table has no experiment identifiers, so its rows cannot be "
+            "matched to experiments when several reflection files are given"
+        )
+    return {e.index: e.index for e in experiments}
+
+
+def open_files(
+    paths: Sequence[str], reader: str, experiments: list[ExperimentInfo]
+) -> list[OpenedFile]:
+    """Read every file's header once; any problem is a one-line ``Sorry``."""
+    refuse_duplicates(paths)
+    opened = []
+    for index, path in enumerate(paths):
+        try:
+            source = open_reflection_file(path, reader)
+        except ReflectionLoadError as error:
+            raise Sorry(str(error)) from None
+        identifiers = dict(source.identifiers)
+        info = FileInfo(
+            index=index,
+            path=path,
+            nrows=source.nrows,
+            identifiers=identifiers,
+            experiment_of_id=experiment_of_id(path, identifiers, experiments, len(paths)),
+        )
+        opened.append(OpenedFile(info, source.column_names, os.path.getsize(path), source.backend))
+    return opened
+
+
+def describe_inputs(
+    opened: Sequence[OpenedFile], experiment_paths: Sequence[str], n_experiments: int
+) -> dict:
+    """The ``inputs`` block of the JSON envelope: one column array per field."""
+    paths = [f.info.path for f in opened]
+    directory = os.path.commonpath([os.path.abspath(p) for p in paths]) if paths else ""
+    if len(paths) == 1:
+        directory = os.path.dirname(os.path.abspath(paths[0]))
+    return {
+        "reflections": {
+            "n_files": len(opened),
+            "directory": directory,
+            "paths": paths,
+            "size_bytes": [f.size_bytes for f in opened],
+            "rows": [f.info.nrows for f in opened],
+            "n_identifiers": [len(f.info.identifiers) for f in opened],
+            "reader": sorted({f.backend for f in opened}),
+            "total_bytes": sum(f.size_bytes for f in opened),
+            "total_rows": sum(f.info.nrows for f in opened),
+        },
+        "experiments": {"paths": list(experiment_paths), "n_experiments": n_experiments},
+    }

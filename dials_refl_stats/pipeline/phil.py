@@ -1,0 +1,126 @@
+"""Phil scopes every program shares: selection, input, parallelism, output."""
+
+from __future__ import annotations
+
+from libtbx import Auto
+
+from dials_refl_stats.analysis.distribution import Binning
+from dials_refl_stats.pipeline.errors import Sorry
+from dials_refl_stats.selection import FlagSelection, UnknownFlagError
+
+
+def _starred(choices: str, default: str) -> str:
+    return " ".join(f"*{c}" if c == default else c for c in choices.split())
+
+
+def selection_phil(default_flags: str, default_rule: str = "all") -> str:
+    """Phil text of the ``selection`` scope shared by every program."""
+    rules = _starred("all any", default_rule)
+    return f"""
+selection
+  .help = "Which reflections to use, by DIALS reflection flags."
+{{
+  flags = {default_flags}
+    .type = strings
+    .help = "Flag names (e.g. indexed, strong, integrated_sum, integrated_prf,"
+            "integrated), or 'all' for every reflection. Several names are combined"
+            "by 'rule'."
+  rule = {rules}
+    .type = choice
+    .help = "all: every bit of every named flag must be set (DIALS get_flags(mask),"
+            "so 'integrated' needs both integrated_sum and integrated_prf);"
+            "any: at least one bit (get_flags(mask, all=False))."
+  fallback = True
+    .type = bool
+    .help = "With selection.flags at its default, a file in which no row has any bit"
+            "of those flags (e.g. strong.refl for 'indexed') uses 'strong' instead"
+            "(every row when none is strong). Logged and recorded in the JSON."
+}}
+"""
+
+
+INPUT_PHIL = """
+input
+{
+  on_error = *stop skip
+    .type = choice
+    .help = "stop: the first unreadable reflection file stops the run (Sorry naming"
+            "it). skip: go on; skipped files and why are logged and in the JSON."
+}
+mp
+  .help = "Parallel processing of many files."
+{
+  method = *multiprocessing dask
+    .type = choice
+    .help = "multiprocessing: mp.nproc local processes (1: in this process)."
+            "dask: a Dask distributed cluster (see mp.dask)."
+  nproc = 1
+    .type = int(value_min=1, value_max=1024)
+    .help = "Worker processes (multiprocessing), or local Dask workers when no"
+            "scheduler is given."
+  dask
+  {
+    scheduler_address = None
+      .type = str
+      .help = "Address of a running Dask scheduler, e.g. tcp://host:8786."
+    scheduler_file = None
+      .type = path
+      .help = "Scheduler file written by 'dask scheduler --scheduler-file',"
+              "dask-jobqueue or dask-mpi."
+  }
+}
+"""
+
+
+def output_phil(program: str, extra: str = "") -> str:
+    """Phil text of the ``output`` scope: deterministic default file names."""
+    return f"""
+output
+  .help = "Output files; written to temporary files and renamed into place together"
+          "at the end of a successful run (nothing is left behind on an error)."
+{{
+  log = dials.{program}.log
+    .type = path
+  json = {program}.json
+    .type = path
+  plot = {program}.png
+    .type = path
+    .help = "Plot file; the suffix chooses the format (png, svg, pdf). None: no plot."
+{extra}
+}}
+"""
+
+
+def make_flag_selection(scope) -> FlagSelection:
+    """The ``selection`` phil scope as a :class:`FlagSelection` (errors as ``Sorry``)."""
+    names = tuple(scope.flags or ())
+    names = tuple(n for part in names for n in part.split(",") if n)
+    try:
+        return FlagSelection(names=names, rule=scope.rule)
+    except UnknownFlagError as error:
+        raise Sorry(str(error).capitalize()) from None
+
+
+#: Largest histogram slot count (JSON and plot sizes grow with it).
+MAX_SLOTS = 100_000
+
+
+def make_binning(scope) -> Binning:
+    """The ``histogram`` phil scope as a :class:`Binning` (``Auto``/``None`` = from data)."""
+
+    def bound(name: str) -> float | None:
+        value = getattr(scope, name)
+        if value is None or value is Auto:
+            return None
+        value = float(value)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise Sorry(f"{name} must be a finite number or Auto (got {value})")
+        return value
+
+    n_slots = scope.n_slots
+    if n_slots is None or not 1 <= n_slots <= MAX_SLOTS:
+        raise Sorry(f"n_slots must be between 1 and {MAX_SLOTS} (got {n_slots})")
+    try:
+        return Binning(bound("data_min"), bound("data_max"), int(n_slots))
+    except ValueError as error:
+        raise Sorry(str(error)) from None

@@ -1,0 +1,267 @@
+"""A DIALS program on the shared pipeline: parse -> open -> reduce -> finalize -> write.
+
+A program module defines ``help_message``, ``phil_scope`` and ``run`` as every DIALS
+program does, plus a :class:`Program` subclass that says what is particular to it
+(parameter checks, its :class:`~dials_refl_stats.analysis.statistic.Statistic`, its
+JSON results, log lines and plot). :func:`run_program` does everything else, the same
+way for every program.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from dials_refl_stats import __version__
+from dials_refl_stats.analysis.statistic import ExperimentInfo, Statistic
+from dials_refl_stats.output import make_document, write_json
+from dials_refl_stats.pipeline.arguments import (
+    Invocation,
+    parameters_record,
+    parse_command_line,
+)
+from dials_refl_stats.pipeline.engines import make_engine
+from dials_refl_stats.pipeline.errors import Sorry
+from dials_refl_stats.pipeline.execute import RunPartial, SelectionPlan, reduce_files
+from dials_refl_stats.pipeline.inputs import (
+    OpenedFile,
+    describe_inputs,
+    experiment_infos,
+    open_files,
+    split_collections,
+)
+from dials_refl_stats.pipeline.outputs import OutputFiles, run_outputs
+from dials_refl_stats.pipeline.phil import make_flag_selection
+from dials_refl_stats.reflections import ReflectionLoadError
+
+
+@dataclass
+class Run:
+    """Everything a program knows about its run once the inputs are open."""
+
+    invocation: Invocation
+    params: Any
+    files: list[OpenedFile]
+    experiments: Any  # dxtbx ExperimentList (may be empty)
+    experiment_infos: list[ExperimentInfo]
+    plan: SelectionPlan
+    records: list = field(default_factory=list)  # FileRecord of every file, once reduced
+
+    @property
+    def paths(self) -> list[str]:
+        return [f.info.path for f in self.files]
+
+    @property
+    def title(self) -> str:
+        """Input names for titles: basenames, and a count past three files."""
+        names = [os.path.basename(p) for p in self.paths]
+        if len(names) > 3:
+            return f"{names[0]} ... {names[-1]} ({len(names)} files)"
+        return ", ".join(names)
+
+
+class Program(ABC):
+    """What is particular to one program; see :func:`run_program` for the rest."""
+
+    name: str  # e.g. "spot_size_histogram"
+    usage: str
+    #: ``selection.flags`` default, for the shared fallback rule (None: no fallback).
+    default_flags: tuple[str, ...] | None = None
+
+    @property
+    def logger(self) -> logging.Logger:
+        return logging.getLogger(f"dials.{self.name}")
+
+    def validate(self, params: Any) -> None:
+        """``Sorry`` for bad parameter values (before any file is read)."""
+
+    def output_targets(self, params: Any) -> dict[str, str | None]:
+        output = params.output
+        return {"log": output.log, "json": output.json, "plot": output.plot}
+
+    def selection_plan(self, params: Any) -> SelectionPlan:
+        requested = make_flag_selection(params.selection)
+        at_default = self.default_flags is not None and requested.names == self.default_flags
+        return SelectionPlan(requested, fallback=bool(params.selection.fallback and at_default))
+
+    def check_file(self, opened: OpenedFile, params: Any) -> None:
+        """``Sorry`` when a file lacks what this program needs (from its header)."""
+
+    @abstractmethod
+    def statistic(self, run: Run) -> Statistic:
+        """The statistic of this run."""
+
+    def finalize(self, final: Any, run: Run) -> Any:
+        """Work on the statistic's result that needs the driver (e.g. dxtbx geometry)."""
+        return final
+
+    @abstractmethod
+    def results(self, final: Any, run: Run) -> dict:
+        """The JSON ``results``."""
+
+    def selection_record(self, final: Any, run: Run, reduced: RunPartial) -> dict:
+        """The JSON ``selection`` block (shared form; programs may add to it)."""
+        return describe_selection(run, reduced)
+
+    @abstractmethod
+    def log_results(self, final: Any, run: Run) -> None:
+        """Tables and warnings in the log."""
+
+    @abstractmethod
+    def summary_line(self, final: Any, run: Run) -> str:
+        """The one stable line a workflow scrapes from the log."""
+
+    def plot(self, final: Any, run: Run, path: str) -> None:
+        """Draw the plot into ``path`` (format from ``params.output.plot``)."""
+
+
+def describe_selection(run: Run, reduced: RunPartial) -> dict:
+    """Flags, counts, per-file columns, fallbacks and skipped files."""
+    records = reduced.records
+    fallbacks = [r for r in records if r.fallback]
+    skipped = [r for r in records if r.skipped]
+    return {
+        **run.plan.requested.describe(),
+        "fallback_rule": (
+            "when selection.flags is at its default and selection.fallback is True, a "
+            "file in which no row has any bit of those flags uses 'strong' (every row "
+            "when none is strong)"
+        ),
+        "n_rows": sum(r.n_rows for r in records),
+        "n_selected": sum(r.n_selected for r in records),
+        "files": {
+            "n_rows": [r.n_rows for r in records],
+            "n_selected": [r.n_selected for r in records],
+        },
+        "fallbacks": [
+            {"file_index": r.index, "flags": list(r.selection), "reason": r.fallback}
+            for r in fallbacks
+        ],
+        "skipped": [
+            {"file_index": r.index, "path": run.paths[r.index], "reason": r.skipped}
+            for r in skipped
+        ],
+    }
+
+
+def dials_version() -> str | None:
+    try:
+        from dials.util.version import dials_version as version
+    except ImportError:  # pragma: no cover
+        return None
+    return version()
+
+
+def run_program(program: Program, args: Sequence[str] | None, phil, help_message: str) -> None:
+    """Run ``program`` on a command line, as a DIALS program does.
+
+    Every user error is a ``Sorry`` raised before anything is written, or, when found
+    while reading the data, with every output removed again.
+    """
+    import sys
+
+    args = list(sys.argv[1:] if args is None else args)
+    collected, others = split_collections(args)
+    invocation = parse_command_line(others + collected, phil, program.usage, help_message)
+    if invocation is None:
+        return
+    params = invocation.params
+    program.validate(params)
+    plan = program.selection_plan(params)
+    inputs = [*invocation.reflection_paths, *invocation.experiment_paths]
+    OutputFiles(program.output_targets(params), inputs)  # checks the targets only
+    experiments = invocation.experiments
+    infos = experiment_infos(experiments)
+    files = open_files(invocation.reflection_paths, params.reader, infos)
+    for opened in files:
+        program.check_file(opened, params)
+    run = Run(invocation, params, files, experiments, infos, plan)
+    statistic = program.statistic(run)
+
+    verbosity = invocation.options.verbose
+    with run_outputs(program.output_targets(params), inputs, verbosity) as outputs:
+        log_start(program, invocation)
+        try:
+            reduced = reduce_files(
+                statistic,
+                plan,
+                [f.info for f in files],
+                [f.size_bytes for f in files],
+                reader=params.reader,
+                skip_errors=params.input.on_error == "skip",
+                engine=make_engine(params.mp),
+                n_workers=params.mp.nproc,
+            )
+        except ReflectionLoadError as error:
+            raise Sorry(str(error)) from None
+        run.records = reduced.records
+        log_files(program, run, reduced)
+        final = program.finalize(statistic.finalize(reduced.partial), run)
+        program.log_results(final, run)
+        document = make_document(
+            program=f"dials.{program.name}",
+            dials_version=dials_version(),
+            inputs=describe_inputs(files, invocation.experiment_paths, len(infos)),
+            parameters=parameters_record(invocation),
+            selection=program.selection_record(final, run, reduced),
+            results=program.results(final, run),
+        )
+        if "plot" in outputs.targets:
+            program.plot(final, run, outputs.temporary("plot"))
+        if "json" in outputs.targets:
+            write_json(outputs.temporary("json"), document, atomic=False)
+        program.logger.info(program.summary_line(final, run))
+
+
+def log_start(program: Program, invocation: Invocation) -> None:
+    logger = program.logger
+    logger.info("dials_refl_stats %s, %s", __version__, dials_version())
+    diff = invocation.parser.diff_phil.as_str()
+    if diff:
+        logger.info("The following parameters have been modified:\n\n%s", diff)
+
+
+#: Per-file log lines only for this many files (all of them with -v).
+MAX_FILE_LINES = 20
+
+
+def log_files(program: Program, run: Run, reduced: RunPartial) -> None:
+    """Per-file selection lines (a few, or all with ``-v``); fallbacks and skips."""
+    logger = program.logger
+    records = reduced.records
+    verbose = run.invocation.options.verbose > 0
+    for record in records:
+        path = run.paths[record.index]
+        if record.skipped:
+            logger.warning("Skipped %s", record.skipped)
+            continue
+        if verbose or len(records) <= MAX_FILE_LINES:
+            logger.info(
+                "%s: %d of %d reflections selected (%s)",
+                path,
+                record.n_selected,
+                record.n_rows,
+                ", ".join(record.selection) or "all",
+            )
+        if record.fallback and (verbose or len(records) <= MAX_FILE_LINES):
+            logger.info("%s: %s", path, record.fallback)
+    if len(records) > MAX_FILE_LINES and not verbose:
+        n_fallback = sum(1 for r in records if r.fallback)
+        logger.info(
+            "%d files: %d of %d reflections selected (%s)%s; per-file lines with -v",
+            len(records),
+            sum(r.n_selected for r in records),
+            sum(r.n_rows for r in records),
+            ", ".join(run.plan.requested.names) or "all",
+            f", {n_fallback} files fell back to another selection" if n_fallback else "",
+        )
+    if not sum(r.n_selected for r in records):
+        flags = "+".join(run.plan.requested.names) or "all"
+        logger.warning(
+            "No reflections selected (selection.flags=%s, rule=%s)",
+            flags,
+            run.plan.requested.rule,
+        )

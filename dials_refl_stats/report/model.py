@@ -1,0 +1,85 @@
+"""The report's data model: size budget, tables, section content, cell formatting."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from dials_refl_stats.report.figures import Figure
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Size limits of one section; the whole report scales them down if it is too big."""
+
+    points: int = 2000  # per plotted series
+    table_rows: int = 300
+    list_items: int = 25  # files, groups, beam centres listed
+    heatmap_cells: int = 40_000  # per document, over all panels
+    json_chars: int = 40_000
+    overlay: int = 8  # most groups overlaid in one plot
+
+    def scaled(self, fraction: float) -> "Budget":
+        def f(value: int, least: int) -> int:
+            return max(least, int(value * fraction))
+
+        return replace(
+            self,
+            points=f(self.points, 50),
+            table_rows=f(self.table_rows, 20),
+            list_items=f(self.list_items, 5),
+            heatmap_cells=f(self.heatmap_cells, 400),
+            json_chars=f(self.json_chars, 2000),
+        )
+
+
+@dataclass
+class Table:
+    """A table of already formatted cells; ``note`` says when rows were merged or left out."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    note: str = ""
+    collapsed: bool = True
+
+
+@dataclass
+class Content:
+    """What a builder makes from one document."""
+
+    summary: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+
+
+def fmt(value: Any) -> str:
+    """A cell: ``None`` as an en dash, floats to 6 significant digits."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.6g}" if math.isfinite(value) else "–"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(fmt(v) for v in value)
+    return str(value)
+
+
+def size_text(n_bytes: int | None) -> str:
+    if n_bytes is None:
+        return "–"
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n_bytes < 1000 or unit == "TB":
+            return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1000
+    return ""  # pragma: no cover
+
+
+def bounded_rows(rows: list[list[str]], limit: int, what: str) -> tuple[list[list[str]], str]:
+    """The first ``limit`` rows and a note on how many were left out."""
+    if len(rows) <= limit:
+        return rows, ""
+    return rows[:limit], f"first {limit} of {len(rows)} {what} shown"

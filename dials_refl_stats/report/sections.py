@@ -1,0 +1,174 @@
+"""Report sections: the model, the registry of builders by program name, and the parts
+every section shares (inputs, selection, parameters, a bounded JSON view).
+
+A builder turns one document into :class:`Content` (summary, notes, figures, tables); adding
+a statistic to the report is one function::
+
+    @builder("dials.new_statistic")
+    def new_statistic(document: dict, budget: Budget) -> Content:
+        ...
+
+Documents of programs without a builder, or whose builder fails, get :func:`generic`.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+from typing import Callable
+
+from dials_refl_stats.report.generic import generic
+from dials_refl_stats.report.model import Budget, Content, Table, fmt, size_text
+from dials_refl_stats.report.thin import bounded_json
+
+
+@dataclass
+class Section:
+    """One document (or one statistic not computed) as shown in the report."""
+
+    anchor: str
+    title: str
+    program: str
+    status: str  # "ok", "empty", "generic", "not computed"
+    content: Content
+    meta: list[tuple[str, str]] = field(default_factory=list)
+    selection: list[tuple[str, str]] = field(default_factory=list)
+    inputs: Table | None = None
+    effective_phil: str | None = None
+    diff_phil: str | None = None
+    json_view: str | None = None
+    rerun_inputs: str = ""
+
+
+Builder = Callable[[dict, Budget], Content]
+
+#: Section builders by ``program`` name.
+BUILDERS: dict[str, Builder] = {}
+
+
+def builder(program: str) -> Callable[[Builder], Builder]:
+    """Register the decorated function as the section builder of ``program``."""
+
+    def register(function: Builder) -> Builder:
+        BUILDERS[program] = function
+        return function
+
+    return register
+
+
+def not_computed(statistic: str, reason: str) -> dict:
+    """A report entry for a statistic that was not computed (shown as a note)."""
+    return {"program": statistic, "not_computed": reason}
+
+
+def _inputs_table(inputs: dict, budget: Budget) -> Table:
+    reflections = inputs.get("reflections") or []
+    experiments = inputs.get("experiments") or []
+    rows = [
+        [
+            "reflections",
+            fmt(r.get("path")),
+            size_text(r.get("size_bytes")),
+            fmt(r.get("rows")),
+            fmt(r.get("reader")),
+            fmt(len(r.get("identifiers") or {})),
+        ]
+        for r in reflections[: budget.list_items]
+    ]
+    rows += [
+        ["experiments", fmt(e.get("path")), "", "", "", ""]
+        for e in experiments[: budget.list_items]
+    ]
+    notes = []
+    for kind, items in (("reflection files", reflections), ("experiment files", experiments)):
+        if len(items) > budget.list_items:
+            notes.append(f"first {budget.list_items} of {len(items)} {kind} shown")
+    total = sum(int(r.get("size_bytes") or 0) for r in reflections)
+    n_rows = sum(int(r.get("rows") or 0) for r in reflections)
+    notes.append(
+        f"{len(reflections)} reflection file(s), {size_text(total)}, {n_rows} rows; "
+        f"{inputs.get('n_experiments', 0)} experiment(s)"
+    )
+    return Table(
+        "Inputs",
+        ["kind", "path", "size", "rows", "reader", "identifiers"],
+        rows,
+        "; ".join(notes),
+        collapsed=False,
+    )
+
+
+def _selection(selection: dict) -> list[tuple[str, str]]:
+    out = []
+    if "n_selected" in selection and "n_rows" in selection:
+        out.append(("selected rows", f"{selection['n_selected']} of {selection['n_rows']}"))
+    if selection.get("flags") is not None:
+        out.append(("flags", f"{fmt(selection['flags'])} (rule {fmt(selection.get('rule'))})"))
+    for key in ("dials_equivalent", "rule_text", "fallback_rule"):
+        if selection.get(key):
+            out.append((key.replace("_", " "), fmt(selection[key])))
+    return out
+
+
+def rerun_inputs(inputs: dict | None, limit: int) -> str:
+    """The input paths of a document, shell-quoted, for the rerun hint (at most ``limit``)."""
+    if not isinstance(inputs, dict):
+        return ""
+    paths = [e.get("path", "") for e in inputs.get("experiments") or []]
+    paths += [r.get("path", "") for r in inputs.get("reflections") or []]
+    shown = " ".join(shlex.quote(str(p)) for p in paths[:limit])
+    return shown + (f" … ({len(paths) - limit} more)" if len(paths) > limit else "")
+
+
+def _meta(document: dict) -> list[tuple[str, str]]:
+    keys = ("program", "version", "dials_version", "schema_version")
+    return [(k.replace("_", " "), fmt(document.get(k))) for k in keys if k in document]
+
+
+def anchor_for(index: int, program: str) -> str:
+    return f"s{index}-" + re.sub(r"[^a-z0-9]+", "-", program.lower()).strip("-")
+
+
+def build_section(document: dict, index: int, budget: Budget) -> Section:
+    """The section of one document: its builder's content plus the shared parts."""
+    program = str(document.get("program") or "unknown program")
+    anchor = anchor_for(index, program)
+    if "not_computed" in document:
+        content = Content(notes=[f"Not computed: {fmt(document['not_computed'])}"])
+        return Section(anchor, program, program, "not computed", content)
+    status = "ok"
+    function = BUILDERS.get(program)
+    content = None
+    if function is not None:
+        try:
+            content = function(document, budget)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+            content = generic(document, budget)
+            content.notes.insert(
+                0, f"The {program} section could not be built ({error!r}); shown generically."
+            )
+            status = "generic"
+    if content is None:
+        content = generic(document, budget)
+        status = "generic"
+    selection = document.get("selection") or {}
+    if status == "ok" and selection.get("n_selected") == 0:
+        status = "empty"
+    parameters = document.get("parameters") or {}
+    return Section(
+        anchor=anchor,
+        title=program,
+        program=program,
+        status=status,
+        content=content,
+        meta=_meta(document),
+        selection=_selection(selection) if isinstance(selection, dict) else [],
+        inputs=_inputs_table(document["inputs"], budget)
+        if isinstance(document.get("inputs"), dict)
+        else None,
+        effective_phil=parameters.get("effective_phil"),
+        diff_phil=parameters.get("diff_phil"),
+        json_view=bounded_json(document.get("results"), budget.list_items, budget.json_chars),
+        rerun_inputs=rerun_inputs(document.get("inputs"), budget.list_items),
+    )
