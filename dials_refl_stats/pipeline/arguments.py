@@ -283,6 +283,8 @@ def _parse_with_dials(
         )
     except PHIL_ERRORS as error:
         raise _dials_phil_error(parser, others, error) from None
+    except FileNotFoundError as error:  # --phil missing.phil
+        raise Sorry(f"{error.filename}: file not found") from None
     if any(is_phil_file(a) or is_phil_assignment(a) for a in unhandled):
         raise _dials_phil_error(parser, others, None)
     for argument in unhandled:
@@ -371,16 +373,27 @@ def _raise_for_unhandled(argument: str) -> None:
 def parameters_record(invocation: Invocation) -> dict:
     """Effective and changed parameters, as phil text a rerun can read back.
 
-    Input file names are left out: a rerun gives its own data files.
+    Input file names (``input.experiments``, ``input.reflections``) are left out: a
+    rerun gives its own data files.
     """
     parser = invocation.parser
     working = parser.phil.format(python_object=invocation.params)
-    effective = _without_input_scope(working.as_str())
-    diff = _without_input_scope(parser.diff_phil.as_str())
+    effective = _without_input_files(working.as_str())
+    diff = _without_input_files(parser.diff_phil.as_str())
     return {"effective_phil": effective, "diff_phil": diff}
 
 
-def _without_input_scope(text: str) -> str:
+#: The ``input`` parameters naming data files, added by DIALS's ``ArgumentParser``.
+INPUT_FILE_PARAMETERS = ("experiments", "reflections")
+
+
+def _without_input_files(text: str) -> str:
     scope = libtbx.phil.parse(text)
-    kept = [obj for obj in scope.objects if obj.name != "input"]
+    kept = []
+    for obj in scope.objects:
+        if obj.name == "input" and obj.is_scope:
+            obj.objects = [o for o in obj.objects if o.name not in INPUT_FILE_PARAMETERS]
+            if not obj.objects:
+                continue
+        kept.append(obj)
     return "".join(obj.as_str() for obj in kept)
