@@ -7,6 +7,13 @@ file pages included). Prints a markdown table for the README.
     .venv/bin/python benchmarks/bench_programs.py                 # 10^5 and 10^6 rows
     .venv/bin/python benchmarks/bench_programs.py --rows 100000 --repeats 3
     .venv/bin/python benchmarks/bench_programs.py --no-seed       # skip the slow seed loop
+    .venv/bin/python benchmarks/bench_programs.py --rows 1000000 --no-seed \\
+        --pair tests/data/sim_twoexp/integrated.refl tests/data/sim_twoexp/integrated.expt \\
+        --pair tests/data/sim_twoexp/indexed.refl tests/data/sim_twoexp/indexed.expt
+
+With ``--pair TABLE EXPT`` (repeatable) each generated table is run with its experiments:
+the baseline is then DIALS loading both (import dials, ``ExperimentList.from_file``,
+``flex.reflection_table.from_file``) and every program is given the .expt file too.
 """
 
 from __future__ import annotations
@@ -36,6 +43,16 @@ import dials.util.log
 from dials.array_family import flex
 table = flex.reflection_table.from_file(sys.argv[1])
 print(table.size())
+"""
+
+DIALS_LOAD_WITH_EXPERIMENTS = """
+import sys
+import dials
+from dials.array_family import flex
+from dxtbx.model.experiment_list import ExperimentList
+experiments = ExperimentList.from_file(sys.argv[2], check_format=False)
+table = flex.reflection_table.from_file(sys.argv[1])
+print(len(experiments), table.size())
 """
 
 SEED_LOOP = """
@@ -99,6 +116,66 @@ def table_for(rows: int, source: str | None) -> Path:
     return path
 
 
+def program_cases(path: Path, experiments: str | None) -> dict[str, list[str]]:
+    """The three programs on ``path`` (with ``experiments`` first when given)."""
+    before = [experiments] if experiments else []
+    return {
+        "dials.spot_size_histogram (default reader)": [
+            str(BIN / "dials.spot_size_histogram"),
+            *before,
+            str(path),
+        ],
+        "dials.intensity_per_frame": [
+            str(BIN / "dials.intensity_per_frame"),
+            *before,
+            str(path),
+            "selection.flags=all",
+            "frame.source=xyzobs",
+        ],
+        "dials.strong_reflection_positions": [
+            str(BIN / "dials.strong_reflection_positions"),
+            *before,
+            str(path),
+            "selection.flags=all",
+        ],
+    }
+
+
+def cases_for(path: Path, experiments: str | None, seed: bool) -> dict[str, list[str]]:
+    """Baseline(s) first, then the programs (and the seed's loop when ``seed``)."""
+    python = sys.executable
+    if experiments:
+        cases = {
+            "DIALS: import + ExperimentList + from_file": [
+                python,
+                "-c",
+                DIALS_LOAD_WITH_EXPERIMENTS,
+                str(path),
+                experiments,
+            ]
+        }
+        cases.update(program_cases(path, experiments))
+    else:
+        cases = {
+            "DIALS: import + from_file": [python, "-c", DIALS_LOAD, str(path)],
+            "DIALS: import parser, logging + from_file": [
+                python,
+                "-c",
+                DIALS_PARSER_AND_LOAD,
+                str(path),
+            ],
+        }
+        cases.update(program_cases(path, None))
+        cases["dials.spot_size_histogram reader=dials"] = [
+            str(BIN / "dials.spot_size_histogram"),
+            str(path),
+            "reader=dials",
+        ]
+    if seed:
+        cases["seed script (row loop)"] = [python, "-c", SEED_LOOP, str(path)]
+    return cases
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -111,74 +188,58 @@ def main() -> None:
         "(tests/data/sim_twoexp/indexed.refl). The README's numbers use the 'medium' "
         "simulated data set: ../shared/tools/make_dials_dataset.sh medium",
     )
+    parser.add_argument(
+        "--pair",
+        nargs=2,
+        action="append",
+        metavar=("TABLE", "EXPT"),
+        help="replicate TABLE and run everything with EXPT too (repeatable; replaces --source)",
+    )
     args = parser.parse_args()
 
-    python = sys.executable
+    inputs = (
+        [(t, str(Path(e).resolve())) for t, e in args.pair] if args.pair else [(args.source, None)]
+    )
     rows_out = []
     for rows in args.rows:
-        path = table_for(rows, args.source)
-        warm(path)
-        size_mb = path.stat().st_size / 1e6
-        with tempfile.TemporaryDirectory() as workdir:
-            cases = {
-                "DIALS: import + from_file": [python, "-c", DIALS_LOAD, str(path)],
-                "DIALS: import parser, logging + from_file": [
-                    python,
-                    "-c",
-                    DIALS_PARSER_AND_LOAD,
-                    str(path),
-                ],
-                "dials.spot_size_histogram (default reader)": [
-                    str(BIN / "dials.spot_size_histogram"),
-                    str(path),
-                ],
-                "dials.spot_size_histogram reader=dials": [
-                    str(BIN / "dials.spot_size_histogram"),
-                    str(path),
-                    "reader=dials",
-                ],
-                "dials.intensity_per_frame": [
-                    str(BIN / "dials.intensity_per_frame"),
-                    str(path),
-                    "selection.flags=all",
-                    "frame.source=xyzobs",
-                ],
-                "dials.strong_reflection_positions": [
-                    str(BIN / "dials.strong_reflection_positions"),
-                    str(path),
-                    "selection.flags=all",
-                ],
-            }
-            if not args.no_seed:
-                cases["seed script (row loop)"] = [python, "-c", SEED_LOOP, str(path)]
-            for name, command in cases.items():
-                if not Path(command[0]).exists():
-                    continue
-                try:
-                    result = measure(command, workdir, args.repeats)
-                except RuntimeError as error:
-                    print(f"# {name}: {error}", file=sys.stderr)
-                    continue
-                rows_out.append({"rows": rows, "file_mb": size_mb, "case": name, **result})
-                print(
-                    f"{rows:>8} {name:<45} {result['wall']:7.2f} s {result['peak_mib']:8.0f} MiB",
-                    file=sys.stderr,
-                )
+        for source, experiments in inputs:
+            path = table_for(rows, source)
+            warm(path)
+            size_mb = path.stat().st_size / 1e6
+            table = path.name
+            with tempfile.TemporaryDirectory() as workdir:
+                cases = cases_for(path, experiments, seed=not args.no_seed)
+                for name, command in cases.items():
+                    if not Path(command[0]).exists():
+                        continue
+                    try:
+                        result = measure(command, workdir, args.repeats)
+                    except RuntimeError as error:
+                        print(f"# {name}: {error}", file=sys.stderr)
+                        continue
+                    rows_out.append(
+                        {"rows": rows, "table": table, "file_mb": size_mb, "case": name, **result}
+                    )
+                    print(
+                        f"{rows:>8} {table:<36} {name:<45} {result['wall']:7.2f} s "
+                        f"{result['peak_mib']:8.0f} MiB",
+                        file=sys.stderr,
+                    )
 
     print(
-        "| rows | file | command | wall time (s) | peak RSS (MiB) "
+        "| rows | table | file | command | wall time (s) | peak RSS (MiB) "
         "| time / DIALS load | memory / DIALS load |"
     )
-    print("|---:|---:|---|---:|---:|---:|---:|")
-    for rows in args.rows:
-        cases = [r for r in rows_out if r["rows"] == rows]
+    print("|---:|---|---:|---|---:|---:|---:|---:|")
+    for key in dict.fromkeys((r["rows"], r["table"]) for r in rows_out):
+        cases = [r for r in rows_out if (r["rows"], r["table"]) == key]
         base = next((r for r in cases if r["case"].startswith("DIALS")), None)
         for r in cases:
             ratio_t = r["wall"] / base["wall"] if base else float("nan")
             ratio_m = r["peak_mib"] / base["peak_mib"] if base else float("nan")
             print(
-                f"| {rows:,} | {r['file_mb']:.0f} MB | {r['case']} | {r['wall']:.2f} | "
-                f"{r['peak_mib']:.0f} | {ratio_t:.2f} | {ratio_m:.2f} |"
+                f"| {r['rows']:,} | {r['table']} | {r['file_mb']:.0f} MB | {r['case']} | "
+                f"{r['wall']:.2f} | {r['peak_mib']:.0f} | {ratio_t:.2f} | {ratio_m:.2f} |"
             )
     if args.json:
         Path(args.json).write_text(json.dumps(rows_out, indent=2))

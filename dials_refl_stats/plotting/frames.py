@@ -264,10 +264,11 @@ def _draw_panel(figure, column_axes, panel: Panel, colours: dict[str, str], xlab
     ]
     width = series[0].table.bin_width * factor
     if factor > 1:
+        n_frames = max(s.table.n_bins * s.table.bin_width for s in series)
+        why = "sparse: " if n_points < SPARSE_PER_BIN * n_frames else ""
         notes.append(
-            f"plotted in bins of {width} frames (sparse: {n_points} reflections over "
-            f"{max(s.table.n_bins * s.table.bin_width for s in series)} frames); "
-            "the JSON has the per-frame table"
+            f"plotted in bins of {width} frames ({why}{n_points} reflections over "
+            f"{n_frames} frames); the JSON has the per-frame table"
         )
     if mesh is not None:
         notes.append(f"{n_points - hidden} points drawn as a density (log colour)")
@@ -285,7 +286,9 @@ def _draw_panel(figure, column_axes, panel: Panel, colours: dict[str, str], xlab
         bbox={"facecolor": "white", "alpha": 0.75, "edgecolor": "none"},
     )
     if mesh is not None:
-        figure.colorbar(mesh, ax=top, label="points per cell", pad=0.01, fraction=0.04)
+        figure.colorbar(
+            mesh, ax=list(column_axes), label="points per cell (top)", pad=0.01, fraction=0.03
+        )
     if top.get_legend_handles_labels()[0]:
         top.legend(fontsize=7, loc="lower right", framealpha=0.7)
     unit = "frame" if width == 1 else f"{width} frames"
