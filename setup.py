@@ -11,6 +11,7 @@ PROGRAMS = [
     "spot_size_histogram",
     "intensity_per_frame",
     "strong_reflection_positions",
+    "per_image_statistics",
 ]
 
 setup(

@@ -128,19 +128,31 @@ class GroupedSizes:
     n_without_pixels: np.ndarray  # per group
     sources: frozenset[str]
 
+    def as_dict(self) -> dict:
+        return {
+            "groups": self.groups,
+            "overall": self.result.overall.as_dict(),
+            "per_group": [d.as_dict() for d in self.result.groups],
+            "n_without_pixels": self.n_without_pixels,
+            "sources": sorted(self.sources),
+        }
+
 
 class SpotSizeStatistic(Statistic):
     """Spot size in signal pixels: shoebox mask counts, else ``num_pixels.foreground``."""
 
     name = "spot_size_histogram"
 
-    def __init__(self, code: int, source: str, binning: Binning):
+    def __init__(self, code: int = 4, source: str = "auto", binning: Binning = Binning()) -> None:
         self.shoebox_code = code
         self.source = source  # auto, shoebox or num_pixels
         self.binning = binning
 
     def columns(self, available: frozenset[str]) -> tuple[str, ...]:
         return ("shoebox",) if self.size_source(available) == "shoebox" else (NUM_PIXELS,)
+
+    def describe(self, final: "GroupedSizes") -> dict:
+        return final.as_dict()
 
     def size_source(self, available: frozenset[str]) -> str:
         """``shoebox`` or ``num_pixels.foreground`` for a file with ``available`` columns."""

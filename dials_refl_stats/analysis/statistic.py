@@ -93,6 +93,14 @@ class Statistic(ABC):
     #: ``MaskCode`` bits whose shoebox pixel counts the statistic needs (``None``: none).
     shoebox_code: int | None = None
 
+    def can_read(self, available: frozenset[str]) -> bool:
+        """Whether a file with ``available`` columns has what the statistic needs."""
+        return all(name in available for name in self.columns(available))
+
+    def describe(self, final: Any) -> Any:
+        """``final`` as JSON-ready data (dataclasses and arrays are fine)."""
+        return final
+
     @abstractmethod
     def partial(self, chunk: Chunk) -> Any:
         """The partial result of one chunk (small, picklable; pure numpy)."""
@@ -124,13 +132,21 @@ class Statistic(ABC):
 def merge_counts(
     keys: tuple[np.ndarray, ...], counts: np.ndarray
 ) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
-    """Sum ``counts`` over equal key tuples; keys come back sorted (lexicographically).
+    """Sum integer ``counts`` over equal key tuples (exactly, in int64).
 
-    The building block of exact, compact partials: value counts per group.
+    Keys come back unique and sorted lexicographically: the building block of exact,
+    compact partials (value counts per group).
     """
+    keys = tuple(np.asarray(k, dtype=np.int64).ravel() for k in keys)
+    counts = np.asarray(counts, dtype=np.int64).ravel()
     if not counts.size:
-        return tuple(np.asarray(k, dtype=np.int64) for k in keys), counts.astype(np.int64)
-    stacked = np.stack([np.asarray(k, dtype=np.int64) for k in keys], axis=1)
-    unique, inverse = np.unique(stacked, axis=0, return_inverse=True)
-    summed = np.bincount(inverse.ravel(), weights=counts, minlength=unique.shape[0])
-    return tuple(unique[:, i] for i in range(unique.shape[1])), np.rint(summed).astype(np.int64)
+        return keys, counts
+    order = np.lexsort(keys[::-1])
+    keys = tuple(k[order] for k in keys)
+    counts = counts[order]
+    changed = np.zeros(counts.size, dtype=bool)
+    changed[0] = True
+    for k in keys:
+        changed[1:] |= k[1:] != k[:-1]
+    starts = np.flatnonzero(changed)
+    return tuple(k[starts] for k in keys), np.add.reduceat(counts, starts)

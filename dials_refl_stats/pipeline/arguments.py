@@ -176,7 +176,9 @@ class PhilOnlyParser:
                 sources.append(_phil_call(interpreter.process_arg, arg=arg))
             else:
                 raise NotPhilOnly(arg)
-        working, unused = system_phil.fetch(sources=sources, track_unused_definitions=True)
+        working, unused = _phil_call(
+            system_phil.fetch, sources=sources, track_unused_definitions=True
+        )
         if unused:
             raise PhilError(RuntimeError(unrecognised_text(unused)))
         self.params = _phil_call(working.extract)

@@ -1,0 +1,369 @@
+"""Per-image statistics: counts by flag, intensity, I/sigma and spot size on every image.
+
+An image is a (file, experiment id, frame) triple, frame = floor(z) of the observed
+centroid (``xyzobs.px.value``; the predicted ``xyzcal.px`` for rows never observed). The
+pipeline turns frames into image numbers with the experiments' scans; stills have one
+image per experiment.
+
+Every part of the partial is a sparse value count keyed by image, merged exactly by
+addition, so that any split of the input gives identical results:
+
+* counts of rows, strong, selected, indexed and integrated rows;
+* total intensity in fixed point (``round(I * 256)`` summed as integers: exact, and the
+  same whatever the order; the total is within n/512 counts of the float sum);
+* the I/sigma histogram over fixed bins (:data:`ISIGMA_EDGES`);
+* the median intensity from a log-bucket sketch (DDSketch-like, relative accuracy
+  :data:`SKETCH_ALPHA`: the estimate of each order statistic is within 1% of it);
+* spot sizes (signal pixels) as exact value counts, so the median size is exact;
+* optionally the selected spots' positions and intensities (for resolution analysis on
+  the driver, which needs detector geometry).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dials_refl_stats.analysis.spot_size import (
+    NO_PIXELS,
+    NUM_PIXELS,
+    SHOEBOX_ALLOCATED,
+    SHOEBOX_COUNT,
+)
+from dials_refl_stats.analysis.statistic import Chunk, Statistic, merge_counts
+from dials_refl_stats.selection import FLAG_BITS
+
+#: I/sigma bin edges; one more bin counts rows without a positive variance.
+ISIGMA_EDGES = np.array([-np.inf, 0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 500, np.inf])
+NO_SIGMA_BIN = ISIGMA_EDGES.size - 1
+ISIGMA_LABELS = [
+    *(
+        f"{lo:g} to {hi:g}"
+        if np.isfinite(lo) and np.isfinite(hi)
+        else (f"< {hi:g}" if not np.isfinite(lo) else f">= {lo:g}")
+        for lo, hi in zip(ISIGMA_EDGES[:-1], ISIGMA_EDGES[1:])
+    ),
+    "no sigma",
+]
+
+#: Relative accuracy of the intensity sketch.
+SKETCH_ALPHA = 0.01
+SKETCH_GAMMA = (1 + SKETCH_ALPHA) / (1 - SKETCH_ALPHA)
+SKETCH_OFFSET = 1 << 20
+#: Fixed-point scale of intensity sums.
+FIXED_POINT = 256
+
+COUNT_FIELDS = (
+    "n_rows",
+    "n_strong",
+    "n_selected",
+    "n_indexed",
+    "n_integrated_sum",
+    "n_integrated_prf",
+)
+KEPT_COLUMNS = ("x", "y", "panel", "intensity", "variance")
+
+INTENSITY = "intensity.sum.value"
+VARIANCE = "intensity.sum.variance"
+OBSERVED = "xyzobs.px.value"
+PREDICTED = "xyzcal.px"
+
+
+def sketch_buckets(values: np.ndarray) -> np.ndarray:
+    """Monotone integer bucket of each value (0 for 0; sign-symmetric log buckets)."""
+    values = np.asarray(values, dtype=np.float64)
+    magnitude = np.abs(values)
+    buckets = np.zeros(values.shape, dtype=np.int64)
+    nonzero = magnitude > 0
+    k = np.ceil(np.log(magnitude[nonzero]) / np.log(SKETCH_GAMMA)).astype(np.int64)
+    buckets[nonzero] = np.sign(values[nonzero]).astype(np.int64) * (k + SKETCH_OFFSET)
+    return buckets
+
+
+def bucket_values(buckets: np.ndarray) -> np.ndarray:
+    """The estimate of the values in each bucket (within :data:`SKETCH_ALPHA` of them)."""
+    buckets = np.asarray(buckets, dtype=np.int64)
+    k = np.abs(buckets) - SKETCH_OFFSET
+    estimate = 2.0 * SKETCH_GAMMA ** k.astype(np.float64) / (SKETCH_GAMMA + 1.0)
+    return np.where(buckets == 0, 0.0, np.sign(buckets) * estimate)
+
+
+@dataclass(frozen=True)
+class Sparse:
+    """Integer counts keyed by tuples of integer arrays (unique, sorted)."""
+
+    keys: tuple[np.ndarray, ...]
+    counts: np.ndarray
+
+    @classmethod
+    def of(cls, keys: tuple[np.ndarray, ...], counts: np.ndarray) -> "Sparse":
+        return cls(*merge_counts(keys, counts))
+
+    def __add__(self, other: "Sparse") -> "Sparse":
+        keys = tuple(np.concatenate([a, b]) for a, b in zip(self.keys, other.keys))
+        return Sparse.of(keys, np.concatenate([self.counts, other.counts]))
+
+
+@dataclass(frozen=True)
+class ImagePartial:
+    """The partial of :class:`PerImageStatistic` (every part keyed by group, frame)."""
+
+    counts: Sparse  # (group, frame, field)
+    intensity: Sparse  # (group, frame) -> fixed-point sum
+    isigma: Sparse  # (group, frame, bin)
+    sketch: Sparse  # (group, frame, bucket)
+    sizes: Sparse  # (group, frame, size)
+    spots: dict[str, np.ndarray] | None = None  # kept selected spots, with group/frame
+
+    def __add__(self, other: "ImagePartial") -> "ImagePartial":
+        spots = None
+        if self.spots is not None or other.spots is not None:
+            parts = [p for p in (self.spots, other.spots) if p is not None]
+            spots = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return ImagePartial(
+            self.counts + other.counts,
+            self.intensity + other.intensity,
+            self.isigma + other.isigma,
+            self.sketch + other.sketch,
+            self.sizes + other.sizes,
+            spots,
+        )
+
+
+@dataclass
+class ImageTable:
+    """Per-image results, one entry per image with any row (sorted by group, frame)."""
+
+    group: np.ndarray
+    frame: np.ndarray
+    counts: dict[str, np.ndarray]
+    total_intensity: np.ndarray
+    median_intensity: np.ndarray  # NaN where no selected spot
+    isigma_histogram: np.ndarray  # (images, bins)
+    median_spot_size: np.ndarray  # NaN where no size
+    spots: dict[str, np.ndarray] | None = None
+    size_source: list[str] = field(default_factory=list)
+
+    @property
+    def n_images(self) -> int:
+        return int(self.group.size)
+
+
+def _empty_sparse(n_keys: int) -> Sparse:
+    nothing = np.zeros(0, dtype=np.int64)
+    return Sparse(tuple(nothing for _ in range(n_keys)), nothing)
+
+
+class PerImageStatistic(Statistic):
+    """Counts, intensity, I/sigma and spot-size statistics per image."""
+
+    name = "per_image"
+
+    def __init__(self, mask_code: int = 4, keep_spots: bool = False, sizes: bool = True):
+        self.shoebox_code = mask_code
+        self.keep_spots = keep_spots
+        self.sizes = sizes
+
+    def columns(self, available: frozenset[str]) -> tuple[str, ...]:
+        wanted = [OBSERVED]
+        if PREDICTED in available:
+            wanted.append(PREDICTED)
+        for name in (INTENSITY, VARIANCE):
+            if name in available:
+                wanted.append(name)
+        if self.keep_spots:
+            wanted.append("panel")
+        if self.sizes and "shoebox" in available:
+            wanted.append("shoebox")
+        elif self.sizes and NUM_PIXELS in available:
+            wanted.append(NUM_PIXELS)
+        return tuple(wanted)
+
+    def can_read(self, available: frozenset[str]) -> bool:
+        return OBSERVED in available
+
+    def partial(self, chunk: Chunk) -> ImagePartial:
+        columns = chunk.columns
+        flags = np.asarray(columns["flags"], dtype=np.int64)
+        group = chunk.file.group_keys(columns["id"])
+        frame = image_frames(columns, flags)
+        selected = chunk.selected
+        n = flags.size
+
+        def has(name: str) -> np.ndarray:
+            return (flags & FLAG_BITS[name]) == FLAG_BITS[name]
+
+        masks = {
+            "n_rows": np.ones(n, dtype=bool),
+            "n_strong": has("strong"),
+            "n_selected": selected,
+            "n_indexed": selected & has("indexed"),
+            "n_integrated_sum": has("integrated_sum"),
+            "n_integrated_prf": has("integrated_prf"),
+        }
+        fields = np.concatenate(
+            [np.full(int(m.sum()), i, dtype=np.int64) for i, m in enumerate(masks.values())]
+        )
+        rows = np.concatenate([np.flatnonzero(m) for m in masks.values()])
+        counts = Sparse.of((group[rows], frame[rows], fields), np.ones(rows.size))
+
+        g, f = group[selected], frame[selected]
+        intensity_part = _empty_sparse(2)
+        isigma = sketch = _empty_sparse(3)
+        if INTENSITY in columns:
+            value = np.asarray(columns[INTENSITY], dtype=np.float64)[selected]
+            finite = np.isfinite(value)
+            fixed = np.rint(np.where(finite, value, 0.0) * FIXED_POINT).astype(np.int64)
+            intensity_part = Sparse.of((g, f), fixed)
+            sketch = Sparse.of(
+                (g[finite], f[finite], sketch_buckets(value[finite])), finite[finite]
+            )
+            variance = (
+                np.asarray(columns[VARIANCE], dtype=np.float64)[selected]
+                if VARIANCE in columns
+                else np.zeros(value.size)
+            )
+            isigma = Sparse.of((g, f, isigma_bins(value, variance)), np.ones(value.size))
+        sizes = _empty_sparse(3)
+        if SHOEBOX_COUNT in columns:
+            size = np.where(columns[SHOEBOX_ALLOCATED], columns[SHOEBOX_COUNT], NO_PIXELS)[selected]
+            sizes = Sparse.of((g, f, size), np.ones(size.size))
+        elif NUM_PIXELS in columns:
+            size = np.asarray(columns[NUM_PIXELS], dtype=np.int64)[selected]
+            sizes = Sparse.of((g, f, size), np.ones(size.size))
+        spots = None
+        if self.keep_spots:
+            xyz = np.asarray(columns[OBSERVED], dtype=np.float64)[selected]
+            spots = {
+                "group": g,
+                "frame": f,
+                "x": xyz[:, 0],
+                "y": xyz[:, 1],
+                "panel": np.asarray(columns["panel"], dtype=np.int64)[selected],
+                "intensity": np.asarray(columns.get(INTENSITY, np.zeros(n)), np.float64)[selected],
+                "variance": np.asarray(columns.get(VARIANCE, np.zeros(n)), np.float64)[selected],
+            }
+        return ImagePartial(counts, intensity_part, isigma, sketch, sizes, spots)
+
+    def merge(self, first: ImagePartial, second: ImagePartial) -> ImagePartial:
+        return first + second
+
+    def finalize(self, partial: ImagePartial | None) -> ImageTable:
+        if partial is None:
+            partial = ImagePartial(*(_empty_sparse(k) for k in (3, 2, 3, 3, 3)))
+        group, frame = image_keys(partial)
+        n_images = group.size
+
+        def index_of(keys: tuple[np.ndarray, ...]) -> np.ndarray:
+            return locate(group, frame, keys[0], keys[1])
+
+        counts = {name: np.zeros(n_images, dtype=np.int64) for name in COUNT_FIELDS}
+        where = index_of(partial.counts.keys)
+        for i, name in enumerate(COUNT_FIELDS):
+            mine = partial.counts.keys[2] == i
+            counts[name][where[mine]] = partial.counts.counts[mine]
+        total = np.zeros(n_images)
+        total[index_of(partial.intensity.keys)] = partial.intensity.counts / FIXED_POINT
+        isigma = np.zeros((n_images, NO_SIGMA_BIN + 1), dtype=np.int64)
+        isigma[index_of(partial.isigma.keys), partial.isigma.keys[2]] = partial.isigma.counts
+        median_intensity = sketch_medians(
+            index_of(partial.sketch.keys), partial.sketch.keys[2], partial.sketch.counts, n_images
+        )
+        sizes = partial.sizes
+        measured = sizes.keys[2] != NO_PIXELS
+        median_size = group_medians(
+            index_of(tuple(k[measured] for k in sizes.keys)),
+            sizes.keys[2][measured],
+            sizes.counts[measured],
+            n_images,
+        )
+        spots = partial.spots
+        if spots is not None:
+            order = np.lexsort((spots["x"], spots["y"], spots["frame"], spots["group"]))
+            spots = {k: v[order] for k, v in spots.items()}
+        return ImageTable(
+            group=group,
+            frame=frame,
+            counts=counts,
+            total_intensity=total,
+            median_intensity=np.where(counts["n_selected"] > 0, median_intensity, np.nan),
+            isigma_histogram=isigma,
+            median_spot_size=median_size,
+            spots=spots,
+        )
+
+
+def image_frames(columns: dict[str, np.ndarray], flags: np.ndarray) -> np.ndarray:
+    """floor(z): observed z for observed/strong rows, predicted z for the others."""
+    z = np.asarray(columns[OBSERVED], dtype=np.float64)[:, 2]
+    if PREDICTED in columns:
+        observed = (flags & (FLAG_BITS["observed"] | FLAG_BITS["strong"])) != 0
+        z = np.where(observed, z, np.asarray(columns[PREDICTED], dtype=np.float64)[:, 2])
+    z = np.where(np.isfinite(z), z, 0.0)
+    return np.floor(np.clip(z, -(2.0**40), 2.0**40)).astype(np.int64)
+
+
+def isigma_bins(value: np.ndarray, variance: np.ndarray) -> np.ndarray:
+    """Bin of I/sigma in :data:`ISIGMA_EDGES` (:data:`NO_SIGMA_BIN` without sigma)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = value / np.sqrt(variance)
+    has_sigma = (variance > 0) & np.isfinite(ratio)
+    bins = np.searchsorted(ISIGMA_EDGES, ratio, side="right") - 1
+    return np.where(has_sigma, np.clip(bins, 0, NO_SIGMA_BIN - 1), NO_SIGMA_BIN)
+
+
+def image_keys(partial: ImagePartial) -> tuple[np.ndarray, np.ndarray]:
+    """Every (group, frame) with any row, sorted."""
+    (group, frame), _ = merge_counts(
+        partial.counts.keys[:2], np.zeros(partial.counts.counts.size, dtype=np.int64)
+    )
+    return group, frame
+
+
+def locate(group: np.ndarray, frame: np.ndarray, g: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """Index of each (g, f) pair in the sorted unique (group, frame) pairs (one sort)."""
+    n_images = group.size
+    is_query = np.concatenate([np.zeros(n_images, np.int8), np.ones(g.size, np.int8)])
+    order = np.lexsort((is_query, np.concatenate([frame, f]), np.concatenate([group, g])))
+    images_before = np.cumsum(is_query[order] == 0) - 1
+    index = np.empty(g.size, dtype=np.int64)
+    queries = is_query[order] == 1
+    index[order[queries] - n_images] = images_before[queries]
+    return index
+
+
+def group_middles(
+    group: np.ndarray, values: np.ndarray, counts: np.ndarray, n_groups: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per group: the lower and upper middle values of its value counts, and whether it
+    has any (numpy's median is their mean)."""
+    low = np.zeros(n_groups, dtype=values.dtype)
+    high = np.zeros(n_groups, dtype=values.dtype)
+    if not group.size:
+        return low, high, np.zeros(n_groups, dtype=bool)
+    order = np.lexsort((values, group))
+    group, values, counts = group[order], values[order], counts[order]
+    totals = np.rint(np.bincount(group, weights=counts, minlength=n_groups)).astype(np.int64)
+    cumulative = np.cumsum(counts)
+    starts = np.concatenate([[0], np.cumsum(totals)[:-1]])
+    has = totals > 0
+    low[has] = values[np.searchsorted(cumulative, starts[has] + (totals[has] - 1) // 2, "right")]
+    high[has] = values[np.searchsorted(cumulative, starts[has] + totals[has] // 2, "right")]
+    return low, high, has
+
+
+def group_medians(
+    group: np.ndarray, values: np.ndarray, counts: np.ndarray, n_groups: int
+) -> np.ndarray:
+    """Exact median of each group's value counts (NaN for none)."""
+    low, high, has = group_middles(group, values, counts, n_groups)
+    return np.where(has, 0.5 * (low.astype(np.float64) + high), np.nan)
+
+
+def sketch_medians(
+    group: np.ndarray, buckets: np.ndarray, counts: np.ndarray, n_groups: int
+) -> np.ndarray:
+    """Median of each group from its sketch buckets (NaN for none)."""
+    low, high, has = group_middles(group, buckets, counts, n_groups)
+    return np.where(has, 0.5 * (bucket_values(low) + bucket_values(high)), np.nan)

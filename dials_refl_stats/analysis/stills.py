@@ -1,0 +1,99 @@
+"""Series over many images: sliding rates, binning of long series, unit-cell histograms."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dials_refl_stats.analysis.per_image import group_medians
+
+#: Columns summed when images are binned; the others are medians of the images' values.
+SUMMED = (
+    "n_rows",
+    "n_strong",
+    "n_selected",
+    "n_indexed",
+    "n_integrated_sum",
+    "n_integrated_prf",
+    "n_spots_no_ice",
+    "n_spots_4A",
+    "total_intensity",
+    "total_intensity_no_ice",
+    "isigma_histogram",
+)
+#: Columns that keep the first image's value in a bin.
+FIRST = ("experiment", "image", "numbering")
+CELL_PARAMETERS = ("a", "b", "c", "alpha", "beta", "gamma")
+
+
+def sliding_rate(flags: np.ndarray, window: int) -> np.ndarray:
+    """Fraction of ``flags`` set over the last ``window`` images (fewer at the start)."""
+    flags = np.asarray(flags, dtype=np.int64)
+    cumulative = np.concatenate([[0], np.cumsum(flags)])
+    end = np.arange(1, flags.size + 1)
+    start = np.maximum(0, end - window)
+    return (cumulative[end] - cumulative[start]) / (end - start)
+
+
+def thin_images(
+    columns: dict[str, np.ndarray], isigma: np.ndarray | None, max_images: int
+) -> tuple[dict[str, np.ndarray], dict | None]:
+    """The columns as they are, or binned into at most ``max_images`` bins of
+    consecutive images (sums for counts, medians of the images' values otherwise)."""
+    shown = dict(columns)
+    if isigma is not None:
+        shown["isigma_histogram"] = isigma
+    n = next(iter(shown.values())).shape[0] if shown else 0
+    if n <= max_images:
+        return shown, None
+    size = -(-n // max_images)
+    bin_of = np.arange(n) // size
+    starts = np.arange(0, n, size)
+    binned = {}
+    for name, values in shown.items():
+        values = np.asarray(values)
+        if name in SUMMED:
+            binned[name] = np.add.reduceat(values, starts, axis=0)
+        elif name in FIRST:
+            binned[name] = values[starts]
+        elif values.dtype.kind in "fiu":
+            finite = np.isfinite(values) & (values > -1)
+            binned[name] = group_medians(
+                bin_of[finite], values[finite], np.ones(int(finite.sum()), np.int64), starts.size
+            )
+    if "n_indexed" in binned:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            binned["fraction_indexed"] = binned["n_indexed"] / binned["n_selected"]
+    binned["image_last"] = (
+        np.asarray(shown["image"])[np.minimum(starts + size - 1, n - 1)]
+        if "image" in shown
+        else None
+    )
+    return binned, {
+        "images_per_bin": size,
+        "n_bins": int(starts.size),
+        "rule": "consecutive images binned: counts and totals summed, other values are "
+        "the median of the images' values (ignoring -1 and NaN); image is the first "
+        "image of the bin, image_last the last",
+    }
+
+
+def cell_histograms(cells: np.ndarray, n_bins: int = 30) -> dict:
+    """Histograms of unit-cell parameters, ``cells`` of shape ``(n, 6)``."""
+    cells = np.asarray(cells, dtype=np.float64).reshape(-1, 6)
+    result = {"n_crystals": int(cells.shape[0])}
+    for i, name in enumerate(CELL_PARAMETERS):
+        values = cells[:, i]
+        if not values.size:
+            result[name] = None
+            continue
+        low, high = float(values.min()), float(values.max())
+        if not high > low:
+            low, high = low - 0.5, high + 0.5
+        counts, edges = np.histogram(values, bins=n_bins, range=(low, high))
+        result[name] = {
+            "edges": edges,
+            "counts": counts,
+            "mean": float(values.mean()),
+            "std": float(values.std()),
+        }
+    return result

@@ -1,0 +1,296 @@
+"""dials.per_image_statistics: what happened on every image?"""
+
+from __future__ import annotations
+
+import dials.util
+import libtbx.phil
+import numpy as np
+
+from dials_refl_stats.analysis.per_image import (
+    ISIGMA_EDGES,
+    ISIGMA_LABELS,
+    SKETCH_ALPHA,
+    ImageTable,
+    PerImageStatistic,
+)
+from dials_refl_stats.analysis.spot_size import MASK_NAMES, mask_code
+from dials_refl_stats.analysis.stills import cell_histograms, sliding_rate, thin_images
+from dials_refl_stats.image_numbering import STILL, NumberedImages, number_images, take
+from dials_refl_stats.pipeline.errors import Sorry
+from dials_refl_stats.pipeline.phil import INPUT_PHIL, output_phil, selection_phil
+from dials_refl_stats.pipeline.program import Program, Run, run_program
+
+PROGRAM = "per_image_statistics"
+
+help_message = """
+What happened on every image: for each image, the number of strong spots, of indexed
+and integrated reflections, the fraction indexed, the total and median intensity, the
+I/sigma distribution and the median spot size (signal pixels) of the selected spots.
+With the experiments (.expt) images are numbered from each scan (every image of the
+scan is listed, also empty ones), and the spot counts away from ice rings and to 4 Å
+and the d_min estimates are computed by DIALS's own per-image analysis, equal to
+dials.spot_counts_per_image's. Stills (no scan) are one image per experiment, numbered
+in input order across files; for them the hit rate (images with at least hit.min_spots
+strong spots) and indexing rate are reported overall and in a sliding window, and the
+unit cells of the indexed crystals as histograms.
+
+Writes per_image_statistics.json (a per-image table as column arrays) and
+per_image_statistics.png. Past output.max_images images, the per-image series are
+binned (sums, and medians of the images' values) and the JSON says so.
+
+Examples::
+
+  dials.per_image_statistics imported.expt strong.refl
+
+  dials.per_image_statistics indexed.expt indexed.refl
+
+  dials.per_image_statistics integrated.expt integrated.refl selection.flags=integrated_sum
+
+  dials.per_image_statistics 'ssx/integrated_*.refl' hit.min_spots=20 window=500 mp.nproc=4
+"""
+
+phil_scope = libtbx.phil.parse(
+    """
+hit
+  .help = "Stills: what makes an image a hit."
+{
+  min_spots = 16
+    .type = int(value_min=1)
+    .help = "An image is a hit with at least this many strong spots."
+}
+window = 100
+  .type = int(value_min=1, value_max=1000000)
+  .help = "Stills: images in the sliding window of the hit and indexing rates."
+resolution_analysis = True
+  .type = bool
+  .help = "With experiments: DIALS's per-image d_min estimates (as"
+          "dials.spot_counts_per_image). Costs a few ms per image."
+spot_size
+{
+  mask_bits = valid background *foreground strong background_used overlapped
+    .type = choice(multi=True)
+    .help = "Spot size: shoebox pixels with all these MaskCode bits (as"
+            "dials.spot_size_histogram); num_pixels.foreground without shoeboxes."
+}
+"""
+    + selection_phil("strong")
+    + INPUT_PHIL
+    + output_phil(
+        PROGRAM,
+        extra="""
+  max_images = 20000
+    .type = int(value_min=10, value_max=1000000)
+    .help = "Past this many images the per-image series in the JSON and the plot are"
+            "binned into at most this many bins of consecutive images."
+""",
+    ),
+    process_includes=True,
+)
+
+
+class PerImageStatistics(Program):
+    name = PROGRAM
+    usage = "dials.per_image_statistics [options] [imported.expt] strong.refl"
+    default_flags = ("strong",)
+
+    def validate(self, params) -> None:
+        self.code = mask_code(params.spot_size.mask_bits or [])
+        if self.code == 0:
+            raise Sorry("mask_bits: choose at least one MaskCode bit (e.g. foreground)")
+
+    def check_file(self, opened, params) -> None:
+        if "xyzobs.px.value" not in opened.columns:
+            raise Sorry(
+                f"{opened.info.path}: no 'xyzobs.px.value' column (observed centroids, "
+                "written by dials.find_spots)"
+            )
+
+    def statistic(self, run: Run) -> PerImageStatistic:
+        self.analyse = bool(run.experiment_infos) and run.params.resolution_analysis
+        return PerImageStatistic(mask_code=self.code, keep_spots=self.analyse)
+
+    def finalize(self, table: ImageTable, run: Run) -> dict:
+        numbered = number_images(table, [f.info for f in run.files], run.experiment_infos)
+        columns = per_image_columns(table, numbered)
+        if self.analyse and table.spots is not None:
+            columns.update(dials_analysis(table, numbered, run))
+        return {"numbered": numbered, "columns": columns, "table": table}
+
+    def results(self, final: dict, run: Run) -> dict:
+        params = run.params
+        numbered: NumberedImages = final["numbered"]
+        columns = dict(final["columns"])
+        isigma = columns.pop("isigma_histogram")
+        shown, binned = thin_images(columns, isigma, params.output.max_images)
+        stills = numbered.numbering == STILL
+        totals = {k: int(np.sum(columns[k])) for k in COUNT_COLUMNS}
+        return {
+            "n_images": numbered.n_images,
+            "numbering": sorted(set(numbered.numbering.tolist())),
+            "binned": binned,
+            "per_image": shown,
+            "isigma": {
+                "edges": ISIGMA_EDGES,
+                "labels": ISIGMA_LABELS,
+                "counts": shown.pop("isigma_histogram"),
+            },
+            "overall": {
+                **totals,
+                "fraction_indexed": totals["n_indexed"] / totals["n_selected"]
+                if totals["n_selected"]
+                else None,
+                "total_intensity": float(np.sum(columns["total_intensity"])),
+            },
+            "stills": stills_summary(columns, stills, run) if stills.any() else None,
+            "definitions": DEFINITIONS
+            | {"mask_bits": [MASK_NAMES[m] for m in params.spot_size.mask_bits]},
+        }
+
+    def log_results(self, final: dict, run: Run) -> None:
+        columns = final["columns"]
+        n = final["numbered"].n_images
+        shown = n if n <= 50 or run.invocation.options.verbose else 50
+        lines = [
+            f"{'image':>8} {'strong':>7} {'indexed':>7} {'%idx':>6} {'median I':>10} {'d_min':>6}"
+        ]
+        d_min = columns.get("estimated_d_min", np.full(n, -1.0))
+        for i in range(shown):
+            fraction = columns["fraction_indexed"][i]
+            lines.append(
+                f"{columns['image'][i]:8d} {columns['n_strong'][i]:7d} {columns['n_indexed'][i]:7d} "
+                f"{'-' if np.isnan(fraction) else f'{100 * fraction:5.1f}%':>6} "
+                f"{_g(columns['median_intensity'][i]):>10} {_g(d_min[i] if d_min[i] > 0 else np.nan):>6}"
+            )
+        if shown < n:
+            lines.append(f"... {n} images in all (all of them with -v, or in the JSON)")
+        self.logger.info("Per-image statistics:\n%s", "\n".join(lines))
+
+    def summary_line(self, final: dict, run: Run) -> str:
+        columns = final["columns"]
+        n_selected = int(columns["n_selected"].sum())
+        indexed = f"{100.0 * columns['n_indexed'].sum() / n_selected:.1f}" if n_selected else "nan"
+        hits = int((columns["n_strong"] >= run.params.hit.min_spots).sum())
+        d_min = columns.get("estimated_d_min")
+        good = d_min[d_min > 0] if d_min is not None else np.zeros(0)
+        d_text = f"{np.median(good):.2f}" if good.size else "nan"
+        return (
+            f"Per image: images={final['numbered'].n_images} spots={int(columns['n_strong'].sum())} "
+            f"indexed={indexed}% hits={hits} d_min={d_text}"
+        )
+
+    def plot(self, final: dict, run: Run, path: str) -> None:
+        from dials_refl_stats.plotting.per_image import per_image_figure
+
+        document = self.results(final, run)
+        per_image_figure(
+            path, document, title=f"Per image: {run.title}", format_from=run.params.output.plot
+        )
+
+
+COUNT_COLUMNS = (
+    "n_rows",
+    "n_strong",
+    "n_selected",
+    "n_indexed",
+    "n_integrated_sum",
+    "n_integrated_prf",
+)
+
+DEFINITIONS = {
+    "image": "scans: image number (floor(z) + 1); stills: index in input order; "
+    "no experiment: floor(z)",
+    "n_strong": "rows with the strong flag",
+    "n_selected": "rows of the selection (selection.flags); the spot statistics use these",
+    "n_indexed": "selected rows with the indexed flag; fraction_indexed = n_indexed / n_selected",
+    "total_intensity": "sum of intensity.sum.value of the selected rows (exact fixed point, 1/256)",
+    "median_intensity": f"from a log-bucket sketch: within {SKETCH_ALPHA:.0%} of the exact median",
+    "median_spot_size": "exact median of shoebox pixels with the mask bits (num_pixels.foreground "
+    "without shoeboxes)",
+    "dials_analysis": "n_spots_no_ice, n_spots_4A, total_intensity_no_ice and the d_min estimates are "
+    "DIALS's per_image_analysis.stats_for_reflection_table on each image's selected spots, "
+    "with d from the experiments' geometry (as dials.spot_counts_per_image); -1 where DIALS "
+    "gives none",
+}
+
+
+def _g(value) -> str:
+    return "-" if value is None or not np.isfinite(value) else f"{value:.4g}"
+
+
+def per_image_columns(table: ImageTable, numbered: NumberedImages) -> dict[str, np.ndarray]:
+    """The per-image columns, one entry per numbered image."""
+    rows = numbered.source_row
+    columns = {
+        "experiment": numbered.experiment,
+        "image": numbered.image,
+        "numbering": numbered.numbering,
+        **{k: take(v, rows, 0) for k, v in table.counts.items()},
+        "total_intensity": take(table.total_intensity, rows, 0.0),
+        "median_intensity": take(table.median_intensity, rows, np.nan),
+        "median_spot_size": take(table.median_spot_size, rows, np.nan),
+        "isigma_histogram": take(table.isigma_histogram, rows, 0),
+    }
+    with np.errstate(invalid="ignore", divide="ignore"):
+        columns["fraction_indexed"] = columns["n_indexed"] / columns["n_selected"]
+    return columns
+
+
+def dials_analysis(table: ImageTable, numbered: NumberedImages, run: Run) -> dict[str, np.ndarray]:
+    """DIALS's per-image analysis (ice rings, 4 Å, d_min) of the kept spots."""
+    from dials_refl_stats.analysis.per_image import locate
+    from dials_refl_stats.resolution_analysis import analyse_images, spot_d
+
+    spots = table.spots
+    order = np.lexsort((numbered.frame, numbered.group))
+    where = locate(numbered.group[order], numbered.frame[order], spots["group"], spots["frame"])
+    image_of_spot = order[where]
+    experiment_of_spot = numbered.experiment[image_of_spot]
+    d = spot_d(run.experiments, spots, experiment_of_spot)
+    return analyse_images(
+        image_of_spot,
+        d,
+        spots["intensity"],
+        spots["variance"],
+        numbered.n_images,
+        resolution_analysis=run.params.resolution_analysis,
+    )
+
+
+def stills_summary(columns: dict, stills: np.ndarray, run: Run) -> dict:
+    """Hit and indexing rates (overall and in a sliding window), unit cells."""
+    params = run.params
+    hit = columns["n_strong"][stills] >= params.hit.min_spots
+    indexed = columns["n_indexed"][stills] > 0
+    n = int(stills.sum())
+    return {
+        "n_images": n,
+        "hit_min_spots": params.hit.min_spots,
+        "n_hits": int(hit.sum()),
+        "hit_rate": float(hit.mean()),
+        "n_indexed_images": int(indexed.sum()),
+        "indexing_rate": float(indexed.mean()),
+        "indexing_rate_of_hits": float(indexed[hit].mean()) if hit.any() else None,
+        "window": params.window,
+        "sliding": thin_images(
+            {
+                "hit_rate": sliding_rate(hit, params.window),
+                "indexing_rate": sliding_rate(indexed, params.window),
+            },
+            None,
+            params.output.max_images,
+        )[0],
+        "unit_cells": cell_histograms(crystal_cells(run.experiments))
+        if run.experiment_infos
+        else None,
+    }
+
+
+def crystal_cells(experiments) -> np.ndarray:
+    """Unit-cell parameters of every experiment's crystal (indexed stills), ``(n, 6)``."""
+    cells = [e.crystal.get_unit_cell().parameters() for e in experiments if e.crystal is not None]
+    return np.array(cells, dtype=np.float64).reshape(-1, 6)
+
+
+@dials.util.show_mail_handle_errors()
+def run(args=None, *, phil=phil_scope) -> None:
+    run_program(PerImageStatistics(), args, phil, help_message)
