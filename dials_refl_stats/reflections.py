@@ -58,7 +58,9 @@ class ReflectionLoadError(Sorry):
     __qualname__ = "Sorry"
 
     def __reduce__(self):  # picklable (to and from workers) despite the hidden name
-        return (_load_error, (str(self),))
+        if type(self) is ReflectionLoadError:
+            return (_load_error, (str(self),))
+        return (type(self), self.args)  # subclasses keep their own names
 
 
 def _load_error(message: str) -> ReflectionLoadError:

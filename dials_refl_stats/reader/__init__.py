@@ -211,6 +211,10 @@ def _guarded(path, fn, *args):
         return fn(*args)
     except ReflectionFileError:
         raise
+    except MemoryError:
+        raise ReflectionFileError(
+            path, "corrupt reflection file (its sizes need more memory than is available)"
+        ) from None
     except (
         ValueError,
         IndexError,
@@ -220,9 +224,11 @@ def _guarded(path, fn, *args):
         EOFError,
         UnicodeError,
         struct.error,
+        RuntimeError,  # h5py / HDF5 on a damaged file
     ) as exc:
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
         raise ReflectionFileError(
-            path, f"corrupt reflection file ({type(exc).__name__}: {exc})"
+            path, f"corrupt reflection file ({type(exc).__name__}: {detail})"
         ) from None
     except OSError as exc:
         raise ReflectionFileError(path, f"read error ({exc.strerror or exc})") from None

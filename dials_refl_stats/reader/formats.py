@@ -89,11 +89,29 @@ def h5_type_name(dset) -> str:
     return f"hdf5:{dset.dtype.str}{list(dset.shape[1:])}"
 
 
+#: An HDF5 dataset may hold at most this many times the file's bytes (LZ4, DIALS's
+#: filter, compresses at most ~255:1), so that a damaged shape allocates nothing.
+H5_MAX_EXPANSION = 1024
+
+
+def _h5_rows(path: str, name: str, dset, limit: int) -> int:
+    """Rows of a dataset, after checking that its size is plausible for the file."""
+    if not dset.shape:
+        raise ReflectionFileError(path, f"column '{name}' is a scalar, not a column")
+    nbytes = int(np.prod(dset.shape, dtype=np.float64)) * dset.dtype.itemsize
+    if nbytes > limit:
+        raise ReflectionFileError(
+            path, f"column '{name}' claims {nbytes} bytes, implausible for the file size"
+        )
+    return int(dset.shape[0])
+
+
 def read_hdf5(path: str, columns, shoebox: str):
     """Read an HDF5 reflection table; returns the pieces of a ReflectionData."""
     h5py = _h5py(path)
     from .columns import FLAT_TYPES
 
+    limit = H5_MAX_EXPANSION * os.path.getsize(path) + (1 << 20)
     try:
         fh = h5py.File(path, "r")
     except OSError as exc:
@@ -103,7 +121,8 @@ def read_hdf5(path: str, columns, shoebox: str):
         if not isinstance(top, h5py.Group) or not len(top):
             raise ReflectionFileError(path, "HDF5 file has no /dials reflection data")
         proc = top[list(top.keys())[-1]]
-        groups = [g for g in proc.values() if isinstance(g, h5py.Group)]
+        members = proc.values() if isinstance(proc, h5py.Group) else ()
+        groups = [g for g in members if isinstance(g, h5py.Group)]
         if len(groups) != 1:
             raise ReflectionFileError(
                 path,
@@ -122,16 +141,22 @@ def read_hdf5(path: str, columns, shoebox: str):
         for name, obj in g.items():
             if isinstance(obj, h5py.Group):
                 types[name] = "Shoebox<>"
-                n = obj["bbox"].shape[0] if "bbox" in obj else None
+                if "bbox" not in obj or "panel" not in obj:
+                    raise ReflectionFileError(path, f"shoebox column '{name}' lacks bbox or panel")
+                counts = [
+                    _h5_rows(path, f"{name}/{part}", obj[part], limit) for part in ("bbox", "panel")
+                ]
+                if counts[0] != counts[1]:
+                    raise ReflectionFileError(
+                        path, f"column '{name}': {counts[1]} panels for {counts[0]} bounding boxes"
+                    )
+                n = counts[0]
             else:
                 types[name] = h5_type_name(obj)
-                n = obj.shape[0] if obj.shape else None
-            if n is not None:
-                if nrows is not None and n != nrows:
-                    raise ReflectionFileError(
-                        path, f"column '{name}' has {n} rows, table has {nrows}"
-                    )
-                nrows = n
+                n = _h5_rows(path, name, obj, limit)
+            if nrows is not None and n != nrows:
+                raise ReflectionFileError(path, f"column '{name}' has {n} rows, table has {nrows}")
+            nrows = n
         wanted = _select(path, types, columns)
         cols = {}
         for name in wanted:
@@ -143,7 +168,7 @@ def read_hdf5(path: str, columns, shoebox: str):
                 cols[name] = cols[name].view(np.bool_)
         sb = None
         if shoebox != "none":
-            sb = _h5_shoebox(path, g, types, shoebox)
+            sb = _h5_shoebox(path, g, types, shoebox, limit)
         return nrows or 0, identifiers, types, cols, sb
 
 
@@ -164,15 +189,19 @@ def _select(path: str, types: dict[str, str], columns) -> list[str]:
     return out
 
 
-def _h5_shoebox(path, g, types, mode):
+def _h5_shoebox(path, g, types, mode, limit):
     from . import ShoeboxColumn
 
     names = [n for n, t in types.items() if t == "Shoebox<>"]
     if not names:
         raise ReflectionFileError(path, "no Shoebox<> column in the file")
-    sb = g["shoebox" if "shoebox" in names else names[0]]
+    name = "shoebox" if "shoebox" in names else names[0]
+    sb = g[name]
+    parts = ["shoebox_mask"] + (["shoebox_data", "shoebox_background"] if mode == "full" else [])
     try:
-        bbox = np.asarray(sb["bbox"][()], dtype=np.int32).reshape(-1, 6)
+        for part in parts:
+            _h5_rows(path, f"{name}/{part}", sb[part], limit)
+        bbox = np.asarray(sb["bbox"][()])
         panel = np.asarray(sb["panel"][()], dtype=np.uint32)
         mask = np.asarray(sb["shoebox_mask"][()]).ravel()
         data = bg = None
@@ -183,13 +212,28 @@ def _h5_shoebox(path, g, types, mode):
         raise ReflectionFileError(
             path, f"HDF5 shoebox data unreadable ({exc}; LZ4 needs hdf5plugin)"
         ) from None
-    ext = bbox[:, 1::2].astype(np.int64) - bbox[:, 0::2]
-    if (ext < 0).any():
-        raise ReflectionFileError(path, "HDF5 shoebox: invalid bounding box")
-    npix = ext.prod(axis=1)
+    if bbox.ndim != 2 or bbox.shape[1] != 6 or bbox.dtype.kind not in "iu":
+        raise ReflectionFileError(path, f"HDF5 shoebox: bbox of shape {bbox.shape}, not (n, 6)")
+    bbox = bbox.astype(np.int64)
+    ext = bbox[:, 1::2] - bbox[:, 0::2]
+    bad = (ext < 0).any(axis=1) | (bbox < -(1 << 31)).any(axis=1) | (bbox >= 1 << 31).any(axis=1)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise ReflectionFileError(
+            path, f"HDF5 shoebox: row {row}: invalid bounding box {bbox[row].tolist()}"
+        )
+    sizes = [len(mask)] + ([len(data), len(bg)] if mode == "full" else [])
+    npix = np.zeros(len(bbox), np.int64)
+    in_range = ext.astype(np.float64).prod(axis=1).sum() <= len(mask)  # no int64 overflow
+    if in_range:
+        npix = ext[:, 0] * ext[:, 1] * ext[:, 2]
     offsets = np.zeros(len(bbox) + 1, dtype=np.int64)
     np.cumsum(npix, out=offsets[1:])
-    if offsets[-1] != len(mask) or (data is not None and len(data) != len(mask)):
-        raise ReflectionFileError(path, "HDF5 shoebox: pixel arrays do not match bbox")
+    if not in_range or any(size != offsets[-1] for size in sizes):
+        raise ReflectionFileError(
+            path,
+            "HDF5 shoebox: the pixel arrays (sizes "
+            f"{'/'.join(str(size) for size in sizes)}) do not match the bounding boxes",
+        )
     mask = mask.astype(np.uint8 if mask.dtype.itemsize == 1 else np.int32)
-    return ShoeboxColumn(panel, bbox, npix > 0, mask, offsets, data, bg)
+    return ShoeboxColumn(panel, bbox.astype(np.int32), npix > 0, mask, offsets, data, bg)

@@ -250,6 +250,8 @@ def read_layout(path: str | os.PathLike, fh: BinaryIO | None = None) -> FileLayo
         raise cur.fail("number of rows (nrows) not found")
     if not seen_data:
         raise cur.fail("table data not found")
+    if not layout.columns and layout.nrows > size:
+        raise cur.fail(f"implausible nrows {layout.nrows} for a table without columns")
     for span in layout.columns.values():
         if span.count != layout.nrows:
             raise cur.fail(f"column '{span.name}' has {span.count} rows, table has {layout.nrows}")
