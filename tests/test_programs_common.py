@@ -1,0 +1,222 @@
+"""What every registered program does the same way, tested once for each.
+
+Programs are discovered from ``dials_refl_stats.command_line``, so a new program gets
+these tests without writing them: help, ``-c``, parameter and input errors as one
+``Sorry`` with nothing written, schema-valid JSON, a clean stderr, one summary line,
+reruns from the recorded parameters, and in-process runs that keep to their own log.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import os
+import pkgutil
+import shutil
+import subprocess
+import sys
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import pytest
+from conftest import data_path, program_path
+
+from dials_refl_stats import command_line
+from dials_refl_stats.pipeline.errors import Sorry
+from dials_refl_stats.schemas import validate
+
+PROGRAMS = sorted(m.name for m in pkgutil.iter_modules(command_line.__path__))
+
+#: Inputs every program can read (integrated tables have what each statistic needs).
+EXPT = "sim_small/integrated.expt"
+REFL = "sim_small/integrated.refl"
+
+#: The stable summary line each program's log ends with (prefix).
+SUMMARY_PREFIX = {
+    "spot_size_histogram": "Spot size: n=",
+    "intensity_per_frame": "Intensity per frame [",
+    "strong_reflection_positions": "Strong reflections: n=",
+    "per_image_statistics": "Per image: images=",
+    "refl_stats": "Statistics:",
+}
+
+
+def inputs() -> list[str]:
+    return [str(data_path(EXPT)), str(data_path(REFL))]
+
+
+def run_inprocess(program: str, args, cwd: Path) -> tuple[int, str, str]:
+    """Run ``dials.<program> args`` in this process in ``cwd``: (exit code, stdout, stderr)."""
+    module = importlib.import_module(f"dials_refl_stats.command_line.{program}")
+    stdout, stderr = io.StringIO(), io.StringIO()
+    here = os.getcwd()
+    os.chdir(cwd)
+    try:
+        with redirect_stdout(stdout), redirect_stderr(stderr):
+            try:
+                module.run([str(a) for a in args])
+                code = 0
+            except Sorry as error:
+                print(f"Sorry: {error}", file=sys.stderr)
+                code = 1
+            except SystemExit as error:
+                code = error.code if isinstance(error.code, int) else 1
+                if error.code not in (None, 0) and not isinstance(error.code, int):
+                    print(error.code, file=sys.stderr)
+    finally:
+        os.chdir(here)
+    return code, stdout.getvalue(), stderr.getvalue()
+
+
+def assert_sorry(code: int, stderr: str, *words: str, choices: bool = False) -> None:
+    """One ``Sorry:`` line; DIALS's choice errors add its list of possible choices."""
+    assert code == 1
+    lines = stderr.strip().splitlines()
+    assert lines and lines[0].startswith("Sorry: "), stderr
+    if choices:
+        assert lines[1].strip() == "Possible choices are:", stderr
+    else:
+        assert len(lines) == 1, stderr
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_no_arguments_prints_help(tmp_path, program):
+    code, out, err = run_inprocess(program, [], tmp_path)
+    assert code == 0 and not err
+    assert f"dials.{program}" in out and "Examples" in out
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_show_parameters(tmp_path, program):
+    code, out, err = run_inprocess(program, ["-c"], tmp_path)
+    assert code == 0 and not err
+    assert "output {" in out and "selection {" in out and "mp {" in out
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_run_writes_valid_outputs_and_a_summary_line(tmp_path, program):
+    code, out, err = run_inprocess(program, inputs(), tmp_path)
+    assert code == 0, err
+    assert err == ""
+    names = sorted(p.name for p in tmp_path.iterdir())
+    document = json.loads((tmp_path / f"{program}.json").read_text())
+    validate(document)
+    assert document["program"] == f"dials.{program}"
+    assert names == sorted(
+        [f"dials.{program}.log", f"{program}.json", *extra_outputs(program, document)]
+    )
+    log = (tmp_path / f"dials.{program}.log").read_text()
+    assert log.count(SUMMARY_PREFIX[program]) >= 1
+    assert SUMMARY_PREFIX[program] in out
+
+
+def extra_outputs(program: str, document: dict) -> list[str]:
+    return [f"{program}.html"] if program == "refl_stats" else [f"{program}.png"]
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_rerun_from_recorded_parameters_reproduces_results(tmp_path, program):
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    args = [*inputs(), "output.plot=None", "selection.rule=any"]
+    assert run_inprocess(program, args, first)[0] == 0
+    document = json.loads((first / f"{program}.json").read_text())
+    phil = second / "rerun.phil"
+    phil.write_text(document["parameters"]["effective_phil"])
+    # the recorded phil names the experiments: the reflections alone rerun the same run
+    code, _, err = run_inprocess(program, [str(data_path(REFL)), phil], second)
+    assert code == 0, err
+    again = json.loads((second / f"{program}.json").read_text())
+    assert again["results"] == document["results"]
+    assert again["parameters"]["effective_phil"] == document["parameters"]["effective_phil"]
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_consecutive_inprocess_runs_keep_to_their_own_log(tmp_path, program):
+    for name in ("one", "two"):
+        args = [*inputs(), "output.plot=None", f"output.log={name}.log", f"json={name}.json"]
+        assert run_inprocess(program, args, tmp_path)[0] == 0
+    one = (tmp_path / "one.log").read_text()
+    two = (tmp_path / "two.log").read_text()
+    assert one.count(SUMMARY_PREFIX[program]) == two.count(SUMMARY_PREFIX[program])
+    assert len(one.splitlines()) == pytest.approx(len(two.splitlines()), abs=2)
+
+
+BAD_ARGUMENTS = {
+    "unknown parameter": (["no_such_parameter=3"], ["no_such_parameter"]),
+    "bad flag name": (["selection.flags=not_a_flag"], ["not_a_flag"]),
+    "bad choice": (["selection.rule=sometimes"], ["sometimes"]),
+    "json in a missing directory": (["output.json=/nonexistent/x.json"], ["/nonexistent"]),
+    "plot in a missing directory": (["output.plot=/nonexistent/x.png"], ["/nonexistent"]),
+    "log in a missing directory": (["output.log=/nonexistent/x.log"], ["/nonexistent"]),
+    "plot format": (["output.plot=plot.gif"], ["gif"]),
+    "negative nproc": (["mp.nproc=0"], ["nproc"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ARGUMENTS))
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_bad_parameters_are_one_sorry_and_write_nothing(tmp_path, program, case):
+    extra, words = BAD_ARGUMENTS[case]
+    code, _, err = run_inprocess(program, [*inputs(), *extra], tmp_path)
+    assert_sorry(code, err, *words, choices=case == "bad choice")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_bad_inputs_are_one_sorry_and_write_nothing(tmp_path, program):
+    refl = str(data_path(REFL))
+    truncated = tmp_path / "inputs" / "truncated.refl"
+    truncated.parent.mkdir()
+    truncated.write_bytes(Path(refl).read_bytes()[:5000])
+    text = tmp_path / "inputs" / "notes.refl"
+    text.write_text("not a reflection table\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    cases = [
+        ([str(data_path(EXPT)), "missing.refl"], ["missing.refl"]),
+        ([str(data_path(EXPT)), str(truncated)], ["truncated.refl"]),
+        ([str(data_path(EXPT)), str(text)], ["notes.refl"]),
+        ([*inputs(), refl], ["given twice"]),
+        ([str(data_path("sim_twoexp/indexed.expt")), refl], ["not in the experiments"]),
+    ]
+    for args, words in cases:
+        code, _, err = run_inprocess(program, args, work)
+        assert_sorry(code, err, *words)
+        assert not list(work.iterdir())
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_output_over_an_input_is_refused(tmp_path, program):
+    copy = tmp_path / "copy.refl"
+    shutil.copy(data_path(REFL), copy)
+    before = copy.read_bytes()
+    code, _, err = run_inprocess(program, [copy, f"output.json={copy}"], tmp_path)
+    assert_sorry(code, err, "overwrite an input")
+    assert copy.read_bytes() == before
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_end_to_end_subprocess(tmp_path, program):
+    result = subprocess.run(
+        [program_path(program), *inputs()],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    validate(json.loads((tmp_path / f"{program}.json").read_text()))
+    bad = subprocess.run(
+        [program_path(program), "missing.refl"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert bad.returncode == 1
+    assert bad.stderr.strip().splitlines() == [bad.stderr.strip()]
+    assert bad.stderr.startswith("Sorry: ") and "Traceback" not in bad.stderr
