@@ -44,6 +44,8 @@ class FileInfo:
     identifiers: dict[int, str] = field(default_factory=dict)
     #: table ``id`` -> index into the run's experiment list (empty without experiments)
     experiment_of_id: dict[int, int] = field(default_factory=dict)
+    #: why the file cannot be read (``input.on_error=skip``: it is skipped)
+    problem: str | None = None
 
     def group_keys(self, ids: np.ndarray) -> np.ndarray:
         """A run-wide key for each row's (file, id): sorts by file, then id."""

@@ -133,6 +133,9 @@ def process_batch(
     """The merged partial of a batch of files (the task every engine runs)."""
     partials, records = [], []
     for file in files:
+        if file.problem:
+            records.append(FileRecord(file.index, 0, 0, (), skipped=file.problem))
+            continue
         try:
             chunk, record = read_chunk(file, statistic, plan, reader)
             partials.append(statistic.partial(chunk))

@@ -137,16 +137,25 @@ def experiment_of_id(
 
 
 def open_files(
-    paths: Sequence[str], reader: str, experiments: list[ExperimentInfo]
+    paths: Sequence[str],
+    reader: str,
+    experiments: list[ExperimentInfo],
+    skip_errors: bool = False,
 ) -> list[OpenedFile]:
-    """Read every file's header once; any problem is a one-line ``Sorry``."""
+    """Read every file's header once; any problem is a one-line ``Sorry`` (or, with
+    ``skip_errors``, recorded as the file's ``problem``)."""
     refuse_duplicates(paths)
     opened = []
     for index, path in enumerate(paths):
         try:
             source = open_reflection_file(path, reader)
         except ReflectionLoadError as error:
-            raise Sorry(str(error)) from None
+            if not skip_errors:
+                raise Sorry(str(error)) from None
+            size = os.path.getsize(path) if os.path.isfile(path) else 0
+            info = FileInfo(index=index, path=path, nrows=0, problem=str(error))
+            opened.append(OpenedFile(info, frozenset(), size, reader))
+            continue
         identifiers = dict(source.identifiers)
         info = FileInfo(
             index=index,
@@ -175,7 +184,7 @@ def describe_inputs(
             "size_bytes": [f.size_bytes for f in opened],
             "rows": [f.info.nrows for f in opened],
             "n_identifiers": [len(f.info.identifiers) for f in opened],
-            "reader": sorted({f.backend for f in opened}),
+            "reader": sorted({f.backend for f in opened if not f.info.problem}),
             "total_bytes": sum(f.size_bytes for f in opened),
             "total_rows": sum(f.info.nrows for f in opened),
         },

@@ -175,9 +175,11 @@ def run_program(program: Program, args: Sequence[str] | None, phil, help_message
     OutputFiles(program.output_targets(params), inputs)  # checks the targets only
     experiments = invocation.experiments
     infos = experiment_infos(experiments)
-    files = open_files(invocation.reflection_paths, params.reader, infos)
+    skip_errors = params.input.on_error == "skip"
+    files = open_files(invocation.reflection_paths, params.reader, infos, skip_errors)
     for opened in files:
-        program.check_file(opened, params)
+        if not opened.info.problem:
+            program.check_file(opened, params)
     run = Run(invocation, params, files, experiments, infos, plan)
     statistic = program.statistic(run)
 
@@ -191,7 +193,7 @@ def run_program(program: Program, args: Sequence[str] | None, phil, help_message
                 [f.info for f in files],
                 [f.size_bytes for f in files],
                 reader=params.reader,
-                skip_errors=params.input.on_error == "skip",
+                skip_errors=skip_errors,
                 engine=make_engine(params.mp),
                 n_workers=params.mp.nproc,
             )

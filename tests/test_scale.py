@@ -1,0 +1,206 @@
+"""Many files: directories, globs and list files; worker processes; a real Dask cluster.
+
+Every engine must give byte-identical ``results`` to the serial run, and a bad file
+among many must stop the run (default) or be skipped and reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import data_path
+from test_programs_common import PROGRAMS, assert_sorry, run_inprocess
+
+N_FILES = 24
+#: Programs that need no experiments (the SSX stills tables have no scans).
+STILLS = "ssx_CuNiR/indexed.refl"
+
+
+@pytest.fixture(scope="module")
+def many_files(tmp_path_factory) -> Path:
+    """A directory of N_FILES copies of a real stills table (distinct files)."""
+    folder = tmp_path_factory.mktemp("many")
+    for i in range(N_FILES):
+        shutil.copy(data_path(STILLS), folder / f"idx-{i:04d}_indexed.refl")
+    return folder
+
+
+def results_of(program: str, args, cwd: Path) -> dict:
+    code, _, err = run_inprocess(program, [*args, "output.plot=None"], cwd)
+    assert code == 0, err
+    return json.loads((cwd / f"{program}.json").read_text())
+
+
+def test_directory_glob_and_list_file_name_the_same_files(many_files, tmp_path):
+    listing = tmp_path / "files.txt"
+    names = sorted(p.name for p in many_files.iterdir())
+    listing.write_text("".join(f"{many_files / n}\n" for n in names))
+    documents = [
+        results_of("spot_size_histogram", [arg, "selection.flags=strong"], tmp_path)
+        for arg in (str(many_files), str(many_files / "idx-*_indexed.refl"), f"@{listing}")
+    ]
+    for document in documents:
+        assert document["inputs"]["reflections"]["n_files"] == N_FILES
+        assert [Path(p).name for p in document["inputs"]["reflections"]["paths"]] == names
+        assert document["results"] == documents[0]["results"]
+    # N copies of one file: N times the counts of one
+    one = results_of("spot_size_histogram", [str(data_path(STILLS)), "flags=strong"], tmp_path)
+    assert (
+        documents[0]["results"]["overall"]["summary"]["n"]
+        == N_FILES * (one["results"]["overall"]["summary"]["n"])
+    )
+
+
+def test_empty_directory_and_pattern_are_sorry(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for argument in (str(empty), str(tmp_path / "nothing-*.refl")):
+        code, _, err = run_inprocess("spot_size_histogram", [argument], tmp_path)
+        assert_sorry(code, err, argument)
+
+
+#: Programs that read stills spot tables (intensity_per_frame needs integrated tables:
+#: see test_integrated_batches_give_identical_results_on_processes).
+SPOT_PROGRAMS = [p for p in PROGRAMS if p not in ("refl_stats", "intensity_per_frame")]
+
+
+@pytest.mark.parametrize("program", SPOT_PROGRAMS)
+def test_worker_processes_give_identical_results(many_files, tmp_path, program):
+    args = [str(many_files), "selection.flags=all"]
+    serial = results_of(program, args, tmp_path)
+    parallel = results_of(program, [*args, "mp.nproc=2"], tmp_path)
+    assert parallel["results"] == serial["results"]
+    assert parallel["selection"] == serial["selection"]
+
+
+def test_integrated_batches_give_identical_results_on_processes(tmp_path):
+    folder = tmp_path / "batches"
+    folder.mkdir()
+    for i in range(6):
+        for suffix in ("refl", "expt"):
+            shutil.copy(
+                data_path(f"ssx_CuNiR/integrated.{suffix}"), folder / f"integrated_{i}.{suffix}"
+            )
+    args = [str(folder), "selection.flags=integrated_sum", "intensity.choice=sum"]
+    serial = results_of("intensity_per_frame", args, tmp_path)
+    parallel = results_of("intensity_per_frame", [*args, "mp.nproc=2"], tmp_path)
+    assert parallel["results"] == serial["results"]
+
+
+def test_bad_file_among_many_stops_or_is_skipped(many_files, tmp_path):
+    folder = tmp_path / "with_bad"
+    shutil.copytree(many_files, folder)
+    bad = folder / "idx-0007_indexed.refl"
+    data = bytearray(bad.read_bytes())
+    bad.write_bytes(bytes(data[: len(data) // 2]))
+    work = tmp_path / "work"
+    work.mkdir()
+    code, _, err = run_inprocess("spot_size_histogram", [str(folder)], work)
+    assert_sorry(code, err, bad.name)
+    assert not list(work.iterdir())
+    document = results_of("spot_size_histogram", [str(folder), "input.on_error=skip"], work)
+    skipped = document["selection"]["skipped"]
+    assert [Path(s["path"]).name for s in skipped] == [bad.name]
+    assert bad.name in (work / "dials.spot_size_histogram.log").read_text()
+    assert document["selection"]["files"]["n_selected"][7] == 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory):
+    """A real ``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1."""
+    pytest.importorskip("distributed")
+    folder = tmp_path_factory.mktemp("dask")
+    scheduler_file = folder / "scheduler.json"
+    port = free_port()
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    scheduler = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "distributed.cli.dask_scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dashboard-address",
+            ":0",
+            "--scheduler-file",
+            str(scheduler_file),
+        ],
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "distributed.cli.dask_worker",
+                f"tcp://127.0.0.1:{port}",
+                "--nthreads",
+                "1",
+                "--no-dashboard",
+                "--host",
+                "127.0.0.1",
+            ],
+            cwd=folder,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        for _ in range(2)
+    ]
+    from distributed import Client
+
+    deadline = time.monotonic() + 60
+    while not scheduler_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    with Client(scheduler_file=str(scheduler_file), timeout="30s") as client:
+        client.wait_for_workers(2, timeout=60)
+    yield {"address": f"tcp://127.0.0.1:{port}", "file": scheduler_file, "workers": workers}
+    for process in [*workers, scheduler]:
+        process.terminate()
+    for process in [*workers, scheduler]:
+        process.wait(timeout=30)
+
+
+@pytest.mark.parametrize("program", SPOT_PROGRAMS)
+def test_dask_cluster_gives_identical_results(many_files, tmp_path, dask_cluster, program):
+    args = [str(many_files), "selection.flags=all"]
+    serial = results_of(program, args, tmp_path)
+    by_address = results_of(
+        program, [*args, "mp.method=dask", f"scheduler_address={dask_cluster['address']}"], tmp_path
+    )
+    by_file = results_of(
+        program, [*args, "mp.method=dask", f"scheduler_file={dask_cluster['file']}"], tmp_path
+    )
+    assert by_address["results"] == serial["results"]
+    assert by_file["results"] == serial["results"]
+    assert by_file["selection"] == serial["selection"]
+
+
+def test_dask_unreachable_scheduler_is_sorry(tmp_path, many_files):
+    port = free_port()
+    code, _, err = run_inprocess(
+        "spot_size_histogram",
+        [str(many_files), "mp.method=dask", f"scheduler_address=tcp://127.0.0.1:{port}"],
+        tmp_path,
+    )
+    assert_sorry(code, err, "Dask scheduler")
+    assert not list(tmp_path.iterdir())
