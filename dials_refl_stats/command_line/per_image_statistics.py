@@ -154,12 +154,14 @@ class PerImageStatistics(Program):
             f"{'image':>8} {'strong':>7} {'indexed':>7} {'%idx':>6} {'median I':>10} {'d_min':>6}"
         ]
         d_min = columns.get("estimated_d_min", np.full(n, -1.0))
+        d_min = np.where(d_min > 0, d_min, np.nan)
+        percent = 100 * columns["fraction_indexed"]
         for i in range(shown):
-            fraction = columns["fraction_indexed"][i]
+            image, strong, indexed = (columns[k][i] for k in ("image", "n_strong", "n_indexed"))
             lines.append(
-                f"{columns['image'][i]:8d} {columns['n_strong'][i]:7d} {columns['n_indexed'][i]:7d} "
-                f"{'-' if np.isnan(fraction) else f'{100 * fraction:5.1f}%':>6} "
-                f"{_g(columns['median_intensity'][i]):>10} {_g(d_min[i] if d_min[i] > 0 else np.nan):>6}"
+                f"{image:8d} {strong:7d} {indexed:7d} "
+                f"{'-' if np.isnan(percent[i]) else f'{percent[i]:5.1f}%':>6} "
+                f"{_g(columns['median_intensity'][i]):>10} {_g(d_min[i]):>6}"
             )
         if shown < n:
             lines.append(f"... {n} images in all (all of them with -v, or in the JSON)")
@@ -173,8 +175,9 @@ class PerImageStatistics(Program):
         d_min = columns.get("estimated_d_min")
         good = d_min[d_min > 0] if d_min is not None else np.zeros(0)
         d_text = f"{np.median(good):.2f}" if good.size else "nan"
+        n_images, n_spots = final["numbered"].n_images, int(columns["n_strong"].sum())
         return (
-            f"Per image: images={final['numbered'].n_images} spots={int(columns['n_strong'].sum())} "
+            f"Per image: images={n_images} spots={n_spots} "
             f"indexed={indexed}% hits={hits} d_min={d_text}"
         )
 
@@ -206,10 +209,10 @@ DEFINITIONS = {
     "median_intensity": f"from a log-bucket sketch: within {SKETCH_ALPHA:.0%} of the exact median",
     "median_spot_size": "exact median of shoebox pixels with the mask bits (num_pixels.foreground "
     "without shoeboxes)",
-    "dials_analysis": "n_spots_no_ice, n_spots_4A, total_intensity_no_ice and the d_min estimates are "
-    "DIALS's per_image_analysis.stats_for_reflection_table on each image's selected spots, "
-    "with d from the experiments' geometry (as dials.spot_counts_per_image); -1 where DIALS "
-    "gives none",
+    "dials_analysis": "n_spots_no_ice, n_spots_4A, total_intensity_no_ice and the d_min "
+    "estimates are DIALS's per_image_analysis.stats_for_reflection_table on each image's "
+    "selected spots, with d from the experiments' geometry (as dials.spot_counts_per_image); "
+    "-1 where DIALS gives none",
 }
 
 
