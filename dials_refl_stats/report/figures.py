@@ -62,8 +62,8 @@ def layout(title: str, xtitle: str, ytitle: str, **extra) -> dict:
         "title": {"text": ptext(title), "x": 0.01, "xanchor": "left"},
         "xaxis": {"title": {"text": ptext(xtitle)}, "zeroline": False},
         "yaxis": {"title": {"text": ptext(ytitle)}, "zeroline": False},
-        "margin": {"l": 70, "r": 30, "t": 80, "b": 55},
-        "legend": {"orientation": "h", "y": -0.2},
+        "margin": {"l": 70, "r": 30, "t": 80, "b": 50},
+        "legend": {"orientation": "h", "yanchor": "top", "y": -0.3, "x": 0},
         "hovermode": "closest",
         "plot_bgcolor": "#fafafa",
     }
@@ -73,6 +73,19 @@ def layout(title: str, xtitle: str, ytitle: str, **extra) -> dict:
         else:
             base[key] = value
     return base
+
+
+def empty_note(text: str) -> dict:
+    """A layout ``annotations`` entry centred on an empty plot."""
+    return {
+        "text": ptext(text),
+        "xref": "paper",
+        "yref": "paper",
+        "x": 0.5,
+        "y": 0.5,
+        "showarrow": False,
+        "font": {"size": 15, "color": "#8a4b00"},
+    }
 
 
 def scale_buttons(initial: str = "linear", axis: str = "yaxis") -> list[dict]:

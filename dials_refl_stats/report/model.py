@@ -83,3 +83,45 @@ def bounded_rows(rows: list[list[str]], limit: int, what: str) -> tuple[list[lis
     if len(rows) <= limit:
         return rows, ""
     return rows[:limit], f"first {limit} of {len(rows)} {what} shown"
+
+
+def records(table, limit: int | None = None) -> list[dict]:
+    """Rows of a column table (dict of equal-length lists) or a list of dicts, as dicts."""
+    if isinstance(table, list):
+        return [r for r in table[:limit] if isinstance(r, dict)]
+    if not isinstance(table, dict):
+        return []
+    columns = {k: v for k, v in table.items() if isinstance(v, list)}
+    n = min((len(v) for v in columns.values()), default=0)
+    n = n if limit is None else min(n, limit)
+    return [{k: v[i] for k, v in columns.items()} for i in range(n)]
+
+
+def n_records(table) -> int:
+    """Number of rows of a column table or a list."""
+    if isinstance(table, list):
+        return len(table)
+    if isinstance(table, dict):
+        return min((len(v) for v in table.values() if isinstance(v, list)), default=0)
+    return 0
+
+
+def label_of(row: dict) -> str:
+    """A group's label, from a flat row or one with an ``experiment`` entry."""
+    if "label" in row:
+        return str(row["label"])
+    return str((row.get("experiment") or {}).get("label", "?"))
+
+
+def group_column(table, name: str) -> list:
+    """Column ``name`` of a group table: column arrays, or a list of rows (the value
+    looked up in the row, then in its ``summary``)."""
+    if isinstance(table, dict):
+        return list(table.get(name) or [])
+    return [r.get(name, (r.get("summary") or {}).get(name)) for r in records(table)]
+
+
+def group_labels(table) -> list[str]:
+    if isinstance(table, dict):
+        return [str(v) for v in table.get("label") or []]
+    return [label_of(r) for r in records(table)]

@@ -10,13 +10,24 @@ from dials_refl_stats.report.figures import (
     Figure,
     bars,
     colour,
+    empty_note,
     heatmap,
     layout,
     lines,
     ptext,
     scale_buttons,
 )
-from dials_refl_stats.report.model import Budget, Content, Table, bounded_rows, fmt
+from dials_refl_stats.report.model import (
+    Budget,
+    Content,
+    Table,
+    bounded_rows,
+    fmt,
+    group_column,
+    group_labels,
+    label_of,
+    records,
+)
 from dials_refl_stats.report.sections import builder
 from dials_refl_stats.report.thin import (
     as_float,
@@ -64,16 +75,20 @@ def _spot_figure(results: dict, budget: Budget) -> Figure:
             opacity=0.75,
         )
     ]
-    groups = results.get("per_experiment") or []
-    if 2 <= len(groups) <= budget.overlay:
-        for i, group in enumerate(groups):
-            g_edges, g_counts, _ = _histogram(group["histogram"], budget)
+    histograms = results.get("per_experiment_histograms")
+    if histograms is None:  # schema 1: one histogram inside each per-experiment entry
+        histograms = [
+            dict(g["histogram"], label=label_of(g)) for g in records(results.get("per_experiment"))
+        ]
+    if 2 <= len(histograms) <= budget.overlay:
+        for i, histogram in enumerate(histograms):
+            g_edges, g_counts, _ = _histogram(histogram, budget)
             g_centres = (g_edges[:-1] + g_edges[1:]) / 2
             traces.append(
                 lines(
                     plain(g_centres),
                     plain(g_counts),
-                    group["experiment"]["label"],
+                    histogram.get("label", f"group {i}"),
                     i + 1,
                     line={"shape": "hvh", "color": colour(i + 1), "width": 1.5},
                     mode="lines",
@@ -85,6 +100,7 @@ def _spot_figure(results: dict, budget: Budget) -> Figure:
         last = min(nonzero[-1] + 3, counts.size)
         xrange = [float(edges[0]), float(edges[last])]
     source = ", ".join(results.get("size_source") or [])
+    extra = {} if nonzero.size else {"annotations": [empty_note("no reflections selected")]}
     fig = layout(
         f"Spot size ({source})",
         "spot size (signal pixels)",
@@ -92,6 +108,7 @@ def _spot_figure(results: dict, budget: Budget) -> Figure:
         bargap=0.02,
         xaxis={"range": xrange} if xrange else {},
         updatemenus=scale_buttons(),
+        **extra,
     )
     outside = [
         f"{overall[k]} {k.replace('_', ' ')}"
@@ -122,6 +139,15 @@ def _per_group_figure(title, labels, values, ytitle, budget: Budget) -> Figure:
     return Figure([trace], layout(title, "experiment (index in the results)", ytitle), note)
 
 
+def _group_rows(groups, labels: list[str], names, budget: Budget) -> tuple[list, str]:
+    """Table rows (label + ``names`` columns) of the first ``budget.table_rows`` groups."""
+    n = min(len(labels), budget.table_rows)
+    columns = [group_column(groups, k)[:n] for k in names]
+    rows = [[labels[i]] + [fmt(c[i]) if i < len(c) else "–" for c in columns] for i in range(n)]
+    note = f"first {n} of {len(labels)} experiments shown" if len(labels) > n else ""
+    return rows, note
+
+
 @builder("dials.spot_size_histogram")
 def spot_size_histogram(document: dict, budget: Budget) -> Content:
     results = document["results"]
@@ -140,17 +166,20 @@ def spot_size_histogram(document: dict, budget: Budget) -> Content:
         if results.get(key):
             content.notes.append(f"{key.replace('_', ' ')}: {results[key]}")
     content.figures.append(_spot_figure(results, budget))
-    groups = results.get("per_experiment") or []
-    if len(groups) > budget.overlay:
-        labels = [g["experiment"]["label"] for g in groups]
-        medians = [g["summary"]["median"] for g in groups]
+    groups = results.get("per_experiment")
+    labels = group_labels(groups)
+    if len(labels) > budget.overlay:
         content.figures.append(
             _per_group_figure(
-                "Median spot size per experiment", labels, medians, "median size (px)", budget
+                "Median spot size per experiment",
+                labels,
+                group_column(groups, "median"),
+                "median size (px)",
+                budget,
             )
         )
-    rows = [_summary_rows(g["experiment"]["label"], g["summary"]) for g in groups]
-    rows, note = bounded_rows(rows, budget.table_rows, "experiments")
+    names = ("n", "mean", "median", "std", "min", "max")
+    rows, note = _group_rows(groups, labels, names, budget)
     content.tables.append(
         Table(
             "Spot size per experiment",
@@ -203,6 +232,27 @@ def _frame_traces(results: dict, budget: Budget):
             index += 1
 
 
+def _scan_shapes(results: dict) -> list[dict]:
+    """Dashed lines at the scan's first and last image, when every series shares one scan."""
+    ranges = {tuple(s["image_range"]) for s in results["series"] if s.get("image_range")}
+    if len(ranges) != 1 or any(not s.get("image_range") for s in results["series"]):
+        return []
+    first, last = next(iter(ranges))
+    return [
+        {
+            "type": "line",
+            "xref": "x",
+            "yref": "paper",
+            "x0": x,
+            "x1": x,
+            "y0": 0,
+            "y1": 1,
+            "line": {"dash": "dash", "color": "#888", "width": 1},
+        }
+        for x in (first - 0.5, last + 0.5)
+    ]
+
+
 def _frame_figures(results: dict, budget: Budget) -> list[Figure]:
     numbering = {s.get("numbering") for s in results["series"]} or {"image_number"}
     xtitle = " / ".join(NUMBERING.get(n, str(n)) for n in sorted(numbering, key=str))
@@ -241,22 +291,29 @@ def _frame_figures(results: dict, budget: Budget) -> list[Figure]:
         notes + (["merged points show the median of the bins' medians"] if merged > 1 else [])
     )
     scale = "log" if positive else "linear"
+    scan = _scan_shapes(results)
     return [
         Figure(
             intensity_traces,
             layout(
-                "Median (solid) and mean (dotted) intensity per frame; gaps: empty bins",
+                "Median (solid) and mean (dotted) intensity per frame; gaps: empty bins; "
+                "dashed: scan limits",
                 xtitle,
                 "intensity (counts)",
                 yaxis={"type": scale},
                 updatemenus=scale_buttons(scale),
+                shapes=scan,
             ),
             median_note,
         ),
-        Figure(count_traces, layout("Reflections per frame", xtitle, "reflections"), note),
+        Figure(
+            count_traces,
+            layout("Reflections per frame", xtitle, "reflections", shapes=scan),
+            note,
+        ),
         Figure(
             ios_traces,
-            layout("Mean I/σ per frame; gaps: empty bins", xtitle, "mean I/σ(I)"),
+            layout("Mean I/σ per frame; gaps: empty bins", xtitle, "mean I/σ(I)", shapes=scan),
             note,
         ),
     ]
@@ -379,6 +436,21 @@ def _beam_centres(results: dict, budget: Budget) -> dict[int, list]:
     return {p: sorted(v)[: budget.list_items] for p, v in out.items()}
 
 
+def _panel_axes(panel: dict) -> dict:
+    """Axes spanning the panel's histogram extent, equal scales, y (slow axis) down."""
+    x0, x1 = panel["x_edges"][0], panel["x_edges"][-1]
+    y0, y1 = panel["y_edges"][0], panel["y_edges"][-1]
+    return {
+        "xaxis": {"range": [x0, x1], "constrain": "domain"},
+        "yaxis": {
+            "range": [y1, y0],
+            "scaleanchor": "x",
+            "constrain": "domain",
+        },
+        "plot_bgcolor": "#ffffff",
+    }
+
+
 def _position_figures(results: dict, budget: Budget) -> list[Figure]:
     histograms = results["position_histograms"]
     panels = histograms["panels"]
@@ -386,27 +458,18 @@ def _position_figures(results: dict, budget: Budget) -> list[Figure]:
         return []
     cells = budget.heatmap_cells // len(panels)
     beams = _beam_centres(results, budget)
-    pixel = str(results.get("plot_view", "pixel")).startswith("pixel")
-    yaxis = {"autorange": "reversed", "scaleanchor": "x"} if pixel else {"scaleanchor": "x"}
     figures = []
     per_panel = [_panel_trace(p, cells, beams.get(p["panel"], []), budget) for p in panels]
     title = "Strong reflection positions ({})"
     if len(panels) <= 4:
         for panel, (traces, note) in zip(panels, per_panel):
             label = f"panel {panel['panel']}: {panel['n_in_range']} strong"
-            figures.append(
-                Figure(
-                    traces,
-                    layout(
-                        title.format(label),
-                        "x (pixels, fast axis)",
-                        "y (pixels, slow axis)",
-                        yaxis=yaxis,
-                    ),
-                    note,
-                    height=560,
-                )
-            )
+            extra = _panel_axes(panel)
+            if not panel["n_in_range"]:
+                extra["annotations"] = [empty_note("no strong reflections on this panel")]
+            xtitle, ytitle = "x (pixels, fast axis)", "y (pixels, slow axis)"
+            fig = layout(title.format(label), xtitle, ytitle, **extra)
+            figures.append(Figure(traces, fig, note, height=600))
         return figures
     traces, owner = [], []
     for j, (panel_traces, _) in enumerate(per_panel):
@@ -418,7 +481,13 @@ def _position_figures(results: dict, budget: Budget) -> list[Figure]:
         {
             "label": f"panel {p['panel']} ({p['n_in_range']})",
             "method": "update",
-            "args": [{"visible": [o == j for o in owner]}],
+            "args": [
+                {"visible": [o == j for o in owner]},
+                {
+                    "xaxis.range": _panel_axes(p)["xaxis"]["range"],
+                    "yaxis.range": _panel_axes(p)["yaxis"]["range"],
+                },
+            ],
         }
         for j, p in enumerate(panels)
     ]
@@ -431,8 +500,8 @@ def _position_figures(results: dict, budget: Budget) -> list[Figure]:
                 title.format(f"{len(panels)} panels: choose one"),
                 "x (pixels, fast axis)",
                 "y (pixels, slow axis)",
-                yaxis=yaxis,
                 updatemenus=menu,
+                **_panel_axes(panels[0]),
             ),
             "; ".join(sorted(notes)),
             height=560,
@@ -452,7 +521,10 @@ def _shell_figure(shells: dict, budget: Budget) -> Figure:
     n_all, n_strong = block_sum(shells["n_all"], k), block_sum(shells["n_strong"], k)
     d_edges = as_float(shells.get("d_edges") or [None] * (len(shells["n_all"]) + 1))
     d_edges = coarse_edges(d_edges, k)
-    labels = [f"{a:.2f}–{b:.2f} Å" for a, b in zip(d_edges[:-1].tolist(), d_edges[1:].tolist())]
+    labels = [
+        f"{a:.2f}–{b:.2f} Å" if math.isfinite(a) and math.isfinite(b) else f"shell {i + 1}"
+        for i, (a, b) in enumerate(zip(d_edges[:-1].tolist(), d_edges[1:].tolist()))
+    ]
     with np.errstate(invalid="ignore", divide="ignore"):
         fraction = np.where(n_all > 0, n_strong / np.where(n_all > 0, n_all, 1), np.nan)
     traces = [
@@ -501,12 +573,14 @@ def strong_reflection_positions(document: dict, budget: Budget) -> Content:
     for key in ("orientation", "plot_view", "d_rule", "unassigned_rows"):
         if results.get(key):
             content.notes.append(f"{key.replace('_', ' ')}: {results[key]}")
-    for f in (document.get("selection") or {}).get("files") or []:
+    for f in records((document.get("selection") or {}).get("per_file"), budget.list_items):
         if f.get("fallback"):
             content.notes.append(f"{f.get('path')}: {f['fallback']}")
     content.figures = _position_figures(results, budget)
     shells = results.get("resolution_shells")
-    if shells:
+    if shells and not sum(shells["n_all"]):
+        content.notes.append("Resolution shells: no selected reflection has a resolution.")
+    elif shells:
         content.figures.append(_shell_figure(shells, budget))
         d = shells.get("d_edges") or [None] * (len(shells["n_all"]) + 1)
         rows = [
@@ -531,21 +605,20 @@ def strong_reflection_positions(document: dict, budget: Budget) -> Content:
         )
     else:
         content.notes.append("No resolution shells (no geometry and no d column).")
-    groups = results.get("per_experiment") or []
-    if len(groups) > budget.overlay:
-        labels = [g["experiment"]["label"] for g in groups]
-        values = [g.get("strong_fraction") for g in groups]
+    groups = results.get("per_experiment")
+    labels = group_labels(groups)
+    if len(labels) > budget.overlay:
         content.figures.append(
             _per_group_figure(
-                "Strong fraction per experiment", labels, values, "strong fraction", budget
+                "Strong fraction per experiment",
+                labels,
+                group_column(groups, "strong_fraction"),
+                "strong fraction",
+                budget,
             )
         )
-    rows = [
-        [g["experiment"]["label"]]
-        + [fmt(g.get(k)) for k in ("n_selected", "n_strong", "strong_fraction", "median_d_strong")]
-        for g in groups
-    ]
-    rows, note = bounded_rows(rows, budget.table_rows, "experiments")
+    names = ("n_selected", "n_strong", "strong_fraction", "median_d_strong")
+    rows, note = _group_rows(groups, labels, names, budget)
     content.tables.append(
         Table(
             "Per experiment",

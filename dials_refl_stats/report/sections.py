@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from dials_refl_stats.report.generic import generic
-from dials_refl_stats.report.model import Budget, Content, Table, fmt, size_text
+from dials_refl_stats.report.model import Budget, Content, Table, fmt, records, size_text
 from dials_refl_stats.report.thin import bounded_json
 
 
@@ -62,9 +62,35 @@ def not_computed(statistic: str, reason: str) -> dict:
     return {"program": statistic, "not_computed": reason}
 
 
-def _inputs_table(inputs: dict, budget: Budget) -> Table:
+def _input_files(inputs: dict) -> tuple[list[dict], list[str], int]:
+    """``(reflection file rows, experiment paths, n_experiments)`` from either layout:
+    column arrays (``inputs.reflections.paths``...) or a list of per-file objects."""
     reflections = inputs.get("reflections") or []
     experiments = inputs.get("experiments") or []
+    if isinstance(reflections, dict):
+        files = records(
+            {
+                "path": reflections.get("paths") or [],
+                "size_bytes": reflections.get("size_bytes") or [],
+                "rows": reflections.get("rows") or [],
+                "reader": reflections.get("reader") or [],
+                "identifiers": reflections.get("n_identifiers") or [],
+            }
+        )
+    else:
+        files = [{**r, "identifiers": len(r.get("identifiers") or {})} for r in reflections]
+    if isinstance(experiments, dict):
+        n_experiments = experiments.get("n_experiments", 0)
+        experiments = list(experiments.get("paths") or [])
+    else:
+        n_experiments = inputs.get("n_experiments", 0)
+        experiments = [e.get("path") for e in experiments]
+    return files, experiments, n_experiments
+
+
+def _inputs_table(inputs: dict, budget: Budget) -> Table:
+    files, experiments, n_experiments = _input_files(inputs)
+    limit = budget.list_items
     rows = [
         [
             "reflections",
@@ -72,23 +98,20 @@ def _inputs_table(inputs: dict, budget: Budget) -> Table:
             size_text(r.get("size_bytes")),
             fmt(r.get("rows")),
             fmt(r.get("reader")),
-            fmt(len(r.get("identifiers") or {})),
+            fmt(r.get("identifiers")),
         ]
-        for r in reflections[: budget.list_items]
+        for r in files[:limit]
     ]
-    rows += [
-        ["experiments", fmt(e.get("path")), "", "", "", ""]
-        for e in experiments[: budget.list_items]
-    ]
+    rows += [["experiments", fmt(path), "", "", "", ""] for path in experiments[:limit]]
     notes = []
-    for kind, items in (("reflection files", reflections), ("experiment files", experiments)):
-        if len(items) > budget.list_items:
-            notes.append(f"first {budget.list_items} of {len(items)} {kind} shown")
-    total = sum(int(r.get("size_bytes") or 0) for r in reflections)
-    n_rows = sum(int(r.get("rows") or 0) for r in reflections)
+    for kind, items in (("reflection files", files), ("experiment files", experiments)):
+        if len(items) > limit:
+            notes.append(f"first {limit} of {len(items)} {kind} shown")
+    total = sum(int(r.get("size_bytes") or 0) for r in files)
+    n_rows = sum(int(r.get("rows") or 0) for r in files)
     notes.append(
-        f"{len(reflections)} reflection file(s), {size_text(total)}, {n_rows} rows; "
-        f"{inputs.get('n_experiments', 0)} experiment(s)"
+        f"{len(files)} reflection file(s), {size_text(total)}, {n_rows} rows; "
+        f"{n_experiments} experiment(s)"
     )
     return Table(
         "Inputs",
@@ -99,7 +122,7 @@ def _inputs_table(inputs: dict, budget: Budget) -> Table:
     )
 
 
-def _selection(selection: dict) -> list[tuple[str, str]]:
+def _selection(selection: dict, limit: int) -> list[tuple[str, str]]:
     out = []
     if "n_selected" in selection and "n_rows" in selection:
         out.append(("selected rows", f"{selection['n_selected']} of {selection['n_rows']}"))
@@ -108,6 +131,19 @@ def _selection(selection: dict) -> list[tuple[str, str]]:
     for key in ("dials_equivalent", "rule_text", "fallback_rule"):
         if selection.get(key):
             out.append((key.replace("_", " "), fmt(selection[key])))
+    for key in ("fallbacks", "skipped"):
+        items = selection.get(key) or []
+        for item in items[:limit] if isinstance(items, list) else []:
+            where = item.get("path") or f"file {item.get('file_index')}"
+            flags = f" (uses {fmt(item['flags'])})" if item.get("flags") else ""
+            out.append(
+                (
+                    key[:-1] if key.endswith("s") else key,
+                    f"{where}{flags}: {fmt(item.get('reason'))}",
+                )
+            )
+        if isinstance(items, list) and len(items) > limit:
+            out.append((key, f"… {len(items) - limit} more files"))
     return out
 
 
@@ -115,8 +151,8 @@ def rerun_inputs(inputs: dict | None, limit: int) -> str:
     """The input paths of a document, shell-quoted, for the rerun hint (at most ``limit``)."""
     if not isinstance(inputs, dict):
         return ""
-    paths = [e.get("path", "") for e in inputs.get("experiments") or []]
-    paths += [r.get("path", "") for r in inputs.get("reflections") or []]
+    files, experiments, _ = _input_files(inputs)
+    paths = experiments + [r.get("path", "") for r in files]
     shown = " ".join(shlex.quote(str(p)) for p in paths[:limit])
     return shown + (f" … ({len(paths) - limit} more)" if len(paths) > limit else "")
 
@@ -163,7 +199,7 @@ def build_section(document: dict, index: int, budget: Budget) -> Section:
         status=status,
         content=content,
         meta=_meta(document),
-        selection=_selection(selection) if isinstance(selection, dict) else [],
+        selection=_selection(selection, budget.list_items) if isinstance(selection, dict) else [],
         inputs=_inputs_table(document["inputs"], budget)
         if isinstance(document.get("inputs"), dict)
         else None,
