@@ -392,12 +392,15 @@ def fuzz(
     plot_every: int = 25,
     keep_dir: Path | None = None,
     on_failure: str = "collect",
+    setups: list[Setup] | None = None,
 ) -> tuple[Counter, list[Failure], list[Setup]]:
-    """Run ``iterations`` cases spread over every program; returns outcome counts,
-    the failures, and the (program, file) setups used."""
+    """Run ``iterations`` cases spread over every program (round robin over
+    ``setups``, found by :func:`find_setups` unless given); returns outcome counts,
+    the failures, and the setups used."""
     programs = discover_programs()
-    files = [Path(f) for f in (files or DEFAULT_FILES)]
-    setups = find_setups(programs, files, scratch)
+    if setups is None:
+        files = [Path(f) for f in (files or DEFAULT_FILES)]
+        setups = find_setups(programs, files, scratch)
     mutators = {path: Mutator(path) for path in {s.source for s in setups}}
     rng = np.random.default_rng(seed)
     stats: Counter = Counter()

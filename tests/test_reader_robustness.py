@@ -8,7 +8,11 @@ is ``benchmarks/fuzz_reader.py --iterations N``.
 from __future__ import annotations
 
 import importlib.util
+import pickle
+import re
 import struct
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +26,7 @@ from dials_refl_stats.reader import (
     read_reflections,
     shoebox_mask_counts,
 )
+from dials_refl_stats.reflections import ReflectionLoadError, open_reflection_file
 
 SOURCE = data_path("sim_small/indexed.refl")
 RAW = SOURCE.read_bytes()
@@ -50,7 +55,7 @@ def expect_error(tmp_path: Path, blob: bytes, pattern: str, name: str = "bad.ref
             call()
         msg = str(err.value)
         assert "\n" not in msg and msg.startswith(f"{name}: "), msg
-        assert __import__("re").search(pattern, msg), msg
+        assert re.search(pattern, msg), msg
     return path
 
 
@@ -216,3 +221,200 @@ def test_random_bytes_are_unknown(tmp_path):
         path.write_bytes(blob)
         with pytest.raises(ReflectionFileError):
             read_reflections(path)
+
+
+# --- errors found after a file was opened, as the programs see them ---------------------
+
+
+def _source(path, backend="fast"):
+    return open_reflection_file(str(path), backend)
+
+
+def _write(tmp_path: Path, blob: bytes, name: str = "bad.refl") -> Path:
+    path = tmp_path / name
+    path.write_bytes(blob)
+    return path
+
+
+def _set_int32(column: str, row: int, index: int, value: int, width: int = 1) -> bytes:
+    """The source file with element ``index`` of ``row`` of an int32 column set."""
+    blob = bytearray(RAW)
+    struct.pack_into("<i", blob, LAYOUT.columns[column].offset + 4 * (row * width + index), value)
+    return bytes(blob)
+
+
+class SubError(ReflectionLoadError):
+    """A subclass, as the pipeline defines them (must pickle as itself)."""
+
+
+def test_a_shoebox_error_found_after_opening_is_a_load_error(tmp_path):
+    path = _write(tmp_path, patched(FIRST_RECORD + 4 * 2, "<i", -5))  # row 0: x1 < x0
+    source = _source(path)
+    assert source.column("flags").shape == (LAYOUT.nrows,)  # the header and columns read
+    with pytest.raises(ReflectionLoadError) as err:
+        source.shoebox_mask_counts(4)
+    assert re.fullmatch(
+        rf"{re.escape(str(path))}: column 'shoebox': row 0: invalid bounding box \[\d+, -5, .*\]",
+        str(err.value),
+    )
+
+
+def test_load_error_prints_as_one_sorry_line_without_traceback(tmp_path):
+    path = _write(tmp_path, patched(FIRST_RECORD + 28, "<B", 7))
+    code = (
+        "from dials_refl_stats.reflections import open_reflection_file;"
+        f"open_reflection_file({str(path)!r}).shoebox_mask_counts(4)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr == f"Sorry: {path}: column 'shoebox': row 0: invalid shoebox flag 7\n"
+
+
+def test_load_error_is_a_sorry_and_pickles():
+    from dials_refl_stats.pipeline.errors import Sorry
+
+    error = ReflectionLoadError("x.refl: bad")
+    assert isinstance(error, Sorry)
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is ReflectionLoadError and str(again) == "x.refl: bad"
+    assert type(pickle.loads(pickle.dumps(SubError("y.refl: worse")))) is SubError
+
+
+@pytest.mark.parametrize("backend", ["fast", "dials"])
+def test_ids_below_minus_one_or_unknown_are_errors(tmp_path, backend):
+    assert LAYOUT.identifiers == {0: LAYOUT.identifiers[0]}
+    for value, pattern in [
+        (-7, r"column 'id': row 3 has invalid experiment id -7$"),
+        (5, r"column 'id': row 3 has experiment id 5, which is not among the file's 1 "),
+        (2**31 - 1, r"column 'id': row 3 has experiment id 2147483647, which is not"),
+    ]:
+        path = _write(tmp_path, _set_int32("id", 3, 0, value), f"id{value}.refl")
+        with pytest.raises(ReflectionLoadError, match=pattern):
+            _source(path, backend).column("id")
+
+
+@pytest.mark.parametrize("backend", ["fast", "dials"])
+def test_ids_without_identifiers_only_need_to_be_at_least_minus_one(tmp_path, backend):
+    src = data_path("centroid_test_data/integrated.refl")
+    raw = src.read_bytes()
+    layout = read_layout(src)
+    assert layout.identifiers == {}
+    blob = bytearray(raw)
+    struct.pack_into("<i", blob, layout.columns["id"].offset + 4 * 10, 5)
+    path = _write(tmp_path, bytes(blob), "five.refl")
+    assert _source(path, backend).column("id")[10] == 5
+    struct.pack_into("<i", blob, layout.columns["id"].offset + 4 * 10, -2)
+    path = _write(tmp_path, bytes(blob), "minus2.refl")
+    with pytest.raises(ReflectionLoadError, match="row 10 has invalid experiment id -2"):
+        _source(path, backend).column("id")
+
+
+@pytest.mark.parametrize("backend", ["fast", "dials"])
+def test_inverted_bbox_column_is_an_error(tmp_path, backend):
+    x0 = int(read_reflections(SOURCE, columns=["bbox"]).columns["bbox"][2, 0])
+    path = _write(tmp_path, _set_int32("bbox", 2, 1, x0 - 1, width=6))
+    with pytest.raises(ReflectionLoadError, match=r"column 'bbox': row 2 has an invalid bounding"):
+        _source(path, backend).column("bbox")
+
+
+def test_dials_backend_never_sees_impossible_shoebox_sizes(tmp_path):
+    """DIALS 3.12's from_file crashes (SIGSEGV) on a shoebox record whose bbox needs
+    more bytes than the column holds: the fast reader checks the records first."""
+    path = _write(tmp_path, patched(FIRST_RECORD + 4 * 6, "<i", 2**31 - 1))  # z1 huge
+    with pytest.raises(ReflectionLoadError, match=r"column 'shoebox': truncated file \(row 0 "):
+        _source(path, "dials")
+
+
+def _msgpack_table(nrows: int) -> bytes:
+    """A msgpack reflection table without columns (written by hand)."""
+    magic = b"dials::af::reflection_table"
+    return (
+        b"\x93\xbb"
+        + magic
+        + b"\x01\x83\xabidentifiers\x80\xa5nrows\xcf"
+        + struct.pack(">Q", nrows)
+        + b"\xa4data\x80"
+    )
+
+
+def test_huge_nrows_without_columns_is_an_error(tmp_path):
+    assert read_layout(_write(tmp_path, _msgpack_table(3), "three.refl")).nrows == 3
+    path = _write(tmp_path, _msgpack_table(2**40), "huge.refl")
+    with pytest.raises(ReflectionFileError, match="implausible nrows 1099511627776"):
+        read_layout(path)
+
+
+def test_memory_errors_become_reader_errors():
+    from dials_refl_stats import reader
+
+    with pytest.raises(ReflectionFileError, match="^x.refl: corrupt reflection file .*memory"):
+        reader._guarded("x.refl", np.empty, 1 << 62, np.uint8)
+
+
+# --- HDF5 tables that are inconsistent -------------------------------------------------
+
+
+def _h5(tmp_path: Path, edit) -> Path:
+    """The sim_small table as a DIALS-layout HDF5 file, with ``edit(group)`` applied."""
+    h5py = pytest.importorskip("h5py")
+    from test_reader import _write_dials_h5
+
+    path = tmp_path / "table.refl"
+    _write_dials_h5(SOURCE, path)
+    with h5py.File(path, "r+") as fh:
+        edit(fh["dials/processing/group_0"])
+    return path
+
+
+def _replace(group, name, data):
+    del group[name]
+    group.create_dataset(name, data=data)
+
+
+@pytest.mark.parametrize(
+    "edit, pattern",
+    [
+        (lambda g: _replace(g, "flags", g["flags"][:-1]), r"has 1513 rows, table has 1514"),
+        (lambda g: _replace(g, "flags", np.uint64(4)), r"column 'flags' is a scalar"),
+        (
+            lambda g: _replace(g["shoebox"], "panel", g["shoebox/panel"][:-1]),
+            r"1513 panels for 1514 bounding boxes",
+        ),
+        (
+            lambda g: _replace(g["shoebox"], "shoebox_mask", g["shoebox/shoebox_mask"][:-1]),
+            r"pixel arrays .* do not match the bounding boxes",
+        ),
+        (
+            lambda g: _replace(
+                g["shoebox"], "bbox", np.where(np.arange(6) == 1, -9, g["shoebox/bbox"][()])
+            ),
+            r"HDF5 shoebox: row 0: invalid bounding box \[\d+, -9,",
+        ),
+        (
+            lambda g: _replace(g["shoebox"], "bbox", g["shoebox/bbox"][()][:, :3]),
+            r"HDF5 shoebox: bbox of shape \(1514, 3\), not \(n, 6\)",
+        ),
+    ],
+)
+def test_inconsistent_hdf5_tables_are_errors(tmp_path, edit, pattern):
+    path = _h5(tmp_path, edit)
+    with pytest.raises(ReflectionFileError, match=pattern):
+        read_reflections(path, shoebox="full")
+
+
+def test_hdf5_shape_beyond_the_file_allocates_nothing(tmp_path):
+    import tracemalloc
+
+    def huge(group):
+        del group["flags"]
+        group.create_dataset("flags", shape=(2**40,), dtype="<u8", chunks=(1024,))
+
+    path = _h5(tmp_path, huge)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ReflectionFileError, match=r"column 'flags' claims \d+ bytes"):
+            read_reflections(path, columns=["flags"])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20
