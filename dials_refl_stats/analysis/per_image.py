@@ -186,7 +186,7 @@ class PerImageStatistic(Statistic):
     def partial(self, chunk: Chunk) -> ImagePartial:
         columns = chunk.columns
         flags = np.asarray(columns["flags"], dtype=np.int64)
-        group = chunk.file.group_keys(columns["id"])
+        group = chunk.file.group_keys(columns["id"], fold_unassigned=True)
         frame = image_frames(columns, flags)
         selected = chunk.selected
         n = flags.size

@@ -46,10 +46,18 @@ class FileInfo:
     experiment_of_id: dict[int, int] = field(default_factory=dict)
     #: why the file cannot be read (``input.on_error=skip``: it is skipped)
     problem: str | None = None
+    #: the experiment id whose images rows with ``id`` -1 are on (one sweep), if known
+    unassigned_id: int | None = None
 
-    def group_keys(self, ids: np.ndarray) -> np.ndarray:
-        """A run-wide key for each row's (file, id): sorts by file, then id."""
+    def group_keys(self, ids: np.ndarray, fold_unassigned: bool = False) -> np.ndarray:
+        """A run-wide key for each row's (file, id): sorts by file, then id.
+
+        ``fold_unassigned``: rows with ``id`` -1 (e.g. spots that were not indexed) count
+        with :attr:`unassigned_id`'s experiment, when the file has one sweep.
+        """
         ids = np.asarray(ids, dtype=np.int64)
+        if fold_unassigned and self.unassigned_id is not None:
+            ids = np.where(ids < 0, self.unassigned_id, ids)
         return (np.int64(self.index) << ID_BITS) | (ids + 1)
 
 

@@ -136,6 +136,22 @@ def experiment_of_id(
     return {e.index: e.index for e in experiments}
 
 
+def one_sweep_id(
+    identifiers: dict[int, str], mapping: dict[int, int], experiments: list[ExperimentInfo]
+) -> int | None:
+    """The id whose images unassigned rows (``id`` -1) are on: the file's only experiment,
+    or, with experiments, the first of several sharing one scan (multiple lattices)."""
+    ids = sorted(mapping) if mapping else sorted(identifiers)
+    if not ids:
+        return None
+    if len(ids) == 1:
+        return ids[0]
+    scans = {experiments[mapping[i]].image_range for i in ids} if mapping else set()
+    if len(scans) == 1 and None not in scans:
+        return ids[0]
+    return None
+
+
 def open_files(
     paths: Sequence[str],
     reader: str,
@@ -157,12 +173,14 @@ def open_files(
             opened.append(OpenedFile(info, frozenset(), size, reader))
             continue
         identifiers = dict(source.identifiers)
+        mapping = experiment_of_id(path, identifiers, experiments, len(paths))
         info = FileInfo(
             index=index,
             path=path,
             nrows=source.nrows,
             identifiers=identifiers,
-            experiment_of_id=experiment_of_id(path, identifiers, experiments, len(paths)),
+            experiment_of_id=mapping,
+            unassigned_id=one_sweep_id(identifiers, mapping, experiments),
         )
         opened.append(OpenedFile(info, source.column_names, os.path.getsize(path), source.backend))
     return opened

@@ -1,0 +1,150 @@
+"""dials.per_image_statistics against DIALS: dials.spot_counts_per_image and the flex API."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+from conftest import data_path
+from test_programs_common import run_inprocess
+
+PROGRAM = "per_image_statistics"
+
+
+def run_ours(tmp_path, *args) -> dict:
+    code, _, err = run_inprocess(PROGRAM, [*map(str, args), "output.plot=None"], tmp_path)
+    assert code == 0, err
+    return json.loads((tmp_path / f"{PROGRAM}.json").read_text())
+
+
+def spot_counts_per_image(tmp_path, expt, refl) -> dict:
+    from dials.command_line import spot_counts_per_image as dials_program
+
+    here = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        dials_program.run([str(expt), str(refl), "json=spc.json"])
+    finally:
+        os.chdir(here)
+    return json.loads((tmp_path / "spc.json").read_text())
+
+
+@pytest.mark.parametrize(
+    "expt,refl",
+    [
+        ("sim_small/imported.expt", "sim_small/strong.refl"),
+        ("ssx_CuNiR/imported_no_ref_5.expt", "ssx_CuNiR/strong_5.refl"),
+    ],
+)
+def test_equals_dials_spot_counts_per_image(tmp_path, expt, refl):
+    expected = spot_counts_per_image(tmp_path, data_path(expt), data_path(refl))
+    ours = run_ours(tmp_path, data_path(expt), data_path(refl))["results"]["per_image"]
+    names = {"n_spots_total": "n_strong", "total_intensity": "total_intensity_no_ice"}
+    for key, values in expected.items():
+        mine = ours[names.get(key, key)]
+        assert len(mine) == len(values), key
+        for a, b in zip(mine, values):
+            if isinstance(b, int):
+                assert a == b, key
+            else:
+                # our JSON keeps 6 significant digits
+                assert a == pytest.approx(b, rel=1e-5, abs=1e-9), key
+
+
+def flex_per_image(path, mask_code: int = 4):
+    """Per floor(z) of xyzobs: strong, indexed, total I, sizes, written plainly with flex."""
+    from dials.array_family import flex
+
+    table = flex.reflection_table.from_file(str(path))
+    z = flex.floor(table["xyzobs.px.value"].parts()[2])
+    result = {}
+    for frame in sorted(set(z)):
+        rows = table.select(z == frame)
+        strong = rows.select(rows.get_flags(rows.flags.strong))
+        result[int(frame)] = {
+            "n_strong": len(strong),
+            "n_indexed": strong.get_flags(strong.flags.indexed).count(True),
+            "total": flex.sum(strong["intensity.sum.value"]),
+            "intensities": list(strong["intensity.sum.value"]),
+            "sizes": list(strong["shoebox"].count_mask_values(mask_code)),
+        }
+    return result
+
+
+def test_counts_sizes_and_intensities_match_flex(tmp_path):
+    expt, refl = data_path("sim_small/indexed.expt"), data_path("sim_small/indexed.refl")
+    document = run_ours(tmp_path, expt, refl)
+    table = document["results"]["per_image"]
+    expected = flex_per_image(refl)
+    assert table["numbering"] == ["image_number"] * len(table["image"])
+    by_image = {image: i for i, image in enumerate(table["image"])}
+    for frame, want in expected.items():
+        i = by_image[frame + 1]  # image number = floor(z) + 1
+        assert table["n_strong"][i] == want["n_strong"]
+        assert table["n_indexed"][i] == want["n_indexed"]
+        assert table["fraction_indexed"][i] == pytest.approx(want["n_indexed"] / want["n_strong"])
+        assert table["total_intensity"][i] == pytest.approx(want["total"], rel=1e-6)
+        assert table["median_spot_size"][i] == np.median(want["sizes"])
+        exact = np.median(want["intensities"])
+        assert abs(table["median_intensity"][i] - exact) <= 0.0101 * abs(exact)
+    assert document["results"]["overall"]["n_strong"] == sum(
+        w["n_strong"] for w in expected.values()
+    )
+
+
+def test_isigma_histogram_counts_every_selected_spot(tmp_path):
+    document = run_ours(tmp_path, data_path("sim_small/indexed.refl"))
+    results = document["results"]
+    counts = np.asarray(results["isigma"]["counts"])
+    assert counts.shape == (results["n_images"], len(results["isigma"]["labels"]))
+    assert counts.sum(axis=1).tolist() == results["per_image"]["n_selected"]
+
+
+def test_stills_rates_and_unit_cells(tmp_path):
+    from dxtbx.model.experiment_list import ExperimentListFactory
+
+    expt = data_path("ssx_CuNiR/indexed.expt")
+    document = run_ours(tmp_path, expt, data_path("ssx_CuNiR/indexed.refl"), "hit.min_spots=70")
+    results = document["results"]
+    stills = results["stills"]
+    table = results["per_image"]
+    assert table["numbering"] == ["still"] * 5 and table["image"] == [0, 1, 2, 3, 4]
+    hits = [n >= 70 for n in table["n_strong"]]
+    assert stills["n_hits"] == sum(hits) and stills["hit_rate"] == pytest.approx(sum(hits) / 5)
+    assert stills["n_indexed_images"] == sum(n > 0 for n in table["n_indexed"])
+    experiments = ExperimentListFactory.from_json_file(str(expt), check_format=False)
+    cells = [e.crystal.get_unit_cell().parameters() for e in experiments]
+    assert stills["unit_cells"]["n_crystals"] == len(cells)
+    a = stills["unit_cells"]["a"]
+    assert sum(a["counts"]) == len(cells)
+    assert a["mean"] == pytest.approx(np.mean([c[0] for c in cells]), rel=1e-5)
+    assert len(stills["sliding"]["hit_rate"]) == 5
+
+
+def test_long_series_are_binned_and_say_so(tmp_path):
+    refl = data_path("sim_small/indexed.refl")
+    whole = run_ours(tmp_path, refl)["results"]
+    binned = run_ours(tmp_path, refl, "output.max_images=10")["results"]
+    assert whole["binned"] is None and whole["n_images"] == 20
+    assert binned["binned"]["images_per_bin"] == 2 and binned["binned"]["n_bins"] == 10
+    assert len(binned["per_image"]["n_strong"]) == 10
+    assert sum(binned["per_image"]["n_strong"]) == sum(whole["per_image"]["n_strong"])
+    pairs = np.asarray(whole["per_image"]["n_strong"]).reshape(10, 2).sum(axis=1)
+    assert binned["per_image"]["n_strong"] == pairs.tolist()
+
+
+def test_integrated_table_counts_integrated_rows(tmp_path):
+    from dials.array_family import flex
+
+    refl = data_path("sim_small/integrated.refl")
+    document = run_ours(tmp_path, data_path("sim_small/integrated.expt"), refl)
+    table = flex.reflection_table.from_file(str(refl))
+    overall = document["results"]["overall"]
+    assert overall["n_rows"] == table.size()
+    assert overall["n_integrated_sum"] == table.get_flags(table.flags.integrated_sum).count(True)
+    assert overall["n_integrated_prf"] == table.get_flags(table.flags.integrated_prf).count(True)
+    assert overall["n_strong"] == table.get_flags(table.flags.strong).count(True)
+    assert not math.isnan(overall["total_intensity"])
