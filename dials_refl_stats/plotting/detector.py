@@ -24,6 +24,7 @@ from dials_refl_stats.plotting.style import (
     colour_of,
     density_counts,
     display_title,
+    light_cmap,
     log_norm,
     masked,
     point_style,
@@ -277,7 +278,7 @@ def _bounds(view: ScatterView, xy: np.ndarray) -> tuple[float, float, float, flo
     return float(x0), float(max(x1, x0 + 1)), float(y0), float(max(y1, y0 + 1))
 
 
-def _density(axes, xy, bounds, cmap: str, vmax: float | None = None, alpha: float = 1.0):
+def _density(axes, xy, bounds, cmap, vmax: float | None = None, alpha: float = 1.0):
     """A log-colour 2D histogram image of ``xy`` over ``bounds``; returns the image."""
     x0, x1, y0, y1 = bounds
     long = max(x1 - x0, y1 - y0)
@@ -303,7 +304,7 @@ def _draw_points(axes, view: ScatterView, all_xy, strong_xy, strong_exp, strong_
     big = len(all_xy) > DENSITY_THRESHOLD
     if len(all_xy):
         if big:
-            images.append(_density(axes, all_xy, bounds, "Greys"))
+            images.append(_density(axes, all_xy, bounds, light_cmap()))
             axes.plot([], [], "s", color="0.6", label=f"all selected ({len(all_xy)}, density)")
         else:
             axes.scatter(
@@ -318,7 +319,7 @@ def _draw_points(axes, view: ScatterView, all_xy, strong_xy, strong_exp, strong_
     if not len(strong_xy):
         return images
     if len(strong_xy) > DENSITY_THRESHOLD:
-        images.append(_density(axes, strong_xy, bounds, "Reds", alpha=0.9))
+        images.append(_density(axes, strong_xy, bounds, light_cmap("Reds", 0.4, 1.0), alpha=0.9))
         axes.plot([], [], "s", color="tab:red", label=f"strong: {strong_label} (density)")
         return images
     style = point_style(len(strong_xy))
@@ -433,9 +434,17 @@ def draw_positions(axes, view: ScatterView, strong_label: str) -> None:
     if axes.get_legend_handles_labels()[0]:
         axes.legend(fontsize=7, loc="upper right", markerscale=2, framealpha=0.8)
     if images:
-        axes.figure.colorbar(images[0], ax=axes, label="reflections per cell", shrink=0.6, pad=0.01)
+        colour_axes = axes.inset_axes((1.01, 0.25, 0.015, 0.5))
+        axes.figure.colorbar(images[0], cax=colour_axes, label="reflections per cell")
     note = view.note + (f"; {view.extent_note}" if view.extent_note else "")
-    axes.text(0.0, -0.12, note, transform=axes.transAxes, fontsize=7, va="top", wrap=True)
+    axes.text(
+        0.0,
+        -0.09,
+        display_title(note, width=125),
+        transform=axes.transAxes,
+        fontsize=7,
+        va="top",
+    )
 
 
 def _grid_shape(sizes: dict, n: int) -> tuple[int, int]:
@@ -489,7 +498,7 @@ def draw_panel_grid(cell, view: ScatterView, strong_label: str) -> list:
             None if strong_exp is None else strong_exp[strong_start[index] : strong_end[index]]
         )
         if big_all and len(mine_all):
-            _density(axes, mine_all, bounds, "Greys")
+            _density(axes, mine_all, bounds, light_cmap())
         elif len(mine_all):
             axes.scatter(
                 mine_all[:, 0],
@@ -500,7 +509,7 @@ def draw_panel_grid(cell, view: ScatterView, strong_label: str) -> list:
                 **{**point_style(len(view.all_xy)), "alpha": 1.0},
             )
         if big_strong and len(mine_strong):
-            _density(axes, mine_strong, bounds, "Reds", alpha=0.9)
+            _density(axes, mine_strong, bounds, light_cmap("Reds", 0.4, 1.0), alpha=0.9)
         elif len(mine_strong):
             n_colours = _experiment_colours(view)
             colours = (
@@ -656,9 +665,10 @@ def strong_positions_figure(
         figure.suptitle(display_title(title, width=130), fontsize=11)
         save(figure, path, format_from or path)
         return figure
-    figure, (left, right) = new_figure(
-        1, 2, figsize=(14, 7), gridspec_kw={"width_ratios": [1.4, 1]}, constrained_layout=True
-    )
+    # a fixed layout: constrained layout doubles the drawing time
+    figure, _ = new_figure(0, figsize=(14, 7), constrained_layout=False)
+    left = figure.add_axes((0.055, 0.14, 0.49, 0.74))
+    right = figure.add_axes((0.655, 0.1, 0.325, 0.7))
     draw_positions(left, view, strong_label)
     left.set_title("Positions on the detector", fontsize=10)
     draw_shells(right, shells)

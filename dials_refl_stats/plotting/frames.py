@@ -23,6 +23,7 @@ from dials_refl_stats.plotting.style import (
     density_counts,
     display_title,
     integer_axis,
+    light_cmap,
     log_norm,
     masked,
     short_label,
@@ -186,7 +187,7 @@ def _draw_points(top, series: Sequence[SeriesPoints], colours: dict[str, str], c
             10.0 ** np.linspace(*y_range, 151),
             masked(counts),
             norm=log_norm(counts.max()),
-            cmap="Greys",
+            cmap=light_cmap(),
             rasterized=True,
             zorder=1,
         )
@@ -213,7 +214,7 @@ def _draw_panel(figure, column_axes, panel: Panel, colours: dict[str, str], xlab
     n_points = sum(int(s.intensity.size) for s in series)
     factor = display_factor(series)
     binned_series = [binned(s, factor) for s in series]
-    top.set_title(display_title(panel.title, width=70), fontsize=10)
+    top.set_title(display_title(panel.title, width=PANEL_TITLE_WIDTH), fontsize=10)
     limits = _x_limits(panel, binned_series)
     for ax in (top, middle, bottom):
         integer_axis(ax.xaxis)
@@ -286,9 +287,8 @@ def _draw_panel(figure, column_axes, panel: Panel, colours: dict[str, str], xlab
         bbox={"facecolor": "white", "alpha": 0.75, "edgecolor": "none"},
     )
     if mesh is not None:
-        figure.colorbar(
-            mesh, ax=list(column_axes), label="points per cell (top)", pad=0.01, fraction=0.03
-        )
+        colour_axes = top.inset_axes((1.01, 0.1, 0.02, 0.8))
+        figure.colorbar(mesh, cax=colour_axes, label="points per cell")
     if top.get_legend_handles_labels()[0]:
         top.legend(fontsize=7, loc="lower right", framealpha=0.7)
     unit = "frame" if width == 1 else f"{width} frames"
@@ -296,6 +296,31 @@ def _draw_panel(figure, column_axes, panel: Panel, colours: dict[str, str], xlab
     middle.set_ylim(bottom=0)
     bottom.axhline(0, color="0.7", lw=0.5)
     bottom.set_ylabel("Mean I/sigma")
+
+
+PANEL_TITLE_WIDTH = 70
+
+
+def _margins(n_columns: int, title: str, panels: Sequence[Panel]) -> dict:
+    """Gridspec margins in figure fractions for a 7 x 8.5 inch column (inches fixed:
+    0.9 left, 0.9 between columns and on the right for a colour bar, room above for
+    the wrapped titles)."""
+    width, height = 7.0 * n_columns, 8.5
+    title_lines = title.count("\n") + 1
+    panel_lines = max(
+        (display_title(p.title, width=PANEL_TITLE_WIDTH).count("\n") + 1 for p in panels),
+        default=1,
+    )
+    top_inches = 0.25 + 0.22 * title_lines + 0.2 * panel_lines
+    axes_width = (width - 1.8 - 1.8 * (n_columns - 1)) / n_columns
+    return {
+        "left": 0.9 / width,
+        "right": 1 - 0.9 / width,
+        "top": 1 - top_inches / height,
+        "bottom": 0.6 / height,
+        "wspace": 1.8 / axes_width,
+        "hspace": 0.1,
+    }
 
 
 def intensity_per_frame_figure(
@@ -314,14 +339,15 @@ def intensity_per_frame_figure(
     Colours follow the series labels, the same in every column.
     """
     n_columns = max(1, len(panels))
+    title = display_title(title, width=40 + 60 * n_columns)
     figure, axes = new_figure(
         3,
         n_columns,
         figsize=(7 * n_columns, 8.5),
         sharex="col",
         squeeze=False,
-        gridspec_kw={"height_ratios": [2.2, 0.8, 1]},
-        constrained_layout=True,
+        gridspec_kw={"height_ratios": [2.2, 0.8, 1], **_margins(n_columns, title, panels)},
+        constrained_layout=False,  # fixed margins: constrained layout doubles the time
     )
     colours = colours_by_label([s.label for p in panels for s in p.series])
     for column, panel in enumerate(panels):
@@ -329,6 +355,6 @@ def intensity_per_frame_figure(
     if not panels:
         for ax in axes[:, 0]:
             write_no_data(ax)
-    figure.suptitle(display_title(title, width=100), fontsize=11)
+    figure.suptitle(title, fontsize=11)
     save(figure, path, format_from or path)
     return figure

@@ -12,6 +12,7 @@ Rules that keep a plot readable whatever the data:
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import textwrap
@@ -111,6 +112,15 @@ def log_norm(vmax: float):
     from matplotlib.colors import LogNorm
 
     return LogNorm(vmin=1.0, vmax=max(float(vmax), 2.0))
+
+
+@functools.lru_cache(maxsize=None)
+def light_cmap(name: str = "Greys", low: float = 0.2, high: float = 0.75):
+    """Part of colour map ``name``: dense cells stay light enough for markers on top."""
+    from matplotlib import colormaps
+    from matplotlib.colors import ListedColormap
+
+    return ListedColormap(colormaps[name](np.linspace(low, high, 128)), name=f"{name}_light")
 
 
 def masked(counts: np.ndarray) -> np.ma.MaskedArray:
