@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -68,3 +70,75 @@ def clean_logging():
             if handler not in before[name]:
                 logger.removeHandler(handler)
                 handler.close()
+
+
+class ProgramResult(NamedTuple):
+    """One in-process run of a program: what a shell would see, and its JSON."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    document: dict | None
+
+
+#: Loggers ``dials.util.log.config`` adds handlers to (the pipeline must remove them).
+DIALS_LOGGERS = ("dials", "dxtbx", "py.warnings")
+
+
+def _json_target(program: str, args: list[str]) -> str | None:
+    """The JSON file a command line names (last ``json=``/``output.json=`` wins)."""
+    target = f"{program}.json"
+    for argument in args:
+        name, _, value = argument.partition("=")
+        if name in ("json", "output.json"):
+            target = value
+    return None if target in ("None", "") else target
+
+
+@pytest.fixture
+def run_inprocess(tmp_path, monkeypatch, capsys):
+    """``run_inprocess(program, *args, cwd=tmp_path) -> (exit_code, stdout, stderr, document)``.
+
+    Calls ``dials_refl_stats.command_line.<program>.run(args)`` in this process, in
+    ``cwd``, as the console script would run it: a ``Sorry`` is exit code 1 with
+    ``Sorry: ...`` on stderr (printed by the same ``sys.excepthook`` that libtbx installs
+    for the console script), ``SystemExit`` its code. The JSON document (validated
+    against its schema) is returned on success. Checks that the run leaves no logging
+    handlers behind on the DIALS loggers (the pipeline removes them itself).
+    """
+    import importlib
+
+    from dials.util import Sorry
+
+    from dials_refl_stats.schemas import validate
+
+    def call(program: str, *args, cwd: Path | None = None) -> ProgramResult:
+        module = importlib.import_module(f"dials_refl_stats.command_line.{program}")
+        arguments = [str(a) for a in args]
+        directory = Path(cwd) if cwd is not None else tmp_path
+        monkeypatch.chdir(directory)
+        before = {n: list(logging.getLogger(n).handlers) for n in DIALS_LOGGERS}
+        capsys.readouterr()
+        code = 0
+        try:
+            module.run(arguments)
+        except Sorry as error:
+            sys.excepthook(type(error), error, error.__traceback__)
+            code = 1
+        except SystemExit as error:
+            if isinstance(error.code, str):
+                print(error.code, file=sys.stderr)
+                code = 1
+            else:
+                code = error.code or 0
+        captured = capsys.readouterr()
+        after = {n: list(logging.getLogger(n).handlers) for n in DIALS_LOGGERS}
+        assert after == before, "the run left logging handlers behind"
+        document = None
+        target = _json_target(program, arguments)
+        if code == 0 and target and (directory / target).exists():
+            document = json.loads((directory / target).read_text())
+            validate(document)
+        return ProgramResult(code, captured.out, captured.err, document)
+
+    return call
