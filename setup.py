@@ -12,6 +12,7 @@ PROGRAMS = [
     "intensity_per_frame",
     "strong_reflection_positions",
     "per_image_statistics",
+    "refl_stats",
 ]
 
 setup(
@@ -25,10 +26,15 @@ setup(
     packages=find_packages(exclude=["tests", "tests.*", "benchmarks"]),
     include_package_data=True,
     package_data={
-        "dials_refl_stats": ["data/*/*.refl", "data/*/*.expt", "schemas/*.json"],
+        "dials_refl_stats": ["data/*/*.refl", "data/*/*.expt", "schemas/*.json", "report/*.j2"],
     },
-    install_requires=["numpy", "matplotlib"],
-    extras_require={"test": ["pytest", "jsonschema"], "hdf5": ["h5py"]},
+    install_requires=["numpy", "matplotlib", "jinja2", "plotly"],
+    extras_require={
+        "test": ["pytest", "jsonschema"],
+        "hdf5": ["h5py"],
+        "dask": ["dask[bag]", "distributed"],
+        "jobqueue": ["dask[bag]", "distributed", "dask-jobqueue"],
+    },
     entry_points={
         "console_scripts": [
             f"dials.{name} = dials_refl_stats.command_line.{name}:run" for name in PROGRAMS

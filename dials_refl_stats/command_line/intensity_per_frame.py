@@ -411,6 +411,10 @@ def empty_rows(statistic: SelectedRows, run: Run) -> FileRows:
     )
 
 
+#: The program, for dials.refl_stats (which runs every program's statistic in one pass).
+PROGRAM_CLASS = IntensityPerFrame
+
+
 @dials.util.show_mail_handle_errors()
 def run(args=None, *, phil=phil_scope) -> None:
     run_program(IntensityPerFrame(), args, phil, help_message)

@@ -294,6 +294,10 @@ def crystal_cells(experiments) -> np.ndarray:
     return np.array(cells, dtype=np.float64).reshape(-1, 6)
 
 
+#: The program, for dials.refl_stats (which runs every program's statistic in one pass).
+PROGRAM_CLASS = PerImageStatistics
+
+
 @dials.util.show_mail_handle_errors()
 def run(args=None, *, phil=phil_scope) -> None:
     run_program(PerImageStatistics(), args, phil, help_message)

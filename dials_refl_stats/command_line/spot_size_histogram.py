@@ -275,6 +275,10 @@ def describe_size_definition(sources, mask_bits, code: int) -> dict:
     return definition
 
 
+#: The program, for dials.refl_stats (which runs every program's statistic in one pass).
+PROGRAM_CLASS = SpotSizeHistogram
+
+
 @dials.util.show_mail_handle_errors()
 def run(args=None, *, phil=phil_scope) -> None:
     run_program(SpotSizeHistogram(), args, phil, help_message)

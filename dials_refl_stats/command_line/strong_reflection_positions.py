@@ -414,6 +414,10 @@ class StrongReflectionPositions(Program):
         )
 
 
+#: The program, for dials.refl_stats (which runs every program's statistic in one pass).
+PROGRAM_CLASS = StrongReflectionPositions
+
+
 @dials.util.show_mail_handle_errors()
 def run(args=None, *, phil=phil_scope) -> None:
     run_program(StrongReflectionPositions(), args, phil, help_message)

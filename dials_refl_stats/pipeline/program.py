@@ -117,6 +117,13 @@ class Program(ABC):
     def plot(self, final: Any, run: Run, path: str) -> None:
         """Draw the plot into ``path`` (format from ``params.output.plot``)."""
 
+    def write_files(self, outputs: OutputFiles, final: Any, run: Run, document: dict) -> None:
+        """Write the plot and the JSON document to the run's temporary output files."""
+        if "plot" in outputs.targets:
+            self.plot(final, run, outputs.temporary("plot"))
+        if "json" in outputs.targets:
+            write_json(outputs.temporary("json"), document, atomic=False)
+
 
 def describe_selection(run: Run, reduced: RunPartial) -> dict:
     """Flags, counts, per-file columns, fallbacks and skipped files."""
@@ -145,6 +152,20 @@ def describe_selection(run: Run, reduced: RunPartial) -> dict:
             for r in skipped
         ],
     }
+
+
+def build_document(name: str, run: Run, *, selection: dict, results: Any) -> dict:
+    """The JSON document of program ``name`` (the shared envelope around ``results``)."""
+    return make_document(
+        program=f"dials.{name}",
+        dials_version=dials_version(),
+        inputs=describe_inputs(
+            run.files, run.invocation.experiment_paths, len(run.experiment_infos)
+        ),
+        parameters=parameters_record(run.invocation),
+        selection=selection,
+        results=results,
+    )
 
 
 def dials_version() -> str | None:
@@ -203,18 +224,13 @@ def run_program(program: Program, args: Sequence[str] | None, phil, help_message
         log_files(program, run, reduced)
         final = program.finalize(statistic.finalize(reduced.partial), run)
         program.log_results(final, run)
-        document = make_document(
-            program=f"dials.{program.name}",
-            dials_version=dials_version(),
-            inputs=describe_inputs(files, invocation.experiment_paths, len(infos)),
-            parameters=parameters_record(invocation),
+        document = build_document(
+            program.name,
+            run,
             selection=program.selection_record(final, run, reduced),
             results=program.results(final, run),
         )
-        if "plot" in outputs.targets:
-            program.plot(final, run, outputs.temporary("plot"))
-        if "json" in outputs.targets:
-            write_json(outputs.temporary("json"), document, atomic=False)
+        program.write_files(outputs, final, run, document)
         program.logger.info(program.summary_line(final, run))
 
 

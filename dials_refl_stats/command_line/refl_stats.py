@@ -1,0 +1,215 @@
+"""dials.refl_stats: every statistic of the suite in one pass, and one HTML report."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, replace
+from typing import Any
+
+import dials.util
+import libtbx.phil
+
+from dials_refl_stats.pipeline.combined import CombinedStatistic, Member
+from dials_refl_stats.pipeline.errors import Sorry
+from dials_refl_stats.pipeline.execute import RunPartial
+from dials_refl_stats.pipeline.phil import INPUT_PHIL
+from dials_refl_stats.pipeline.program import Program, Run, build_document, run_program
+
+PROGRAM = "refl_stats"
+
+#: The statistics of the suite (program modules), in report order.
+MEMBERS = (
+    "per_image_statistics",
+    "spot_size_histogram",
+    "intensity_per_frame",
+    "strong_reflection_positions",
+)
+
+help_message = """
+Every statistic of dials_refl_stats that the inputs allow, in one pass that reads each
+reflection file once: per-image statistics, spot sizes, intensity per frame and strong
+reflection positions. Writes refl_stats.json (each statistic's selection and results in
+the same form as its own program's JSON, inside the shared envelope) and
+refl_stats.html: one self-contained, interactive report that opens offline, with one
+section per statistic (plots, tables, summary line, inputs, and the parameters as a
+rerunnable phil file). Statistics the inputs cannot support are listed with the reason.
+
+Each statistic keeps its own parameters under its program's name, so one phil file
+configures the whole suite, e.g. spot_size_histogram.histogram.n_slots=50 or
+per_image_statistics.hit.min_spots=20.
+
+Examples::
+
+  dials.refl_stats integrated.expt integrated.refl
+
+  dials.refl_stats indexed.expt indexed.refl spot_size_histogram.histogram.data_max=Auto
+
+  dials.refl_stats 'ssx/integrated_*.refl' mp.nproc=4 output.prefix=run12
+"""
+
+
+def member_module(name: str):
+    return importlib.import_module(f"dials_refl_stats.command_line.{name}")
+
+
+def member_phil(name: str) -> str:
+    """A member program's phil scope (without the run-wide input and mp scopes)."""
+    objects = [o for o in member_module(name).phil_scope.objects if o.name not in ("input", "mp")]
+    body = "".join(o.as_str(attributes_level=2) for o in objects)
+    return f'{name}\n  .help = "Parameters of dials.{name}."\n{{\n{body}}}\n'
+
+
+phil_scope = libtbx.phil.parse(
+    """
+output
+{
+  prefix = refl_stats
+    .type = str
+    .help = "Output names: <prefix>.json, <prefix>.html and dials.<prefix>.log."
+  log = None
+    .type = path
+    .help = "Log file (default dials.<prefix>.log)."
+  json = None
+    .type = path
+    .help = "JSON file (default <prefix>.json)."
+  html = None
+    .type = path
+    .help = "HTML report (default <prefix>.html). None with prefix=None: no report."
+}
+"""
+    + INPUT_PHIL
+    + "".join(member_phil(name) for name in MEMBERS)
+)
+
+
+@dataclass
+class MemberRun:
+    """One member program and its view of the run."""
+
+    name: str
+    program: Program
+    run: Run
+
+
+class ReflStats(Program):
+    name = PROGRAM
+    usage = "dials.refl_stats [options] [integrated.expt] integrated.refl"
+
+    def output_targets(self, params) -> dict[str, str | None]:
+        output = params.output
+        prefix = output.prefix or PROGRAM
+        if any(c in prefix for c in "/\\") and not os.path.isdir(os.path.dirname(prefix) or "."):
+            raise Sorry(f"output.prefix={prefix}: directory does not exist")
+        return {
+            "log": output.log or f"dials.{prefix}.log",
+            "json": output.json or f"{prefix}.json",
+            "html": output.html or f"{prefix}.html",
+        }
+
+    def validate(self, params) -> None:
+        self.programs = {}
+        for name in MEMBERS:
+            program = getattr(member_module(name), "PROGRAM_CLASS")()
+            program.validate(getattr(params, name))
+            self.programs[name] = program
+
+    def selection_plan(self, params):
+        return self.programs["spot_size_histogram"].selection_plan(params.spot_size_histogram)
+
+    def check_file(self, opened, params) -> None:
+        """Members that cannot read a file are left out (with the reason), not failed."""
+        self.left_out = getattr(self, "left_out", {})
+        for name, program in self.programs.items():
+            if name in self.left_out:
+                continue
+            try:
+                program.check_file(opened, getattr(params, name))
+            except Sorry as error:
+                self.left_out[name] = str(error)
+
+    def statistic(self, run: Run) -> CombinedStatistic:
+        self.left_out = getattr(self, "left_out", {})
+        self.members: dict[str, MemberRun] = {}
+        statistics = {}
+        for name, program in self.programs.items():
+            if name in self.left_out:
+                continue
+            params = getattr(run.params, name)
+            member_run = replace(run, params=params, plan=program.selection_plan(params))
+            try:
+                statistics[name] = Member(program.statistic(member_run), member_run.plan)
+            except Sorry as error:
+                self.left_out[name] = str(error)
+                continue
+            self.members[name] = MemberRun(name, program, member_run)
+        if not statistics:
+            reasons = "; ".join(f"{k}: {v}" for k, v in self.left_out.items())
+            raise Sorry(f"no statistic can be computed from these inputs ({reasons})")
+        code = statistics.get("spot_size_histogram") or statistics.get("per_image_statistics")
+        return CombinedStatistic(statistics, code.statistic.shoebox_code if code else None)
+
+    def finalize(self, finals: dict, run: Run) -> dict[str, tuple[Any, RunPartial]]:
+        out = {}
+        for name, (final, records) in finals.items():
+            member = self.members[name]
+            member.run.records = records
+            out[name] = (member.program.finalize(final, member.run), RunPartial(None, records))
+        return out
+
+    def results(self, finals: dict, run: Run) -> dict:
+        return {
+            "statistics": {
+                name: {
+                    "program": f"dials.{name}",
+                    "selection": self.members[name].program.selection_record(
+                        final, self.members[name].run, reduced
+                    ),
+                    "results": self.members[name].program.results(final, self.members[name].run),
+                }
+                for name, (final, reduced) in finals.items()
+            },
+            "not_computed": [
+                {"statistic": name, "reason": reason} for name, reason in self.left_out.items()
+            ],
+        }
+
+    def log_results(self, finals: dict, run: Run) -> None:
+        for name, (final, _) in finals.items():
+            member = self.members[name]
+            member.program.log_results(final, member.run)
+            self.logger.info(member.program.summary_line(final, member.run))
+        for name, reason in self.left_out.items():
+            self.logger.warning("dials.%s not computed: %s", name, reason)
+
+    def summary_line(self, finals: dict, run: Run) -> str:
+        computed = ",".join(finals) or "none"
+        left_out = ",".join(self.left_out) or "none"
+        return f"Statistics: computed={computed} not_computed={left_out}"
+
+    def write_files(self, outputs, finals: dict, run: Run, document: dict) -> None:
+        from dials_refl_stats.output import write_json
+        from dials_refl_stats.report import not_computed, render_report
+
+        if "json" in outputs.targets:
+            write_json(outputs.temporary("json"), document, atomic=False)
+        if "html" in outputs.targets:
+            documents = []
+            for name, entry in document["results"]["statistics"].items():
+                member = build_document(
+                    name, run, selection=entry["selection"], results=entry["results"]
+                )
+                member["parameters"] = document["parameters"]
+                documents.append(member)
+            documents += [
+                not_computed(f"dials.{e['statistic']}", e["reason"])
+                for e in document["results"]["not_computed"]
+            ]
+            html = render_report(documents, title=f"DIALS reflection statistics: {run.title}")
+            with open(outputs.temporary("html"), "w", encoding="utf-8") as handle:
+                handle.write(html)
+
+
+@dials.util.show_mail_handle_errors()
+def run(args=None, *, phil=phil_scope) -> None:
+    run_program(ReflStats(), args, phil, help_message)

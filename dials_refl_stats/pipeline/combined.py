@@ -1,0 +1,81 @@
+"""Several statistics in one pass: each file is read once, every statistic sees its rows.
+
+:class:`CombinedStatistic` is itself a statistic: it reads the union of the columns its
+members need, applies each member's own flag selection (with the shared fallback rule)
+to each chunk, and keeps one partial, plus per-file selection counts, per member.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from dials_refl_stats.analysis.statistic import Chunk, Statistic
+from dials_refl_stats.pipeline.execute import FileRecord, SelectionPlan
+
+
+@dataclass
+class Member:
+    statistic: Statistic
+    plan: SelectionPlan
+
+
+@dataclass
+class CombinedPartial:
+    partials: dict[str, Any]
+    records: dict[str, list[FileRecord]] = field(default_factory=dict)
+
+
+class CombinedStatistic(Statistic):
+    """The members' statistics side by side (their partials merge independently)."""
+
+    name = "combined"
+
+    def __init__(self, members: dict[str, Member], shoebox_code: int | None = None):
+        self.members = members
+        self.shoebox_code = shoebox_code
+
+    def columns(self, available: frozenset[str]) -> tuple[str, ...]:
+        wanted: dict[str, None] = {}
+        for member in self.members.values():
+            wanted.update(dict.fromkeys(member.statistic.columns(available)))
+        return tuple(wanted)
+
+    def partial(self, chunk: Chunk) -> CombinedPartial:
+        flags = chunk.columns["flags"]
+        partials, records = {}, {}
+        for name, member in self.members.items():
+            selection, reason = member.plan.for_file(flags)
+            selected = selection.apply(flags)
+            mine = Chunk(chunk.file, chunk.start, chunk.columns, selected)
+            partials[name] = member.statistic.partial(mine)
+            records[name] = [
+                FileRecord(
+                    chunk.file.index, chunk.n_rows, int(selected.sum()), selection.names, reason
+                )
+            ]
+        return CombinedPartial(partials, records)
+
+    def merge(self, first: CombinedPartial, second: CombinedPartial) -> CombinedPartial:
+        return CombinedPartial(
+            {
+                name: member.statistic.merge_all(
+                    [first.partials.get(name), second.partials.get(name)]
+                )
+                for name, member in self.members.items()
+            },
+            {
+                name: first.records.get(name, []) + second.records.get(name, [])
+                for name in self.members
+            },
+        )
+
+    def finalize(self, partial: CombinedPartial | None) -> dict[str, tuple[Any, list[FileRecord]]]:
+        partial = partial or CombinedPartial({}, {})
+        return {
+            name: (
+                member.statistic.finalize(partial.partials.get(name)),
+                sorted(partial.records.get(name, []), key=lambda r: r.index),
+            )
+            for name, member in self.members.items()
+        }
