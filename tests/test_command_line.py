@@ -81,8 +81,24 @@ def test_phil_file_is_read_the_same_way(tmp_path):
 
 @pytest.mark.parametrize(
     "extra",
-    [[EXPT], ["-c"], ["n_slots=abc"], ["no_such_parameter=1"], ["missing.refl"]],
-    ids=["experiments", "show-config", "bad value", "unknown parameter", "missing file"],
+    [
+        [EXPT],
+        [f"input.experiments={EXPT}"],
+        ["-c"],
+        ["--foo"],
+        ["n_slots=abc"],
+        ["no_such_parameter=1"],
+        ["missing.refl"],
+    ],
+    ids=[
+        "experiments",
+        "input.experiments",
+        "show-config",
+        "unknown option",
+        "bad value",
+        "unknown parameter",
+        "missing file",
+    ],
 )
 def test_anything_else_goes_to_dials(extra):
     from dials_refl_stats.pipeline.arguments import parse_phil_only
@@ -119,10 +135,15 @@ def test_phil_only_run_does_not_import_dxtbx_models(tmp_path):
 
 
 def test_both_paths_give_the_same_json(tmp_path):
-    quick_dir, full_dir = tmp_path / "quick", tmp_path / "full"
-    quick_dir.mkdir()
-    full_dir.mkdir()
+    quick_dir, full_dir, named_dir = tmp_path / "quick", tmp_path / "full", tmp_path / "named"
+    for directory in (quick_dir, full_dir, named_dir):
+        directory.mkdir()
     assert run_program("spot_size_histogram", REFL, "n_slots=20", cwd=quick_dir).returncode == 0
+    # The reflection file named by a phil parameter, as DIALS programs accept it.
+    proc = run_program(
+        "spot_size_histogram", f"input.reflections={REFL}", "n_slots=20", cwd=named_dir
+    )
+    assert proc.returncode == 0, proc.stderr
     # "--phil" is an option, so this command line goes through DIALS's parser.
     phil = tmp_path / "p.phil"
     phil.write_text("n_slots=20\n")
@@ -130,5 +151,68 @@ def test_both_paths_give_the_same_json(tmp_path):
     assert proc.returncode == 0, proc.stderr
     quick = json.loads((quick_dir / "spot_size_histogram.json").read_text())
     full = json.loads((full_dir / "spot_size_histogram.json").read_text())
+    named = json.loads((named_dir / "spot_size_histogram.json").read_text())
     assert quick["parameters"]["effective_phil"] == full["parameters"]["effective_phil"]
-    assert quick["results"] == full["results"]
+    assert quick["results"] == full["results"] == named["results"]
+    assert named["parameters"] == quick["parameters"]
+
+
+@pytest.mark.parametrize(
+    "name,content,extra,message",
+    [
+        ("unknown.phil", "histogram.n_slots = 5\nhistogram.bins = 3\n", [], "not recognised: "),
+        ("broken.phil", "histogram {\n  n_slots = 5\n", [], 'no matching "}"'),
+        (None, None, ["--foo"], "--foo: unrecognised option"),
+    ],
+    ids=["unknown parameter in a phil file", "phil syntax error", "unknown option"],
+)
+def test_command_line_mistakes_are_one_sorry_line(tmp_path, name, content, extra, message):
+    """What the user sees: one ``Sorry`` line saying what is wrong, no traceback."""
+    args = list(extra)
+    if name:
+        (tmp_path / name).write_text(content)
+        args.append(name)
+    proc = run_program("spot_size_histogram", REFL, *args, cwd=tmp_path)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Sorry: "), proc.stderr
+    assert message in lines[0] and (name or "--foo") in lines[0]
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_dials_path_invocations_keep_their_own_parameters():
+    """A later parse through DIALS's (reused) parser does not change an earlier result."""
+    from dials.util import Sorry
+
+    from dials_refl_stats.pipeline.arguments import parameters_record, parse_command_line
+
+    phil = _phil_scope("spot_size_histogram")
+    first = parse_command_line([EXPT, REFL, "n_slots=10"], phil, "usage", "")
+    record = parameters_record(first)
+    with pytest.raises(Sorry, match="Unknown command line parameter"):
+        parse_command_line([EXPT, REFL, "zzz=1"], phil, "usage", "")
+    second = parse_command_line([EXPT, REFL, "n_slots=30"], phil, "usage", "")
+    assert second.parser is not first.parser
+    assert parameters_record(first) == record
+    assert "n_slots = 10" in first.parser.diff_phil.as_str()
+    assert "n_slots = 30" in second.parser.diff_phil.as_str()
+
+
+def test_record_names_the_experiments_for_a_rerun(tmp_path):
+    """The effective phil keeps input.experiments (not the reflection files): saved as a
+    phil file, it reruns with the reflections alone; the experiments named again are
+    read once."""
+    from dials_refl_stats.pipeline.arguments import parameters_record, parse_command_line
+
+    phil = _phil_scope("spot_size_histogram")
+    first = parse_command_line([EXPT, REFL, "n_slots=10"], phil, "usage", "")
+    record = parameters_record(first)["effective_phil"]
+    assert EXPT in record and REFL not in record
+    saved = tmp_path / "rerun.phil"
+    saved.write_text(record)
+    for args in ([REFL, str(saved)], [EXPT, REFL, str(saved)]):
+        again = parse_command_line(args, phil, "usage", "")
+        assert again.experiment_paths == [EXPT]
+        assert len(again.experiments) == len(first.experiments) == 1
+        assert again.params.histogram.n_slots == 10
+        assert parameters_record(again)["effective_phil"] == record
