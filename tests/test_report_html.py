@@ -99,6 +99,10 @@ def report(tmp_path_factory):
         "hostile": ("spot_size_histogram", [hostile]),
         # 10^5 histogram slots: the document alone is bigger than the whole report may be.
         "huge": ("spot_size_histogram", [small / "indexed.refl", "n_slots=100000"]),
+        "per_image": (
+            "per_image_statistics",
+            [small / "integrated.expt", small / "integrated.refl"],
+        ),
     }
     assert list(cases) == ORDER[: len(cases)]
     documents = {name: _run(program, args, name, work) for name, (program, args) in cases.items()}
@@ -129,6 +133,7 @@ ORDER = [
     "stills_positions",
     "hostile",
     "huge",
+    "per_image",
     "generic",
     "not_computed",
 ]
@@ -223,9 +228,13 @@ def test_stills(report):
 
 def test_unknown_program_and_not_computed(report):
     _, _, _, page = report
+    per_image = _section(page.dom, "per_image")  # generic until it has a builder
+    assert 'class="main-svg"' in per_image and "<table>" in per_image
     generic = _section(page.dom, "generic")
     assert 'data-status="generic"' in generic
-    assert "per_frame" in generic and "<table>" in generic  # its column tables found
+    # Its column tables (per_frame, nested in lists) were found, tabulated and plotted.
+    assert "results.intensities[0].series[0].per_frame" in generic and "<table>" in generic
+    assert 'class="main-svg"' in generic
     skipped = _section(page.dom, "not_computed")
     assert 'data-status="not computed"' in skipped and "no images in the input" in skipped
 

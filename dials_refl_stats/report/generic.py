@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
+import numpy as np
+
 from dials_refl_stats.report.figures import Figure, layout, lines, scale_buttons
 from dials_refl_stats.report.model import Budget, Content, Table, fmt
 from dials_refl_stats.report.thin import as_float, plain, stride
 
 #: Column names taken as the x axis of a column table, in order of preference.
 X_NAMES = ("image_number", "image", "frame", "frame_first", "experiment", "index", "id")
+
+#: Columns that identify rows (not plotted as values).
+ID_NAMES = ("experiment", "experiment_index", "id", "file_index", "index", "panel")
 
 MAX_TABLES = 4
 MAX_SUMMARY = 30
@@ -30,13 +35,13 @@ def scalars(results: Any, prefix: str = "", depth: int = 2) -> Iterator[tuple[st
         return
     for key, value in results.items():
         name = f"{prefix}{key}"
-        if isinstance(value, (int, float, bool)) or (isinstance(value, str) and len(value) < 80):
+        if isinstance(value, (int, float, bool)) or (isinstance(value, str) and len(value) < 40):
             yield name, value
         elif isinstance(value, dict) and depth > 1:
             yield from scalars(value, f"{name}.", depth - 1)
 
 
-def column_tables(value: Any, path: str = "results", depth: int = 4) -> Iterator[tuple[str, dict]]:
+def column_tables(value: Any, path: str = "results", depth: int = 7) -> Iterator[tuple[str, dict]]:
     """``(path, {column: list})`` for dicts holding 2+ equal-length lists of numbers."""
     if depth < 0:
         return
@@ -70,11 +75,15 @@ def column_figure(path: str, columns: dict, budget: Budget) -> Figure:
     keep = stride(n, budget.points)
     x_name = _x_column(columns)
     x = as_float(columns[x_name])[keep] if x_name else keep.astype(float)
-    traces = []
-    for i, (name, values) in enumerate(c for c in columns.items() if c[0] != x_name):
-        trace = lines(plain(x), plain(as_float(values)[keep]), name, i)
-        if i > 0:
+    traces, shown = [], False
+    plotted = [(k, v) for k, v in columns.items() if k != x_name and k not in ID_NAMES]
+    for i, (name, values) in enumerate(plotted):
+        y = as_float(values)[keep]
+        trace = lines(plain(x), plain(y), name, i)
+        varies = np.unique(y[np.isfinite(y)]).size > 1
+        if shown or not varies:
             trace["visible"] = "legendonly"
+        shown = shown or varies
         traces.append(trace)
     note = f"every {keep[1] - keep[0]}-th of {n} rows shown" if len(keep) < n else ""
     return Figure(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import re
 import secrets
 from dataclasses import dataclass
 from typing import Sequence
@@ -23,9 +22,6 @@ from dials_refl_stats.output import atomic_path
 from dials_refl_stats.report import programs  # noqa: F401 - registers the builders
 from dials_refl_stats.report.model import Budget
 from dials_refl_stats.report.sections import Section, build_section
-
-#: Table cells shown right-aligned: numbers (with a unit), dashes and ranges of numbers.
-NUMERIC = re.compile(r"[-+]?[0-9][0-9.,eE+\-–]*( ?(%|B|kB|MB|GB|TB|Å))?|–|")
 
 #: Upper bound of a report's size in bytes, plotly.js included.
 MAX_BYTES = 6_000_000
@@ -62,7 +58,6 @@ def _template() -> jinja2.Template:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    environment.tests["numeric"] = lambda value: bool(NUMERIC.fullmatch(str(value)))
     return environment.get_template("template.html.j2")
 
 

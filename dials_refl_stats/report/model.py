@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -34,6 +35,10 @@ class Budget:
         )
 
 
+#: Cells shown right-aligned: numbers (with a unit), ranges of numbers, dashes, blanks.
+NUMERIC = re.compile(r"[-+]?[0-9][0-9.,eE+\-–]*( ?(%|B|kB|MB|GB|TB|Å))?|–|")
+
+
 @dataclass
 class Table:
     """A table of already formatted cells; ``note`` says when rows were merged or left out."""
@@ -43,6 +48,14 @@ class Table:
     rows: list[list[str]]
     note: str = ""
     collapsed: bool = True
+
+    @property
+    def numeric(self) -> list[bool]:
+        """Per column: every cell is a number (right-aligned)."""
+        return [
+            all(NUMERIC.fullmatch(str(row[i])) for row in self.rows if i < len(row))
+            for i in range(len(self.columns))
+        ]
 
 
 @dataclass

@@ -456,26 +456,38 @@ def _position_figures(results: dict, budget: Budget) -> list[Figure]:
     panels = histograms["panels"]
     if not panels:
         return []
-    cells = budget.heatmap_cells // len(panels)
     beams = _beam_centres(results, budget)
-    figures = []
-    per_panel = [_panel_trace(p, cells, beams.get(p["panel"], []), budget) for p in panels]
     title = "Strong reflection positions ({})"
+    xtitle, ytitle = "x (pixels, fast axis)", "y (pixels, slow axis)"
+    figures = []
     if len(panels) <= 4:
-        for panel, (traces, note) in zip(panels, per_panel):
-            label = f"panel {panel['panel']}: {panel['n_in_range']} strong"
+        cells = budget.heatmap_cells // len(panels)
+        for panel in panels:
+            traces, note = _panel_trace(panel, cells, beams.get(panel["panel"], []), budget)
             extra = _panel_axes(panel)
             if not panel["n_in_range"]:
                 extra["annotations"] = [empty_note("no strong reflections on this panel")]
-            xtitle, ytitle = "x (pixels, fast axis)", "y (pixels, slow axis)"
+            label = f"panel {panel['panel']}: {panel['n_in_range']} strong"
             fig = layout(title.format(label), xtitle, ytitle, **extra)
             figures.append(Figure(traces, fig, note, height=600))
         return figures
-    traces, owner = [], []
-    for j, (panel_traces, _) in enumerate(per_panel):
-        for t in panel_traces:
-            t["visible"] = j == 0
-            traces.append(t)
+    return [_panel_menu_figure(panels, beams, budget), _panel_counts_figure(panels, budget)]
+
+
+def _panel_menu_figure(panels: list[dict], beams: dict, budget: Budget) -> Figure:
+    """One heatmap with a menu choosing the panel; at most ``4 * budget.overlay`` panels
+    (those with the most strong reflections), so the menu's size stays bounded."""
+    limit = 4 * budget.overlay
+    order = np.argsort([-p["n_in_range"] for p in panels], kind="stable")[:limit]
+    chosen = [panels[i] for i in sorted(order.tolist())]
+    cells = budget.heatmap_cells // len(chosen)
+    traces, owner, notes = [], [], set()
+    for j, panel in enumerate(chosen):
+        panel_traces, note = _panel_trace(panel, cells, beams.get(panel["panel"], []), budget)
+        notes.add(note)
+        for trace in panel_traces:
+            trace["visible"] = j == 0
+            traces.append(trace)
             owner.append(j)
     buttons = [
         {
@@ -489,31 +501,30 @@ def _position_figures(results: dict, budget: Budget) -> list[Figure]:
                 },
             ],
         }
-        for j, p in enumerate(panels)
+        for j, p in enumerate(chosen)
     ]
-    notes = {n for _, n in per_panel if n}
-    menu = [{"buttons": buttons, "x": 1.0, "xanchor": "right", "y": 1.12, "yanchor": "bottom"}]
-    figures.append(
-        Figure(
-            traces,
-            layout(
-                title.format(f"{len(panels)} panels: choose one"),
-                "x (pixels, fast axis)",
-                "y (pixels, slow axis)",
-                updatemenus=menu,
-                **_panel_axes(panels[0]),
-            ),
-            "; ".join(sorted(notes)),
-            height=560,
-        )
+    if len(chosen) < len(panels):
+        notes.add(f"{len(chosen)} of {len(panels)} panels (most strong reflections) in the menu")
+    menu = [{"buttons": buttons, "x": 1.0, "xanchor": "right", "y": 1.03, "yanchor": "bottom"}]
+    fig = layout(
+        f"Strong reflection positions ({len(panels)} panels: choose one)",
+        "x (pixels, fast axis)",
+        "y (pixels, slow axis)",
+        updatemenus=menu,
+        **_panel_axes(chosen[0]),
     )
-    figures.append(
-        Figure(
-            [bars([p["panel"] for p in panels], [p["n_in_range"] for p in panels], "strong", 0)],
-            layout("Strong reflections per panel", "panel", "strong reflections"),
-        )
+    return Figure(traces, fig, "; ".join(sorted(n for n in notes if n)), height=600)
+
+
+def _panel_counts_figure(panels: list[dict], budget: Budget) -> Figure:
+    keep = stride(len(panels), budget.points)
+    x = [panels[i]["panel"] for i in keep.tolist()]
+    y = [panels[i]["n_in_range"] for i in keep.tolist()]
+    note = (
+        f"every {keep[1] - keep[0]}-th of {len(panels)} panels" if len(keep) < len(panels) else ""
     )
-    return figures
+    fig = layout("Strong reflections per panel", "panel", "strong reflections")
+    return Figure([bars(x, y, "strong", 0)], fig, note)
 
 
 def _shell_figure(shells: dict, budget: Budget) -> Figure:
@@ -538,7 +549,8 @@ def _shell_figure(shells: dict, budget: Budget) -> Figure:
         "reflections",
         barmode="group",
         yaxis2={
-            "title": {"text": "strong fraction"},
+            "title": {"text": "strong fraction", "standoff": 12},
+            "automargin": True,
             "overlaying": "y",
             "side": "right",
             "rangemode": "tozero",

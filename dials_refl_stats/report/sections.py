@@ -13,6 +13,7 @@ Documents of programs without a builder, or whose builder fails, get :func:`gene
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -39,7 +40,11 @@ class Section:
     diff_phil: str | None = None
     json_view: str | None = None
     rerun_inputs: str = ""
+    phil_truncated: bool = False
 
+
+#: Longest parameter text shown (a rerunnable phil file is far shorter).
+PHIL_CHARS = 200_000
 
 Builder = Callable[[dict, Budget], Content]
 
@@ -122,7 +127,7 @@ def _inputs_table(inputs: dict, budget: Budget) -> Table:
     )
 
 
-def _selection(selection: dict, limit: int) -> list[tuple[str, str]]:
+def _selection(selection: dict, limit: int, paths: list[str]) -> list[tuple[str, str]]:
     out = []
     if "n_selected" in selection and "n_rows" in selection:
         out.append(("selected rows", f"{selection['n_selected']} of {selection['n_rows']}"))
@@ -134,7 +139,10 @@ def _selection(selection: dict, limit: int) -> list[tuple[str, str]]:
     for key in ("fallbacks", "skipped"):
         items = selection.get(key) or []
         for item in items[:limit] if isinstance(items, list) else []:
-            where = item.get("path") or f"file {item.get('file_index')}"
+            index = item.get("file_index")
+            where = item.get("path") or (
+                paths[index] if isinstance(index, int) and index < len(paths) else f"file {index}"
+            )
             flags = f" (uses {fmt(item['flags'])})" if item.get("flags") else ""
             out.append(
                 (
@@ -192,18 +200,27 @@ def build_section(document: dict, index: int, budget: Budget) -> Section:
     if status == "ok" and selection.get("n_selected") == 0:
         status = "empty"
     parameters = document.get("parameters") or {}
+    files, _, _ = _input_files(document.get("inputs") or {})
+    phil = parameters.get("effective_phil")
+    title = program
+    if files:
+        more = f" + {len(files) - 1} more" if len(files) > 1 else ""
+        title += f" · {os.path.basename(str(files[0].get('path', '')))}{more}"
     return Section(
         anchor=anchor,
-        title=program,
+        title=title,
         program=program,
         status=status,
         content=content,
         meta=_meta(document),
-        selection=_selection(selection, budget.list_items) if isinstance(selection, dict) else [],
+        selection=_selection(selection, budget.list_items, [str(f.get("path")) for f in files])
+        if isinstance(selection, dict)
+        else [],
         inputs=_inputs_table(document["inputs"], budget)
         if isinstance(document.get("inputs"), dict)
         else None,
-        effective_phil=parameters.get("effective_phil"),
+        effective_phil=phil if phil is None else phil[:PHIL_CHARS],
+        phil_truncated=phil is not None and len(phil) > PHIL_CHARS,
         diff_phil=parameters.get("diff_phil"),
         json_view=bounded_json(document.get("results"), budget.list_items, budget.json_chars),
         rerun_inputs=rerun_inputs(document.get("inputs"), budget.list_items),
