@@ -85,6 +85,14 @@ class ProgramResult(NamedTuple):
 DIALS_LOGGERS = ("dials", "dxtbx", "py.warnings")
 
 
+def run_handlers() -> dict[str, list[logging.Handler]]:
+    """Handlers of the DIALS loggers, except the ``NullHandler`` a library adds on import."""
+    return {
+        name: [h for h in logging.getLogger(name).handlers if type(h) is not logging.NullHandler]
+        for name in DIALS_LOGGERS
+    }
+
+
 def _json_target(program: str, args: list[str]) -> str | None:
     """The JSON file a command line names (last ``json=``/``output.json=`` wins)."""
     target = f"{program}.json"
@@ -117,7 +125,7 @@ def run_inprocess(tmp_path, monkeypatch, capsys):
         arguments = [str(a) for a in args]
         directory = Path(cwd) if cwd is not None else tmp_path
         monkeypatch.chdir(directory)
-        before = {n: list(logging.getLogger(n).handlers) for n in DIALS_LOGGERS}
+        before = run_handlers()
         capsys.readouterr()
         code = 0
         try:
@@ -132,8 +140,7 @@ def run_inprocess(tmp_path, monkeypatch, capsys):
             else:
                 code = error.code or 0
         captured = capsys.readouterr()
-        after = {n: list(logging.getLogger(n).handlers) for n in DIALS_LOGGERS}
-        assert after == before, "the run left logging handlers behind"
+        assert run_handlers() == before, "the run left logging handlers behind"
         document = None
         target = _json_target(program, arguments)
         if code == 0 and target and (directory / target).exists():

@@ -6,11 +6,11 @@ Real DIALS files, real DIALS (flex) for the independent reference computations.
 from __future__ import annotations
 
 import json
-import subprocess
+import re
 
 import numpy as np
 import pytest
-from conftest import data_path, needs_dials, program_path
+from conftest import data_path, needs_dials, run_program
 
 from dials_refl_stats.analysis.grouping import group_by_index, group_by_value
 from dials_refl_stats.analysis.intensity_per_frame import (
@@ -31,41 +31,51 @@ TWO = "sim_twoexp/integrated"
 SSX = "ssx_CuNiR/integrated"
 QUARTZ = "quartz_processed/integrated"
 CENTROID_REFL = "centroid_test_data/integrated.refl"
-OUTPUTS = ("dials.intensity_per_frame.log", "intensity_per_frame.json", "intensity_per_frame.png")
+PROGRAM = "intensity_per_frame"
+OUTPUTS = (f"dials.{PROGRAM}.log", f"{PROGRAM}.json", f"{PROGRAM}.png")
 
 
 def expt_refl(stem: str) -> list[str]:
     return [str(data_path(stem + ".expt")), str(data_path(stem + ".refl"))]
 
 
-def console_script() -> str:
-    return program_path("intensity_per_frame")
-
-
 @pytest.fixture
-def run_program(tmp_path, monkeypatch, clean_logging):
-    """Call ``run()`` in a fresh directory; return the validated JSON document."""
-    monkeypatch.chdir(tmp_path)
+def run_ok(run_inprocess):
+    """Run the program in-process (in ``tmp_path``); exit 0, nothing on stderr; the
+    validated JSON document."""
 
     def call(*args) -> dict:
-        from dials_refl_stats.command_line.intensity_per_frame import run
-
-        run([str(a) for a in args])
-        document = json.loads((tmp_path / "intensity_per_frame.json").read_text())
-        validate(document)
-        return document
+        result = run_inprocess(PROGRAM, *args)
+        assert result.exit_code == 0, result.stderr
+        assert result.stderr == ""
+        assert result.document is not None
+        return result.document
 
     return call
 
 
-def run_script(args, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [console_script(), *map(str, args)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+@pytest.fixture
+def run_sorry(run_inprocess, tmp_path):
+    """Run in-process in an empty directory: exit 1, one ``Sorry:`` line, no files."""
+
+    def call(*args) -> str:
+        work = tmp_path / "work"
+        work.mkdir(exist_ok=True)
+        result = run_inprocess(PROGRAM, *args, cwd=work)
+        assert result.exit_code == 1, result.stdout
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Sorry:"), result.stderr
+        assert "Traceback" not in result.stderr + result.stdout
+        assert list(work.iterdir()) == []
+        return lines[0]
+
+    return call
+
+
+def load_table(refl: str):
+    from dials.array_family import flex
+
+    return flex.reflection_table.from_file(str(refl))
 
 
 def seed(refl: str, variant: str = "integrated"):
@@ -238,9 +248,9 @@ def test_series_catalogue_without_experiments_numbers_by_floor_z():
 
 
 @needs_dials
-def test_seed_equivalent_run_selects_exactly_the_seed_rows(run_program):
+def test_seed_equivalent_run_selects_exactly_the_seed_rows(run_ok):
     expt, refl = expt_refl(SIM)
-    document = run_program(expt, refl, "selection.flags=integrated", "output.points=True")
+    document = run_ok(expt, refl, "selection.flags=integrated", "output.points=True")
     z, intensity, _ = seed(refl)
     block = intensity_block(document)
     points = block["points"]
@@ -267,9 +277,9 @@ def test_seed_equivalent_run_selects_exactly_the_seed_rows(run_program):
 
 
 @needs_dials
-def test_default_selection_is_per_intensity(run_program):
+def test_default_selection_is_per_intensity(run_ok):
     expt, refl = expt_refl(SIM)
-    document = run_program(expt, refl, "intensity.choice=sum+prf")
+    document = run_ok(expt, refl, "intensity.choice=sum+prf")
     from dials.array_family import flex
 
     table = flex.reflection_table.from_file(refl)
@@ -288,7 +298,7 @@ def test_default_selection_is_per_intensity(run_program):
 
 
 @needs_dials
-def test_scan_starting_at_image_zero(tmp_path, run_program):
+def test_scan_starting_at_image_zero(tmp_path, run_ok):
     """dials/dials#1153: images 0..19 have z in [-1, 19); image = floor(z) + 1."""
     from dials.array_family import flex
     from dxtbx.model.experiment_list import ExperimentListFactory
@@ -308,9 +318,9 @@ def test_scan_starting_at_image_zero(tmp_path, run_program):
     shifted_refl = tmp_path / "zero.refl"
     table.as_file(str(shifted_refl))
 
-    original = run_program(expt, refl, "intensity.choice=prf", "output.points=True")
+    original = run_ok(expt, refl, "intensity.choice=prf", "output.points=True")
     (tmp_path / "intensity_per_frame.json").unlink()
-    zero = run_program(shifted_expt, shifted_refl, "intensity.choice=prf", "output.points=True")
+    zero = run_ok(shifted_expt, shifted_refl, "intensity.choice=prf", "output.points=True")
     assert zero["results"]["series"][0]["image_range"] == [0, 19]
     before = intensity_block(original, "prf")
     after = intensity_block(zero, "prf")
@@ -330,9 +340,9 @@ def test_scan_starting_at_image_zero(tmp_path, run_program):
 
 
 @needs_dials
-def test_two_experiments_give_two_series(run_program):
+def test_two_experiments_give_two_series(run_ok):
     expt, refl = expt_refl(TWO)
-    document = run_program(expt, refl, "output.points=True")
+    document = run_ok(expt, refl, "output.points=True")
     from dials.array_family import flex
 
     table = flex.reflection_table.from_file(refl)
@@ -363,9 +373,9 @@ def test_two_experiments_give_two_series(run_program):
 
 
 @needs_dials
-def test_without_experiments_frames_are_floor_z_and_say_so(run_program, tmp_path):
+def test_without_experiments_frames_are_floor_z_and_say_so(run_ok, tmp_path):
     refl = str(data_path(CENTROID_REFL))
-    document = run_program(refl, "selection.flags=integrated", "output.points=True")
+    document = run_ok(refl, "selection.flags=integrated", "output.points=True")
     z, intensity, _ = seed(refl)
     block = intensity_block(document)
     assert document["results"]["frame_numbering"] == ["z_floor"]
@@ -377,9 +387,9 @@ def test_without_experiments_frames_are_floor_z_and_say_so(run_program, tmp_path
 
 
 @needs_dials
-def test_stills_one_frame_per_experiment_and_empty_prf_style_selection(run_program, tmp_path):
+def test_stills_one_frame_per_experiment_and_empty_prf_style_selection(run_ok, tmp_path):
     expt, refl = expt_refl(SSX)
-    document = run_program(expt, refl)
+    document = run_ok(expt, refl)
     block = intensity_block(document)
     assert document["results"]["frame_numbering"] == ["experiment_index"]
     (series,) = block["series"]
@@ -388,7 +398,7 @@ def test_stills_one_frame_per_experiment_and_empty_prf_style_selection(run_progr
     assert len(document["results"]["series"][0]["experiments"]) == 5
 
     (tmp_path / "intensity_per_frame.json").unlink()
-    empty = run_program(expt, refl, "selection.flags=integrated")
+    empty = run_ok(expt, refl, "selection.flags=integrated")
     assert empty["selection"]["n_selected"] == 0
     assert intensity_block(empty)["overall"]["n"] == 0
     assert intensity_block(empty)["series"] == []
@@ -398,9 +408,9 @@ def test_stills_one_frame_per_experiment_and_empty_prf_style_selection(run_progr
 
 
 @needs_dials
-def test_xyzobs_frames_and_bins(run_program):
+def test_xyzobs_frames_and_bins(run_ok):
     expt, refl = expt_refl(QUARTZ)
-    document = run_program(expt, refl, "frame.source=xyzobs", "bin_width=10")
+    document = run_ok(expt, refl, "frame.source=xyzobs", "bin_width=10")
     block = intensity_block(document)
     table = block["series"][0]["per_frame"]
     assert document["results"]["frame_source"] == "xyzobs.px.value"
@@ -411,9 +421,9 @@ def test_xyzobs_frames_and_bins(run_program):
 
 
 @needs_dials
-def test_phil_rerun_reproduces_the_results(run_program, tmp_path):
+def test_phil_rerun_reproduces_the_results(run_ok, tmp_path):
     expt, refl = expt_refl(SIM)
-    first = run_program(
+    first = run_ok(
         expt,
         refl,
         "intensity.choice=sum+prf",
@@ -424,9 +434,45 @@ def test_phil_rerun_reproduces_the_results(run_program, tmp_path):
     phil = tmp_path / "rerun.phil"
     phil.write_text(first["parameters"]["effective_phil"])
     (tmp_path / "intensity_per_frame.json").unlink()
-    second = run_program(expt, refl, phil)
+    second = run_ok(expt, refl, phil)
     assert second["results"] == first["results"]
     assert second["selection"] == first["selection"]
+
+
+# ---------------------------------------------------------------- selection fallback
+
+
+@needs_dials
+def test_tables_never_integrated_fall_back_to_strong(run_ok, tmp_path):
+    """The shared rule: selection.flags at its default, and no row of the file has any of
+    its bits (indexed.refl: nothing integrated yet): the file uses 'strong'."""
+    expt, refl = (str(data_path(f"sim_twoexp/indexed.{s}")) for s in ("expt", "refl"))
+    table = load_table(refl)
+    integrated = table.flags.integrated_sum | table.flags.integrated_prf
+    assert table.get_flags(integrated, all=False).count(True) == 0
+    strong = table.get_flags(table.flags.strong)
+    intensity = table["intensity.sum.value"].select(strong).as_numpy_array()
+
+    document = run_ok(expt, refl, "output.points=True")
+    selection = document["selection"]
+    assert selection["n_selected"] == strong.count(True) > 0
+    (fallback,) = selection["fallbacks"]
+    assert fallback["file_index"] == 0 and fallback["flags"] == ["strong"]
+    block = intensity_block(document)
+    assert block["overall"]["n"] == strong.count(True)
+    np.testing.assert_allclose(np.sort(block["points"]["intensity"]), np.sort(intensity), rtol=1e-5)
+
+    off = run_ok(expt, refl, "selection.fallback=False", "json=off.json")
+    assert off["selection"]["n_selected"] == 0 and off["selection"]["fallbacks"] == []
+
+
+@needs_dials
+def test_explicit_flags_never_fall_back(run_ok):
+    refl = str(data_path("sim_twoexp/indexed.refl"))
+    document = run_ok(refl, "selection.flags=integrated_sum", "frame.source=xyzobs")
+    assert document["selection"]["n_selected"] == 0
+    assert document["selection"]["fallbacks"] == []
+    assert document["selection"]["default_per_intensity"] is False
 
 
 # ---------------------------------------------------------------- command line
@@ -434,23 +480,40 @@ def test_phil_rerun_reproduces_the_results(run_program, tmp_path):
 
 @needs_dials
 def test_console_script_success(tmp_path):
-    result = run_script([*expt_refl(TWO), "intensity.choice=sum+prf"], tmp_path)
+    """End to end, in a subprocess: outputs, nothing on stderr, the summary lines."""
+    result = run_program(PROGRAM, *expt_refl(TWO), "intensity.choice=sum+prf", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(OUTPUTS)
     for name in OUTPUTS:
         assert (tmp_path / name).stat().st_size > 0
-    document = json.loads((tmp_path / "intensity_per_frame.json").read_text())
+    document = json.loads((tmp_path / f"{PROGRAM}.json").read_text())
     validate(document)
-    log = (tmp_path / "dials.intensity_per_frame.log").read_text()
-    assert "Intensity per frame [sum]: n=6926 frames=" in log
-    assert "Intensity per frame [prf]: n=5984 frames=" in log
+    table = load_table(expt_refl(TWO)[1])
+    n_sum = table.get_flags(table.flags.integrated_sum).count(True)
+    n_prf = table.get_flags(table.flags.integrated_prf).count(True)
+    log = (tmp_path / f"dials.{PROGRAM}.log").read_text()
+    assert f"Intensity per frame [sum]: n={n_sum} frames=" in log
+    assert f"Intensity per frame [prf]: n={n_prf} frames=" in log
     assert "intensities are <= 0" in log
+    assert f"Intensity per frame [sum]: n={n_sum} frames=" in result.stdout
 
 
 @needs_dials
-def test_console_script_no_arguments_prints_help(tmp_path):
-    result = run_script([], tmp_path)
-    assert result.returncode == 0
+def test_console_script_sorry(tmp_path):
+    """End to end, in a subprocess: exit 1, one Sorry line, no files."""
+    result = run_program(PROGRAM, data_path(SIM + ".refl"), "bin_width=0", cwd=tmp_path)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Sorry:") and "bin_width" in lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+@needs_dials
+def test_no_arguments_prints_help(tmp_path, run_inprocess):
+    result = run_inprocess(PROGRAM)
+    assert result.exit_code == 0 and result.stderr == ""
     assert "dials.intensity_per_frame" in result.stdout
     assert list(tmp_path.iterdir()) == []
 
@@ -468,35 +531,34 @@ def test_console_script_no_arguments_prints_help(tmp_path):
         ([SIM + ".refl", "plot=out.gif"], "unsupported plot format"),
         ([SIM + ".refl", "intensity.choice=None"], "intensity.choice"),
         (["missing.refl"], "missing.refl: file not found"),
-        ([TWO + ".refl", SIM + ".expt"], "is not in the experiment list"),
+        ([TWO + ".refl", SIM + ".expt"], "is not in the experiments given"),
+        ([SIM + ".refl", "bin_width=0"], "bin_width"),
+        ([SIM + ".refl", "json=no_such_dir/out.json"], "no_such_dir"),
     ],
 )
-def test_bad_input_is_one_sorry_line_and_no_files(tmp_path, args, message):
+def test_bad_input_is_one_sorry_line_and_no_files(run_sorry, args, message):
     resolved = [a if "=" in a or a == "missing.refl" else str(data_path(a)) for a in args]
-    result = run_script(resolved, tmp_path)
-    assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Sorry:"), result.stderr
-    assert message.lower() in lines[0].lower()
-    assert "Traceback" not in result.stderr
+    line = run_sorry(*resolved)
+    assert message.lower() in line.lower()
+
+
+@needs_dials
+@pytest.mark.parametrize("value", ["bin_width=abc", "frame.source=foo"])
+def test_bad_parameter_values_are_sorry(run_inprocess, tmp_path, value):
+    """DIALS's own phil errors (a choice error lists the choices on further lines)."""
+    result = run_inprocess(PROGRAM, data_path(SIM + ".refl"), value)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Sorry:") and value.split("=")[0] in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
     assert list(tmp_path.iterdir()) == []
 
 
 @needs_dials
-def test_missing_xyzcal_names_the_dials_step(run_program):
-    from dials.util import Sorry
-
-    with pytest.raises(Sorry, match=r"strong\.refl: no 'xyzcal\.px' column .*dials\.integrate"):
-        run_program(data_path("quartz_processed/strong.refl"))
-    with pytest.raises(Sorry, match="written by dials.integrate"):
-        run_program(*expt_refl(SSX), "intensity.choice=sum+prf")
-
-
-@needs_dials
-def test_bin_width_must_be_positive(tmp_path):
-    result = run_script([str(data_path(SIM + ".refl")), "bin_width=0"], tmp_path)
-    assert result.returncode == 1 and "Sorry" in result.stderr
-    assert list(tmp_path.iterdir()) == []
+def test_missing_columns_name_the_dials_step(run_sorry):
+    line = run_sorry(data_path("quartz_processed/strong.refl"))
+    assert re.search(r"strong\.refl: no 'xyzcal\.px' column .*dials\.integrate", line), line
+    line = run_sorry(*expt_refl(SSX), "intensity.choice=sum+prf")
+    assert "written by dials.integrate" in line and "intensity.choice=sum" in line
 
 
 # ---------------------------------------------------------------- plots
@@ -524,16 +586,7 @@ def test_large_scatter_png_stays_small(tmp_path):
 
 
 @needs_dials
-@pytest.mark.parametrize("value", ["bin_width=abc", "frame.source=foo"])
-def test_bad_parameter_values_are_sorry(tmp_path, value):
-    result = run_script([str(data_path(SIM + ".refl")), value], tmp_path)
-    assert result.returncode == 1
-    assert result.stderr.startswith("Sorry:") and "Traceback" not in result.stderr
-    assert list(tmp_path.iterdir()) == []
-
-
-@needs_dials
-def test_empty_default_selection_says_which_other_intensity_has_data(run_program, tmp_path):
+def test_empty_default_selection_says_which_other_intensity_has_data(run_ok, tmp_path):
     """Summation-only stills given prf columns: the prf default selects nothing."""
     from dials.array_family import flex
 
@@ -543,7 +596,7 @@ def test_empty_default_selection_says_which_other_intensity_has_data(run_program
     table["intensity.prf.variance"] = flex.double(len(table), -1.0)
     with_prf = tmp_path / "prf_columns.refl"
     table.as_file(str(with_prf))
-    document = run_program(expt, with_prf, "intensity.choice=prf")
+    document = run_ok(expt, with_prf, "intensity.choice=prf")
     assert document["selection"]["per_intensity"][0]["flags"] == ["integrated_prf"]
     assert document["selection"]["n_selected"] == 0
     assert intensity_block(document, "prf")["overall"]["n"] == 0

@@ -8,12 +8,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import logging
 import shutil
 
 import numpy as np
 import pytest
-from conftest import DIALS_LOGGERS, data_path, needs_dials, run_program
+from conftest import data_path, needs_dials, run_handlers, run_program
 
 from dials_refl_stats.schemas import validate
 
@@ -413,7 +412,7 @@ def test_run_called_directly(tmp_path, monkeypatch):
     from dials_refl_stats.command_line.spot_size_histogram import run
 
     monkeypatch.chdir(tmp_path)
-    handlers = {n: list(logging.getLogger(n).handlers) for n in DIALS_LOGGERS}
+    handlers = run_handlers()
     path = data_path("sim_small/indexed.refl")
     _, pixels, hist = seed_histogram(path)
     run([str(path), "output.plot=None"])
@@ -421,7 +420,7 @@ def test_run_called_directly(tmp_path, monkeypatch):
     validate(document)
     assert document["results"]["overall"]["histogram"]["counts"] == list(hist.slots())
     assert not (tmp_path / f"{PROGRAM}.png").exists()
-    assert {n: list(logging.getLogger(n).handlers) for n in DIALS_LOGGERS} == handlers
+    assert run_handlers() == handlers
 
     with pytest.raises(Sorry, match="n_slots"):
         run([str(path), "n_slots=0"])
@@ -429,7 +428,7 @@ def test_run_called_directly(tmp_path, monkeypatch):
     run([str(path), "output.plot=None", "data_max=Auto"])
     log = (tmp_path / f"dials.{PROGRAM}.log").read_text()
     assert log.count("Spot size: n=") == 1
-    assert {n: list(logging.getLogger(n).handlers) for n in DIALS_LOGGERS} == handlers
+    assert run_handlers() == handlers
 
 
 # --- errors: Sorry, exit 1, nothing written ------------------------------------------------------
