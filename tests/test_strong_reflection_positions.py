@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 
 import numpy as np
 import pytest
@@ -67,26 +66,40 @@ def args_of(expt, refl):
     return ([str(data_path(expt))] if expt else []) + [str(data_path(refl))]
 
 
-def run_ok(tmp_path, *args):
-    result = run_program(PROGRAM, *args, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert result.stderr == ""
-    for name in OUTPUTS:
-        assert (tmp_path / name).exists(), name
-    document = json.loads((tmp_path / f"{PROGRAM}.json").read_text())
-    validate(document)
-    return document, (tmp_path / f"dials.{PROGRAM}.log").read_text()
+@pytest.fixture
+def run_ok(run_inprocess, tmp_path):
+    """Run in-process (in ``cwd``, default ``tmp_path``): exit 0, nothing on stderr, every
+    output written; return the validated document and the log."""
+
+    def call(*args, cwd=None):
+        directory = cwd or tmp_path
+        result = run_inprocess(PROGRAM, *args, cwd=directory)
+        assert result.exit_code == 0, result.stderr
+        assert result.stderr == ""
+        for name in OUTPUTS:
+            assert (directory / name).exists(), name
+        assert result.document is not None
+        return result.document, (directory / f"dials.{PROGRAM}.log").read_text()
+
+    return call
 
 
-def run_sorry(tmp_path, *args):
-    result = run_program(PROGRAM, *args, cwd=tmp_path)
-    assert result.returncode == 1
-    assert result.stderr.startswith("Sorry: "), result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name in OUTPUTS) == []
-    assert not list(tmp_path.glob(".*"))  # no temporary files left behind
-    return result.stderr.strip()
+@pytest.fixture
+def run_sorry(run_inprocess, tmp_path):
+    """Run in-process (in ``cwd``): exit 1, one ``Sorry:`` line, no output, no temporary."""
+
+    def call(*args, cwd=None):
+        directory = cwd or tmp_path
+        result = run_inprocess(PROGRAM, *args, cwd=directory)
+        assert result.exit_code == 1
+        assert result.stderr.startswith("Sorry: "), result.stderr
+        assert "Traceback" not in result.stderr + result.stdout
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert sorted(p.name for p in directory.iterdir() if p.name in OUTPUTS) == []
+        assert not list(directory.glob(".*"))  # no temporary files left behind
+        return result.stderr.strip()
+
+    return call
 
 
 def summary_line(log):
@@ -99,15 +112,21 @@ def summary_line(log):
 
 
 @pytest.mark.parametrize("expt,refl", INTEGRATED)
-def test_selection_equals_the_seed_script(tmp_path, expt, refl):
+def test_selection_equals_the_seed_script(tmp_path, expt, refl, run_ok):
     table = load_table(refl)
     sel, x, y = seed(table)
-    document, log = run_ok(tmp_path, *args_of(expt, refl), "output.positions=True")
+    document, log = run_ok(*args_of(expt, refl), "output.positions=True")
     results = document["results"]
 
     n_integrated = table.get_flags(table.flags.integrated).count(True)
     assert document["selection"]["n_selected"] == n_integrated
-    assert document["selection"]["files"][0]["fallback"] is None
+    assert document["selection"]["files"] == {
+        "n_rows": [table.size()],
+        "n_selected": [n_integrated],
+    }
+    assert document["selection"]["fallbacks"] == []
+    assert document["selection"]["per_file"][0]["fallback"] is None
+    assert document["selection"]["n_strong"] == sel.sum()
     assert results["n_strong"] == sel.sum() > 0
     positions = results["positions"]
     assert positions["row"] == np.flatnonzero(sel).tolist()
@@ -129,9 +148,9 @@ def test_selection_equals_the_seed_script(tmp_path, expt, refl):
     assert panels[0]["n_in_range"] + panels[0]["n_outside"] == sel.sum()
 
 
-def test_strong_spots_sit_at_low_resolution(tmp_path):
+def test_strong_spots_sit_at_low_resolution(tmp_path, run_ok):
     """The seed's observation, as numbers: the strong fraction falls with resolution."""
-    document, log = run_ok(tmp_path, *args_of(*INTEGRATED[0]))
+    document, log = run_ok(*args_of(*INTEGRATED[0]))
     results = document["results"]
     shells = results["resolution_shells"]
     assert results["median_d_strong"] > 2 * results["median_d_all"]
@@ -154,7 +173,7 @@ def independent_shells(d, strong, n_shells):
 
 
 @pytest.mark.parametrize("expt,refl", INTEGRATED)
-def test_shells_against_dials_reciprocal_space_mapping(tmp_path, expt, refl):
+def test_shells_against_dials_reciprocal_space_mapping(tmp_path, expt, refl, run_ok):
     """d from the observed positions = 1/|rlp| of DIALS's own centroid mapping."""
     table = load_table(refl)
     experiments = load_experiments(data_path(expt))
@@ -169,7 +188,7 @@ def test_shells_against_dials_reciprocal_space_mapping(tmp_path, expt, refl):
     strong = np.array(selected["intensity.sum.value"] >= 5000)
     edges, n_all, n_strong = independent_shells(d, strong, 12)
 
-    document, _ = run_ok(tmp_path, *args_of(expt, refl), "n_shells=12")
+    document, _ = run_ok(*args_of(expt, refl), "n_shells=12")
     shells = document["results"]["resolution_shells"]
     assert document["results"]["d_source"] == "geometry"
     assert shells["n_all"] == n_all.tolist()
@@ -180,7 +199,7 @@ def test_shells_against_dials_reciprocal_space_mapping(tmp_path, expt, refl):
     assert strong.sum() == document["results"]["n_strong"]
 
 
-def test_shells_from_the_d_column_without_experiments(tmp_path):
+def test_shells_from_the_d_column_without_experiments(tmp_path, run_ok):
     """No experiments: the integrated table's own d column (d of the Miller index)."""
     table = load_table("centroid_test_data/integrated.refl")
     sel, _, _ = seed(table)
@@ -188,7 +207,7 @@ def test_shells_from_the_d_column_without_experiments(tmp_path):
     d = np.array(table["d"])[integrated]
     edges, n_all, n_strong = independent_shells(d, sel[integrated], 10)
 
-    document, _ = run_ok(tmp_path, data_path("centroid_test_data/integrated.refl"))
+    document, _ = run_ok(data_path("centroid_test_data/integrated.refl"))
     results = document["results"]
     assert results["d_source"] == "column"
     assert results["resolution_shells"]["n_all"] == n_all.tolist()
@@ -198,7 +217,7 @@ def test_shells_from_the_d_column_without_experiments(tmp_path):
     assert results["position_histograms"]["extent_source"].startswith("data")
 
 
-def test_d_column_on_request_and_shell_limits(tmp_path):
+def test_d_column_on_request_and_shell_limits(tmp_path, run_ok):
     table = load_table("sim_small/integrated.refl")
     sel, _, _ = seed(table)
     integrated = np.array(table.get_flags(table.flags.integrated))
@@ -211,7 +230,6 @@ def test_d_column_on_request_and_shell_limits(tmp_path):
     outside = ((inv_d2 < edges[0]) | (inv_d2 > edges[-1])).sum()
 
     document, _ = run_ok(
-        tmp_path,
         *args_of(*INTEGRATED[0]),
         "d_source=column",
         "n_shells=5",
@@ -228,10 +246,10 @@ def test_d_column_on_request_and_shell_limits(tmp_path):
 # --- millimetres, lab frame, beam centre ------------------------------------------------
 
 
-def test_mm_lab_and_d_match_dxtbx_point_by_point(tmp_path):
+def test_mm_lab_and_d_match_dxtbx_point_by_point(tmp_path, run_ok):
     expt, refl = INTEGRATED[1]  # two experiments, two detector models
     experiments = load_experiments(data_path(expt))
-    document, _ = run_ok(tmp_path, *args_of(expt, refl), "output.positions=True")
+    document, _ = run_ok(*args_of(expt, refl), "output.positions=True")
     positions = document["results"]["positions"]
     n = len(positions["row"])
     assert set(positions["experiment"]) == {0, 1}
@@ -258,7 +276,7 @@ def test_mm_lab_and_d_match_dxtbx_point_by_point(tmp_path):
         )
 
 
-def test_experiments_matched_by_identifier_not_by_order(tmp_path):
+def test_experiments_matched_by_identifier_not_by_order(tmp_path, run_ok):
     """Reversing the experiment list must not move any reflection."""
     expt, refl = INTEGRATED[1]
     experiments = load_experiments(data_path(expt))
@@ -269,8 +287,8 @@ def test_experiments_matched_by_identifier_not_by_order(tmp_path):
     reversed_list.as_file(str(reversed_path))
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    first, _ = run_ok(tmp_path / "a", *args_of(expt, refl), "output.positions=True")
-    second, _ = run_ok(tmp_path / "b", reversed_path, data_path(refl), "output.positions=True")
+    first, _ = run_ok(*args_of(expt, refl), "output.positions=True", cwd=tmp_path / "a")
+    second, _ = run_ok(reversed_path, data_path(refl), "output.positions=True", cwd=tmp_path / "b")
     p, q = first["results"]["positions"], second["results"]["positions"]
     assert q["experiment"] == [1 - e for e in p["experiment"]]
     assert q["d"] == p["d"] and q["lab_x"] == p["lab_x"]
@@ -288,12 +306,11 @@ def test_experiments_matched_by_identifier_not_by_order(tmp_path):
         assert entry["experiment"]["identifier"] == table.experiment_identifiers()[eid]
 
 
-def test_unindexed_rows_without_shared_models_get_no_geometry(tmp_path):
+def test_unindexed_rows_without_shared_models_get_no_geometry(tmp_path, run_ok):
     """sim_twoexp/indexed.refl: id -1 spots, two detector models -> no mm, no d."""
     table = load_table("sim_twoexp/indexed.refl")
     ids = np.array(table["id"])
     document, log = run_ok(
-        tmp_path,
         *args_of("sim_twoexp/indexed.expt", "sim_twoexp/indexed.refl"),
         "intensity.min=2000",
         "output.positions=True",
@@ -309,15 +326,26 @@ def test_unindexed_rows_without_shared_models_get_no_geometry(tmp_path):
     assert labels[0] == "unassigned (id -1)"
 
 
-def test_several_files_and_experiment_lists(tmp_path):
+def test_several_files_and_experiment_lists(tmp_path, run_ok):
     tables = [load_table(INTEGRATED[0][1]), load_table(INTEGRATED[1][1])]
     document, _ = run_ok(
-        tmp_path, *args_of(*INTEGRATED[0]), *args_of(*INTEGRATED[1]), "output.positions=True"
+        *args_of(*INTEGRATED[0]), *args_of(*INTEGRATED[1]), "output.positions=True"
     )
     results = document["results"]
     assert results["n_strong"] == sum(seed(t)[0].sum() for t in tables)
     assert len(results["per_experiment"]) == 3
-    assert document["inputs"]["n_experiments"] == 3
+    assert document["inputs"]["experiments"]["n_experiments"] == 3
+    assert document["inputs"]["experiments"]["paths"] == [
+        str(data_path(INTEGRATED[0][0])),
+        str(data_path(INTEGRATED[1][0])),
+    ]
+    assert document["selection"]["files"]["n_selected"] == [
+        t.get_flags(t.flags.integrated).count(True) for t in tables
+    ]
+    assert [f["path"] for f in document["selection"]["per_file"]] == [
+        str(data_path(INTEGRATED[0][1])),
+        str(data_path(INTEGRATED[1][1])),
+    ]
     assert results["n_without_geometry"] == 0
     assert set(results["positions"]["file_index"]) == {0, 1}
     assert set(results["positions"]["experiment"]) == {0, 1, 2}
@@ -326,7 +354,7 @@ def test_several_files_and_experiment_lists(tmp_path):
 # --- criteria -----------------------------------------------------------------------------
 
 
-def test_i_over_sigma_and_top_fraction_against_numpy(tmp_path):
+def test_i_over_sigma_and_top_fraction_against_numpy(tmp_path, run_ok):
     table = load_table("sim_small/integrated.refl")
     integrated = np.array(table.get_flags(table.flags.integrated))
     intensity = np.array(table["intensity.sum.value"])[integrated]
@@ -338,7 +366,6 @@ def test_i_over_sigma_and_top_fraction_against_numpy(tmp_path):
     expected = (intensity >= 1000) & (i_sigma >= 20) & (intensity >= threshold)
 
     document, log = run_ok(
-        tmp_path,
         *args_of(*INTEGRATED[0]),
         "intensity.min=1000",
         "i_over_sigma.min=20",
@@ -355,23 +382,19 @@ def test_i_over_sigma_and_top_fraction_against_numpy(tmp_path):
     assert "I>=1000 I/sigma>=20 top5%" in summary_line(log)
 
 
-def test_top_fraction_alone_is_the_brightest_five_percent(tmp_path):
-    document, log = run_ok(
-        tmp_path, *args_of(*INTEGRATED[0]), "intensity.min=None", "top_fraction=0.05"
-    )
+def test_top_fraction_alone_is_the_brightest_five_percent(tmp_path, run_ok):
+    document, log = run_ok(*args_of(*INTEGRATED[0]), "intensity.min=None", "top_fraction=0.05")
     results = document["results"]
     n = results["n_selected"]
     assert results["n_strong"] == math.ceil(0.05 * n)  # no ties in these intensities
     assert " top5% " in summary_line(log)
 
 
-def test_profile_fitted_intensities(tmp_path):
+def test_profile_fitted_intensities(tmp_path, run_ok):
     table = load_table("sim_small/integrated.refl")
     integrated = table.get_flags(table.flags.integrated)
     expected = (integrated & (table["intensity.prf.value"] >= 3000)).count(True)
-    document, log = run_ok(
-        tmp_path, *args_of(*INTEGRATED[0]), "intensity.choice=prf", "intensity.min=3000"
-    )
+    document, log = run_ok(*args_of(*INTEGRATED[0]), "intensity.choice=prf", "intensity.min=3000")
     assert document["results"]["n_strong"] == expected
     assert document["results"]["criteria"]["intensity_column"] == "intensity.prf.value"
     assert summary_line(log).endswith("intensity=prf")
@@ -461,13 +484,18 @@ def test_group_by_pairs_and_histograms_per_panel_by_one_sort():
         assert h.n_outside == on.sum() - expected.sum()
 
 
-def test_strong_refl_falls_back_to_strong_visibly(tmp_path):
+def test_strong_refl_falls_back_to_strong_visibly(tmp_path, run_ok):
     table = load_table("quartz_processed/strong.refl")
     expected = (table["intensity.sum.value"] >= 5000).count(True)
-    document, log = run_ok(tmp_path, data_path("quartz_processed/strong.refl"))
-    record = document["selection"]["files"][0]
-    assert record["flags"] == ["strong"] and "no row has integrated_sum" in record["fallback"]
+    document, log = run_ok(data_path("quartz_processed/strong.refl"))
+    record = document["selection"]["per_file"][0]
+    assert record["flags"] == ["strong"]
+    assert "no row has the 'integrated' flag; using 'strong'" in record["fallback"]
     assert record["intensity_origin"].startswith("dials.find_spots")
+    assert document["selection"]["fallbacks"] == [
+        {"file_index": 0, "flags": ["strong"], "reason": record["fallback"]}
+    ]
+    assert document["selection"]["n_selected"] == table.size()
     assert document["selection"]["flags"] == ["integrated"]  # what was asked for
     assert document["results"]["n_selected"] == table.size()
     assert document["results"]["n_strong"] == expected
@@ -479,36 +507,36 @@ def test_strong_refl_falls_back_to_strong_visibly(tmp_path):
     )
 
 
-def test_fallback_can_be_switched_off_and_explicit_flags_are_kept(tmp_path):
+def test_fallback_can_be_switched_off_and_explicit_flags_are_kept(tmp_path, run_ok):
     (tmp_path / "off").mkdir()
     (tmp_path / "indexed").mkdir()
     document, log = run_ok(
-        tmp_path / "off", data_path("quartz_processed/strong.refl"), "selection_fallback=False"
+        data_path("quartz_processed/strong.refl"), "selection.fallback=False", cwd=tmp_path / "off"
     )
     assert document["results"]["n_selected"] == 0
-    assert document["selection"]["files"][0]["fallback"] is None
+    assert document["selection"]["per_file"][0]["fallback"] is None
+    assert document["selection"]["fallbacks"] == []
     assert "no reflections selected" in log
 
     table = load_table("quartz_processed/indexed.refl")
     indexed = table.get_flags(table.flags.indexed)
     expected = (indexed & (table["intensity.sum.value"] >= 5000)).count(True)
     document, _ = run_ok(
-        tmp_path / "indexed",
         *args_of("quartz_processed/indexed.expt", "quartz_processed/indexed.refl"),
         "selection.flags=indexed",
+        cwd=tmp_path / "indexed",
     )
-    assert document["selection"]["files"][0]["fallback"] is None
+    assert document["selection"]["per_file"][0]["fallback"] is None
+    assert document["selection"]["fallbacks"] == []
     assert document["results"]["n_selected"] == indexed.count(True)
     assert document["results"]["n_strong"] == expected
 
 
-def test_stills_summation_only_select_nothing_by_default(tmp_path):
+def test_stills_summation_only_select_nothing_by_default(tmp_path, run_ok):
     """ssx_CuNiR: integrated_sum but no integrated_prf, so get_flags(integrated) is empty."""
     table = load_table("ssx_CuNiR/integrated.refl")
     assert table.get_flags(table.flags.integrated).count(True) == 0
-    document, log = run_ok(
-        tmp_path, *args_of("ssx_CuNiR/integrated.expt", "ssx_CuNiR/integrated.refl")
-    )
+    document, log = run_ok(*args_of("ssx_CuNiR/integrated.expt", "ssx_CuNiR/integrated.refl"))
     results = document["results"]
     assert results["n_selected"] == results["n_strong"] == 0
     assert results["strong_fraction"] is None
@@ -519,12 +547,11 @@ def test_stills_summation_only_select_nothing_by_default(tmp_path):
     assert summary_line(log).startswith("Strong reflections: n=0 of 0 (nan%)")
 
 
-def test_stills_with_integrated_sum(tmp_path):
+def test_stills_with_integrated_sum(tmp_path, run_ok):
     table = load_table("ssx_CuNiR/integrated.refl")
     summed = table.get_flags(table.flags.integrated_sum)
     expected = (summed & (table["intensity.sum.value"] >= 100)).count(True)
     document, _ = run_ok(
-        tmp_path,
         *args_of("ssx_CuNiR/integrated.expt", "ssx_CuNiR/integrated.refl"),
         "selection.flags=integrated_sum",
         "intensity.min=100",
@@ -594,15 +621,15 @@ def split_into_pilatus_modules(tmp_path):
     return tmp_path / "split.expt", tmp_path / "split.refl", np.flatnonzero(keep), n_fast * n_slow
 
 
-def test_multi_panel_detector_positions_agree_with_the_single_panel(tmp_path):
+def test_multi_panel_detector_positions_agree_with_the_single_panel(tmp_path, run_ok):
     (tmp_path / "single").mkdir()
     (tmp_path / "split").mkdir()
     expt, refl, kept, n_panels = split_into_pilatus_modules(tmp_path)
     assert n_panels == 60
     assert len(load_experiments(expt)[0].detector) == 60
 
-    single, _ = run_ok(tmp_path / "single", *args_of(*INTEGRATED[2]), "output.positions=True")
-    split, log = run_ok(tmp_path / "split", expt, refl, "output.positions=True")
+    single, _ = run_ok(*args_of(*INTEGRATED[2]), "output.positions=True", cwd=tmp_path / "single")
+    split, log = run_ok(expt, refl, "output.positions=True", cwd=tmp_path / "split")
     a, b = single["results"]["positions"], split["results"]["positions"]
     # Every strong spot not in a gap is found again, at the same lab position and d.
     index = {row: k for k, row in enumerate(a["row"])}
@@ -631,17 +658,17 @@ def test_multi_panel_detector_positions_agree_with_the_single_panel(tmp_path):
 # --- errors: Sorry, exit 1, no output --------------------------------------------------------
 
 
-def test_missing_column_names_file_column_and_dials_step(tmp_path):
+def test_missing_column_names_file_column_and_dials_step(tmp_path, run_sorry):
     table = load_table("quartz_processed/strong.refl")
     del table["xyzobs.px.value"]
     table.as_file(str(tmp_path / "nopos.refl"))
     (tmp_path / "run").mkdir()
-    message = run_sorry(tmp_path / "run", tmp_path / "nopos.refl")
+    message = run_sorry(tmp_path / "nopos.refl", cwd=tmp_path / "run")
     assert "nopos.refl" in message and "'xyzobs.px.value'" in message
     assert "dials.find_spots" in message
 
     message = run_sorry(
-        tmp_path / "run", data_path("quartz_processed/strong.refl"), "intensity.choice=prf"
+        data_path("quartz_processed/strong.refl"), "intensity.choice=prf", cwd=tmp_path / "run"
     )
     assert "strong.refl" in message and "'intensity.prf.value'" in message
     assert "dials.integrate" in message
@@ -668,19 +695,19 @@ def test_missing_column_names_file_column_and_dials_step(tmp_path):
         ),
     ],
 )
-def test_bad_input_is_one_sorry_line_and_no_output(tmp_path, args, words):
+def test_bad_input_is_one_sorry_line_and_no_output(tmp_path, args, words, run_sorry):
     resolved = [
         str(data_path(a))
         if a.endswith((".refl", ".expt")) and "=" not in a and a != "does_not_exist.refl"
         else a
         for a in args
     ]
-    message = run_sorry(tmp_path, *resolved)
+    message = run_sorry(*resolved)
     for word in words:
         assert word in message
 
 
-def test_no_identifiers_and_too_few_experiments(tmp_path):
+def test_no_identifiers_and_too_few_experiments(tmp_path, run_sorry):
     """A table without identifiers maps id to the list index; id beyond the list: Sorry."""
     from dials.array_family import flex
 
@@ -689,7 +716,7 @@ def test_no_identifiers_and_too_few_experiments(tmp_path):
     table.as_file(str(tmp_path / "id1.refl"))
     (tmp_path / "run").mkdir()
     message = run_sorry(
-        tmp_path / "run", data_path("centroid_test_data/indexed.expt"), tmp_path / "id1.refl"
+        data_path("centroid_test_data/indexed.expt"), tmp_path / "id1.refl", cwd=tmp_path / "run"
     )
     assert "id1.refl" in message and "id 1" in message
 
@@ -697,12 +724,11 @@ def test_no_identifiers_and_too_few_experiments(tmp_path):
 # --- reruns, formats, direct calls -------------------------------------------------------------
 
 
-def test_effective_phil_reproduces_the_results(tmp_path):
+def test_effective_phil_reproduces_the_results(tmp_path, run_ok):
     (tmp_path / "first").mkdir()
     (tmp_path / "rerun").mkdir()
     args = args_of(*INTEGRATED[1])
     first, _ = run_ok(
-        tmp_path / "first",
         *args,
         "top_fraction=0.1",
         "i_over_sigma.min=10",
@@ -710,57 +736,75 @@ def test_effective_phil_reproduces_the_results(tmp_path):
         "n_shells=7",
         "n_bins=20",
         "output.positions=True",
+        cwd=tmp_path / "first",
     )
     phil = tmp_path / "params.phil"
     phil.write_text(first["parameters"]["effective_phil"])
-    rerun, _ = run_ok(tmp_path / "rerun", *args, phil)
+    rerun, _ = run_ok(*args, phil, cwd=tmp_path / "rerun")
     assert rerun["results"] == first["results"]
     assert rerun["parameters"]["effective_phil"] == first["parameters"]["effective_phil"]
 
 
-def test_svg_plot_and_no_plot(tmp_path):
-    result = run_program(
-        PROGRAM, data_path("sim_small/integrated.refl"), "plot=pos.svg", cwd=tmp_path
-    )
+def test_console_script_svg_plot(tmp_path):
+    """End to end, in a subprocess (the console script): outputs, an svg plot."""
+    path = data_path("sim_small/integrated.refl")
+    result = run_program(PROGRAM, path, "plot=pos.svg", cwd=tmp_path)
     assert result.returncode == 0 and result.stderr == ""
     assert (tmp_path / "pos.svg").read_text().lstrip().startswith("<?xml")
-    (tmp_path / "none").mkdir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*OUTPUTS[:2], "pos.svg"])
+    document = json.loads((tmp_path / f"{PROGRAM}.json").read_text())
+    validate(document)
+    sel, _, _ = seed(load_table(path))
+    assert document["results"]["n_strong"] == sel.sum()
+    assert summary_line(result.stdout).startswith(f"Strong reflections: n={sel.sum()} of ")
+
+
+def test_no_plot(tmp_path, run_inprocess):
+    result = run_inprocess(PROGRAM, data_path("sim_small/integrated.refl"), "plot=None")
+    assert result.exit_code == 0 and result.stderr == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(OUTPUTS[:2])
+
+
+def test_console_script_sorry(tmp_path):
+    """End to end, in a subprocess: exit 1, one Sorry line, no files."""
     result = run_program(
-        PROGRAM, data_path("sim_small/integrated.refl"), "plot=None", cwd=tmp_path / "none"
+        PROGRAM, data_path("sim_small/integrated.refl"), "top_fraction=1.5", cwd=tmp_path
     )
-    assert result.returncode == 0 and result.stderr == ""
-    assert sorted(p.name for p in (tmp_path / "none").iterdir()) == [
-        f"dials.{PROGRAM}.log",
-        f"{PROGRAM}.json",
-    ]
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Sorry: ") and "top_fraction" in lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+    assert list(tmp_path.iterdir()) == []
 
 
-def test_no_arguments_prints_help(tmp_path):
-    result = run_program(PROGRAM, cwd=tmp_path)
-    assert result.returncode == 0 and result.stderr == ""
+def test_no_arguments_prints_help(tmp_path, run_inprocess):
+    result = run_inprocess(PROGRAM)
+    assert result.exit_code == 0 and result.stderr == ""
     assert "Where are the strong reflections?" in result.stdout
     assert list(tmp_path.iterdir()) == []
 
 
-def test_run_in_process(tmp_path, monkeypatch):
-    from dials_refl_stats.command_line.strong_reflection_positions import run
-
-    monkeypatch.chdir(tmp_path)
-    shutil.copy(data_path("sim_small/integrated.refl"), tmp_path / "integrated.refl")
-    run(["integrated.refl", "json=in_process.json", "plot=in_process.png"])
-    document = json.loads((tmp_path / "in_process.json").read_text())
-    validate(document)
+def test_relative_paths_and_output_names(tmp_path, run_inprocess):
+    (tmp_path / "integrated.refl").write_bytes(data_path("sim_small/integrated.refl").read_bytes())
+    result = run_inprocess(
+        PROGRAM, "integrated.refl", "json=in_process.json", "plot=in_process.png"
+    )
+    assert result.exit_code == 0 and result.stderr == ""
     sel, _, _ = seed(load_table("sim_small/integrated.refl"))
-    assert document["results"]["n_strong"] == sel.sum()
+    assert result.document["results"]["n_strong"] == sel.sum()
+    assert result.document["inputs"]["reflections"]["paths"] == ["integrated.refl"]
+    assert result.document["inputs"]["reflections"]["directory"] == str(tmp_path)
     assert (tmp_path / "in_process.png").stat().st_size > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["integrated.refl", "in_process.json", "in_process.png", f"dials.{PROGRAM}.log"]
+    )
 
 
-def test_unindexed_rows_with_one_detector_and_beam_use_it(tmp_path):
+def test_unindexed_rows_with_one_detector_and_beam_use_it(tmp_path, run_ok):
     """centroid_test_data: one experiment, so id -1 rows are placed on its detector."""
     table = load_table("centroid_test_data/integrated.refl")
     assert (np.array(table["id"]) < 0).sum() > 0
     document, _ = run_ok(
-        tmp_path,
         *args_of(*INTEGRATED[2]),
         "selection.flags=all",
         "intensity.min=None",
