@@ -42,6 +42,20 @@ SUMMARY_PREFIX = {
 }
 
 
+#: Scopes of one statistic that dials.refl_stats keeps under the statistic's program name.
+MEMBER_SCOPES = ("selection.", "histogram.", "spot_size.")
+
+
+def qualify(program: str, argument: str) -> str:
+    """``argument`` as ``program`` spells it (dials.refl_stats: under a member's name, and
+    its HTML report in place of a plot)."""
+    if program == "refl_stats" and argument.startswith(MEMBER_SCOPES):
+        return f"spot_size_histogram.{argument}"
+    if program == "refl_stats" and argument.startswith("output.plot="):
+        return argument.replace("output.plot=", "output.html=").replace(".png", ".html")
+    return argument
+
+
 def inputs() -> list[str]:
     return [str(data_path(EXPT)), str(data_path(REFL))]
 
@@ -124,7 +138,7 @@ def test_rerun_from_recorded_parameters_reproduces_results(tmp_path, program):
     first, second = tmp_path / "first", tmp_path / "second"
     first.mkdir()
     second.mkdir()
-    args = [*inputs(), "output.plot=None", "selection.rule=any"]
+    args = [*inputs(), qualify(program, "output.plot=None"), qualify(program, "selection.rule=any")]
     assert run_inprocess(program, args, first)[0] == 0
     document = json.loads((first / f"{program}.json").read_text())
     phil = second / "rerun.phil"
@@ -140,7 +154,8 @@ def test_rerun_from_recorded_parameters_reproduces_results(tmp_path, program):
 @pytest.mark.parametrize("program", PROGRAMS)
 def test_consecutive_inprocess_runs_keep_to_their_own_log(tmp_path, program):
     for name in ("one", "two"):
-        args = [*inputs(), "output.plot=None", f"output.log={name}.log", f"json={name}.json"]
+        args = [*inputs(), qualify(program, "output.plot=None"), f"output.log={name}.log"]
+        args.append(f"output.json={name}.json")
         assert run_inprocess(program, args, tmp_path)[0] == 0
     one = (tmp_path / "one.log").read_text()
     two = (tmp_path / "two.log").read_text()
@@ -160,10 +175,19 @@ BAD_ARGUMENTS = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(BAD_ARGUMENTS))
-@pytest.mark.parametrize("program", PROGRAMS)
+#: dials.refl_stats writes HTML, not a plot: no plot format to get wrong.
+BAD_CASES = [
+    (program, case)
+    for program in PROGRAMS
+    for case in sorted(BAD_ARGUMENTS)
+    if not (program == "refl_stats" and case == "plot format")
+]
+
+
+@pytest.mark.parametrize("program,case", BAD_CASES)
 def test_bad_parameters_are_one_sorry_and_write_nothing(tmp_path, program, case):
     extra, words = BAD_ARGUMENTS[case]
+    extra = [qualify(program, a) for a in extra]
     code, _, err = run_inprocess(program, [*inputs(), *extra], tmp_path)
     assert_sorry(code, err, *words, choices=case == "bad choice")
     assert not list(tmp_path.iterdir())

@@ -53,10 +53,25 @@ def member_module(name: str):
     return importlib.import_module(f"dials_refl_stats.command_line.{name}")
 
 
+#: Run-wide scopes and output files: dials.refl_stats has its own.
+RUN_WIDE = ("input", "mp")
+MEMBER_FILES = ("log", "json", "plot")
+
+
 def member_phil(name: str) -> str:
-    """A member program's phil scope (without the run-wide input and mp scopes)."""
-    objects = [o for o in member_module(name).phil_scope.objects if o.name not in ("input", "mp")]
-    body = "".join(o.as_str(attributes_level=2) for o in objects)
+    """A member program's phil scope, without the run-wide scopes and output files."""
+    text = []
+    for scope in member_module(name).phil_scope.objects:
+        if scope.name in RUN_WIDE:
+            continue
+        if scope.name == "output":
+            kept = [o for o in scope.objects if o.name not in MEMBER_FILES]
+            if kept:
+                inner = "".join(o.as_str(attributes_level=2) for o in kept)
+                text.append(f"output\n{{\n{inner}}}\n")
+            continue
+        text.append(scope.as_str(attributes_level=2))
+    body = "".join(text)
     return f'{name}\n  .help = "Parameters of dials.{name}."\n{{\n{body}}}\n'
 
 
