@@ -166,3 +166,207 @@ def test_atomic_writes_leave_nothing_on_failure(tmp_path):
     write_json(target, {"x": 1})
     assert json.loads(target.read_text()) == {"x": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+# --- the statistic contract and the shared pipeline, called directly ---------------------------
+
+
+def file_info(relative: str, index: int = 0):
+    from dials_refl_stats.analysis.statistic import FileInfo
+    from dials_refl_stats.reflections import open_reflection_file
+
+    path = str(data_path(relative))
+    source = open_reflection_file(path)
+    return FileInfo(index, path, source.nrows, dict(source.identifiers))
+
+
+def spot_size_statistic(data_max=None):
+    from dials_refl_stats.analysis.spot_size import SpotSizeStatistic
+
+    return SpotSizeStatistic(mask_code(["Foreground"]), "auto", Binning(0, data_max, 20))
+
+
+def final_as_plain(final) -> dict:
+    """A finalized spot-size result as plain data, for comparisons."""
+    return to_plain(
+        {
+            "groups": final.groups,
+            "overall": final.result.overall.as_dict(),
+            "per_group": [d.as_dict() for d in final.result.groups],
+            "n_without_pixels": final.n_without_pixels,
+            "sources": sorted(final.sources),
+        }
+    )
+
+
+@needs_dials
+def test_spot_size_partials_merge_to_the_same_result_in_any_split_and_order():
+    """partial/merge/finalize: any row split, merged in any order, gives one result, and
+    the sizes are DIALS's count_mask_values over the indexed rows."""
+    from dials.algorithms.shoebox import MaskCode
+    from dials.array_family import flex
+
+    from dials_refl_stats.pipeline.execute import SelectionPlan, read_chunk
+
+    statistic = spot_size_statistic()
+    plan = SelectionPlan(FlagSelection(("indexed",)))
+    chunk, record = read_chunk(file_info("sim_twoexp/indexed.refl"), statistic, plan, "fast")
+    whole = statistic.finalize(statistic.partial(chunk))
+
+    n = chunk.n_rows
+    parts = [statistic.partial(chunk.rows(a, b)) for a, b in [(0, 7), (7, n // 2), (n // 2, n)]]
+    first, second, third = parts
+    orders = [
+        statistic.merge(first, statistic.merge(second, third)),
+        statistic.merge(statistic.merge(third, first), second),
+        statistic.merge_all([second, None, third, first]),
+        statistic.merge(statistic.empty(), statistic.merge_all(parts)),
+    ]
+    expected = final_as_plain(whole)
+    for merged in orders:
+        assert final_as_plain(statistic.finalize(merged)) == expected
+
+    table = flex.reflection_table.from_file(chunk.file.path)
+    table = table.select(table.get_flags(table.flags.indexed))
+    sizes = np.array(table["shoebox"].count_mask_values(MaskCode.Foreground))
+    ids = np.array(table["id"])
+    assert record.n_selected == table.size()
+    assert whole.result.overall.summary.n == sizes.size
+    assert whole.result.overall.summary.median == pytest.approx(np.median(sizes))
+    assert whole.result.overall.histogram.edges[-1] == sizes.max()  # data_max=None: Auto
+    from dials_refl_stats.analysis.statistic import split_group_key
+
+    assert [split_group_key(k) for k in whole.groups] == [(0, 0), (0, 1)]
+    for key, distribution in zip(whole.groups, whole.result.groups):
+        assert distribution.summary.n == (ids == split_group_key(key)[1]).sum()
+
+
+@needs_dials
+def test_selected_rows_come_back_in_row_order_from_any_split():
+    from dials.array_family import flex
+
+    from dials_refl_stats.analysis.rows import SelectedRows
+    from dials_refl_stats.pipeline.execute import SelectionPlan, read_chunk
+
+    statistic = SelectedRows(("intensity.sum.value",))
+    plan = SelectionPlan(FlagSelection(("integrated_sum",)))
+    chunk, _ = read_chunk(file_info("sim_twoexp/integrated.refl"), statistic, plan, "fast")
+    n = chunk.n_rows
+    parts = [statistic.partial(chunk.rows(a, b)) for a, b in [(n // 3, n), (0, n // 3)]]
+    (rows,) = statistic.finalize(statistic.merge_all(parts)).values()
+
+    table = flex.reflection_table.from_file(chunk.file.path)
+    selected = table.get_flags(table.flags.integrated_sum)
+    assert rows.rows.tolist() == list(selected.iselection())
+    np.testing.assert_array_equal(
+        rows.columns["intensity.sum.value"],
+        table["intensity.sum.value"].select(selected).as_numpy_array(),
+    )
+    assert rows.n_with(FLAG_BITS["integrated_sum"]) == selected.count(True)
+    assert rows.n_with(FLAG_BITS["integrated_prf"]) == (
+        table.get_flags(table.flags.integrated_prf).count(True)
+    )
+
+
+def test_selection_plan_fallback_rule():
+    from dials_refl_stats.pipeline.execute import SelectionPlan
+
+    indexed, strong = FLAG_BITS["indexed"], FLAG_BITS["strong"]
+    plan = SelectionPlan(FlagSelection(("indexed",)), fallback=True)
+    used, reason = plan.for_file(np.array([indexed | strong, strong, 0]))
+    assert used.names == ("indexed",) and reason is None
+    used, reason = plan.for_file(np.array([strong, 0, strong | 2]))
+    assert used.names == ("strong",) and "using 'strong'" in reason
+    used, reason = plan.for_file(np.array([0, 2, 1]))
+    assert used.selects_everything and "using every row" in reason
+    used, reason = plan.for_file(np.zeros(0, dtype=np.int64))
+    assert used.names == ("indexed",) and reason is None  # empty file: nothing to fall back for
+    off = SelectionPlan(FlagSelection(("indexed",)), fallback=False)
+    assert off.for_file(np.array([strong]))[0].names == ("indexed",)
+
+
+def test_reduce_files_serial_and_processes_agree(tmp_path):
+    """Several files in batches on two processes: the same partial as in this process."""
+    from dials_refl_stats.pipeline.engines import process_engine
+    from dials_refl_stats.pipeline.execute import SelectionPlan, reduce_files
+
+    names = ["sim_small/indexed.refl", "sim_twoexp/indexed.refl", "ssx_CuNiR/indexed.refl"]
+    files = [file_info(name, index) for index, name in enumerate(names)]
+    sizes = [1] * len(files)  # one file per batch
+    statistic = spot_size_statistic(data_max=1000)
+    plan = SelectionPlan(FlagSelection(("indexed",)), fallback=True)
+    serial = reduce_files(statistic, plan, files, sizes)
+    parallel = reduce_files(
+        statistic,
+        plan,
+        files,
+        sizes,
+        engine=lambda *args: process_engine(*args, n_workers=2),
+        n_workers=2,
+    )
+    assert [r.index for r in parallel.records] == [0, 1, 2]
+    assert parallel.records == serial.records
+    assert final_as_plain(statistic.finalize(parallel.partial)) == final_as_plain(
+        statistic.finalize(serial.partial)
+    )
+    from dials_refl_stats.analysis.statistic import split_group_key
+
+    groups = statistic.finalize(serial.partial).groups
+    assert sorted({split_group_key(k)[0] for k in groups}) == [0, 1, 2]
+
+
+def test_reduce_files_skips_unreadable_files_when_asked(tmp_path):
+    from dials_refl_stats.analysis.statistic import FileInfo
+    from dials_refl_stats.pipeline.execute import SelectionPlan, reduce_files
+    from dials_refl_stats.reflections import ReflectionLoadError
+
+    good = file_info("sim_small/indexed.refl")
+    data = data_path("sim_small/indexed.refl").read_bytes()
+    truncated = tmp_path / "truncated.refl"
+    truncated.write_bytes(data[: len(data) // 2])
+    bad = FileInfo(1, str(truncated), good.nrows)
+    statistic = spot_size_statistic()
+    plan = SelectionPlan(FlagSelection(("indexed",)))
+    with pytest.raises(ReflectionLoadError, match="truncated.refl"):
+        reduce_files(statistic, plan, [good, bad], [1, 1])
+    reduced = reduce_files(statistic, plan, [good, bad], [1, 1], skip_errors=True)
+    assert [r.skipped is None for r in reduced.records] == [True, False]
+    assert "truncated.refl" in reduced.records[1].skipped
+    alone = reduce_files(statistic, plan, [good], [1])
+    assert final_as_plain(statistic.finalize(reduced.partial)) == final_as_plain(
+        statistic.finalize(alone.partial)
+    )
+
+
+def test_output_files_are_committed_together_or_not_at_all(tmp_path):
+    from dials_refl_stats.pipeline.errors import Sorry
+    from dials_refl_stats.pipeline.outputs import OutputFiles
+
+    targets = {"json": str(tmp_path / "a.json"), "plot": str(tmp_path / "a.png"), "log": None}
+    outputs = OutputFiles(targets)
+    for name in ("json", "plot"):
+        with open(outputs.temporary(name), "w") as handle:
+            handle.write(name)
+    assert not (tmp_path / "a.json").exists()  # nothing in place before the commit
+    assert len(list(tmp_path.glob(".a.*"))) == 2
+    outputs.commit()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "a.png"]
+    assert (tmp_path / "a.json").read_text() == "json"
+
+    failed = OutputFiles(targets)
+    with open(failed.temporary("json"), "w") as handle:
+        handle.write("new")
+    failed.discard()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "a.png"]
+    assert (tmp_path / "a.json").read_text() == "json"
+
+    (tmp_path / "input.refl").write_text("x")
+    for bad, message in [
+        ({"json": str(tmp_path / "missing" / "a.json")}, "does not exist"),
+        ({"json": str(tmp_path)}, "is a directory"),
+        ({"json": str(tmp_path / "input.refl")}, "would overwrite an input file"),
+        ({"json": str(tmp_path / "x"), "plot": str(tmp_path / "x")}, "the same file as"),
+        ({"plot": str(tmp_path / "a.gif")}, "unsupported plot format"),
+    ]:
+        with pytest.raises(Sorry, match=message):
+            OutputFiles(bad, [str(tmp_path / "input.refl")])
