@@ -20,7 +20,13 @@ import pytest
 from browser import chromium, load
 from conftest import data_path, needs_dials
 
-from dials_refl_stats.report import MAX_BYTES, not_computed, render_report, write_report
+from dials_refl_stats.report import (
+    MAX_BYTES,
+    ReportTooLarge,
+    not_computed,
+    render_report,
+    write_report,
+)
 from dials_refl_stats.report.programs import coarse_per_frame
 
 pytestmark = [
@@ -267,3 +273,13 @@ def test_write_report_is_atomic(report, tmp_path):
     write_report(target, [documents["empty"]])
     assert [p.name for p in tmp_path.iterdir()] == ["one.html"]
     assert render_report([documents["empty"]]).count("<section") == 1
+
+
+def test_many_documents_shrink_to_fit(report):
+    documents, _, _, _ = report
+    many = [d for name, d in documents.items() if name != "huge"] * 5
+    text = render_report(many)
+    assert len(text.encode("utf-8")) <= MAX_BYTES
+    assert text.count("<section ") == len(many)
+    with pytest.raises(ReportTooLarge):
+        render_report(many[:1], max_bytes=MAX_BYTES // 2)  # less than plotly.js alone

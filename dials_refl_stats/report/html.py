@@ -11,7 +11,7 @@ import functools
 import json
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import jinja2
@@ -26,8 +26,8 @@ from dials_refl_stats.report.sections import Section, build_section
 #: Upper bound of a report's size in bytes, plotly.js included.
 MAX_BYTES = 6_000_000
 
-#: Fractions of the default budget tried, in order, until the report fits in MAX_BYTES.
-BUDGET_STEPS = (1.0, 0.5, 0.25, 0.1, 0.05, 0.02)
+#: Most renderings tried with smaller budgets before giving up.
+MAX_ATTEMPTS = 5
 
 
 class ReportTooLarge(ValueError):
@@ -110,12 +110,18 @@ def render_report(
     would be too big, the budget shrinks (more bins merged, fewer rows) and says so.
     """
     budget = budget or Budget()
-    size = 0
-    for fraction in BUDGET_STEPS:
-        rendered = _render(documents, title, budget.scaled(fraction))
-        size = len(rendered.html.encode("utf-8"))
+    fixed = len(plotly_js().encode("utf-8"))
+    fraction, size = 1.0, 0
+    for attempt in range(MAX_ATTEMPTS):
+        trial = budget.scaled(fraction)
+        if attempt == MAX_ATTEMPTS - 1:
+            trial = replace(trial, compact=True)
+        html = _render(documents, title, trial).html
+        size = len(html.encode("utf-8"))
         if size <= max_bytes:
-            return rendered.html
+            return html
+        # The data part scales about linearly with the budget: aim 10 % below the limit.
+        fraction *= max(0.01, min(0.7, 0.9 * (max_bytes - fixed) / max(1, size - fixed)))
     raise ReportTooLarge(
         f"the report of {len(documents)} documents is {size} bytes, above {max_bytes}"
     )

@@ -20,6 +20,7 @@ class Budget:
     heatmap_cells: int = 40_000  # per document, over all panels
     json_chars: int = 40_000
     overlay: int = 8  # most groups overlaid in one plot
+    compact: bool = False  # leave out the full parameters and the JSON view
 
     def scaled(self, fraction: float) -> "Budget":
         def f(value: int, least: int) -> int:

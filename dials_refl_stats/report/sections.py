@@ -202,6 +202,7 @@ def build_section(document: dict, index: int, budget: Budget) -> Section:
     parameters = document.get("parameters") or {}
     files, _, _ = _input_files(document.get("inputs") or {})
     phil = parameters.get("effective_phil")
+    phil_chars = 0 if budget.compact else PHIL_CHARS
     title = program
     if files:
         more = f" + {len(files) - 1} more" if len(files) > 1 else ""
@@ -219,9 +220,11 @@ def build_section(document: dict, index: int, budget: Budget) -> Section:
         inputs=_inputs_table(document["inputs"], budget)
         if isinstance(document.get("inputs"), dict)
         else None,
-        effective_phil=phil if phil is None else phil[:PHIL_CHARS],
-        phil_truncated=phil is not None and len(phil) > PHIL_CHARS,
+        effective_phil=phil if phil is None else phil[:phil_chars],
+        phil_truncated=phil is not None and len(phil) > phil_chars,
         diff_phil=parameters.get("diff_phil"),
-        json_view=bounded_json(document.get("results"), budget.list_items, budget.json_chars),
+        json_view=None
+        if budget.compact
+        else bounded_json(document.get("results"), budget.list_items, budget.json_chars),
         rerun_inputs=rerun_inputs(document.get("inputs"), budget.list_items),
     )
