@@ -33,6 +33,25 @@ def many_files(tmp_path_factory) -> Path:
     return folder
 
 
+def distinct_copy(stem: str, destination: Path) -> None:
+    """Copy ``stem``.{refl,expt} with new experiment identifiers, written by DIALS (as
+    separate processing batches would have them)."""
+    from dials.array_family import flex
+    from dxtbx.model.experiment_list import ExperimentListFactory
+
+    experiments = ExperimentListFactory.from_json_file(str(data_path(f"{stem}.expt")), False)
+    table = flex.reflection_table.from_file(str(data_path(f"{stem}.refl")))
+    mapping = table.experiment_identifiers()
+    for i, experiment in enumerate(experiments):
+        new = f"{destination.name}-{i}"
+        for key in list(mapping.keys()):
+            if mapping[key] == experiment.identifier:
+                mapping[key] = new
+        experiment.identifier = new
+    experiments.as_file(str(destination.with_suffix(".expt")))
+    table.as_file(str(destination.with_suffix(".refl")))
+
+
 def results_of(program: str, args, cwd: Path) -> dict:
     code, _, err = run_inprocess(program, [*args, "output.plot=None"], cwd)
     assert code == 0, err
@@ -85,10 +104,7 @@ def test_integrated_batches_give_identical_results_on_processes(tmp_path):
     folder = tmp_path / "batches"
     folder.mkdir()
     for i in range(6):
-        for suffix in ("refl", "expt"):
-            shutil.copy(
-                data_path(f"ssx_CuNiR/integrated.{suffix}"), folder / f"integrated_{i}.{suffix}"
-            )
+        distinct_copy("ssx_CuNiR/integrated", folder / f"integrated_{i}")
     args = [str(folder), "selection.flags=integrated_sum", "intensity.choice=sum"]
     serial = results_of("intensity_per_frame", args, tmp_path)
     parallel = results_of("intensity_per_frame", [*args, "mp.nproc=2"], tmp_path)
@@ -204,3 +220,20 @@ def test_dask_unreachable_scheduler_is_sorry(tmp_path, many_files):
     )
     assert_sorry(code, err, "Dask scheduler")
     assert not list(tmp_path.iterdir())
+
+
+def test_experiments_are_paired_by_stem_for_collections(tmp_path):
+    folder = tmp_path / "pairs"
+    folder.mkdir()
+    for i in range(3):
+        distinct_copy("ssx_CuNiR/integrated", folder / f"integrated_{i}")
+    args = [str(folder / "integrated_*.refl"), "selection.flags=integrated_sum"]
+    paired = results_of("intensity_per_frame", args, tmp_path)
+    assert paired["inputs"]["experiments"]["n_experiments"] == 3 * 5
+    assert [Path(p).name for p in paired["inputs"]["experiments"]["paths"]] == [
+        f"integrated_{i}.expt" for i in range(3)
+    ]
+    assert paired["results"]["frame_numbering"] == ["experiment_index"]
+    alone = results_of("intensity_per_frame", [*args, "input.pair_experiments=False"], tmp_path)
+    assert alone["inputs"]["experiments"]["n_experiments"] == 0
+    assert alone["results"]["frame_numbering"] == ["z_floor"]

@@ -277,6 +277,7 @@ class Computed:
 
 class IntensityPerFrame(Program):
     name = PROGRAM
+    wants_experiments = True
     usage = "dials.intensity_per_frame [options] [integrated.expt] integrated.refl"
 
     def validate(self, params) -> None:

@@ -90,6 +90,7 @@ spot_size
 
 class PerImageStatistics(Program):
     name = PROGRAM
+    wants_experiments = True
     usage = "dials.per_image_statistics [options] [imported.expt] strong.refl"
     default_flags = ("strong",)
 

@@ -109,6 +109,7 @@ class MemberRun:
 
 class ReflStats(Program):
     name = PROGRAM
+    wants_experiments = True
     usage = "dials.refl_stats [options] [integrated.expt] integrated.refl"
 
     def output_targets(self, params) -> dict[str, str | None]:

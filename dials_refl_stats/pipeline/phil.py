@@ -46,6 +46,11 @@ input
     .type = choice
     .help = "stop: the first unreadable reflection file stops the run (Sorry naming"
             "it). skip: go on; skipped files and why are logged and in the JSON."
+  pair_experiments = True
+    .type = bool
+    .help = "For reflection files named by a directory, glob or list file, and no"
+            "experiments given: read X.expt beside each X.refl (when every file has"
+            "one) for programs that use experiments (image numbers, geometry)."
 }
 mp
   .help = "Parallel processing of many files."

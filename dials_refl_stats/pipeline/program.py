@@ -19,6 +19,7 @@ from dials_refl_stats import __version__
 from dials_refl_stats.analysis.statistic import ExperimentInfo, Statistic
 from dials_refl_stats.output import make_document, write_json
 from dials_refl_stats.pipeline.arguments import (
+    EXPERIMENT_SUFFIXES,
     Invocation,
     parameters_record,
     parse_command_line,
@@ -70,6 +71,9 @@ class Program(ABC):
     usage: str
     #: ``selection.flags`` default, for the shared fallback rule (None: no fallback).
     default_flags: tuple[str, ...] | None = None
+    #: Whether experiments improve the results (image numbers, geometry): then the
+    #: ``X.expt`` beside each ``X.refl`` of a directory, glob or list file is read.
+    wants_experiments: bool = False
 
     @property
     def logger(self) -> logging.Logger:
@@ -168,6 +172,17 @@ def build_document(name: str, run: Run, *, selection: dict, results: Any) -> dic
     )
 
 
+def paired_experiments(reflections: Sequence[str], others: Sequence[str]) -> list[str]:
+    """``X.expt`` for every ``X.refl`` when each has one, no experiments were given and
+    ``input.pair_experiments`` is not switched off (as ``name=False`` on the command line)."""
+    if any(a.endswith(EXPERIMENT_SUFFIXES) or a.startswith("input.experiments") for a in others):
+        return []
+    if any(a.replace(" ", "").endswith("pair_experiments=False") for a in others):
+        return []
+    stems = [os.path.splitext(path)[0] + ".expt" for path in reflections]
+    return stems if all(os.path.isfile(p) for p in stems) else []
+
+
 def dials_version() -> str | None:
     try:
         from dials.util.version import dials_version as version
@@ -186,7 +201,15 @@ def run_program(program: Program, args: Sequence[str] | None, phil, help_message
 
     args = list(sys.argv[1:] if args is None else args)
     collected, others = split_collections(args)
-    invocation = parse_command_line(others + collected, phil, program.usage, help_message)
+    if program.wants_experiments and collected:
+        others += paired_experiments(collected, others)
+    try:
+        invocation = parse_command_line(others + collected, phil, program.usage, help_message)
+    except RuntimeError as error:  # dxtbx: two experiment files with the same identifiers
+        text = str(error).split(": ", 1)[-1]
+        if "ExperimentList" not in text:
+            raise
+        raise Sorry(f"experiments: {text}") from None
     if invocation is None:
         return
     params = invocation.params
