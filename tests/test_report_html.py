@@ -109,6 +109,10 @@ def report(tmp_path_factory):
             "per_image_statistics",
             [small / "integrated.expt", small / "integrated.refl"],
         ),
+        "empty_frames": (
+            "intensity_per_frame",
+            [data_path("sim_small/strong.refl"), "selection.fallback=False", "frame.source=xyzobs"],
+        ),
     }
     assert list(cases) == ORDER[: len(cases)]
     documents = {name: _run(program, args, name, work) for name, (program, args) in cases.items()}
@@ -140,6 +144,7 @@ ORDER = [
     "hostile",
     "huge",
     "per_image",
+    "empty_frames",
     "generic",
     "not_computed",
 ]
@@ -209,6 +214,9 @@ def test_empty_selection(report):
     assert "0 of 1514" in section
     assert "no reflections selected" in section  # the note drawn in the empty plot
     assert section.count('class="main-svg"') >= 1
+    frames = _section(page.dom, "empty_frames")
+    assert 'data-status="empty"' in frames and "No frames to plot." in frames
+    assert 'class="plot"' not in frames
 
 
 def test_two_experiments_overlaid(report):

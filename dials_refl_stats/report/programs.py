@@ -373,7 +373,10 @@ def intensity_per_frame(document: dict, budget: Budget) -> Content:
     content.notes += [f"{k}: {v}" for k, v in (results.get("numbering_rules") or {}).items()]
     if results.get("statistics"):
         content.notes.append(results["statistics"])
-    content.figures = _frame_figures(results, budget)
+    if any(s["per_frame"]["count"] for b in results["intensities"] for s in b["series"]):
+        content.figures = _frame_figures(results, budget)
+    else:
+        content.notes.append("No frames to plot.")
     content.tables = _frame_tables(results, budget)
     rows = []
     for block in results["intensities"]:
