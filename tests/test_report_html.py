@@ -27,7 +27,7 @@ from dials_refl_stats.report import (
     render_report,
     write_report,
 )
-from dials_refl_stats.report.programs import coarse_per_frame
+from dials_refl_stats.report.programs.frames import coarse_per_frame
 
 pytestmark = [
     needs_dials,
