@@ -178,6 +178,20 @@ def require_intensity_columns(opened, choices, frame_source: str) -> None:
                 )
 
 
+INTEGRATION_BITS = FLAG_BITS["integrated_sum"] | FLAG_BITS["integrated_prf"]
+
+
+class NeverIntegratedFallback(SelectionPlan):
+    """The shared fallback rule, for tables that were never integrated: only a file in
+    which no row has integrated_sum or integrated_prf falls back (to 'strong'), so that
+    e.g. intensity.choice=prf on summation-only stills still selects nothing."""
+
+    def for_file(self, flags: np.ndarray):
+        if flags.size and (flags & INTEGRATION_BITS).any():
+            return self.requested, None
+        return super().for_file(flags)
+
+
 @dataclass
 class PreparedFile:
     """One file's selected rows on their frame axes (before any statistics)."""
@@ -197,6 +211,8 @@ def prepare_file(
     info = run.files[file_index].info
     flags = rows.columns["flags"]
     masks = {c: s.apply(flags) for c, s in selections.items()}
+    if run.records and run.records[file_index].fallback:  # kept rows: the fallback's
+        masks = {c: np.ones(flags.size, dtype=bool) for c in selections}
     used = np.logical_or.reduce(list(masks.values()))
     z = np.asarray(rows.columns[frame_column])[:, 2].astype(np.float64)
     experiments = list(run.experiments) if run.experiments else []
@@ -294,7 +310,8 @@ class IntensityPerFrame(Program):
         if not self.automatic:
             return SelectionPlan(next(iter(self.selections.values())))
         names = tuple(s.names[0] for s in self.selections.values())
-        return SelectionPlan(FlagSelection(names=names, rule="any" if len(names) > 1 else "all"))
+        union = FlagSelection(names=names, rule="any" if len(names) > 1 else "all")
+        return NeverIntegratedFallback(union, fallback=bool(params.selection.fallback))
 
     def check_file(self, opened, params) -> None:
         require_intensity_columns(opened, self.choices, params.frame.source)
