@@ -111,7 +111,7 @@ resolution
             "Miller index, dials.integrate); auto: geometry with experiments, else"
             "the column when every file has one, else no resolution shells."
   n_shells = 10
-    .type = int
+    .type = int(value_min=1, value_max=1000)
     .help = "Number of shells, equal in 1/d^2."
   d_min = None
     .type = float
@@ -124,7 +124,7 @@ position_histogram
   .help = "2D histogram of strong-spot positions, one per panel."
 {
   n_bins = 50
-    .type = int
+    .type = int(value_min=1, value_max=2000)
     .help = "Bins along x (fast) and along y (slow), over the panel's full size."
 }
 """
@@ -608,7 +608,26 @@ def report(result, files, criteria, params) -> None:
             )
     if result["n_strong"] == 0:
         logger.warning("No strong reflections (%s): counts are zero", criteria.label())
+    n_selected = result["n_selected"]
+    if criteria.top_fraction is not None and n_selected > 1 and result["n_strong"] == n_selected:
+        logger.warning(
+            "top_fraction=%g calls all %d selected reflections strong: their intensities are "
+            "tied (ties are kept); check intensity.choice and the selection",
+            criteria.top_fraction,
+            n_selected,
+        )
     shells = result["resolution_shells"]
+    if shells is not None and shells["d_edges"] is not None:
+        n_inside = sum(shells["n_all"])
+        if shells["n_outside"] > n_inside:
+            logger.warning(
+                "%d of %d reflections are outside the resolution shells (%s to %s A):"
+                " resolution.d_min / d_max do not match the data",
+                shells["n_outside"],
+                n_inside + shells["n_outside"],
+                f"{shells['d_edges'][0]:.3g}",
+                f"{shells['d_edges'][-1]:.3g}",
+            )
     if shells is None:
         logger.info("No resolution shells: %s", D_RULES[None])
     elif shells["d_edges"] is not None:
