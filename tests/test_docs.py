@@ -189,3 +189,42 @@ def test_documented_summary_line_is_real(program, run_inprocess, tmp_path):
             f"docs/programs/{program}.md shows '{line}', the program logs {log[-3:]}"
         )
     assert log[-1] == documented_summary(program)[-1]
+
+
+def test_readme_examples_are_the_tested_runs():
+    """The README's example command of each program is the run the summary test makes."""
+    readme = README.read_text(encoding="utf-8")
+    for program, args in load_generator().IMAGE_RUNS.values():
+        command = " ".join([f"dials.{program}", *args])
+        assert command in readme, f"README.md does not show '{command}'"
+
+
+def example_commands() -> list[tuple[Path, str, list[str]]]:
+    """(page, program, arguments) of every ``dials.<program> ...`` line in code blocks."""
+    found = []
+    for page in PAGES:
+        fenced = False
+        for line in page.read_text(encoding="utf-8").splitlines():
+            if FENCE.match(line):
+                fenced = not fenced
+                continue
+            match = re.match(r"\s*dials\.(\w+)\s(.*)", line) if fenced else None
+            if match and match.group(1) in PROGRAMS:
+                words = match.group(2).split("#")[0].replace("\\", " ").split()
+                found.append((page, match.group(1), words))
+    return found
+
+
+def test_example_parameters_exist():
+    """Every name=value in a documented command names a parameter of that program
+    (full path, or a unique last part of one, as phil resolves abbreviations)."""
+    examples = example_commands()
+    assert len(examples) >= 2 * len(PROGRAMS)
+    for page, program, words in examples:
+        paths = [d.path for d in phil_docs.program_phil(program).all_definitions()]
+        for word in words:
+            name = word.split("=", 1)[0]
+            if "=" not in word or "/" in name or name.startswith("'"):
+                continue
+            matches = [p for p in paths if p == name or p.endswith(f".{name}")]
+            assert matches, f"{page.relative_to(ROOT)}: dials.{program} has no parameter {name}"
