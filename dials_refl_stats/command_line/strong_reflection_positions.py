@@ -609,7 +609,8 @@ def report(result, files, criteria, params) -> None:
     if result["n_strong"] == 0:
         logger.warning("No strong reflections (%s): counts are zero", criteria.label())
     n_selected = result["n_selected"]
-    if criteria.top_fraction is not None and n_selected > 1 and result["n_strong"] == n_selected:
+    top = criteria.top_fraction
+    if top is not None and top < 1 and n_selected > 1 and result["n_strong"] == n_selected:
         logger.warning(
             "top_fraction=%g calls all %d selected reflections strong: their intensities are "
             "tied (ties are kept); check intensity.choice and the selection",
