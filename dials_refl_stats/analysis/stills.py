@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from dials_refl_stats.analysis.per_image import group_medians
+from dials_refl_stats.analysis.per_image import COUNT_FIELDS, group_medians
 
 #: Columns summed when images are binned; the others are medians of the images' values.
 SUMMED = (
-    "n_rows",
-    "n_strong",
-    "n_selected",
-    "n_indexed",
-    "n_integrated_sum",
-    "n_integrated_prf",
+    *COUNT_FIELDS,
     "n_spots_no_ice",
     "n_spots_4A",
     "total_intensity",

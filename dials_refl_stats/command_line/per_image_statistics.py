@@ -7,6 +7,7 @@ import libtbx.phil
 import numpy as np
 
 from dials_refl_stats.analysis.per_image import (
+    COUNT_FIELDS,
     ISIGMA_EDGES,
     ISIGMA_LABELS,
     SKETCH_ALPHA,
@@ -124,7 +125,7 @@ class PerImageStatistics(Program):
         isigma = columns.pop("isigma_histogram")
         shown, binned = thin_images(columns, isigma, params.output.max_images)
         stills = numbered.numbering == STILL
-        totals = {k: int(np.sum(columns[k])) for k in COUNT_COLUMNS}
+        totals = {k: int(np.sum(columns[k])) for k in COUNT_FIELDS}
         return {
             "n_images": numbered.n_images,
             "numbering": sorted(set(numbered.numbering.tolist())),
@@ -190,15 +191,6 @@ class PerImageStatistics(Program):
             path, document, title=f"Per image: {run.title}", format_from=run.params.output.plot
         )
 
-
-COUNT_COLUMNS = (
-    "n_rows",
-    "n_strong",
-    "n_selected",
-    "n_indexed",
-    "n_integrated_sum",
-    "n_integrated_prf",
-)
 
 DEFINITIONS = {
     "image": "scans: image number (floor(z) + 1); stills: index in input order; "
