@@ -49,8 +49,8 @@ def _cell(text: str) -> str:
 
 
 def _text(text: str) -> str:
-    """Cell text outside code spans: ``<`` and ``>`` escaped (else read as HTML tags)."""
-    return _cell(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Cell text outside code spans: a ``<`` that would open an HTML tag is escaped."""
+    return re.sub(r"<(?=[A-Za-z/!?])", "&lt;", _cell(text))
 
 
 def _code(text: str) -> str:

@@ -228,3 +228,10 @@ def test_example_parameters_exist():
                 continue
             matches = [p for p in paths if p == name or p.endswith(f".{name}")]
             assert matches, f"{page.relative_to(ROOT)}: dials.{program} has no parameter {name}"
+
+
+def test_help_text_is_not_read_as_html():
+    """'<prefix>.json' in a help text would vanish as an HTML tag; 'I <= 0' stays as is."""
+    table = phil_docs.program_table("refl_stats")
+    assert "<prefix>" not in table and "&lt;prefix>.json" in table
+    assert phil_docs._text("I <= 0, x|y") == "I <= 0, x\\|y"
