@@ -11,14 +11,25 @@ Workers need numpy and this package only (no DIALS), except for legacy pickle ta
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Sequence
 
 import numpy as np
 
 from dials_refl_stats.analysis.statistic import Chunk, FileInfo, Statistic
-from dials_refl_stats.reflections import ReflectionLoadError, open_reflection_file
+from dials_refl_stats.reader import ReflectionFileError, read_layout
+from dials_refl_stats.reader.columns import SHOEBOX_TYPE, read_flat
+from dials_refl_stats.reader.formats import sniff_bytes
+from dials_refl_stats.reader.msgpack_layout import ColumnSpan
+from dials_refl_stats.reader.shoebox import ShoeboxScan, _Work, block_mask_counts
+from dials_refl_stats.reflections import (
+    ReflectionLoadError,
+    _as_load_error,
+    check_column,
+    open_reflection_file,
+)
 from dials_refl_stats.selection import FLAG_BITS, FlagSelection
 
 logger = logging.getLogger("dials.dials_refl_stats.pipeline")
@@ -89,6 +100,18 @@ class ChunkError(ReflectionLoadError):
 
 def read_chunk(file: FileInfo, statistic: Statistic, plan: SelectionPlan, reader: str):
     """All rows of ``file`` as a :class:`Chunk`, and its :class:`FileRecord`."""
+    columns = read_msgpack_columns(file, statistic) if reader in ("auto", "fast") else None
+    if columns is None:
+        columns = read_source_columns(file, statistic, reader)
+    check_ids(file, columns["id"])
+    selection, reason = plan.for_file(columns["flags"])
+    selected = selection.apply(columns["flags"])
+    record = FileRecord(file.index, file.nrows, int(selected.sum()), selection.names, reason)
+    return Chunk(file=file, start=0, columns=columns, selected=selected), record
+
+
+def read_source_columns(file: FileInfo, statistic: Statistic, reader: str) -> dict:
+    """The columns ``statistic`` needs, through :func:`open_reflection_file` (any format)."""
     source = open_reflection_file(file.path, reader)
     if source.nrows != file.nrows:
         raise ChunkError(f"{file.path}: changed while it was being read")
@@ -104,11 +127,69 @@ def read_chunk(file: FileInfo, statistic: Statistic, plan: SelectionPlan, reader
             columns["shoebox.count"], columns["shoebox.allocated"] = counts, allocated
         else:
             columns[name] = source.column(name)
-    check_ids(file, columns["id"])
-    selection, reason = plan.for_file(columns["flags"])
-    selected = selection.apply(columns["flags"])
-    record = FileRecord(file.index, file.nrows, int(selected.sum()), selection.names, reason)
-    return Chunk(file=file, start=0, columns=columns, selected=selected), record
+    return columns
+
+
+def read_msgpack_columns(file: FileInfo, statistic: Statistic) -> dict | None:
+    """The columns ``statistic`` needs from a msgpack file, through one open handle, with
+    the header the driver read when the file is unchanged (``None``: not msgpack, or not
+    openable; the general path then reads it, or gives its error)."""
+    try:
+        fh = open(file.path, "rb")
+    except OSError:
+        return None
+    with fh, _as_load_error(file.path):
+        size = os.fstat(fh.fileno()).st_size
+        index = getattr(file, "columns", None)
+        if index is not None and size == getattr(file, "size_bytes", -1):
+            spans, identifiers = index.spans(file.nrows), file.identifiers
+        else:
+            if sniff_bytes(fh.read(512)) != "msgpack":
+                return None
+            layout = read_layout(file.path, fh)
+            if layout.nrows != file.nrows:
+                raise ChunkError(f"{file.path}: changed while it was being read")
+            spans, identifiers = layout.columns, layout.identifiers
+        wanted = statistic.columns(frozenset(spans))
+        for name in (*BASE_COLUMNS, *wanted):
+            if name not in spans:
+                raise ChunkError(f"{file.path}: no '{name}' column")
+        columns = {}
+        for name in (*BASE_COLUMNS, *wanted):
+            if name == "shoebox":
+                counts, allocated = shoebox_counts(file, fh, spans, statistic.shoebox_code)
+                columns["shoebox.count"], columns["shoebox.allocated"] = counts, allocated
+            else:
+                values = read_flat(file.path, fh, spans[name])
+                check_column(file.path, name, values, file.nrows, identifiers)
+                columns[name] = values
+    return columns
+
+
+def shoebox_counts(
+    file: FileInfo, fh: BinaryIO, spans: dict[str, ColumnSpan], code: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: shoebox pixels whose mask has all bits of ``code``, and allocated; the
+    reader's streaming scan over the already open file (bbox predicts the records)."""
+    span = spans["shoebox"]
+    if span.type_name != SHOEBOX_TYPE:
+        raise ChunkError(f"{file.path}: column 'shoebox' has type {span.type_name[:60]}")
+    bbox = spans.get("bbox")
+    if bbox is not None and bbox.type_name == "int6":
+        try:
+            bbox = read_flat(file.path, fh, bbox)
+        except ReflectionFileError:  # a broken bbox only costs the prediction
+            bbox = None
+    else:
+        bbox = None
+    counts = np.zeros(file.nrows, np.int64)
+    allocated = np.zeros(file.nrows, bool)
+    work = _Work()
+    for buf, block in ShoeboxScan(file.path, fh.fileno(), span, file.nrows, bbox).windows():
+        rows = slice(block.row0, block.row0 + len(block))
+        counts[rows] = block_mask_counts(buf, block, code, True, work)
+        allocated[rows] = block.npix > 0
+    return counts, allocated
 
 
 def check_ids(file: FileInfo, ids: np.ndarray) -> None:
@@ -144,7 +225,19 @@ def process_batch(
                 raise
             record = FileRecord(file.index, file.nrows, 0, (), skipped=str(error))
         records.append(record)
-    return RunPartial(statistic.merge_all(partials), records)
+    return RunPartial(merge_tree(statistic, partials), records)
+
+
+def merge_tree(statistic: Statistic, partials: Sequence[Any]) -> Any:
+    """Merge partials pairwise, level by level (``merge`` is associative).
+
+    Merged sizes stay balanced: n per-file partials with their own groups (one still per
+    file) cost O(n log n), where a left fold re-merges a growing partial n times.
+    """
+    level = list(partials)
+    while len(level) > 1:
+        level = [statistic.merge_all(level[i : i + 2]) for i in range(0, len(level), 2)]
+    return statistic.merge_all(level)
 
 
 def merge_runs(statistic: Statistic, first: RunPartial, second: RunPartial) -> RunPartial:
@@ -217,12 +310,13 @@ def reduce_files(
     batches = make_batches(files, sizes, n_workers)
     engine = engine or serial_engine
     progress = Progress(len(files), sum(f.nrows for f in files))
-    merged = RunPartial(None)
+    partials, records = [], []
     for result in engine(batches, statistic, plan, reader, skip_errors):
         progress.update(result)
-        merged = merge_runs(statistic, merged, result)
-    merged.records.sort(key=lambda r: r.index)
-    return merged
+        partials.append(result.partial)
+        records.extend(result.records)
+    records.sort(key=lambda r: r.index)
+    return RunPartial(merge_tree(statistic, partials), records)
 
 
 def serial_engine(batches, statistic, plan, reader, skip_errors) -> Iterable[RunPartial]:

@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import glob
 import os
+import struct
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 from dials_refl_stats.analysis.statistic import ExperimentInfo, FileInfo
 from dials_refl_stats.pipeline.errors import Sorry
-from dials_refl_stats.reflections import ReflectionLoadError, open_reflection_file
+from dials_refl_stats.reader import read_layout
+from dials_refl_stats.reader.formats import sniff_bytes
+from dials_refl_stats.reader.msgpack_layout import ColumnSpan
+from dials_refl_stats.reflections import (
+    ReflectionLoadError,
+    _as_load_error,
+    open_reflection_file,
+)
 
 #: Files named by a directory or a glob pattern.
 REFLECTION_PATTERN = "*.refl"
@@ -71,13 +79,74 @@ def split_collections(args: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 def refuse_duplicates(paths: Sequence[str]) -> None:
-    """``Sorry`` when a file is given twice (it would be counted twice)."""
+    """``Sorry`` when a file is given twice (it would be counted twice).
+
+    Real paths from each directory's real path (resolved once) and the file name; only
+    symbolic links are resolved one by one.
+    """
     seen: dict[str, str] = {}
+    real_dirs: dict[str, str] = {}
     for path in paths:
-        real = os.path.realpath(path)
+        directory, name = os.path.split(path)
+        if directory not in real_dirs:
+            real_dirs[directory] = os.path.realpath(directory or ".")
+        real = os.path.join(real_dirs[directory], name)
+        if name in ("", ".", "..") or os.path.islink(path):
+            real = os.path.realpath(path)
         if real in seen:
             raise Sorry(f"{path}: given twice (also as {seen[real]}); each file counts once")
         seen[real] = path
+
+
+#: Shared (column name, type name) tuples of the files' headers (most files share one),
+#: and their column name sets.
+_SCHEMAS: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}
+_NAMES: dict[tuple[tuple[str, str], ...], frozenset[str]] = {}
+
+
+@dataclass(frozen=True)
+class ColumnIndex:
+    """Where a msgpack file's columns are, as the driver read them from its header.
+
+    Compact (a schema shared by files with the same columns, and one ``bytes`` of
+    offsets and lengths), so that 10^5 of them cost little on the driver and in tasks.
+    """
+
+    schema: tuple[tuple[str, str], ...]
+    offsets: bytes  # int64 (offset, nbytes) per column, in schema order
+
+    @classmethod
+    def from_layout(cls, layout: Any) -> "ColumnIndex":
+        spans = list(layout.columns.values())
+        key = tuple((s.name, s.type_name) for s in spans)
+        schema = _SCHEMAS.setdefault(key, key)
+        values = [v for s in spans for v in (s.offset, s.nbytes)]
+        return cls(schema, struct.pack(f"<{len(values)}q", *values))
+
+    @property
+    def names(self) -> frozenset[str]:
+        names = _NAMES.get(self.schema)
+        if names is None:
+            names = _NAMES.setdefault(self.schema, frozenset(n for n, _t in self.schema))
+        return names
+
+    def spans(self, nrows: int) -> dict[str, ColumnSpan]:
+        """Every column's :class:`ColumnSpan` (``nrows`` rows each, as checked on reading)."""
+        values = struct.unpack(f"<{2 * len(self.schema)}q", self.offsets)
+        return {
+            name: ColumnSpan(name, type_name, nrows, values[2 * i], values[2 * i + 1])
+            for i, (name, type_name) in enumerate(self.schema)
+        }
+
+
+@dataclass(frozen=True)
+class HeaderFileInfo(FileInfo):
+    """A :class:`FileInfo` that also carries what the driver read from the header, so
+    that tasks read the columns without walking the header again."""
+
+    #: file size when the header was read (a changed file is read from scratch)
+    size_bytes: int = -1
+    columns: ColumnIndex | None = None
 
 
 @dataclass(frozen=True)
@@ -163,14 +232,23 @@ def open_files(
     refuse_duplicates(paths)
     opened = []
     for index, path in enumerate(paths):
+        fast = None
+        if reader in ("auto", "fast"):
+            try:
+                fast = _open_msgpack(path, index, experiments, len(paths))
+            except ReflectionLoadError as error:
+                if not skip_errors:
+                    raise Sorry(str(error)) from None
+                fast = _problem_file(path, index, reader, error)
+        if fast is not None:
+            opened.append(fast)
+            continue
         try:
             source = open_reflection_file(path, reader)
         except ReflectionLoadError as error:
             if not skip_errors:
                 raise Sorry(str(error)) from None
-            size = os.path.getsize(path) if os.path.isfile(path) else 0
-            info = FileInfo(index=index, path=path, nrows=0, problem=str(error))
-            opened.append(OpenedFile(info, frozenset(), size, reader))
+            opened.append(_problem_file(path, index, reader, error))
             continue
         identifiers = dict(source.identifiers)
         mapping = experiment_of_id(path, identifiers, experiments, len(paths))
@@ -184,6 +262,46 @@ def open_files(
         )
         opened.append(OpenedFile(info, source.column_names, os.path.getsize(path), source.backend))
     return opened
+
+
+def _problem_file(path: str, index: int, reader: str, error: Exception) -> OpenedFile:
+    size = os.path.getsize(path) if os.path.isfile(path) else 0
+    info = FileInfo(index=index, path=path, nrows=0, problem=str(error))
+    return OpenedFile(info, frozenset(), size, reader)
+
+
+def _open_msgpack(
+    path: str, index: int, experiments: list[ExperimentInfo], n_files: int
+) -> OpenedFile | None:
+    """A msgpack file's header read through one open handle, kept for the tasks (None
+    for anything else: other formats and errors take the general path)."""
+    try:
+        fh = open(path, "rb")
+    except OSError:
+        return None
+    with fh:
+        try:
+            kind = sniff_bytes(fh.read(512))
+            size = os.fstat(fh.fileno()).st_size
+        except OSError:
+            return None
+        if kind != "msgpack":
+            return None
+        with _as_load_error(path):
+            layout = read_layout(path, fh)
+    identifiers = dict(layout.identifiers)
+    mapping = experiment_of_id(path, identifiers, experiments, n_files)
+    info = HeaderFileInfo(
+        index=index,
+        path=path,
+        nrows=layout.nrows,
+        identifiers=identifiers,
+        experiment_of_id=mapping,
+        unassigned_id=one_sweep_id(identifiers, mapping, experiments),
+        size_bytes=size,
+        columns=ColumnIndex.from_layout(layout),
+    )
+    return OpenedFile(info, info.columns.names, size, "fast")
 
 
 def describe_inputs(
