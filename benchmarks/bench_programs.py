@@ -2,7 +2,8 @@
 
 Each measurement runs in a fresh process (start-up included), after one warm-up read of the
 file so that it is page-cached; peak memory is the child's maximum resident set size (mapped
-file pages included). Prints a markdown table for the README.
+file pages included); CPU time (user + system) is reported too, as it varies less than the
+wall time on a shared machine. Prints a markdown table for the README.
 
     .venv/bin/python benchmarks/bench_programs.py                 # 10^5 and 10^6 rows
     .venv/bin/python benchmarks/bench_programs.py --rows 100000 --repeats 3
@@ -74,8 +75,9 @@ start = time.perf_counter()
 done = subprocess.run(sys.argv[2:], cwd=sys.argv[1], stdout=subprocess.DEVNULL,
                       stderr=subprocess.PIPE, text=True)
 wall = time.perf_counter() - start
-peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print(json.dumps({"wall": wall, "peak_mib": peak_kib / 1024, "rc": done.returncode,
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
+                  "peak_mib": usage.ru_maxrss / 1024, "rc": done.returncode,
                   "stderr": done.stderr[-500:]}))
 """
 
@@ -222,24 +224,26 @@ def main() -> None:
                     )
                     print(
                         f"{rows:>8} {table:<36} {name:<45} {result['wall']:7.2f} s "
-                        f"{result['peak_mib']:8.0f} MiB",
+                        f"(cpu {result['cpu']:6.2f} s) {result['peak_mib']:8.0f} MiB",
                         file=sys.stderr,
                     )
 
     print(
-        "| rows | table | file | command | wall time (s) | peak RSS (MiB) "
-        "| time / DIALS load | memory / DIALS load |"
+        "| rows | table | file | command | wall time (s) | CPU time (s) | peak RSS (MiB) "
+        "| time / DIALS load | CPU / DIALS load | memory / DIALS load |"
     )
-    print("|---:|---|---:|---|---:|---:|---:|---:|")
+    print("|---:|---|---:|---|---:|---:|---:|---:|---:|---:|")
     for key in dict.fromkeys((r["rows"], r["table"]) for r in rows_out):
         cases = [r for r in rows_out if (r["rows"], r["table"]) == key]
         base = next((r for r in cases if r["case"].startswith("DIALS")), None)
         for r in cases:
             ratio_t = r["wall"] / base["wall"] if base else float("nan")
+            ratio_c = r["cpu"] / base["cpu"] if base else float("nan")
             ratio_m = r["peak_mib"] / base["peak_mib"] if base else float("nan")
             print(
                 f"| {r['rows']:,} | {r['table']} | {r['file_mb']:.0f} MB | {r['case']} | "
-                f"{r['wall']:.2f} | {r['peak_mib']:.0f} | {ratio_t:.2f} | {ratio_m:.2f} |"
+                f"{r['wall']:.2f} | {r['cpu']:.2f} | {r['peak_mib']:.0f} | {ratio_t:.2f} | "
+                f"{ratio_c:.2f} | {ratio_m:.2f} |"
             )
     if args.json:
         Path(args.json).write_text(json.dumps(rows_out, indent=2))

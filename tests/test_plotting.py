@@ -269,7 +269,9 @@ def test_experiments_have_short_labels_and_the_same_colours_in_every_column(runs
 
 
 def test_empty_selection_writes_no_reflections_selected(runs, tmp_path):
-    results = intensity_run(runs, "ipf_empty", "sim_twoexp/indexed.refl")
+    results = intensity_run(
+        runs, "ipf_empty", "sim_twoexp/indexed.refl", extra=("selection.flags=integrated_prf",)
+    )
     panels = panels_of(results)
     assert sum(s.intensity.size for p in panels for s in p.series) == 0
     figure = intensity_per_frame_figure(
@@ -493,3 +495,40 @@ def test_density_counts_match_numpy_histogram2d():
     counts = style.density_counts(xy[:, 0], xy[:, 1], (0, 1000), (0, 1000), (50, 40))
     expected, _, _ = np.histogram2d(xy[:, 0], xy[:, 1], bins=(50, 40), range=((0, 1000), (0, 1000)))
     np.testing.assert_array_equal(counts, expected.T)
+
+
+def test_lab_frame_colours_experiments_and_draws_detector_outlines(runs, tmp_path):
+    from dxtbx.model.experiment_list import ExperimentList
+
+    from dials_refl_stats import geometry
+
+    results = twoexp_positions(runs)
+    experiments = ExperimentList.from_file(
+        str(data_path("sim_twoexp/integrated.expt")), check_format=False
+    )
+    path = str(data_path("sim_twoexp/integrated.refl"))
+    identifiers = read_reflections(path, columns=["id"]).identifiers
+    xy, panel, ids, intensity = selected_positions("sim_twoexp/integrated.refl", 768)
+    experiment = geometry.experiment_indices(experiments, identifiers, ids, path)
+    lab = geometry.map_positions(experiments, experiment, panel, xy).lab
+    outlines = geometry.lab_outlines(experiments)
+    view = positions_view(
+        xy,
+        intensity >= 5000,
+        {0: (1000, 1000)},
+        results["beam_centres"],
+        lab=lab,
+        lab_outlines=outlines,
+        experiment=experiment,
+    )
+    figure = strong_positions_figure(
+        str(tmp_path / "lab.png"), view, None, title="t", strong_label="I >= 5000"
+    )
+    axes = figure.axes[0]
+    assert axes.get_xlabel() == "lab x (mm)"
+    low, high = axes.get_xlim()
+    corners = np.concatenate(outlines)[:, 0]
+    assert low <= corners.min() and high >= corners.max()
+    labels = axes.get_legend_handles_labels()[1]
+    assert "beam centre expt 0" in labels and "beam centre expt 1" in labels
+    assert any(label.startswith("strong expt 1 (") for label in labels)

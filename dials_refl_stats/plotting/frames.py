@@ -26,6 +26,7 @@ from dials_refl_stats.plotting.style import (
     light_cmap,
     log_norm,
     masked,
+    no_minor_ticks,
     short_label,
     write_no_data,
 )
@@ -255,6 +256,7 @@ def _draw_panel(figure, column_axes, panel: Panel, colours: dict[str, str], xlab
         top.plot([], [], color="0.5", lw=0.8, ls="--", label="scan image range")
     if np.isfinite(top.dataLim.y0) and top.dataLim.y0 > 0:
         top.set_yscale("log")
+        no_minor_ticks(top.yaxis)
     if limits:
         top.set_xlim(*limits)
 
@@ -288,7 +290,7 @@ def _draw_panel(figure, column_axes, panel: Panel, colours: dict[str, str], xlab
     )
     if mesh is not None:
         colour_axes = top.inset_axes((1.01, 0.1, 0.02, 0.8))
-        figure.colorbar(mesh, cax=colour_axes, label="points per cell")
+        figure.colorbar(mesh, cax=colour_axes, label="points per cell").minorticks_off()
     if top.get_legend_handles_labels()[0]:
         top.legend(fontsize=7, loc="lower right", framealpha=0.7)
     unit = "frame" if width == 1 else f"{width} frames"

@@ -11,6 +11,7 @@ from dials_refl_stats.plotting import new_figure, save
 from dials_refl_stats.plotting.style import (
     colour_of,
     display_title,
+    no_minor_ticks,
     short_label,
     write_no_data,
 )
@@ -130,6 +131,7 @@ def histogram_bars(
         write_no_data(axes, xlim=axes.get_xlim())
     elif log_y:
         axes.set_yscale("log")
+        no_minor_ticks(axes.yaxis)
         axes.set_ylim(bottom=0.5)
     notes.extend(
         f"{short_label(label)}: {h.below_range} below, {h.above_range} above range"
