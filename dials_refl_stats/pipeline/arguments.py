@@ -246,7 +246,11 @@ def phil_reflection_paths(params) -> list[str]:
 
 
 def parse_command_line(
-    args: Sequence[str] | None, phil, usage: str, epilog: str
+    args: Sequence[str] | None,
+    phil,
+    usage: str,
+    epilog: str,
+    collected: Sequence[str] = (),
 ) -> Invocation | None:
     """Parse like a DIALS program; ``None`` when there is no input (help printed).
 
@@ -256,11 +260,14 @@ def parse_command_line(
     goes through DIALS's ``ArgumentParser``, except that a command line of reflection
     files and phil parameters only is parsed by :class:`PhilOnlyParser` (same result,
     without DIALS's import cost). As DIALS does, ``input.reflections=`` files come
-    before positional ones.
+    before positional ones. ``collected``: reflection files named by directories, globs
+    or list files (checked when they are opened, not sniffed here: there may be 10^5).
     """
     args = list(sys.argv[1:] if args is None else args)
     reflection_paths = reflection_arguments(args)
-    others = [a for a in args if a not in reflection_paths]
+    chosen = set(reflection_paths)
+    others = [a for a in args if a not in chosen]
+    reflection_paths += list(collected)
     quick = parse_phil_only(phil, others)
     if quick is not None and (reflection_paths or quick.params.input.reflections):
         return Invocation(

@@ -204,7 +204,7 @@ def run_program(program: Program, args: Sequence[str] | None, phil, help_message
     if program.wants_experiments and collected:
         others += paired_experiments(collected, others)
     try:
-        invocation = parse_command_line(others + collected, phil, program.usage, help_message)
+        invocation = parse_command_line(others, phil, program.usage, help_message, collected)
     except RuntimeError as error:  # dxtbx: two experiment files with the same identifiers
         text = str(error).split(": ", 1)[-1]
         if "ExperimentList" not in text:
