@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -139,57 +140,9 @@ def free_port() -> int:
 def dask_cluster(tmp_path_factory):
     """A real ``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1."""
     pytest.importorskip("distributed")
-    folder = tmp_path_factory.mktemp("dask")
-    scheduler_file = folder / "scheduler.json"
-    port = free_port()
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    scheduler = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "distributed.cli.dask_scheduler",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--dashboard-address",
-            ":0",
-            "--scheduler-file",
-            str(scheduler_file),
-        ],
-        cwd=folder,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    workers = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "distributed.cli.dask_worker",
-                f"tcp://127.0.0.1:{port}",
-                "--nthreads",
-                "1",
-                "--no-dashboard",
-                "--host",
-                "127.0.0.1",
-            ],
-            cwd=folder,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=env,
-        )
-        for _ in range(2)
-    ]
-    from distributed import Client
-
-    deadline = time.monotonic() + 60
-    while not scheduler_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    with Client(scheduler_file=str(scheduler_file), timeout="30s") as client:
-        client.wait_for_workers(2, timeout=60)
-    yield {"address": f"tcp://127.0.0.1:{port}", "file": scheduler_file, "workers": workers}
+    scheduler, workers, scheduler_file = start_cluster(tmp_path_factory.mktemp("dask"), 2)
+    address = json.loads(scheduler_file.read_text())["address"]
+    yield {"address": address, "file": scheduler_file, "workers": workers}
     for process in [*workers, scheduler]:
         process.terminate()
     for process in [*workers, scheduler]:
@@ -237,3 +190,90 @@ def test_experiments_are_paired_by_stem_for_collections(tmp_path):
     alone = results_of("intensity_per_frame", [*args, "input.pair_experiments=False"], tmp_path)
     assert alone["inputs"]["experiments"]["n_experiments"] == 0
     assert alone["results"]["frame_numbering"] == ["z_floor"]
+
+
+def start_cluster(folder: Path, n_workers: int):
+    """A ``dask scheduler`` and ``n_workers`` ``dask worker`` processes on 127.0.0.1."""
+    from distributed import Client
+
+    scheduler_file = folder / "scheduler.json"
+    port = free_port()
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    quiet = {"cwd": folder, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
+    scheduler = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "distributed.cli.dask_scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dashboard-address",
+            ":0",
+            "--scheduler-file",
+            str(scheduler_file),
+        ],
+        **quiet,
+    )
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "distributed.cli.dask_worker",
+                f"tcp://127.0.0.1:{port}",
+                "--nthreads",
+                "1",
+                "--no-dashboard",
+                "--host",
+                "127.0.0.1",
+            ],
+            **quiet,
+        )
+        for _ in range(n_workers)
+    ]
+    deadline = time.monotonic() + 60
+    while not scheduler_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    with Client(scheduler_file=str(scheduler_file), timeout="30s") as client:
+        client.wait_for_workers(n_workers, timeout=60)
+    return scheduler, workers, scheduler_file
+
+
+def test_worker_killed_mid_run_gives_identical_result_or_sorry(tmp_path):
+    import threading
+
+    pytest.importorskip("distributed")
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(160):
+        shutil.copy(data_path("ssx_CuNiR/strong_5.refl"), folder / f"still_{i:04d}.refl")
+    serial = results_of("spot_size_histogram", [str(folder), "flags=strong"], tmp_path)
+    scheduler, workers, scheduler_file = start_cluster(tmp_path, 2)
+    work = tmp_path / "work"
+    work.mkdir()
+    outcome = {}
+
+    def run():
+        args = [str(folder), "flags=strong", "mp.method=dask", f"scheduler_file={scheduler_file}"]
+        outcome["run"] = run_inprocess("spot_size_histogram", [*args, "output.plot=None"], work)
+
+    try:
+        thread = threading.Thread(target=run)
+        thread.start()
+        time.sleep(1.0)
+        workers[0].send_signal(signal.SIGKILL)  # dies mid-run; Dask reschedules its tasks
+        thread.join(timeout=300)
+        assert not thread.is_alive()
+    finally:
+        for process in [*workers, scheduler]:
+            process.kill()
+            process.wait(timeout=30)
+    code, _, err = outcome["run"]
+    if code == 0:
+        document = json.loads((work / "spot_size_histogram.json").read_text())
+        assert document["results"] == serial["results"]
+    else:
+        assert_sorry(code, err)
+        assert not list(work.iterdir())
