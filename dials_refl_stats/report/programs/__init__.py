@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from dials_refl_stats.report.programs import frames, positions, spot_size
+from dials_refl_stats.report.programs import frames, per_image, positions, spot_size
 
-__all__ = ["frames", "positions", "spot_size"]
+__all__ = ["frames", "per_image", "positions", "spot_size"]
