@@ -270,8 +270,8 @@ def _draw_panel(figure, column_axes, panel: Panel, colours: dict[str, str], xlab
         n_frames = max(s.table.n_bins * s.table.bin_width for s in series)
         why = "sparse: " if n_points < SPARSE_PER_BIN * n_frames else ""
         notes.append(
-            f"plotted in bins of {width} frames ({why}{n_points} reflections over "
-            f"{n_frames} frames); the JSON has the per-frame table"
+            f"plotted in bins of {width} frames ({why}{n_points} reflections, "
+            f"{n_frames} frames); the JSON has every frame"
         )
     if mesh is not None:
         notes.append(f"{n_points - hidden} points drawn as a density (log colour)")
@@ -290,7 +290,8 @@ def _draw_panel(figure, column_axes, panel: Panel, colours: dict[str, str], xlab
     )
     if mesh is not None:
         colour_axes = top.inset_axes((1.01, 0.1, 0.02, 0.8))
-        figure.colorbar(mesh, cax=colour_axes, label="points per cell").minorticks_off()
+        figure.colorbar(mesh, cax=colour_axes, label="points per cell")
+        no_minor_ticks(colour_axes.yaxis)
     if top.get_legend_handles_labels()[0]:
         top.legend(fontsize=7, loc="lower right", framealpha=0.7)
     unit = "frame" if width == 1 else f"{width} frames"
