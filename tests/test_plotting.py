@@ -532,3 +532,15 @@ def test_lab_frame_colours_experiments_and_draws_detector_outlines(runs, tmp_pat
     labels = axes.get_legend_handles_labels()[1]
     assert "beam centre expt 0" in labels and "beam centre expt 1" in labels
     assert any(label.startswith("strong expt 1 (") for label in labels)
+
+
+def test_coarse_slots_are_pointed_out(runs, tmp_path):
+    results = runs("ssh_ssx", "spot_size_histogram", data_path("ssx_CuNiR/indexed.refl"))
+    bars = experiment_histograms(results)
+    assert len(bars) == 5
+    figure = histogram_bars(str(tmp_path / "ssx.png"), bars, title="t", xlabel="x")
+    (axes,) = figure.axes
+    width = bars[0][1].slot_width
+    assert axes.get_xlim()[1] <= 5 * width
+    assert "a smaller data_max gives finer slots" in texts(figure)
+    assert [t.get_text() for t in axes.get_legend().get_texts()] == [f"expt {k}" for k in range(5)]

@@ -125,6 +125,12 @@ def histogram_bars(
                 f"{f' ({hidden} in slots beyond, not drawn)' if hidden else ''};"
                 f"\nall {n_slots} slots ({full[0]:g} to {full[1]:g}) are in the JSON"
             )
+            width = min(float(h.slot_width) for _, h in histograms)
+            if (high - low) / width <= 5:
+                notes.append(
+                    f"the data fill only {round((high - low) / width)} slots: a smaller "
+                    "data_max gives finer slots"
+                )
         else:
             axes.set_xlim(*full)
     if n_counted == 0:
