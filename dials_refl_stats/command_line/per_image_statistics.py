@@ -15,7 +15,9 @@ from dials_refl_stats.analysis.per_image import (
     PerImageStatistic,
 )
 from dials_refl_stats.analysis.spot_size import MASK_NAMES, mask_code
+from dials_refl_stats.analysis.statistic import ID_BITS
 from dials_refl_stats.analysis.stills import cell_histograms, sliding_rate, thin_images
+from dials_refl_stats.geometry import GeometryError, check_panels
 from dials_refl_stats.image_numbering import STILL, NumberedImages, number_images, take
 from dials_refl_stats.pipeline.errors import Sorry
 from dials_refl_stats.pipeline.phil import INPUT_PHIL, output_phil, selection_phil
@@ -241,6 +243,15 @@ def dials_analysis(table: ImageTable, numbered: NumberedImages, run: Run) -> dic
     where = locate(numbered.group[order], numbered.frame[order], spots["group"], spots["frame"])
     image_of_spot = order[where]
     experiment_of_spot = numbered.experiment[image_of_spot]
+    try:
+        check_panels(run.experiments, experiment_of_spot, spots["panel"])
+    except GeometryError as error:  # name the file of the first bad spot
+        sizes = np.array([len(e.detector or []) for e in run.experiments])
+        has = experiment_of_spot >= 0
+        panel = spots["panel"]
+        bad = has & ((panel < 0) | (panel >= sizes[np.where(has, experiment_of_spot, 0)]))
+        file_index = int(spots["group"][np.flatnonzero(bad)[0]] >> ID_BITS)
+        raise Sorry(f"{run.files[file_index].info.path}{error}") from None
     d = spot_d(run.experiments, spots, experiment_of_spot)
     return analyse_images(
         image_of_spot,
