@@ -664,6 +664,9 @@ def plot(path, computed: Computed, lab_experiments, run: Run, criteria, params) 
         computed.beam_centres,
         lab=None if lab_experiments is None else computed.positions.lab,
         lab_outlines=None if lab_experiments is None else geometry.lab_outlines(lab_experiments),
+        panel=computed.panel,
+        experiment=computed.experiment,
+        extent_from_data=computed.extent_source.startswith("data"),
     )
     names = run.title
     label = f"{criteria.label()}, intensity.{params.intensity.choice}"
