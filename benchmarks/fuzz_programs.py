@@ -11,9 +11,13 @@ another directory, and checks what a user would see:
   working directory is empty (no log, JSON, plot or temporary file);
 * never a traceback; the input file is byte-identical afterwards.
 
-    python benchmarks/fuzz_programs.py --iterations 10000 [--seed 1] [--plot-every 25]
+    python benchmarks/fuzz_programs.py --iterations 10000 [--seed 1] [--keep DIR]
 
-The same engine runs a fixed-seed pass in ``tests/test_fuzz_programs.py``.
+The script runs the cases in forked child processes of ``--batch`` cases each (memory
+stays bounded over long campaigns) and reports a case that takes longer than
+``--timeout`` seconds, or kills the process, as a violation. Case ``i`` of seed ``s``
+is the same whatever else runs, so a kept input reproduces it. The same engine runs a
+fixed-seed pass in-process in ``tests/test_fuzz_programs.py``.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import sys
 import tempfile
 import time
 import traceback
+import tracemalloc
 from collections import Counter
 from pathlib import Path
 
@@ -56,6 +61,9 @@ DEFAULT_FILES = [
     DATA / "centroid_test_data" / "integrated.refl",
     DATA / "ssx_CuNiR" / "integrated.refl",
 ]
+#: Allowed peak of traced allocations: this many times the file size, plus the slack.
+MEMORY_FACTOR = 32
+MEMORY_SLACK = 64 << 20
 EXTREMES = [0, 1, -1, 2, 0x7FFFFFFF, -0x80000000, 0xFFFF, 1 << 20, 1 << 24, 29]
 LOGGERS = ("dials", "dxtbx", "py.warnings")
 
@@ -317,6 +325,8 @@ class Setup:
     program: str
     source: Path
     experiments: Path | None
+    #: Arguments that turn off the costly outputs (plots, HTML) for most cases.
+    quiet: tuple[str, ...] = ()
 
 
 def _experiments_for(path: Path) -> list[Path | None]:
@@ -325,9 +335,21 @@ def _experiments_for(path: Path) -> list[Path | None]:
     return [p for p in dict.fromkeys(beside) if p.exists()] + [None]
 
 
-def _arguments(setup: Setup, refl: Path, plot: bool) -> list[str]:
+#: Outputs that cost time (figures); off except in every ``plot_every``-th case.
+COSTLY_OUTPUTS = ("output.plot", "output.html")
+
+
+def quiet_arguments(module) -> tuple[str, ...]:
+    """``output.plot=None`` etc. for the costly outputs ``module``'s phil scope has."""
+    scope = getattr(module, "phil_scope", None)
+    names = {d.path for d in scope.all_definitions()} if scope is not None else set()
+    return tuple(f"{name}=None" for name in COSTLY_OUTPUTS if name in names)
+
+
+def _arguments(setup: Setup, refl: Path, plot: bool, reader: str | None = None) -> list[str]:
     args = [str(setup.experiments)] if setup.experiments else []
-    return args + [str(refl)] + ([] if plot else ["output.plot=None"])
+    args += [str(refl)] + ([] if plot else list(setup.quiet))
+    return args + ([f"reader={reader}"] if reader else [])
 
 
 def find_setups(programs: dict, files: list[Path], scratch: Path) -> list[Setup]:
@@ -336,7 +358,7 @@ def find_setups(programs: dict, files: list[Path], scratch: Path) -> list[Setup]
     for name, module in programs.items():
         for path in files:
             for expt in _experiments_for(path):
-                setup = Setup(name, path, expt)
+                setup = Setup(name, path, expt, quiet_arguments(module))
                 work = Path(tempfile.mkdtemp(dir=scratch))
                 outcome = run_in_process(module, _arguments(setup, path, False), work)
                 shutil.rmtree(work)
@@ -356,16 +378,37 @@ class Failure:
     kept: Path | None = None
 
 
-def run_case(module, setup: Setup, blob: bytes, scratch: Path, plot: bool) -> tuple[str, list[str]]:
-    """One mutated file through one program; (outcome label, violations)."""
+def run_case(
+    module,
+    setup: Setup,
+    blob: bytes,
+    scratch: Path,
+    plot: bool = False,
+    reader: str | None = None,
+    measure: bool = False,
+) -> tuple[str, list[str]]:
+    """One mutated file through one program; (outcome label, violations).
+
+    ``measure``: trace the run's allocations (numpy's included) and flag a peak beyond
+    :data:`MEMORY_FACTOR` times the file size plus :data:`MEMORY_SLACK`.
+    """
     inputs = Path(tempfile.mkdtemp(prefix="in_", dir=scratch))
     work = Path(tempfile.mkdtemp(prefix="work_", dir=scratch))
     refl = inputs / setup.source.name
     refl.write_bytes(blob)
     digest = hashlib.sha256(blob).digest()
     try:
-        outcome = run_in_process(module, _arguments(setup, refl, plot), work)
+        if measure:
+            tracemalloc.start()
+        try:
+            outcome = run_in_process(module, _arguments(setup, refl, plot, reader), work)
+        finally:
+            peak = tracemalloc.get_traced_memory()[1] if measure else 0
+            if measure:
+                tracemalloc.stop()
         problems = check_outcome(setup.program, outcome, refl.name)
+        if peak > MEMORY_FACTOR * len(blob) + MEMORY_SLACK:
+            problems.append(f"memory: peak {peak} bytes for a {len(blob)}-byte file")
         if hashlib.sha256(refl.read_bytes()).digest() != digest:
             problems.append("the input file was modified")
         if sorted(os.listdir(inputs)) != [refl.name]:
@@ -393,34 +436,131 @@ def fuzz(
     keep_dir: Path | None = None,
     on_failure: str = "collect",
     setups: list[Setup] | None = None,
+    dials_every: int = 10,
+    measure_every: int = 10,
+    first: int = 0,
+    report=None,
 ) -> tuple[Counter, list[Failure], list[Setup]]:
-    """Run ``iterations`` cases spread over every program (round robin over
-    ``setups``, found by :func:`find_setups` unless given); returns outcome counts,
-    the failures, and the setups used."""
+    """Run cases ``first .. iterations - 1`` spread over every program (round robin over
+    ``setups``, found by :func:`find_setups` unless given); returns outcome counts
+    (by program, ``[reader=dials]`` for the DIALS backend's cases), the failures,
+    and the setups used.
+
+    Case ``i`` is seeded by ``(seed, i)`` alone, so any case can be rerun by itself.
+    Every ``plot_every``-th case writes a plot, every ``dials_every``-th (offset by
+    one) reads with ``reader=dials``, every ``measure_every``-th (offset by two) has its
+    memory traced (0: never). ``report(i, key, label, failure)`` is called before and
+    after each case (``label`` None before).
+    """
     programs = discover_programs()
     if setups is None:
         files = [Path(f) for f in (files or DEFAULT_FILES)]
         setups = find_setups(programs, files, scratch)
-    mutators = {path: Mutator(path) for path in {s.source for s in setups}}
-    rng = np.random.default_rng(seed)
+    mutators: dict[Path, Mutator] = {}
     stats: Counter = Counter()
     failures: list[Failure] = []
-    for it in range(iterations):
+    for it in range(first, iterations):
         setup = setups[it % len(setups)]
-        kind, blob = mutators[setup.source](rng)
+        if setup.source not in mutators:
+            mutators[setup.source] = Mutator(setup.source)
+        kind, blob = mutators[setup.source](np.random.default_rng([seed, it]))
         plot = plot_every > 0 and it % plot_every == 0
-        label, problems = run_case(programs[setup.program], setup, blob, scratch, plot)
-        stats[(setup.program, label)] += 1
+        reader = "dials" if dials_every > 0 and it % dials_every == 1 else None
+        measure = measure_every > 0 and it % measure_every == 2
+        key = setup.program + (" [reader=dials]" if reader else "")
+        if report is not None:
+            report(it, key, None, Failure(it, setup.program, str(setup.source), kind, []))
+        module = programs[setup.program]
+        label, problems = run_case(module, setup, blob, scratch, plot, reader, measure)
+        stats[(key, label)] += 1
+        failure = None
         if problems:
             failure = Failure(it, setup.program, str(setup.source), kind, problems)
             if keep_dir is not None:
-                keep_dir.mkdir(parents=True, exist_ok=True)
-                failure.kept = keep_dir / f"case_{seed}_{it}_{kind}_{setup.source.name}"
-                failure.kept.write_bytes(blob)
+                failure.kept = _keep(keep_dir, seed, failure, blob)
             failures.append(failure)
             if on_failure == "raise":
                 raise AssertionError(describe(failure))
+        if report is not None:
+            report(it, key, label, failure)
     return stats, failures, setups
+
+
+def _keep(keep_dir: Path, seed: int, failure: Failure, blob: bytes) -> Path:
+    keep_dir.mkdir(parents=True, exist_ok=True)
+    kept = keep_dir / f"case_{seed}_{failure.iteration}_{failure.kind}_{Path(failure.source).name}"
+    kept.write_bytes(blob)
+    return kept
+
+
+# --- long campaigns: cases in child processes, with a time limit per case -------------
+
+
+def _child(connection, options: dict, first: int, iterations: int, setups) -> None:
+    """Run cases in a forked child, reporting each one to the parent."""
+
+    def report(it, key, label, failure):
+        connection.send((it, key, label, failure))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fuzz(iterations, scratch=Path(tmp), setups=setups, first=first, report=report, **options)
+    connection.send(None)
+
+
+def supervise(
+    iterations: int, options: dict, setups: list[Setup], batch: int, timeout: float
+) -> tuple[Counter, list[Failure]]:
+    """:func:`fuzz` in forked children of at most ``batch`` cases each (memory stays
+    bounded); a case that takes longer than ``timeout`` seconds is killed and reported
+    as a hang, and the campaign goes on with the next case."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    stats: Counter = Counter()
+    failures: list[Failure] = []
+    it = 0
+    while it < iterations:
+        stop = min(it + batch, iterations)
+        receive, send = context.Pipe(duplex=False)
+        child = context.Process(target=_child, args=(send, options, it, stop, setups))
+        child.start()
+        send.close()
+        current = None
+        while True:
+            if not receive.poll(timeout):
+                child.kill()
+                message = f"hang: no result after {timeout:g} s"
+                break
+            try:
+                message = receive.recv()
+            except EOFError:
+                child.join()
+                message = f"crash: the process died (exit code {child.exitcode})"
+                break
+            if message is None:
+                it = stop
+                break
+            number, key, label, failure = message
+            if label is None:
+                current = failure
+                continue
+            it = number + 1
+            stats[(key, label)] += 1
+            if failure is not None:
+                failures.append(failure)
+        child.join()
+        if isinstance(message, str):  # the current case hung or crashed the process
+            current.problems.append(message)
+            if options.get("keep_dir") is not None:  # cases are reproducible: make it again
+                source = Path(current.source)
+                rng = np.random.default_rng([options["seed"], current.iteration])
+                current.kept = _keep(
+                    options["keep_dir"], options["seed"], current, Mutator(source)(rng)[1]
+                )
+            failures.append(current)
+            stats[(current.program, message.split(":")[0])] += 1
+            it = current.iteration + 1
+    return stats, failures
 
 
 def describe(failure: Failure) -> str:
@@ -436,17 +576,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--plot-every", type=int, default=25, help="0: never plot")
+    parser.add_argument("--dials-every", type=int, default=10, help="0: never reader=dials")
+    parser.add_argument("--measure-every", type=int, default=10, help="0: never trace memory")
     parser.add_argument("--keep", type=Path, default=None, help="keep failing inputs here")
+    parser.add_argument("--batch", type=int, default=200, help="cases per child process")
+    parser.add_argument("--timeout", type=float, default=60, help="seconds allowed per case")
     args = parser.parse_args(argv)
     start = time.perf_counter()
+    options = dict(
+        seed=args.seed,
+        plot_every=args.plot_every,
+        keep_dir=args.keep,
+        dials_every=args.dials_every,
+        measure_every=args.measure_every,
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        stats, failures, setups = fuzz(
-            args.iterations, args.seed, Path(tmp), args.files, args.plot_every, args.keep
-        )
+        files = [Path(f) for f in (args.files or DEFAULT_FILES)]
+        setups = find_setups(discover_programs(), files, Path(tmp))
+    stats, failures = supervise(args.iterations, options, setups, args.batch, args.timeout)
     took = time.perf_counter() - start
     print(f"{args.iterations} cases in {took:.1f} s over {len(setups)} program/file setups")
     for (program, label), n in sorted(stats.items()):
-        print(f"  {program:30s} {label:10s} {n}")
+        print(f"  {program:45s} {label:10s} {n}")
     kinds = Counter(p.split(":")[0] for f in failures for p in f.problems)
     for problem, n in kinds.most_common():
         print(f"  VIOLATION {problem}: {n}")

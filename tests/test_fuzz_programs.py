@@ -53,7 +53,14 @@ def test_every_program_in_the_package_is_covered(setups):
 def test_mutated_files_give_a_result_or_one_sorry_line(setups, tmp_path):
     start = time.process_time()  # CPU seconds: the machine may be shared
     stats, failures, used = engine.fuzz(
-        ITERATIONS, SEED, tmp_path, plot_every=60, keep_dir=tmp_path / "kept", setups=setups
+        ITERATIONS,
+        SEED,
+        tmp_path,
+        plot_every=60,  # a few plots: they cost ~1 s each
+        keep_dir=tmp_path / "kept",
+        setups=setups,
+        dials_every=15,  # some cases through reader=dials (DIALS's from_file)
+        measure_every=50,  # a few with every allocation traced
     )
     took = time.process_time() - start
     report = "\n".join(engine.describe(f) for f in failures[:20])
