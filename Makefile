@@ -42,6 +42,8 @@ demo: setup
 	cd demo && ../$(BIN)/dials.intensity_per_frame ../$(DEMO)/integrated.expt ../$(DEMO)/integrated.refl \
 		intensity.choice=sum+prf
 	cd demo && ../$(BIN)/dials.strong_reflection_positions ../$(DEMO)/integrated.expt ../$(DEMO)/integrated.refl
+	cd demo && ../$(BIN)/dials.per_image_statistics ../$(DEMO)/indexed.expt ../$(DEMO)/indexed.refl
+	cd demo && ../$(BIN)/dials.refl_stats ../$(DEMO)/integrated.expt ../$(DEMO)/integrated.refl
 	@echo "Demo outputs in demo/:"; ls -1 demo
 
 RUFF_VERSION := 0.17.6
@@ -59,10 +61,12 @@ benchmark: setup
 	$(BIN)/python benchmarks/bench_programs.py --source $(BENCH_SOURCE) --repeats 3
 	$(BIN)/python benchmarks/bench_reader.py --repeat 7
 
-# A long fuzzing campaign of the fast reader (read-ahead thread forced on for small windows).
-FUZZ_ITERATIONS ?= 20000
+# Long fuzzing campaigns: every program on mutated real files (each case: a result or one
+# Sorry line, nothing left behind, inputs unchanged), then the fast reader alone.
+FUZZ_ITERATIONS ?= 10000
 
 fuzz: setup
+	$(BIN)/python benchmarks/fuzz_programs.py --iterations $(FUZZ_ITERATIONS) --keep fuzz-failures
 	$(BIN)/python benchmarks/fuzz_reader.py --iterations $(FUZZ_ITERATIONS) --read-ahead
 
 clean:
