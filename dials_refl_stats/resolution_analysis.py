@@ -26,6 +26,14 @@ FIELDS = (
 )
 
 
+class AnalysisError(ValueError):
+    """DIALS's per-image analysis failed on one image (corrupt spots)."""
+
+    def __init__(self, image: int, detail: str):
+        super().__init__(detail)
+        self.image = image
+
+
 def spot_d(experiments, spots: dict[str, np.ndarray], experiment_of_spot: np.ndarray) -> np.ndarray:
     """d (Å) of each spot's observed position."""
     xy = np.stack([spots["x"], spots["y"]], axis=1)
@@ -62,7 +70,10 @@ def analyse_images(
         )
         table["intensity.sum.value"] = flex.double(intensity[these])
         table["intensity.sum.variance"] = flex.double(variance[these])
-        stats = stats_for_reflection_table(table, resolution_analysis=resolution_analysis)
+        try:
+            stats = stats_for_reflection_table(table, resolution_analysis=resolution_analysis)
+        except (RuntimeError, IndexError, ValueError, ZeroDivisionError) as error:
+            raise AnalysisError(image, str(error).splitlines()[0] if str(error) else "") from None
         out["n_spots_no_ice"][image] = stats.n_spots_no_ice
         out["n_spots_4A"][image] = stats.n_spots_4A
         out["total_intensity_no_ice"][image] = stats.total_intensity

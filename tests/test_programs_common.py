@@ -244,3 +244,15 @@ def test_end_to_end_subprocess(tmp_path, program):
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines() == [bad.stderr.strip()]
     assert bad.stderr.startswith("Sorry: ") and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_auto_spelled_out_is_the_default(tmp_path, program):
+    """``reader=auto`` (libtbx extracts the word as its Auto object) means the default."""
+    results = []
+    for extra in ([], ["reader=auto"], ["reader=Auto"]):
+        args = [*inputs(), qualify(program, "output.plot=None"), *extra]
+        code, _, err = run_inprocess(program, args, tmp_path)
+        assert code == 0, err
+        results.append(json.loads((tmp_path / f"{program}.json").read_text())["results"])
+    assert results[1] == results[0] and results[2] == results[0]

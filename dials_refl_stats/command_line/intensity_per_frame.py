@@ -215,6 +215,7 @@ def prepare_file(
         masks = {c: np.ones(flags.size, dtype=bool) for c in selections}
     used = np.logical_or.reduce(list(masks.values()))
     z = np.asarray(rows.columns[frame_column])[:, 2].astype(np.float64)
+    check_frames(z, info.path, frame_column)
     experiments = list(run.experiments) if run.experiments else []
     try:
         numbered = catalogue.add_file(
@@ -223,6 +224,22 @@ def prepare_file(
     except ExperimentMatchError as error:
         raise Sorry(str(error)) from None
     return PreparedFile(info.path, info.nrows, rows, masks, numbered, z)
+
+
+#: Frames further than this from image 0 are not real images (corrupt centroids); the
+#: per-frame tables are dense, so this also bounds their size.
+MAX_FRAME = 10**6
+
+
+def check_frames(z: np.ndarray, path: str, frame_column: str) -> None:
+    """``Sorry`` for centroid z values that no scan has (NaN, infinite, absurd)."""
+    bad = ~np.isfinite(z) | (np.abs(z) > MAX_FRAME)
+    if bad.any():
+        value = z[np.flatnonzero(bad)[0]]
+        raise Sorry(
+            f"{path}: {int(bad.sum())} selected rows have {frame_column} z = {value:g} "
+            f"(beyond +-{MAX_FRAME} frames): corrupt centroids"
+        )
 
 
 @dataclass
@@ -523,6 +540,15 @@ def report(result: IntensityResult, series_list, frame_column, prepared, automat
                 last,
             )
         table = outcome.table
+        level = logging.INFO if table.n_bins <= 200 else logging.DEBUG
+        if not logger.isEnabledFor(level):
+            logger.info(
+                "%s, %s: %d frame bins (the table is logged with -vv; or use frame.bin_width)",
+                choice,
+                series.label,
+                table.n_bins,
+            )
+            continue
         lines = [
             f"{'frames':>13} {'count':>7} {'mean I':>11} {'median I':>11} "
             f"{'mean I/sig':>10} {'I<=0':>6}"
@@ -537,14 +563,6 @@ def report(result: IntensityResult, series_list, frame_column, prepared, automat
                 f"{frames:>13} {table.count[i]:7d} {_fmt(table.mean[i]):>11} "
                 f"{_fmt(table.median[i]):>11} {_fmt(table.mean_i_over_sigma[i]):>10} "
                 f"{table.n_non_positive[i]:6d}"
-            )
-        level = logging.INFO if table.n_bins <= 200 else logging.DEBUG
-        if level == logging.DEBUG:
-            logger.info(
-                "%s, %s: %d frame bins (the table is logged with -vv; or use frame.bin_width)",
-                choice,
-                series.label,
-                table.n_bins,
             )
         logger.log(
             level,

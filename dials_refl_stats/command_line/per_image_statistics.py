@@ -236,7 +236,7 @@ def per_image_columns(table: ImageTable, numbered: NumberedImages) -> dict[str, 
 def dials_analysis(table: ImageTable, numbered: NumberedImages, run: Run) -> dict[str, np.ndarray]:
     """DIALS's per-image analysis (ice rings, 4 Å, d_min) of the kept spots."""
     from dials_refl_stats.analysis.per_image import locate
-    from dials_refl_stats.resolution_analysis import analyse_images, spot_d
+    from dials_refl_stats.resolution_analysis import AnalysisError, analyse_images, spot_d
 
     spots = table.spots
     order = np.lexsort((numbered.frame, numbered.group))
@@ -253,14 +253,21 @@ def dials_analysis(table: ImageTable, numbered: NumberedImages, run: Run) -> dic
         file_index = int(spots["group"][np.flatnonzero(bad)[0]] >> ID_BITS)
         raise Sorry(f"{run.files[file_index].info.path}{error}") from None
     d = spot_d(run.experiments, spots, experiment_of_spot)
-    return analyse_images(
-        image_of_spot,
-        d,
-        spots["intensity"],
-        spots["variance"],
-        numbered.n_images,
-        resolution_analysis=run.params.resolution_analysis,
-    )
+    try:
+        return analyse_images(
+            image_of_spot,
+            d,
+            spots["intensity"],
+            spots["variance"],
+            numbered.n_images,
+            resolution_analysis=run.params.resolution_analysis,
+        )
+    except AnalysisError as error:
+        file_index = int(numbered.group[error.image] >> ID_BITS)
+        raise Sorry(
+            f"{run.files[file_index].info.path}: DIALS's per-image analysis failed on image "
+            f"{numbered.image[error.image]} ({error}); resolution_analysis=False skips it"
+        ) from None
 
 
 def stills_summary(columns: dict, stills: np.ndarray, run: Run) -> dict:

@@ -428,7 +428,7 @@ def parameters_record(invocation: Invocation) -> dict:
     reproduces a run made with experiments (README, "Reruns").
     """
     parser = invocation.parser
-    working = parser.phil.format(python_object=invocation.params)
+    working = parser.system_phil.format(python_object=invocation.params)
     effective = _without_input_files(working.as_str())
     diff = _without_input_files(parser.diff_phil.as_str())
     return {"effective_phil": effective, "diff_phil": diff}

@@ -172,6 +172,25 @@ def build_document(name: str, run: Run, *, selection: dict, results: Any) -> dic
     )
 
 
+def restore_auto_choices(system_phil, params) -> None:
+    """``name=auto`` for a choice with an ``auto`` option extracts as libtbx's ``Auto``
+    object, not the word: put the word back (``reader=auto``, ``source=auto``)."""
+    from libtbx import Auto
+
+    for definition in system_phil.all_definitions():
+        phil = definition.object
+        if phil.type.phil_type != "choice" or getattr(phil.type, "multi", False):
+            continue
+        if "auto" not in (w.value.lstrip("*") for w in phil.words):
+            continue
+        *scopes, name = definition.path.split(".")
+        owner = params
+        for scope in scopes:
+            owner = getattr(owner, scope, None)
+        if owner is not None and getattr(owner, name, None) is Auto:
+            setattr(owner, name, "auto")
+
+
 def paired_experiments(reflections: Sequence[str], others: Sequence[str]) -> list[str]:
     """``X.expt`` for every ``X.refl`` when each has one, no experiments were given and
     ``input.pair_experiments`` is not switched off (as ``name=False`` on the command line)."""
@@ -213,6 +232,7 @@ def run_program(program: Program, args: Sequence[str] | None, phil, help_message
     if invocation is None:
         return
     params = invocation.params
+    restore_auto_choices(invocation.parser.system_phil, params)
     program.validate(params)
     plan = program.selection_plan(params)
     inputs = [*invocation.reflection_paths, *invocation.experiment_paths]
