@@ -56,7 +56,6 @@ def still_table(table, k: int, identifier: str):
 
 def joint_table(source, n_copies: int, first_ident: int = 0):
     """``n_copies`` copies of ``source`` in one table, ids remapped, identifiers new."""
-    flex = _flex()
     n_exp = len(source.experiment_identifiers())
     base_ids = source["id"]
     parts = []
