@@ -168,7 +168,12 @@ def test_dask_unreachable_scheduler_is_sorry(tmp_path, many_files):
     port = free_port()
     code, _, err = run_inprocess(
         "spot_size_histogram",
-        [str(many_files), "mp.method=dask", f"scheduler_address=tcp://127.0.0.1:{port}"],
+        [
+            str(many_files),
+            "mp.method=dask",
+            f"scheduler_address=tcp://127.0.0.1:{port}",
+            "mp.dask.timeout=2",
+        ],
         tmp_path,
     )
     assert_sorry(code, err, "Dask scheduler")

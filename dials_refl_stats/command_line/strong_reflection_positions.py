@@ -580,9 +580,14 @@ def positions_record(files, computed: Computed) -> dict:
 
 
 def report(result, files, criteria, params) -> None:
-    """Per-file selection, the fallback if any, and the shell table in the log."""
+    """Per-file selection, the fallback if any, and the shell table in the log.
+
+    Per-file lines for at most 20 files (all of them with -vv).
+    """
+    level = logging.INFO if len(files) <= 20 else logging.DEBUG
     for f in files:
-        logger.info(
+        logger.log(
+            level,
             "%s: %d of %d reflections selected (%s, %s); intensity from %s",
             f.path,
             f.rows.size,
@@ -592,14 +597,16 @@ def report(result, files, criteria, params) -> None:
             f.origin,
         )
         if f.fallback:
-            logger.warning(
+            logger.log(
+                level if level == logging.DEBUG else logging.WARNING,
                 "%s: selection.flags=integrated selects nothing here: %s "
                 "(set selection.flags or selection.fallback=False to change this)",
                 f.path,
                 f.fallback,
             )
         if not f.rows.size:
-            logger.warning(
+            logger.log(
+                level if level == logging.DEBUG else logging.WARNING,
                 "%s: no reflections selected (selection.flags=%s, rule=%s)%s",
                 f.path,
                 ",".join(f.selection.names),

@@ -24,6 +24,7 @@ def make_engine(mp: Any) -> Engine:
             address=mp.dask.scheduler_address,
             scheduler_file=mp.dask.scheduler_file,
             n_workers=mp.nproc,
+            timeout=mp.dask.timeout,
         )
     if mp.nproc > 1:
         return functools.partial(process_engine, n_workers=mp.nproc)
@@ -63,6 +64,7 @@ def dask_engine(
     address: str | None,
     scheduler_file: str | None,
     n_workers: int,
+    timeout: float = 30,
 ):
     """Batches on a Dask cluster; partials merged in a tree on the workers.
 
@@ -77,9 +79,9 @@ def dask_engine(
     cluster = None
     try:
         if address:
-            client = Client(address, timeout="30s")
+            client = Client(address, timeout=f"{timeout}s")
         elif scheduler_file:
-            client = Client(scheduler_file=scheduler_file, timeout="30s")
+            client = Client(scheduler_file=scheduler_file, timeout=f"{timeout}s")
         else:
             cluster = LocalCluster(
                 n_workers=n_workers,

@@ -27,7 +27,8 @@ DIALS_LOGGERS = ("dials", "dxtbx", "py.warnings")
 def check_targets(targets: Mapping[str, str | None], inputs: Sequence[str]) -> None:
     """``Sorry`` unless every named output can be written (before any work is done)."""
     seen: dict[str, str] = {}
-    protected = {os.path.realpath(p) for p in inputs}
+    names = {os.path.basename(p) for p in targets.values() if p}
+    protected = {os.path.realpath(p) for p in inputs if os.path.basename(p) in names}
     for name, path in targets.items():
         if not path:
             continue

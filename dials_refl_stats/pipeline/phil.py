@@ -72,6 +72,9 @@ mp
       .type = path
       .help = "Scheduler file written by 'dask scheduler --scheduler-file',"
               "dask-jobqueue or dask-mpi."
+    timeout = 30
+      .type = float(value_min=0.1, value_max=3600)
+      .help = "Seconds to wait for the scheduler before giving up (Sorry)."
   }
 }
 """

@@ -9,6 +9,7 @@ way for every program.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from abc import ABC, abstractmethod
@@ -51,7 +52,7 @@ class Run:
     plan: SelectionPlan
     records: list = field(default_factory=list)  # FileRecord of every file, once reduced
 
-    @property
+    @functools.cached_property
     def paths(self) -> list[str]:
         return [f.info.path for f in self.files]
 
