@@ -151,3 +151,20 @@ def heatmap(x: Sequence, y: Sequence, z: Sequence, name: str, **extra) -> dict:
     }
     trace.update(extra)
     return trace
+
+
+def vertical_lines(xs) -> list[dict]:
+    """Dashed grey vertical lines across the plot at ``xs`` (plotly layout shapes)."""
+    return [
+        {
+            "type": "line",
+            "xref": "x",
+            "yref": "paper",
+            "x0": x,
+            "x1": x,
+            "y0": 0,
+            "y1": 1,
+            "line": {"dash": "dash", "color": "#888", "width": 1},
+        }
+        for x in xs
+    ]

@@ -9,6 +9,7 @@ from dials_refl_stats.report.figures import (
     layout,
     lines,
     scale_buttons,
+    vertical_lines,
 )
 from dials_refl_stats.report.model import (
     Budget,
@@ -73,19 +74,7 @@ def _scan_shapes(results: dict) -> list[dict]:
     if len(ranges) != 1 or any(not s.get("image_range") for s in results["series"]):
         return []
     first, last = next(iter(ranges))
-    return [
-        {
-            "type": "line",
-            "xref": "x",
-            "yref": "paper",
-            "x0": x,
-            "x1": x,
-            "y0": 0,
-            "y1": 1,
-            "line": {"dash": "dash", "color": "#888", "width": 1},
-        }
-        for x in (first - 0.5, last + 0.5)
-    ]
+    return vertical_lines((first - 0.5, last + 0.5))
 
 
 def _frame_figures(results: dict, budget: Budget) -> list[Figure]:

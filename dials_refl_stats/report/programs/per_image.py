@@ -16,6 +16,7 @@ from dials_refl_stats.report.figures import (
     lines,
     ptext,
     scale_buttons,
+    vertical_lines,
 )
 from dials_refl_stats.report.model import Budget, Content, Table, bounded_rows, fmt
 from dials_refl_stats.report.sections import builder
@@ -133,20 +134,7 @@ def _experiment_lines(per_image: dict, limit: int) -> list[dict]:
     changes = np.flatnonzero(np.diff(np.asarray(per_image["experiment"])) != 0) + 0.5
     if changes.size > limit:
         return []
-    line = {"dash": "dash", "color": "#888", "width": 1}
-    return [
-        {
-            "type": "line",
-            "xref": "x",
-            "yref": "paper",
-            "x0": x,
-            "x1": x,
-            "y0": 0,
-            "y1": 1,
-            "line": line,
-        }
-        for x in changes.tolist()
-    ]
+    return vertical_lines(changes.tolist())
 
 
 def _integer_ticks(x: list) -> dict:
