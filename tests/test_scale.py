@@ -6,6 +6,7 @@ among many must stop the run (default) or be skipped and reported.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -282,3 +283,22 @@ def test_worker_killed_mid_run_gives_identical_result_or_sorry(tmp_path):
     else:
         assert_sorry(code, err)
         assert not list(work.iterdir())
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("stream,drawn", [(Terminal(), True), (io.StringIO(), False)])
+def test_progress_bar_only_on_a_terminal(stream, drawn):
+    from dials_refl_stats.pipeline.execute import FileRecord, Progress, RunPartial
+
+    progress = Progress(n_files=4, n_rows=40, stream=stream)
+    for index in range(4):
+        progress.update(RunPartial(None, [FileRecord(index, 10, 5, ("all",))]))
+    text = stream.getvalue()
+    if drawn:
+        assert "4/4 files" in text and text.endswith("\n") and "#" * 30 in text
+    else:
+        assert text == ""

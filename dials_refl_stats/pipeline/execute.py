@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Iterable, Sequence
@@ -266,16 +267,31 @@ def make_batches(
 
 
 class Progress:
-    """Progress lines in the log every :data:`PROGRESS_INTERVAL` seconds."""
+    """Progress lines in the log every :data:`PROGRESS_INTERVAL` seconds, and a bar on
+    ``stream`` (default stderr) only when it is a terminal: workflows keep stderr empty."""
 
-    def __init__(self, n_files: int, n_rows: int):
+    def __init__(self, n_files: int, n_rows: int, stream=None):
         self.n_files, self.n_rows = n_files, n_rows
         self.files = self.rows = 0
         self.start = self.last = time.monotonic()
+        self.stream = sys.stderr if stream is None else stream
+        self.bar = bool(getattr(self.stream, "isatty", lambda: False)()) and n_files > 1
+
+    def draw_bar(self) -> None:
+        width = 30
+        done = width * self.files // max(1, self.n_files)
+        self.stream.write(
+            f"\r[{'#' * done}{'.' * (width - done)}] {self.files}/{self.n_files} files"
+        )
+        if self.files >= self.n_files:
+            self.stream.write("\n")
+        self.stream.flush()
 
     def update(self, result: RunPartial) -> None:
         self.files += len(result.records)
         self.rows += sum(r.n_rows for r in result.records)
+        if self.bar:
+            self.draw_bar()
         now = time.monotonic()
         if now - self.last >= PROGRESS_INTERVAL and self.files < self.n_files:
             self.last = now
