@@ -235,11 +235,10 @@ def describe_groups(keys: np.ndarray, run: Run) -> dict:
     identifiers = [info.identifiers.get(i) for info, (_, i) in zip(infos, files)]
     experiments = [info.experiment_of_id.get(i) for info, (_, i) in zip(infos, files)]
     labels, short = [], []
-    for (file_index, i), identifier in zip(files, identifiers):
+    for file_index, i in files:  # the identifier has its own column (UUIDs make poor labels)
         name = "unassigned (id -1)" if i < 0 else f"experiment {i}"
-        long_name = f"{name} ({identifier})" if identifier and i >= 0 else name
         prefix = f"file {file_index}: " if n_files > 1 else ""
-        labels.append(prefix + long_name)
+        labels.append(prefix + name)
         short.append(
             prefix.replace("file ", "f").replace(": ", " ") + ("id -1" if i < 0 else f"expt {i}")
         )
