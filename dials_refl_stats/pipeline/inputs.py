@@ -250,18 +250,26 @@ def open_files(
                 raise Sorry(str(error)) from None
             opened.append(_problem_file(path, index, reader, error))
             continue
-        identifiers = dict(source.identifiers)
-        mapping = experiment_of_id(path, identifiers, experiments, len(paths))
-        info = FileInfo(
-            index=index,
-            path=path,
-            nrows=source.nrows,
-            identifiers=identifiers,
-            experiment_of_id=mapping,
-            unassigned_id=one_sweep_id(identifiers, mapping, experiments),
+        info = file_info(
+            FileInfo, index, path, source.nrows, source.identifiers, experiments, len(paths)
         )
         opened.append(OpenedFile(info, source.column_names, os.path.getsize(path), source.backend))
     return opened
+
+
+def file_info(kind, index, path, nrows, identifiers, experiments, n_files, **extra) -> FileInfo:
+    """A ``kind`` (:class:`FileInfo` or a subclass) with the file's experiment mapping."""
+    identifiers = dict(identifiers)
+    mapping = experiment_of_id(path, identifiers, experiments, n_files)
+    return kind(
+        index=index,
+        path=path,
+        nrows=nrows,
+        identifiers=identifiers,
+        experiment_of_id=mapping,
+        unassigned_id=one_sweep_id(identifiers, mapping, experiments),
+        **extra,
+    )
 
 
 def _problem_file(path: str, index: int, reader: str, error: Exception) -> OpenedFile:
@@ -289,15 +297,14 @@ def _open_msgpack(
             return None
         with _as_load_error(path):
             layout = read_layout(path, fh)
-    identifiers = dict(layout.identifiers)
-    mapping = experiment_of_id(path, identifiers, experiments, n_files)
-    info = HeaderFileInfo(
-        index=index,
-        path=path,
-        nrows=layout.nrows,
-        identifiers=identifiers,
-        experiment_of_id=mapping,
-        unassigned_id=one_sweep_id(identifiers, mapping, experiments),
+    info = file_info(
+        HeaderFileInfo,
+        index,
+        path,
+        layout.nrows,
+        layout.identifiers,
+        experiments,
+        n_files,
         size_bytes=size,
         columns=ColumnIndex.from_layout(layout),
     )
