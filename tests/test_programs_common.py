@@ -256,3 +256,15 @@ def test_auto_spelled_out_is_the_default(tmp_path, program):
         assert code == 0, err
         results.append(json.loads((tmp_path / f"{program}.json").read_text())["results"])
     assert results[1] == results[0] and results[2] == results[0]
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_experiment_list_named_refl_is_called_what_it_is(tmp_path, program):
+    renamed = tmp_path / "inputs" / "renamed.refl"
+    renamed.parent.mkdir()
+    shutil.copy(data_path(EXPT), renamed)
+    work = tmp_path / "work"
+    work.mkdir()
+    code, _, err = run_inprocess(program, [renamed], work)
+    assert_sorry(code, err, "renamed.refl", "experiment list")
+    assert not list(work.iterdir())

@@ -338,6 +338,12 @@ def _parse_with_dials(
     params.input.experiments = [
         w for w in params.input.experiments if firsts[os.path.realpath(w.filename)] is w
     ]
+    for wrapper in params.input.experiments:
+        if wrapper.filename.endswith(".refl"):
+            raise Sorry(
+                f"{wrapper.filename}: an experiment list (.expt contents), not a reflection "
+                "table: was an .expt file renamed?"
+            )
     experiments = flatten_experiments(params.input.experiments)
     reflection_paths = phil_reflection_paths(params) + reflection_paths
     if not reflection_paths and not experiments:
