@@ -302,3 +302,16 @@ def test_progress_bar_only_on_a_terminal(stream, drawn):
         assert "4/4 files" in text and text.endswith("\n") and "#" * 30 in text
     else:
         assert text == ""
+
+
+def test_logs_stay_small_with_many_series(tmp_path):
+    folder = tmp_path / "batches"
+    folder.mkdir()
+    for i in range(21):
+        distinct_copy("ssx_CuNiR/integrated", folder / f"integrated_{i}")
+    args = [str(folder), "selection.flags=integrated_sum"]
+    document = results_of("intensity_per_frame", args, tmp_path)
+    assert len(document["results"]["series"]) == 21
+    log = (tmp_path / "dials.intensity_per_frame.log").read_text()
+    assert "per-frame tables and per-series warnings are logged with -vv" in log
+    assert len(log.splitlines()) < 60

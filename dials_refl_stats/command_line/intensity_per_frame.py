@@ -478,9 +478,12 @@ def describe_result(result: IntensityResult, series_list, with_points: bool) -> 
 
 
 def log_selection(prepared, selections, automatic: bool) -> None:
+    """Per-file, per-intensity selection lines (for at most 20 files; all with -vv)."""
+    level = logging.INFO if len(prepared) <= MAX_LOGGED_SERIES else logging.DEBUG
     for p in prepared:
         for choice, selection in selections.items():
-            logger.info(
+            logger.log(
+                level,
                 "%s: %s: %d of %d reflections selected (%s%s, rule %s)",
                 p.path,
                 choice,
@@ -505,6 +508,10 @@ def log_numbering(series_list, numberings, frame_column: str, have_experiments: 
         logger.warning("Reflections with id -1 (no experiment) are numbered by floor(z)")
 
 
+#: Per-series tables in the log for at most this many series (all of them with -vv).
+MAX_LOGGED_SERIES = 20
+
+
 def report(result: IntensityResult, series_list, frame_column, prepared, automatic) -> None:
     """Per-frame tables and warnings in the log."""
     choice = result.choice
@@ -525,6 +532,15 @@ def report(result: IntensityResult, series_list, frame_column, prepared, automat
             overall.n,
         )
     stats = result.stats
+    many = len(series_list) > MAX_LOGGED_SERIES and not logger.isEnabledFor(logging.DEBUG)
+    if many:
+        logger.info(
+            "%s: %d series: per-frame tables and per-series warnings are logged with -vv "
+            "(and are in the JSON)",
+            choice,
+            len(series_list),
+        )
+        return
     for series, outcome, outside in zip(series_list, stats.per_series, stats.n_outside_range):
         if outside:
             first, last = series.image_range
