@@ -78,3 +78,23 @@ def group_by_pairs(first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, G
     pairs = np.stack([np.asarray(first).ravel(), np.asarray(second).ravel()], axis=1)
     values, inverse = np.unique(pairs, axis=0, return_inverse=True)
     return values, group_by_index(inverse.ravel(), int(values.shape[0]))
+
+
+def group_middles(
+    group: np.ndarray, values: np.ndarray, counts: np.ndarray, n_groups: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per group: the lower and upper middle values of its value counts, and whether it
+    has any (numpy's median is their mean)."""
+    low = np.zeros(n_groups, dtype=values.dtype)
+    high = np.zeros(n_groups, dtype=values.dtype)
+    if not group.size:
+        return low, high, np.zeros(n_groups, dtype=bool)
+    order = np.lexsort((values, group))
+    group, values, counts = group[order], values[order], counts[order]
+    totals = np.rint(np.bincount(group, weights=counts, minlength=n_groups)).astype(np.int64)
+    cumulative = np.cumsum(counts)
+    starts = np.concatenate([[0], np.cumsum(totals)[:-1]])
+    has = totals > 0
+    low[has] = values[np.searchsorted(cumulative, starts[has] + (totals[has] - 1) // 2, "right")]
+    high[has] = values[np.searchsorted(cumulative, starts[has] + totals[has] // 2, "right")]
+    return low, high, has

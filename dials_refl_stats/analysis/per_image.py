@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dials_refl_stats.analysis.grouping import group_middles
 from dials_refl_stats.analysis.spot_size import (
     NO_PIXELS,
     NUM_PIXELS,
@@ -331,26 +332,6 @@ def locate(group: np.ndarray, frame: np.ndarray, g: np.ndarray, f: np.ndarray) -
     queries = is_query[order] == 1
     index[order[queries] - n_images] = images_before[queries]
     return index
-
-
-def group_middles(
-    group: np.ndarray, values: np.ndarray, counts: np.ndarray, n_groups: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per group: the lower and upper middle values of its value counts, and whether it
-    has any (numpy's median is their mean)."""
-    low = np.zeros(n_groups, dtype=values.dtype)
-    high = np.zeros(n_groups, dtype=values.dtype)
-    if not group.size:
-        return low, high, np.zeros(n_groups, dtype=bool)
-    order = np.lexsort((values, group))
-    group, values, counts = group[order], values[order], counts[order]
-    totals = np.rint(np.bincount(group, weights=counts, minlength=n_groups)).astype(np.int64)
-    cumulative = np.cumsum(counts)
-    starts = np.concatenate([[0], np.cumsum(totals)[:-1]])
-    has = totals > 0
-    low[has] = values[np.searchsorted(cumulative, starts[has] + (totals[has] - 1) // 2, "right")]
-    high[has] = values[np.searchsorted(cumulative, starts[has] + totals[has] // 2, "right")]
-    return low, high, has
 
 
 def group_medians(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -14,7 +15,7 @@ from dials_refl_stats.analysis.distribution import (
     histogram,
     summarise_counts,
 )
-from dials_refl_stats.analysis.grouping import group_by_index
+from dials_refl_stats.analysis.grouping import group_by_index, group_middles
 from dials_refl_stats.analysis.statistic import Chunk, Statistic, merge_counts
 
 #: ``dials.algorithms.shoebox.MaskCode`` bits.
@@ -119,20 +120,64 @@ class SizeCounts:
     sources: frozenset[str]  # size columns used: shoebox / num_pixels.foreground
 
 
-@dataclass(frozen=True)
 class GroupedSizes:
-    """Final spot sizes: distinct group keys, and value counts per group."""
+    """Final spot sizes: distinct group keys, value counts per group, the distribution
+    of all of them, and per-group summaries as columns (vectorised over 10^4 groups).
 
-    groups: np.ndarray  # sorted group keys
-    result: SpotSizeResult
-    n_without_pixels: np.ndarray  # per group
-    sources: frozenset[str]
+    Full per-group distributions (histogram and percentiles) are made on demand
+    (:attr:`result`), since they cost ~0.2 ms per group.
+    """
+
+    def __init__(self, groups, group_of_value, values, weights, binning, overall, missing, sources):
+        self.groups = groups  # sorted group keys
+        self.n_without_pixels = missing  # per group
+        self.sources = sources
+        self.binning = binning  # the shared, resolved binning
+        self.overall = overall
+        self._group_of_value, self._values, self._weights = group_of_value, values, weights
+
+    @functools.cached_property
+    def result(self) -> SpotSizeResult:
+        """Overall and per-group :class:`Distribution` (computed on first use)."""
+        grouping = group_by_index(self._group_of_value, self.groups.size)
+        per_group = tuple(
+            distribution_from_counts(self._values[rows], self._weights[rows], self.binning)
+            for rows in grouping
+        )
+        return SpotSizeResult(overall=self.overall, groups=per_group)
+
+    def summary_columns(self) -> dict[str, np.ndarray]:
+        """Per group: n, mean, median, min, max, std (NaN where a group has no size)."""
+        n_groups = self.groups.size
+        group, values, weights = self._group_of_value, self._values, self._weights
+        order = np.lexsort((values, group))
+        group, values, weights = group[order], values[order], weights[order]
+        n = np.rint(np.bincount(group, weights=weights, minlength=n_groups)).astype(np.int64)
+        has = n > 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.bincount(group, weights=values * weights, minlength=n_groups) / n
+            spread = weights * (values - mean[group]) ** 2
+            std = np.sqrt(np.bincount(group, weights=spread, minlength=n_groups) / n)
+        low, high, _ = group_middles(group, values, weights, n_groups)
+        smallest, largest = np.full(n_groups, np.nan), np.full(n_groups, np.nan)
+        bounds = np.searchsorted(group, np.arange(n_groups + 1))
+        smallest[has] = values[bounds[:-1][has]]
+        largest[has] = values[bounds[1:][has] - 1]
+        return {
+            "n": n,
+            "mean": np.where(has, mean, np.nan),
+            "median": np.where(has, 0.5 * (low + high), np.nan),
+            "min": smallest,
+            "max": largest,
+            "std": np.where(has, std, np.nan),
+        }
 
     def as_dict(self) -> dict:
         return {
             "groups": self.groups,
-            "overall": self.result.overall.as_dict(),
+            "overall": self.overall.as_dict(),
             "per_group": [d.as_dict() for d in self.result.groups],
+            "summary_columns": self.summary_columns(),
             "n_without_pixels": self.n_without_pixels,
             "sources": sorted(self.sources),
         }
@@ -197,16 +242,16 @@ class SpotSizeStatistic(Statistic):
         low, high = self.binning.resolve(values)
         shared = Binning(data_min=low, data_max=high, n_slots=self.binning.n_slots)
         overall = distribution_from_counts(values, weights, shared)
-        grouping = group_by_index(group_of_entry[counted], groups.size)
-        per_group = tuple(
-            distribution_from_counts(values[rows], weights[rows], shared) for rows in grouping
-        )
         missing = np.bincount(
             group_of_entry[~counted], weights=partial.count[~counted], minlength=groups.size
         )
         return GroupedSizes(
             groups=groups,
-            result=SpotSizeResult(overall=overall, groups=per_group),
-            n_without_pixels=np.rint(missing).astype(np.int64),
+            group_of_value=group_of_entry[counted],
+            values=values,
+            weights=weights,
+            binning=shared,
+            overall=overall,
+            missing=np.rint(missing).astype(np.int64),
             sources=partial.sources,
         )

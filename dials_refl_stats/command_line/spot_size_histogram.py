@@ -140,19 +140,16 @@ class SpotSizeHistogram(Program):
         with_histograms = (
             len(groups["label"]) <= MAX_AUTO_HISTOGRAMS if wanted in (None, libtbx.Auto) else wanted
         )
-        summaries = [d.summary for d in final.result.groups]
+        columns = final.summary_columns()
         per_experiment = {
             **groups,
-            "n": [s.n for s in summaries],
+            "n": columns["n"],
             "n_without_shoebox_pixels": final.n_without_pixels,
-            **{
-                key: [getattr(s, key) for s in summaries]
-                for key in ("mean", "median", "min", "max", "std")
-            },
+            **{key: columns[key] for key in ("mean", "median", "min", "max", "std")},
         }
         return {
             **describe_size_definition(final.sources, params.spot_size.mask_bits, self.code),
-            "overall": final.result.overall.as_dict(),
+            "overall": final.overall.as_dict(),
             "per_experiment": per_experiment,
             "per_experiment_histograms": (
                 [
@@ -166,10 +163,9 @@ class SpotSizeHistogram(Program):
 
     def log_results(self, final: GroupedSizes, run: Run) -> None:
         logger = self.logger
-        result = final.result
         logger.info(
             "Spot size histogram (all selected reflections):\n%s",
-            ascii_histogram(result.overall.histogram),
+            ascii_histogram(final.overall.histogram),
         )
         n_missing = int(final.n_without_pixels.sum())
         if n_missing:
@@ -180,13 +176,14 @@ class SpotSizeHistogram(Program):
         labels = describe_groups(final.groups, run)["label"]
         if 1 < len(labels):
             shown = labels if len(labels) <= 20 or run.invocation.options.verbose else labels[:20]
-            for label, dist in zip(shown, result.groups):
-                logger.info("  %s: n=%d median=%s", label, dist.summary.n, _g(dist.summary.median))
+            columns = final.summary_columns()
+            for label, n, median in zip(shown, columns["n"], columns["median"]):
+                logger.info("  %s: n=%d median=%s", label, n, _g(None if n == 0 else median))
             if len(shown) < len(labels):
                 logger.info("  ... %d experiments in all (all of them with -v)", len(labels))
 
     def summary_line(self, final: GroupedSizes, run: Run) -> str:
-        summary = final.result.overall.summary
+        summary = final.overall.summary
         mean = "nan" if summary.mean is None else f"{summary.mean:.1f}"
         source = "+".join(sorted(final.sources)) or "none"
         return f"Spot size: n={summary.n} mean={mean} median={_g(summary.median)} source={source}"
@@ -195,13 +192,12 @@ class SpotSizeHistogram(Program):
         from dials_refl_stats.plotting.histogram import histogram_bars
 
         params = run.params
-        result = final.result
         labels = describe_groups(final.groups, run)["short_label"]
         overlay = 1 < len(labels) <= 8
         bars = (
-            list(zip(labels, [d.histogram for d in result.groups]))
+            list(zip(labels, [d.histogram for d in final.result.groups]))
             if overlay
-            else [("all selected", result.overall.histogram)]
+            else [("all selected", final.overall.histogram)]
         )
         bits = "|".join(MASK_NAMES[name] for name in params.spot_size.mask_bits)
         measures = []
@@ -210,7 +206,7 @@ class SpotSizeHistogram(Program):
         if NUM_PIXELS in final.sources:
             measures.append(NUM_PIXELS)
         title = run.title
-        summary = result.overall.summary
+        summary = final.overall.summary
         if summary.n:
             title += f" (n={summary.n}, median={summary.median:g})"
         histogram_bars(
