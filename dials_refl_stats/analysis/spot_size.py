@@ -11,7 +11,6 @@ import numpy as np
 from dials_refl_stats.analysis.distribution import (
     Binning,
     Distribution,
-    distribution,
     histogram,
     summarise_counts,
 )
@@ -82,24 +81,6 @@ class SpotSizeResult:
 
     overall: Distribution
     groups: tuple[Distribution, ...]
-
-
-def spot_size_distributions(
-    sizes: np.ndarray, group_of_row: np.ndarray, n_groups: int, binning: Binning
-) -> SpotSizeResult:
-    """Histogram ``sizes`` overall and for each group ``0..n_groups-1``.
-
-    With automatic bounds, every histogram shares the range of the whole sample so
-    that groups can be compared slot by slot.
-    """
-    sizes = np.asarray(sizes, dtype=np.float64)
-    low, high = binning.resolve(sizes)
-    shared = Binning(data_min=low, data_max=high, n_slots=binning.n_slots)
-    overall = distribution(sizes, shared)
-    groups = tuple(
-        distribution(part, shared) for part in split_by_group(sizes, group_of_row, n_groups)
-    )
-    return SpotSizeResult(overall=overall, groups=groups)
 
 
 #: Pseudo size recording a selected row without allocated shoebox pixels.

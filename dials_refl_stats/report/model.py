@@ -111,15 +111,6 @@ def records(table, limit: int | None = None) -> list[dict]:
     return [{k: v[i] for k, v in columns.items()} for i in range(n)]
 
 
-def n_records(table) -> int:
-    """Number of rows of a column table or a list."""
-    if isinstance(table, list):
-        return len(table)
-    if isinstance(table, dict):
-        return min((len(v) for v in table.values() if isinstance(v, list)), default=0)
-    return 0
-
-
 def label_of(row: dict) -> str:
     """A group's label, from a flat row or one with an ``experiment`` entry."""
     if "label" in row:

@@ -40,11 +40,6 @@ def _histogram(histogram: dict, budget: Budget) -> tuple[np.ndarray, np.ndarray,
     return coarse_edges(histogram["edges"], k), block_sum(histogram["counts"], k), note
 
 
-def _summary_rows(label: str, s: dict) -> list[str]:
-    cells = [s.get(k) for k in ("n", "mean", "median", "std", "min", "max")]
-    return [label] + [fmt(c) for c in cells]
-
-
 def _spot_figure(results: dict, budget: Budget) -> Figure:
     overall = results["overall"]["histogram"]
     edges, counts, note = _histogram(overall, budget)
