@@ -106,13 +106,14 @@ def warm(path: Path) -> None:
             pass
 
 
-def table_for(rows: int, source: str | None) -> Path:
-    """The generated table of ``rows`` rows replicated from ``source`` (made once)."""
+def table_for(rows: int, source: str | None, work: Path = HERE / "work") -> Path:
+    """The generated table of ``rows`` rows replicated from ``source`` (made once, in
+    ``work``)."""
     sys.path.insert(0, str(HERE))
     from make_big_table import make_big_table
 
     stem = f"{Path(source).parent.name}_{Path(source).stem}" if source else "big"
-    path = HERE / "work" / f"{stem}_{rows}.refl"
+    path = work / f"{stem}_{rows}.refl"
     if not path.exists():
         make_big_table(rows, str(path), source)
     return path
@@ -185,6 +186,13 @@ def main() -> None:
     parser.add_argument("--no-seed", action="store_true", help="skip the seed's row loop")
     parser.add_argument("--json", help="also write the measurements here")
     parser.add_argument(
+        "--work",
+        type=Path,
+        default=HERE / "work",
+        help="directory of the generated tables (default: benchmarks/work; a worktree "
+        "can use the main checkout's)",
+    )
+    parser.add_argument(
         "--source",
         help="indexed.refl (with shoeboxes) to replicate; default: make_big_table's "
         "(tests/data/sim_twoexp/indexed.refl). The README's numbers use the 'medium' "
@@ -205,7 +213,7 @@ def main() -> None:
     rows_out = []
     for rows in args.rows:
         for source, experiments in inputs:
-            path = table_for(rows, source)
+            path = table_for(rows, source, args.work)
             warm(path)
             size_mb = path.stat().st_size / 1e6
             table = path.name

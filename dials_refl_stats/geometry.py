@@ -20,7 +20,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from dials_refl_stats.analysis.grouping import group_by_pairs
+from dials_refl_stats.experiment_groups import distinct_ids
 
 
 class GeometryError(ValueError):
@@ -37,7 +37,7 @@ def experiment_indices(
     position, ``id`` being the index into the experiment list.
     """
     ids = np.asarray(ids, dtype=np.int64)
-    values = np.unique(ids)
+    values, _ = distinct_ids(ids)
     assigned = values[values >= 0]
     lookup = {}
     if identifiers:
@@ -150,11 +150,12 @@ def map_positions(
 ) -> Positions:
     """Millimetres, lab coordinates and d of pixel positions ``xy_px`` (``(n, 2)``).
 
-    Each row uses its own experiment's detector panel and beam. Rows are grouped by
-    (experiment, panel) with one sort; the rows of each pair are converted in one flex call.
+    Each row uses its own experiment's detector panel and beam. Panels with dxtbx's
+    ``SimplePxMmStrategy`` are converted by numpy with dxtbx's own arithmetic
+    (:func:`simple_panel_positions`); any other px/mm strategy (parallax correction,
+    offsets) by the panel itself (``Panel.pixel_to_millimeter``), one flex call for the
+    rows of each (experiment, panel) pair.
     """
-    from dxtbx import flumpy
-
     experiment_of_row = np.asarray(experiment_of_row, dtype=np.int64)
     panel = np.asarray(panel, dtype=np.int64)
     xy_px = np.asarray(xy_px, dtype=np.float64).reshape(-1, 2)
@@ -162,26 +163,124 @@ def map_positions(
     mm = np.full((n, 2), np.nan)
     lab = np.full((n, 3), np.nan)
     d = np.full(n, np.nan)
+    models = [(e.detector, e.beam) for e in experiments]
+    usable = np.array([det is not None and beam is not None for det, beam in models], bool)
+    sizes = np.array([len(det) if ok else 0 for (det, _), ok in zip(models, usable)], np.int64)
     rows = np.flatnonzero((experiment_of_row >= 0) & (experiment_of_row < len(experiments)))
-    pairs, grouping = group_by_pairs(experiment_of_row[rows], panel[rows])
-    for (index, number), members in zip(pairs, grouping):
-        experiment = experiments[int(index)]
-        detector, beam = experiment.detector, experiment.beam
-        if detector is None or beam is None:
-            continue
-        if not 0 <= number < len(detector):
-            raise GeometryError(
-                f"{path}: reflections on panel {number}, but the detector of "
-                f"experiment {index} has {len(detector)} panel(s)"
-            )
-        these = rows[members]
-        p = detector[int(number)]
+    rows = rows[usable[experiment_of_row[rows]]]
+    if not rows.size:
+        return Positions(mm=mm, lab=lab, d=d, n_without_geometry=n)
+    index, number = experiment_of_row[rows], panel[rows]
+    _refuse_missing_panels(index, number, sizes, path)
+    # the (experiment, panel) pair of each row, as a position in all experiments' panels
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    key = offsets[index] + number
+    present = np.flatnonzero(np.bincount(key, minlength=int(offsets[-1])))
+    pair_experiment = np.searchsorted(offsets, present, side="right") - 1
+    frames = np.zeros((int(offsets[-1]), 11))  # pixel size (2), d matrix (9)
+    simple = np.zeros(int(offsets[-1]), dtype=bool)
+    others = []
+    for k, e in zip(present.tolist(), pair_experiment.tolist()):
+        p = models[e][0][k - int(offsets[e])]
+        if p.get_px_mm_strategy().name() == "SimplePxMmStrategy":
+            simple[k] = True
+            frames[k, :2] = p.get_pixel_size()
+            frames[k, 2:] = p.get_d_matrix()
+        else:
+            others.append((k, p))
+    s0 = np.zeros((len(models), 3))
+    s0_length = np.zeros(len(models))
+    for e in np.unique(pair_experiment).tolist():
+        s0[e] = np.asarray(models[e][1].get_s0(), dtype=np.float64)
+        s0_length[e] = np.linalg.norm(s0[e])
+    everything = rows.size == n  # then rows is 0..n-1: no gathers, no scatters
+    xy = xy_px if everything else xy_px[rows]
+    by_numpy = simple[key]
+    if by_numpy.all():
+        mm_rows, lab_rows = simple_panel_positions(xy, frames, key)
+    else:
+        mm_rows, lab_rows = np.empty((rows.size, 2)), np.empty((rows.size, 3))
+        some = np.flatnonzero(by_numpy)
+        mm_rows[some], lab_rows[some] = simple_panel_positions(xy[some], frames, key[some])
+        _flex_panel_positions(xy, key, others, mm_rows, lab_rows)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        unit_s1 = lab_rows / np.linalg.norm(lab_rows, axis=1, keepdims=True)
+    d_rows = _d_of_s1(unit_s1, *_per_row(index, s0, s0_length))
+    if everything:
+        mm, lab, d = mm_rows, lab_rows, d_rows
+    else:
+        mm[rows], lab[rows], d[rows] = mm_rows, lab_rows, d_rows
+    return Positions(mm=mm, lab=lab, d=d, n_without_geometry=int(np.isnan(d).sum()))
+
+
+def _per_row(index: np.ndarray, *tables: np.ndarray) -> list[np.ndarray]:
+    """Each table's entry of every row's ``index`` (the one entry, broadcast, when all
+    rows have the same index: the same values without the copies)."""
+    if index.size and index.min() == index.max():
+        return [table[index[0]][np.newaxis] for table in tables]
+    return [table[index] for table in tables]
+
+
+def _refuse_missing_panels(index: np.ndarray, number: np.ndarray, sizes, path: str) -> None:
+    """``GeometryError`` for the first (experiment, panel) pair whose panel is not on the
+    experiment's detector."""
+    bad = (number < 0) | (number >= sizes[index])
+    if not bad.any():
+        return
+    first = int(index[bad].min())
+    number = int(number[bad & (index == first)].min())
+    raise GeometryError(
+        f"{path}: reflections on panel {number}, but the detector of "
+        f"experiment {first} has {sizes[first]} panel(s)"
+    )
+
+
+def simple_panel_positions(
+    xy_px: np.ndarray, frames: np.ndarray, panel_of_row: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Millimetres and lab coordinates of pixel positions on ``SimplePxMmStrategy``
+    panels, with the arithmetic of dxtbx's C++, operation for operation (so the same
+    doubles; dxtbx's model extension has no fused multiply-adds):
+    ``SimplePxMmStrategy::to_millimeter`` is ``(x * pixel_size[0], y * pixel_size[1])``
+    and ``VirtualPanelFrame::get_lab_coord`` is ``d * (x_mm, y_mm, 1)``, scitbx's
+    ``mat3 * vec3``: ``d[3i] * x_mm + d[3i + 1] * y_mm + d[3i + 2] * 1``.
+
+    ``frames``: per panel, its ``get_pixel_size()`` then its ``get_d_matrix()``;
+    ``panel_of_row``: each row's index into ``frames``.
+    """
+    table = np.ascontiguousarray(frames.T)
+    if panel_of_row.size and panel_of_row.min() == panel_of_row.max():
+        columns = list(table[:, panel_of_row[0]])  # one panel: its values, broadcast
+    else:
+        columns = [values[panel_of_row] for values in table]
+    mm = np.empty((xy_px.shape[0], 2))
+    lab = np.empty((xy_px.shape[0], 3))
+    mm[:, 0] = xy_px[:, 0] * columns[0]
+    mm[:, 1] = xy_px[:, 1] * columns[1]
+    for i in range(3):
+        fast, slow, origin = columns[2 + 3 * i : 5 + 3 * i]
+        lab[:, i] = fast * mm[:, 0] + slow * mm[:, 1] + origin * 1.0
+    return mm, lab
+
+
+def _flex_panel_positions(xy_px, key, others, mm, lab) -> None:
+    """Millimetres and lab coordinates by the panels themselves, one flex call per
+    (experiment, panel) pair, for px/mm strategies other than the simple one."""
+    from dxtbx import flumpy
+
+    for k, p in others:
+        these = np.flatnonzero(key == k)
         points = flumpy.vec_from_numpy(np.ascontiguousarray(xy_px[these]))
         mm_points = p.pixel_to_millimeter(points)
         mm[these] = flumpy.to_numpy(mm_points).reshape(-1, 2)
         lab[these] = flumpy.to_numpy(p.get_lab_coord(mm_points)).reshape(-1, 3)
-        d[these] = d_spacing(lab[these], np.asarray(beam.get_s0(), dtype=np.float64))
-    return Positions(mm=mm, lab=lab, d=d, n_without_geometry=int(np.isnan(d).sum()))
+
+
+def _d_of_s1(unit_s1: np.ndarray, s0: np.ndarray, s0_length: np.ndarray) -> np.ndarray:
+    """:func:`d_spacing` from the unit vectors to the positions and each row's beam."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s1 = unit_s1 * s0_length[:, None]
+        return 1.0 / np.linalg.norm(s1 - s0, axis=1)
 
 
 def d_spacing(lab: np.ndarray, s0: Sequence[float]) -> np.ndarray:
@@ -190,8 +289,8 @@ def d_spacing(lab: np.ndarray, s0: Sequence[float]) -> np.ndarray:
     s0 = np.asarray(s0, dtype=np.float64)
     norm = np.linalg.norm(lab, axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
-        s1 = lab / norm * np.linalg.norm(s0)
-        return 1.0 / np.linalg.norm(s1 - s0, axis=1)
+        unit_s1 = lab / norm
+    return _d_of_s1(unit_s1, np.broadcast_to(s0, lab.shape), np.full(len(lab), np.linalg.norm(s0)))
 
 
 def panel_image_sizes(experiments) -> dict[int, tuple[int, int]]:

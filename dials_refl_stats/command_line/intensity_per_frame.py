@@ -310,6 +310,7 @@ class Computed:
 
 class IntensityPerFrame(Program):
     name = PROGRAM
+    light_experiments = True
     wants_experiments = True
     usage = "dials.intensity_per_frame [options] [integrated.expt] integrated.refl"
 
