@@ -195,17 +195,22 @@ def map_positions(
         s0_length[e] = np.linalg.norm(s0[e])
     everything = rows.size == n  # then rows is 0..n-1: no gathers, no scatters
     xy = xy_px if everything else xy_px[rows]
-    by_numpy = simple[key]
-    if by_numpy.all():
-        mm_rows, lab_rows = simple_panel_positions(xy, frames, key)
+    panels = {k: p for k, p in others}
+    if present.size <= PAIRS_ONE_BY_ONE:
+        mm_rows, lab_rows, d_rows = _positions_by_pair(
+            xy, key, present, pair_experiment, frames, panels, s0, s0_length
+        )
     else:
         mm_rows, lab_rows = np.empty((rows.size, 2)), np.empty((rows.size, 3))
-        some = np.flatnonzero(by_numpy)
-        mm_rows[some], lab_rows[some] = simple_panel_positions(xy[some], frames, key[some])
-        _flex_panel_positions(xy, key, others, mm_rows, lab_rows)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        unit_s1 = lab_rows / np.linalg.norm(lab_rows, axis=1, keepdims=True)
-    d_rows = _d_of_s1(unit_s1, *_per_row(index, s0, s0_length))
+        some = np.flatnonzero(simple[key])
+        columns = np.ascontiguousarray(frames.T)
+        mm_rows[some], lab_rows[some] = simple_panel_positions(
+            xy[some], [values[key[some]] for values in columns]
+        )
+        for k, p in others:
+            these = np.flatnonzero(key == k)
+            mm_rows[these], lab_rows[these] = _flex_panel_positions(p, xy[these])
+        d_rows = _d_of_lab(lab_rows, s0[index], s0_length[index][:, np.newaxis])
     if everything:
         mm, lab, d = mm_rows, lab_rows, d_rows
     else:
@@ -213,12 +218,27 @@ def map_positions(
     return Positions(mm=mm, lab=lab, d=d, n_without_geometry=int(np.isnan(d).sum()))
 
 
-def _per_row(index: np.ndarray, *tables: np.ndarray) -> list[np.ndarray]:
-    """Each table's entry of every row's ``index`` (the one entry, broadcast, when all
-    rows have the same index: the same values without the copies)."""
-    if index.size and index.min() == index.max():
-        return [table[index[0]][np.newaxis] for table in tables]
-    return [table[index] for table in tables]
+#: Up to this many (experiment, panel) pairs, rows are converted pair by pair (values
+#: of the pair's panel and beam broadcast); past it, with per-row gathers of them.
+PAIRS_ONE_BY_ONE = 16
+
+
+def _positions_by_pair(xy, key, present, pair_experiment, frames, panels, s0, s0_length):
+    """mm, lab and d of every row, one (experiment, panel) pair at a time."""
+    n = xy.shape[0]
+    if present.size > 1:
+        mm, lab, d = np.empty((n, 2)), np.empty((n, 3)), np.empty(n)
+    for k, e in zip(present.tolist(), pair_experiment.tolist()):
+        these = np.flatnonzero(key == k) if present.size > 1 else slice(None)
+        if k in panels:
+            mm_k, lab_k = _flex_panel_positions(panels[k], xy[these])
+        else:
+            mm_k, lab_k = simple_panel_positions(xy[these], frames[k])
+        d_k = _d_of_lab(lab_k, s0[e], s0_length[e])
+        if present.size == 1:
+            return mm_k, lab_k, d_k
+        mm[these], lab[these], d[these] = mm_k, lab_k, d_k
+    return mm, lab, d
 
 
 def _refuse_missing_panels(index: np.ndarray, number: np.ndarray, sizes, path: str) -> None:
@@ -235,9 +255,7 @@ def _refuse_missing_panels(index: np.ndarray, number: np.ndarray, sizes, path: s
     )
 
 
-def simple_panel_positions(
-    xy_px: np.ndarray, frames: np.ndarray, panel_of_row: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def simple_panel_positions(xy_px: np.ndarray, frame) -> tuple[np.ndarray, np.ndarray]:
     """Millimetres and lab coordinates of pixel positions on ``SimplePxMmStrategy``
     panels, with the arithmetic of dxtbx's C++, operation for operation (so the same
     doubles; dxtbx's model extension has no fused multiply-adds):
@@ -245,41 +263,41 @@ def simple_panel_positions(
     and ``VirtualPanelFrame::get_lab_coord`` is ``d * (x_mm, y_mm, 1)``, scitbx's
     ``mat3 * vec3``: ``d[3i] * x_mm + d[3i + 1] * y_mm + d[3i + 2] * 1``.
 
-    ``frames``: per panel, its ``get_pixel_size()`` then its ``get_d_matrix()``;
-    ``panel_of_row``: each row's index into ``frames``.
+    ``frame``: the panel's ``get_pixel_size()`` then its ``get_d_matrix()`` (11 values),
+    each a number or one value per row.
     """
-    table = np.ascontiguousarray(frames.T)
-    if panel_of_row.size and panel_of_row.min() == panel_of_row.max():
-        columns = list(table[:, panel_of_row[0]])  # one panel: its values, broadcast
-    else:
-        columns = [values[panel_of_row] for values in table]
     mm = np.empty((xy_px.shape[0], 2))
     lab = np.empty((xy_px.shape[0], 3))
-    mm[:, 0] = xy_px[:, 0] * columns[0]
-    mm[:, 1] = xy_px[:, 1] * columns[1]
+    mm[:, 0] = xy_px[:, 0] * frame[0]
+    mm[:, 1] = xy_px[:, 1] * frame[1]
     for i in range(3):
-        fast, slow, origin = columns[2 + 3 * i : 5 + 3 * i]
+        fast, slow, origin = frame[2 + 3 * i], frame[3 + 3 * i], frame[4 + 3 * i]
         lab[:, i] = fast * mm[:, 0] + slow * mm[:, 1] + origin * 1.0
     return mm, lab
 
 
-def _flex_panel_positions(xy_px, key, others, mm, lab) -> None:
-    """Millimetres and lab coordinates by the panels themselves, one flex call per
-    (experiment, panel) pair, for px/mm strategies other than the simple one."""
+def _flex_panel_positions(panel, xy_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Millimetres and lab coordinates by the panel itself (one flex call), for px/mm
+    strategies other than the simple one (parallax correction, offsets)."""
     from dxtbx import flumpy
 
-    for k, p in others:
-        these = np.flatnonzero(key == k)
-        points = flumpy.vec_from_numpy(np.ascontiguousarray(xy_px[these]))
-        mm_points = p.pixel_to_millimeter(points)
-        mm[these] = flumpy.to_numpy(mm_points).reshape(-1, 2)
-        lab[these] = flumpy.to_numpy(p.get_lab_coord(mm_points)).reshape(-1, 3)
+    points = flumpy.vec_from_numpy(np.ascontiguousarray(xy_px))
+    mm_points = panel.pixel_to_millimeter(points)
+    mm = flumpy.to_numpy(mm_points).reshape(-1, 2)
+    return mm, flumpy.to_numpy(panel.get_lab_coord(mm_points)).reshape(-1, 3)
 
 
-def _d_of_s1(unit_s1: np.ndarray, s0: np.ndarray, s0_length: np.ndarray) -> np.ndarray:
-    """:func:`d_spacing` from the unit vectors to the positions and each row's beam."""
+def _d_of_lab(lab: np.ndarray, s0: np.ndarray, s0_length) -> np.ndarray:
+    """:func:`d_spacing`, ``|s0|`` given (a number, or a column of one per row)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        s1 = unit_s1 * s0_length[:, None]
+        unit_s1 = lab / np.linalg.norm(lab, axis=1, keepdims=True)
+    return _d_of_s1(unit_s1, s0, s0_length)
+
+
+def _d_of_s1(unit_s1: np.ndarray, s0: np.ndarray, s0_length) -> np.ndarray:
+    """:func:`d_spacing` from the unit vectors to the positions and the beam."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s1 = unit_s1 * s0_length
         return 1.0 / np.linalg.norm(s1 - s0, axis=1)
 
 
@@ -290,7 +308,7 @@ def d_spacing(lab: np.ndarray, s0: Sequence[float]) -> np.ndarray:
     norm = np.linalg.norm(lab, axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         unit_s1 = lab / norm
-    return _d_of_s1(unit_s1, np.broadcast_to(s0, lab.shape), np.full(len(lab), np.linalg.norm(s0)))
+    return _d_of_s1(unit_s1, s0, np.linalg.norm(s0))
 
 
 def panel_image_sizes(experiments) -> dict[int, tuple[int, int]]:

@@ -259,10 +259,6 @@ def run_program(program: Program, args: Sequence[str] | None, phil, help_message
     run = Run(invocation, params, files, experiments, infos, plan)
     statistic = program.statistic(run)
 
-    if program.output_targets(params).get("plot"):
-        from dials_refl_stats.plotting import preload_in_background
-
-        preload_in_background()  # matplotlib's import overlaps reading the data
     verbosity = invocation.options.verbose
     with run_outputs(program.output_targets(params), inputs, verbosity) as outputs:
         log_start(program, invocation)
