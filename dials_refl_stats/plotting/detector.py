@@ -673,7 +673,7 @@ def strong_positions_figure(
     left = figure.add_axes((0.055, 0.14, 0.49, 0.74))
     right = figure.add_axes((0.655, 0.1, 0.325, 0.7))
     draw_positions(left, view, strong_label)
-    left.set_title("Positions on the detector", fontsize=10)
+    left.set_title("Positions on the detector", fontsize=10, y=1.0)  # y: see frames.py
     draw_shells(right, shells)
     figure.suptitle(display_title(title, width=130), fontsize=11)
     save(figure, path, format_from or path)

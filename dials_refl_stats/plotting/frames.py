@@ -222,7 +222,9 @@ def _draw_panel(figure, column_axes, panel: Panel, colours: dict[str, str], xlab
     n_points = sum(int(s.intensity.size) for s in series)
     factor = display_factor(series)
     binned_series = [binned(s, factor) for s in series]
-    top.set_title(display_title(panel.title, width=PANEL_TITLE_WIDTH), fontsize=10)
+    # y given: nothing is above these axes, and matplotlib's automatic placement of the
+    # title lays out every tick label once more to find that out
+    top.set_title(display_title(panel.title, width=PANEL_TITLE_WIDTH), fontsize=10, y=1.0)
     limits = _x_limits(panel, binned_series)
     for ax in (top, middle, bottom):
         integer_axis(ax.xaxis)
