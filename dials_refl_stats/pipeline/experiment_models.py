@@ -25,6 +25,7 @@ error is then DIALS's own.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 from dataclasses import dataclass
@@ -151,8 +152,8 @@ def _decode(obj: dict, ext) -> LightExperimentList:
         "detector": [_detector(ext, d) for d in lists["detector"]],
         "scan": [_scan(ext, d) for d in lists["scan"]],
     }
-    scans_of_imageset: dict[int, Any] = {}
     experiments = LightExperimentList()
+    imageset_scans: dict[int, Any] = {}
     for entry in entries:
         refs = {}
         for name in MODEL_KEYS:
@@ -163,37 +164,70 @@ def _decode(obj: dict, ext) -> LightExperimentList:
                 raise NotLight(f"experiment names its {name} by {type(value).__name__}")
             lists[name][value]  # IndexError as in dxtbx's lookup
             refs[name] = value
-        scan = made["scan"][refs["scan"]] if "scan" in refs else None
-        if "imageset" in refs:
-            _check_imageset(lists["imageset"][refs["imageset"]], scan)
-            previous = scans_of_imageset.setdefault(refs["imageset"], scan)
-            if previous is not scan and scan and not scan == previous:
-                raise NotLight("experiments of one imageset with different scans")
+
+        def model(kind: str):
+            return made[kind][refs[kind]] if kind in refs else None
+
+        if "imageset" in refs and lists["imageset"][refs["imageset"]] is not None:
+            _merge_scans(imageset_scans, refs["imageset"], model("scan"))
         experiments.append(
             LightExperiment(
                 identifier=entry.get("identifier", ""),
-                beam=made["beam"][refs["beam"]] if "beam" in refs else None,
-                detector=made["detector"][refs["detector"]] if "detector" in refs else None,
-                scan=scan,
+                beam=model("beam"),
+                detector=model("detector"),
+                scan=model("scan"),
             )
         )
+    for reference, scan in imageset_scans.items():
+        _check_imageset(lists["imageset"][reference], scan)
     identifiers = [e.identifier for e in experiments if e.identifier]
     if len(set(identifiers)) != len(identifiers):
         raise NotLight("an identifier is given twice")
     return experiments
 
 
-def _check_imageset(data: Any, scan: Any) -> None:
-    """``NotLight`` for an imageset dxtbx might refuse to make (without reading images)."""
-    if data is None:
+def _merge_scans(imageset_scans: dict[int, Any], reference: int, scan: Any) -> None:
+    """The scan of an imageset over its experiments, merged as ``decode`` merges them
+    (on copies: the experiments' own scans stay as they are); raises where it does."""
+    if reference not in imageset_scans:
+        imageset_scans[reference] = copy.deepcopy(scan)
         return
+    merged = imageset_scans[reference]
+    if not scan or scan == merged:
+        return
+    i, j = merged.get_image_range(), scan.get_image_range()
+    if i[1] + 1 == j[0]:
+        merged += scan
+        imageset_scans[reference] = merged
+        return
+    o, s = merged.get_oscillation(), scan.get_oscillation()
+    if o[1] != s[1]:
+        raise NotLight("scans of one imageset with different oscillation widths")
+    wider = copy.deepcopy(scan)
+    wider.set_image_range((min(i[0], j[0]), max(i[1], j[1])))
+    wider.set_oscillation((min(o[0], s[0]), o[1]))
+    imageset_scans[reference] = wider
+
+
+def _check_imageset(data: Any, scan: Any) -> None:
+    """``NotLight`` for an imageset dxtbx might refuse to make from its (merged) scan,
+    without reading images (``check_format=False``)."""
     kind = data.get("__id__") if isinstance(data, dict) else None
     if kind not in IMAGESET_KINDS:
         raise NotLight(f"imageset kind {kind!r}")
     if kind in ("ImageSequence", "ImageSweep") and (scan is None or "template" not in data):
         raise NotLight("a sequence without a scan or template (dxtbx looks for its images)")
-    if kind in ("ImageSet", "ImageGrid") and not isinstance(data.get("images"), list):
-        raise NotLight("an imageset without image names")
+    if kind in ("ImageSet", "ImageGrid"):
+        images = data.get("images")
+        if not isinstance(images, list) or not images:
+            raise NotLight("an imageset without image names")
+        if scan is not None and scan.get_num_images() != 1:
+            raise NotLight("stills with a scan of several images")
+        indices = data.get("single_file_indices")
+        if indices is not None and len(indices) != len(images):
+            raise NotLight("an imageset with single_file_indices for other images")
+        if kind == "ImageGrid" and "grid_size" not in data:
+            raise NotLight("an image grid without its size")
 
 
 def read_experiment_files(paths: Sequence[str]) -> LightExperimentList:
