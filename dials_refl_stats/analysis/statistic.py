@@ -69,19 +69,44 @@ def split_group_key(key: int) -> tuple[int, int]:
 
 @dataclass
 class Chunk:
-    """Rows ``start .. start + n_rows`` of one file."""
+    """Rows ``start .. start + n_rows`` of one file, or whole files in a row.
+
+    A chunk of several files (for statistics with :attr:`Statistic.batchable`) holds
+    their rows one file after the other: :attr:`files` and :attr:`file_rows` say whose
+    they are; :attr:`file` is then the first of them.
+    """
 
     file: FileInfo
     start: int
     columns: dict[str, np.ndarray]
     selected: np.ndarray  # bool per row: the run's flag selection
+    files: tuple[FileInfo, ...] = ()
+    file_rows: np.ndarray | None = None  # rows of each of ``files``
 
     @property
     def n_rows(self) -> int:
         return int(self.selected.size)
 
+    def group_keys(self, fold_unassigned: bool = False) -> np.ndarray:
+        """Every row's run-wide (file, id) key (:meth:`FileInfo.group_keys`)."""
+        ids = self.columns["id"]
+        if not self.files:
+            return self.file.group_keys(ids, fold_unassigned)
+        ids = np.asarray(ids, dtype=np.int64)
+        rows = self.file_rows
+        if fold_unassigned:
+            unassigned = [f.unassigned_id for f in self.files]
+            if any(u is not None for u in unassigned):
+                known = np.repeat([u is not None for u in unassigned], rows)
+                fold = np.repeat([u or 0 for u in unassigned], rows)
+                ids = np.where((ids < 0) & known, fold, ids)
+        index = np.repeat(np.array([f.index for f in self.files], dtype=np.int64), rows)
+        return (index << ID_BITS) | (ids + 1)
+
     def rows(self, start: int, stop: int) -> "Chunk":
-        """The sub-chunk of rows ``start .. stop`` (relative to this chunk)."""
+        """The sub-chunk of rows ``start .. stop`` (relative to this one-file chunk)."""
+        if self.files:
+            raise ValueError("rows() of a chunk of several files")
         return Chunk(
             file=self.file,
             start=self.start + start,
@@ -102,6 +127,9 @@ class Statistic(ABC):
 
     #: ``MaskCode`` bits whose shoebox pixel counts the statistic needs (``None``: none).
     shoebox_code: int | None = None
+    #: Whether ``partial`` takes chunks of several files (it then uses only
+    #: :meth:`Chunk.group_keys` to tell files apart).
+    batchable: ClassVar[bool] = False
 
     def can_read(self, available: frozenset[str]) -> bool:
         """Whether a file with ``available`` columns has what the statistic needs."""

@@ -142,7 +142,7 @@ def read_msgpack_columns(file: FileInfo, statistic: Statistic) -> dict | None:
     with fh, _as_load_error(file.path):
         size = os.fstat(fh.fileno()).st_size
         index = getattr(file, "columns", None)
-        if index is not None and size == getattr(file, "size_bytes", -1):
+        if index is not None and not index.small and size == getattr(file, "size_bytes", -1):
             spans, identifiers = index.spans(file.nrows), file.identifiers
         else:
             if sniff_bytes(fh.read(512)) != "msgpack":
@@ -212,9 +212,23 @@ def process_batch(
     reader: str,
     skip_errors: bool,
 ) -> RunPartial:
-    """The merged partial of a batch of files (the task every engine runs)."""
+    """The merged partial of a batch of files (the task every engine runs).
+
+    Small msgpack files are read together (:mod:`.small_files`); every other file, and
+    any small file that is not plainly valid, is read on its own.
+    """
+    from .small_files import is_small, read_small_files
+
     partials, records = [], []
-    for file in files:
+    alone = list(files)
+    if reader in ("auto", "fast"):
+        small = [f for f in files if is_small(f)]
+        if len(small) > 1:
+            chunks, records, left = read_small_files(small, statistic, plan)
+            partials = [statistic.partial(chunk) for chunk in chunks]
+            done = {f.index for f in small} - {f.index for f in left}
+            alone = [f for f in files if f.index not in done]
+    for file in alone:
         if file.problem:
             records.append(FileRecord(file.index, 0, 0, (), skipped=file.problem))
             continue

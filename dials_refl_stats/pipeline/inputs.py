@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 from dials_refl_stats.analysis.statistic import ExperimentInfo, FileInfo
 from dials_refl_stats.pipeline.errors import Sorry
-from dials_refl_stats.reader import read_layout
+from dials_refl_stats.reader import msgpack_small, read_layout
 from dials_refl_stats.reader.formats import sniff_bytes
 from dials_refl_stats.reader.msgpack_layout import ColumnSpan
 from dials_refl_stats.reflections import (
@@ -113,7 +113,13 @@ class ColumnIndex:
     """
 
     schema: tuple[tuple[str, str], ...]
-    offsets: bytes  # int64 (offset, nbytes) per column, in schema order
+    #: int64 (offset, nbytes) per column, in schema order; ``None`` for a small file,
+    #: which tasks read whole (:mod:`~dials_refl_stats.reader.msgpack_small`)
+    offsets: bytes | None
+
+    @property
+    def small(self) -> bool:
+        return self.offsets is None
 
     @classmethod
     def from_layout(cls, layout: Any) -> "ColumnIndex":
@@ -282,7 +288,11 @@ def _open_msgpack(
     path: str, index: int, experiments: list[ExperimentInfo], n_files: int
 ) -> OpenedFile | None:
     """A msgpack file's header read through one open handle, kept for the tasks (None
-    for anything else: other formats and errors take the general path)."""
+    for anything else: other formats and errors take the general path). A small file
+    is read whole and decoded in C (:mod:`~dials_refl_stats.reader.msgpack_small`)."""
+    small = _open_small(path, index, experiments, n_files)
+    if small is not None:
+        return small
     try:
         fh = open(path, "rb")
     except OSError:
@@ -309,6 +319,31 @@ def _open_msgpack(
         columns=ColumnIndex.from_layout(layout),
     )
     return OpenedFile(info, info.columns.names, size, "fast")
+
+
+def _open_small(
+    path: str, index: int, experiments: list[ExperimentInfo], n_files: int
+) -> OpenedFile | None:
+    """A small msgpack file's header from one read and one C decode (None otherwise)."""
+    if not msgpack_small.available():
+        return None
+    data = msgpack_small.read_small(path)
+    table = msgpack_small.unpack_table(data) if data else None
+    if table is None:
+        return None
+    schema = tuple((name, column[0]) for name, column in table.columns.items())
+    info = file_info(
+        HeaderFileInfo,
+        index,
+        path,
+        table.nrows,
+        table.identifiers,
+        experiments,
+        n_files,
+        size_bytes=len(data),
+        columns=ColumnIndex(_SCHEMAS.setdefault(schema, schema), None),
+    )
+    return OpenedFile(info, info.columns.names, len(data), "fast")
 
 
 def describe_inputs(
