@@ -17,7 +17,8 @@ import pytest
 from conftest import data_path
 from test_programs_common import assert_sorry, run_inprocess
 
-from dials_refl_stats.pipeline import small_files
+from dials_refl_stats.pipeline import inputs, small_files
+from dials_refl_stats.pipeline import program as program_module
 from dials_refl_stats.pipeline.small_files import read_small_files
 from dials_refl_stats.reader import ReflectionFileError, msgpack_small, read_layout
 
@@ -190,3 +191,55 @@ def test_spot_sizes_of_small_files_equal_dials_count_mask_values(stills, tmp_pat
     assert (summary["min"], summary["max"]) == (flex.min(sizes), flex.max(sizes))
     assert summary["mean"] == pytest.approx(flex.mean(sizes.as_double()), rel=1e-5)
     assert summary["median"] == flex.median(sizes.as_double())
+
+
+def deferred_documents(program, args, cwd, monkeypatch, defer: bool) -> dict:
+    """The program's JSON with small files' headers left to the tasks, or not."""
+    with monkeypatch.context() as patch:
+        patch.setattr(inputs, "DEFER_MIN_FILES", 2 if defer else 10**9)
+        code, _out, err = run_inprocess(program, [*args, "output.plot=None"], cwd)
+    if code:
+        return {"code": code, "stderr": err}
+    return json.loads((cwd / f"{program}.json").read_text())
+
+
+@pytest.mark.parametrize("program", ["spot_size_histogram", "per_image_statistics"])
+def test_headers_read_by_the_tasks_give_the_same_documents(stills, tmp_path, monkeypatch, program):
+    seen = []
+    original = inputs.open_files
+
+    def spy(*args, **kwargs):
+        opened = original(*args, **kwargs)
+        seen.extend(isinstance(f.info, inputs.DeferredFileInfo) for f in opened)
+        return opened
+
+    monkeypatch.setattr(program_module, "open_files", spy)
+    deferred = deferred_documents(program, [stills], tmp_path, monkeypatch, defer=True)
+    assert seen and all(seen)
+    seen.clear()
+    read_first = deferred_documents(program, [stills], tmp_path, monkeypatch, defer=False)
+    assert seen and not any(seen)
+    for block in ("inputs", "selection", "results"):
+        assert deferred[block] == read_first[block]
+
+
+def test_bad_files_among_deferred_headers_are_named_or_skipped(stills, tmp_path, monkeypatch):
+    folder = tmp_path / "bad_headers"
+    shutil.copytree(stills, folder)
+    damaged = folder / "still_1_2.refl"
+    damaged.write_bytes(damaged.read_bytes()[:5000])  # truncated in the column data
+    damage_shoebox(folder / "still_3_4.refl")
+    args = [folder, "selection.flags=strong"]
+    for defer in (True, False):
+        failed = deferred_documents("spot_size_histogram", args, tmp_path, monkeypatch, defer)
+        assert_sorry(failed["code"], failed["stderr"], "still_1_2.refl", "truncated")
+        assert not list(tmp_path.glob("spot_size_histogram.*"))
+    skip = [*args, "input.on_error=skip"]
+    deferred = deferred_documents("spot_size_histogram", skip, tmp_path, monkeypatch, True)
+    read_first = deferred_documents("spot_size_histogram", skip, tmp_path, monkeypatch, False)
+    assert [s["path"] for s in deferred["selection"]["skipped"]] == [
+        str(damaged),
+        str(folder / "still_3_4.refl"),
+    ]
+    for block in ("inputs", "selection", "results"):
+        assert deferred[block] == read_first[block]

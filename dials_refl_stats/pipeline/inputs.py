@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import os
+import stat
 import struct
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -227,40 +228,76 @@ def one_sweep_id(
     return None
 
 
+#: Runs of at least this many files may leave small files' headers to the tasks.
+DEFER_MIN_FILES = 64
+
+
+@dataclass(frozen=True)
+class DeferredFileInfo(FileInfo):
+    """A small file whose header is read by the task that reads its rows (``nrows`` is
+    -1 until then): the driver of a run of 10^5 stills only lists the files."""
+
+    size_bytes: int = -1
+
+
 def open_files(
     paths: Sequence[str],
     reader: str,
     experiments: list[ExperimentInfo],
     skip_errors: bool = False,
+    defer: bool = False,
 ) -> list[OpenedFile]:
     """Read every file's header once; any problem is a one-line ``Sorry`` (or, with
-    ``skip_errors``, recorded as the file's ``problem``)."""
+    ``skip_errors``, recorded as the file's ``problem``).
+
+    ``defer``: in a run of many files without experiments, small files are only
+    listed (:class:`DeferredFileInfo`); the tasks read their headers with their rows.
+    """
     refuse_duplicates(paths)
+    deferring = (
+        defer
+        and not experiments
+        and reader in ("auto", "fast")
+        and len(paths) >= DEFER_MIN_FILES
+        and msgpack_small.available()
+    )
     opened = []
     for index, path in enumerate(paths):
-        fast = None
-        if reader in ("auto", "fast"):
-            try:
-                fast = _open_msgpack(path, index, experiments, len(paths))
-            except ReflectionLoadError as error:
-                if not skip_errors:
-                    raise Sorry(str(error)) from None
-                fast = _problem_file(path, index, reader, error)
-        if fast is not None:
-            opened.append(fast)
-            continue
+        if deferring:
+            size = _small_file_size(path)
+            if size is not None:
+                info = DeferredFileInfo(index=index, path=path, nrows=-1, size_bytes=size)
+                opened.append(OpenedFile(info, frozenset(), size, "fast"))
+                continue
         try:
-            source = open_reflection_file(path, reader)
+            opened.append(open_file(path, index, reader, experiments, len(paths)))
         except ReflectionLoadError as error:
             if not skip_errors:
                 raise Sorry(str(error)) from None
-            opened.append(_problem_file(path, index, reader, error))
-            continue
-        info = file_info(
-            FileInfo, index, path, source.nrows, source.identifiers, experiments, len(paths)
-        )
-        opened.append(OpenedFile(info, source.column_names, os.path.getsize(path), source.backend))
+            opened.append(problem_file(path, index, reader, error))
     return opened
+
+
+def _small_file_size(path: str) -> int | None:
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    small = stat.S_ISREG(status.st_mode) and status.st_size <= msgpack_small.SMALL_FILE_BYTES
+    return status.st_size if small else None
+
+
+def open_file(
+    path: str, index: int, reader: str, experiments: list[ExperimentInfo], n_files: int
+) -> OpenedFile:
+    """One file's header (``ReflectionLoadError`` when it cannot be read)."""
+    if reader in ("auto", "fast"):
+        fast = _open_msgpack(path, index, experiments, n_files)
+        if fast is not None:
+            return fast
+    source = open_reflection_file(path, reader)
+    info = file_info(FileInfo, index, path, source.nrows, source.identifiers, experiments, n_files)
+    return OpenedFile(info, source.column_names, os.path.getsize(path), source.backend)
 
 
 def file_info(kind, index, path, nrows, identifiers, experiments, n_files, **extra) -> FileInfo:
@@ -278,7 +315,7 @@ def file_info(kind, index, path, nrows, identifiers, experiments, n_files, **ext
     )
 
 
-def _problem_file(path: str, index: int, reader: str, error: Exception) -> OpenedFile:
+def problem_file(path: str, index: int, reader: str, error: Exception) -> OpenedFile:
     size = os.path.getsize(path) if os.path.isfile(path) else 0
     info = FileInfo(index=index, path=path, nrows=0, problem=str(error))
     return OpenedFile(info, frozenset(), size, reader)
@@ -331,6 +368,18 @@ def _open_small(
     table = msgpack_small.unpack_table(data) if data else None
     if table is None:
         return None
+    return small_file(path, index, table, len(data), experiments, n_files)
+
+
+def small_file(
+    path: str,
+    index: int,
+    table: msgpack_small.SmallTable,
+    size: int,
+    experiments: list[ExperimentInfo],
+    n_files: int,
+) -> OpenedFile:
+    """The :class:`OpenedFile` of a small file decoded whole."""
     schema = tuple((name, column[0]) for name, column in table.columns.items())
     info = file_info(
         HeaderFileInfo,
@@ -340,10 +389,10 @@ def _open_small(
         table.identifiers,
         experiments,
         n_files,
-        size_bytes=len(data),
+        size_bytes=size,
         columns=ColumnIndex(_SCHEMAS.setdefault(schema, schema), None),
     )
-    return OpenedFile(info, info.columns.names, len(data), "fast")
+    return OpenedFile(info, info.columns.names, size, "fast")
 
 
 def describe_inputs(

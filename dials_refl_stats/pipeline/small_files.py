@@ -12,6 +12,7 @@ its error, so that messages and ``input.on_error=skip`` are the same either way.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import numpy as np
@@ -22,12 +23,15 @@ from dials_refl_stats.reader.columns import FLAT_TYPES, SHOEBOX_TYPE
 from dials_refl_stats.reader.shoebox import joined_mask_counts
 
 from .execute import BASE_COLUMNS, FileRecord, SelectionPlan
+from .inputs import DeferredFileInfo, small_file
 
 _ID_TYPE = "int"
 
 
 def is_small(file: FileInfo) -> bool:
-    """A file the driver found small (its header was decoded whole)."""
+    """A file the driver found small (its header decoded whole, or deferred to here)."""
+    if isinstance(file, DeferredFileInfo):
+        return True
     columns = getattr(file, "columns", None)
     return columns is not None and columns.small and not file.problem
 
@@ -45,13 +49,21 @@ def read_small_files(
     chunks: list[Chunk] = []
     records: list[FileRecord] = []
     left: list[FileInfo] = []
+    original = {f.index: f for f in files if isinstance(f, DeferredFileInfo)}
     wanted_of: dict[tuple[str, ...], tuple[str, ...] | None] = {}
     tables: list = []
     size = 0
     for file in files:
         data = msgpack_small.read_small(file.path)
         table = msgpack_small.unpack_table(data) if data else None
-        if table is None or table.nrows != file.nrows or len(data) != file.size_bytes:
+        if table is None or len(data) != file.size_bytes:
+            left.append(file)
+            continue
+        opened = None
+        if isinstance(file, DeferredFileInfo):  # the header, read here: with its rows
+            opened = small_file(file.path, file.index, table, len(data), [], 1)
+            file = opened.info
+        elif table.nrows != file.nrows:
             left.append(file)
             continue
         names = tuple(table.columns)
@@ -61,25 +73,31 @@ def read_small_files(
             wanted_of[names] = wanted if usable else None
         wanted = wanted_of[names]
         if wanted is None or not _plain_columns(table, wanted):
-            left.append(file)
+            left.append(original.get(file.index, file))
             continue
-        tables.append((file, table, wanted))
+        tables.append((file, table, wanted, opened))
         size += len(data)
         if size >= GROUP_BYTES:
-            _process(tables, statistic, plan, chunks, records, left)
+            _process(tables, statistic, plan, chunks, records, left, original)
             tables, size = [], 0
-    _process(tables, statistic, plan, chunks, records, left)
+    _process(tables, statistic, plan, chunks, records, left, original)
     return chunks, records, left
 
 
-def _process(tables: list, statistic, plan, chunks: list, records: list, left: list) -> None:
+def _process(
+    tables: list, statistic, plan, chunks: list, records: list, left: list, original: dict
+) -> None:
     """Chunks and records of ``tables`` (files that need the same columns together)."""
-    for wanted in dict.fromkeys(w for _f, _t, w in tables):
-        group = [(f, t) for f, t, w in tables if w == wanted]
+    headers = {f.index: o for f, _t, _w, o in tables if o is not None}
+    for wanted in dict.fromkeys(w for _f, _t, w, _o in tables):
+        group = [(f, t) for f, t, w, _o in tables if w == wanted]
         done, noted, refused = _group_chunks(group, wanted, statistic, plan)
         chunks.extend(done)
+        if headers:
+            noted = [dataclasses.replace(r, opened=headers.get(r.index)) for r in noted]
         records.extend(noted)
-        left.extend(refused)
+        # refused files go back as they came: a deferred one is opened again there
+        left.extend(original.get(f.index, f) for f in refused)
 
 
 def _plain_columns(table: msgpack_small.SmallTable, wanted: tuple[str, ...]) -> bool:

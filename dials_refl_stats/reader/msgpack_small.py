@@ -71,7 +71,7 @@ def unpack_table(data: bytes) -> SmallTable | None:
         return None
     try:
         value = _msgpack.unpackb(
-            data, raw=False, strict_map_key=False, object_pairs_hook=list, use_list=True
+            data, raw=False, strict_map_key=False, object_pairs_hook=_Map, use_list=True
         )
     except Exception:  # noqa: BLE001 - any decoder complaint: the walker explains it
         return None
@@ -85,9 +85,13 @@ def _is_int(value: Any) -> bool:
     return type(value) is int  # not bool, which msgpack also decodes
 
 
+class _Map(tuple):
+    """A decoded msgpack map: its (key, value) pairs in order, duplicates kept (arrays
+    decode as lists, so the two are told apart by type)."""
+
+
 def _is_map(value: Any) -> bool:
-    """A decoded msgpack map: a list of (key, value) tuples (arrays give lists)."""
-    return type(value) is list and all(type(pair) is tuple for pair in value)
+    return type(value) is _Map
 
 
 #: Strings this long (in characters) are within MAX_STR bytes whatever their encoding.
