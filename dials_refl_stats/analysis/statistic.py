@@ -167,18 +167,28 @@ class Statistic(ABC):
         return self.merge(first, second)
 
 
+#: Dense counting (``bincount``) when the key ranges span at most this many cells per
+#: row counted (plus a constant): a sort costs far more per row.
+DENSE_CELLS_PER_ROW = 4
+DENSE_CELLS_MIN = 1024
+
+
 def merge_counts(
     keys: tuple[np.ndarray, ...], counts: np.ndarray
 ) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
     """Sum integer ``counts`` over equal key tuples (exactly, in int64).
 
     Keys come back unique and sorted lexicographically: the building block of exact,
-    compact partials (value counts per group).
+    compact partials (value counts per group). Keys spanning small ranges are counted
+    densely (one ``bincount``), others sorted; the result is the same.
     """
     keys = tuple(np.asarray(k, dtype=np.int64).ravel() for k in keys)
     counts = np.asarray(counts, dtype=np.int64).ravel()
     if not counts.size:
         return keys, counts
+    dense = _dense_counts(keys, counts)
+    if dense is not None:
+        return dense
     order = np.lexsort(keys[::-1])
     keys = tuple(k[order] for k in keys)
     counts = counts[order]
@@ -188,3 +198,36 @@ def merge_counts(
         changed[1:] |= k[1:] != k[:-1]
     starts = np.flatnonzero(changed)
     return tuple(k[starts] for k in keys), np.add.reduceat(counts, starts)
+
+
+def _dense_counts(keys: tuple[np.ndarray, ...], counts: np.ndarray):
+    """:func:`merge_counts` by ``bincount`` over the keys' box, or ``None`` if too big.
+
+    The cell of a key tuple is its row-major position in the box, so cells ascend in
+    the keys' lexicographic order. Counts are summed exactly: ``bincount`` adds in
+    float64, exact below 2**53, which the check on the total guarantees.
+    """
+    limit = DENSE_CELLS_PER_ROW * counts.size + DENSE_CELLS_MIN
+    low, sizes = [], []
+    cells = 1
+    for k in keys:
+        first, last = int(k.min()), int(k.max())
+        low.append(first)
+        sizes.append(last - first + 1)
+        cells *= last - first + 1
+        if cells > limit:
+            return None
+    if int(np.abs(counts).sum()) >= 1 << 53:
+        return None
+    cell = np.zeros(counts.size, dtype=np.int64)
+    for k, first, size in zip(keys, low, sizes):
+        cell *= size
+        cell += k - first
+    summed = np.bincount(cell, weights=counts, minlength=cells)
+    present = np.flatnonzero(np.bincount(cell, minlength=cells))
+    out = np.rint(summed[present]).astype(np.int64)
+    decoded = []
+    for first, size in zip(reversed(low), reversed(sizes)):
+        decoded.append(present % size + first)
+        present = present // size
+    return tuple(reversed(decoded)), out
