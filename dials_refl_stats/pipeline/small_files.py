@@ -12,7 +12,6 @@ its error, so that messages and ``input.on_error=skip`` are the same either way.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Sequence
 
 import numpy as np
@@ -91,10 +90,8 @@ def _process(
     headers = {f.index: o for f, _t, _w, o in tables if o is not None}
     for wanted in dict.fromkeys(w for _f, _t, w, _o in tables):
         group = [(f, t) for f, t, w, _o in tables if w == wanted]
-        done, noted, refused = _group_chunks(group, wanted, statistic, plan)
+        done, noted, refused = _group_chunks(group, wanted, statistic, plan, headers)
         chunks.extend(done)
-        if headers:
-            noted = [dataclasses.replace(r, opened=headers.get(r.index)) for r in noted]
         records.extend(noted)
         # refused files go back as they came: a deferred one is opened again there
         left.extend(original.get(f.index, f) for f in refused)
@@ -133,7 +130,7 @@ class _Mixed(Exception):
     """Files of one group store a column with different types."""
 
 
-def _group_chunks(group: list, wanted: tuple[str, ...], statistic: Statistic, plan):
+def _group_chunks(group: list, wanted: tuple[str, ...], statistic: Statistic, plan, headers: dict):
     """(chunks, records, files refused: left for the one-file path)."""
     files = [f for f, _t in group]
     tables = [t for _f, t in group]
@@ -153,7 +150,7 @@ def _group_chunks(group: list, wanted: tuple[str, ...], statistic: Statistic, pl
         )
     if not good.all():
         kept = [g for g, ok in zip(group, good) if ok]
-        chunks, records, refused = _group_chunks(kept, wanted, statistic, plan)
+        chunks, records, refused = _group_chunks(kept, wanted, statistic, plan, headers)
         return chunks, records, refused + [f for f, ok in zip(files, good) if not ok]
     if "shoebox" in wanted:
         counted = _shoebox_counts(tables, statistic.shoebox_code)
@@ -161,7 +158,7 @@ def _group_chunks(group: list, wanted: tuple[str, ...], statistic: Statistic, pl
             return [], [], files
         columns["shoebox.count"], columns["shoebox.allocated"] = counted
     flags = columns["flags"]
-    selected, records = _select(files, flags, bounds, plan)
+    selected, records = _select(files, flags, bounds, plan, headers)
     if statistic.batchable:
         chunk = Chunk(files[0], 0, columns, selected, files=tuple(files), file_rows=nrows)
         return [chunk], records, []
@@ -224,8 +221,9 @@ def _shoebox_counts(tables: list, code: int) -> tuple[np.ndarray, np.ndarray] | 
     return joined_mask_counts(payloads, bboxes, [t.nrows for t in tables], code)
 
 
-def _select(files: list, flags: np.ndarray, bounds: np.ndarray, plan: SelectionPlan):
-    """The selected rows of every file (the shared fallback rule, file by file)."""
+def _select(files: list, flags: np.ndarray, bounds: np.ndarray, plan: SelectionPlan, headers):
+    """The selected rows of every file (the shared fallback rule, file by file), and
+    their records (with the headers read here, for deferred files)."""
     selected = plan.requested.apply(flags)
     choices = []
     for i in range(len(files)):
@@ -238,7 +236,9 @@ def _select(files: list, flags: np.ndarray, bounds: np.ndarray, plan: SelectionP
     n_selected = (running[bounds[1:]] - running[bounds[:-1]]).tolist()
     n_rows = np.diff(bounds).tolist()
     records = [
-        FileRecord(file.index, n_rows[i], n_selected[i], names, reason)
+        FileRecord(
+            file.index, n_rows[i], n_selected[i], names, reason, opened=headers.get(file.index)
+        )
         for i, (file, (names, reason)) in enumerate(zip(files, choices))
     ]
     return selected, records
