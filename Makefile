@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEBIAN_PACKAGES := python3-dials python3-venv python3-pip python3-pytest python3-jsonschema \
 	python3-matplotlib python3-h5py python3-dask python3-distributed python3-jinja2 chromium \
-	python3-pytest-xdist
+	python3-pytest-xdist python3-msgpack
 # plotly comes from PyPI (its wheel bundles the minified plotly.js; Debian's is 8.6 MB unminified)
 PIP_PACKAGES := plotly==5.24.1
 DEMO := dials_refl_stats/data/sim_small
@@ -20,7 +20,7 @@ DEMO := dials_refl_stats/data/sim_small
 setup: $(STAMP)
 
 $(STAMP): setup.py Makefile
-	@if ! $(SYSTEM_PYTHON) -c "import dials, pytest, xdist, jsonschema, matplotlib, h5py, dask, distributed, jinja2, ensurepip, setuptools, wheel" >/dev/null 2>&1 || ! command -v chromium >/dev/null; then \
+	@if ! $(SYSTEM_PYTHON) -c "import dials, pytest, xdist, jsonschema, matplotlib, h5py, dask, distributed, jinja2, msgpack, ensurepip, setuptools, wheel" >/dev/null 2>&1 || ! command -v chromium >/dev/null; then \
 		echo "Installing DIALS and friends from Debian ($(DEBIAN_PACKAGES))"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_PACKAGES) >/dev/null; \
 	fi

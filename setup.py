@@ -28,7 +28,7 @@ setup(
     package_data={
         "dials_refl_stats": ["data/*/*.refl", "data/*/*.expt", "schemas/*.json", "report/*.j2"],
     },
-    install_requires=["numpy", "matplotlib", "jinja2", "plotly"],
+    install_requires=["numpy", "matplotlib", "jinja2", "plotly", "msgpack"],
     extras_require={
         "test": ["pytest", "jsonschema"],
         "hdf5": ["h5py"],

@@ -12,13 +12,6 @@ every 20 ms. Data: ``benchmarks/make_ssx_sets.py`` (made with DIALS when missing
     .venv/bin/python benchmarks/bench_ssx.py --integrated --no-joint --cases none
         # 200 files x 50 integrated stills: reciprocalspaceship (its own virtualenv,
         # benchmarks/work/rs-venv) next to dials.intensity_per_frame
-    .venv/bin/python benchmarks/bench_ssx.py --driver-fixes ... # see README (SSX scale)
-
-``--driver-fixes`` runs our programs with three driver fixes outside this benchmark's
-reach applied at run time (``Run.paths`` computed once, not per file, in ``log_files``;
-``parse_command_line``'s path filter by set membership; ``check_targets`` resolving
-only the inputs that share a target's file name), to show what the pipeline costs once
-they are made in ``pipeline/program.py``, ``arguments.py`` and ``outputs.py``.
 """
 
 from __future__ import annotations
@@ -70,35 +63,6 @@ df = dials.read_dials_stills(paths, unitcell=[100, 100, 100, 90, 90, 90], spaceg
 summed = (df["flags"].to_numpy().astype(np.int64) & (1 << 16)) != 0  # integrated_sum
 per_still = df[summed].groupby("BATCH")["intensity.sum.value"].agg(["count", "mean", "median"])
 print(len(paths), len(df), len(per_still))
-"""
-
-#: Applied before our program runs with --driver-fixes (see the module docstring).
-DRIVER_FIXES = """
-import functools, os, sys
-from dials_refl_stats.pipeline import arguments, outputs, program
-
-paths = functools.cached_property(lambda self: [f.info.path for f in self.files])
-paths.__set_name__(program.Run, "paths")
-program.Run.paths = paths
-
-class _Paths(list):
-    def __init__(self, items):
-        super().__init__(items)
-        self._set = set(self)
-    def __contains__(self, item):
-        return item in self._set
-
-_reflection_arguments = arguments.reflection_arguments
-arguments.reflection_arguments = lambda args: _Paths(_reflection_arguments(args))
-_check_targets = outputs.check_targets
-
-def check_targets(targets, inputs):
-    names = {os.path.basename(p) for p in targets.values() if p}
-    return _check_targets(targets, [p for p in inputs if os.path.basename(p) in names])
-
-outputs.check_targets = check_targets
-module = __import__("dials_refl_stats.command_line." + sys.argv[1], fromlist=["run"])
-module.run(sys.argv[2:])
 """
 
 
@@ -187,10 +151,8 @@ def best_of(command: list[str], repeats: int, extra_pids=(), outputs=False) -> d
     return min(runs, key=lambda r: r["wall_s"])
 
 
-def ours(program: str, target: Path, *extra: str, fixes: bool = False) -> list[str]:
+def ours(program: str, target: Path, *extra: str) -> list[str]:
     args = [str(target), *extra, "output.plot=None"]
-    if fixes:
-        return [sys.executable, "-c", DRIVER_FIXES, program, *args]
     return [str(BIN / f"dials.{program}"), *args]
 
 
@@ -203,13 +165,37 @@ class ExternalDask:
         cli = [sys.executable, "-m"]  # this interpreter: workers import dials_refl_stats
         quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": self.dir}
         self.scheduler = subprocess.Popen(
-            [*cli, "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
-             "--no-dashboard", "--scheduler-file", self.file], **quiet)  # fmt: skip
+            [
+                *cli,
+                "distributed.cli.dask_scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                self.file,
+            ],
+            **quiet,
+        )
         while not os.path.exists(self.file):
             time.sleep(0.1)
         self.workers = subprocess.Popen(
-            [*cli, "distributed.cli.dask_worker", "--scheduler-file", self.file, "--nworkers",
-             "2", "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1"], **quiet)  # fmt: skip
+            [
+                *cli,
+                "distributed.cli.dask_worker",
+                "--scheduler-file",
+                self.file,
+                "--nworkers",
+                "2",
+                "--nthreads",
+                "1",
+                "--no-dashboard",
+                "--host",
+                "127.0.0.1",
+            ],
+            **quiet,
+        )
         import psutil
 
         nanny = psutil.Process(self.workers.pid)
@@ -230,30 +216,30 @@ class ExternalDask:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def spot_cases(target: Path, fixes: bool) -> dict[str, list[str]]:
+def spot_cases(target: Path) -> dict[str, list[str]]:
     strong = "selection.flags=strong"
     return {
         "dials-loop": [DIALS_PYTHON, "-c", DIALS_LOOP, str(target)],
-        "ours-serial": ours("spot_size_histogram", target, strong, fixes=fixes),
-        "ours-nproc2": ours("spot_size_histogram", target, strong, "mp.nproc=2", fixes=fixes),
+        "ours-serial": ours("spot_size_histogram", target, strong),
+        "ours-nproc2": ours("spot_size_histogram", target, strong, "mp.nproc=2"),
         "ours-dask-local": ours(
-            "spot_size_histogram", target, strong, "mp.method=dask", "mp.nproc=2", fixes=fixes
+            "spot_size_histogram", target, strong, "mp.method=dask", "mp.nproc=2"
         ),
     }
 
 
-def run_cases(name: str, target: Path, cases: list[str], repeats: int, fixes: bool) -> list:
+def run_cases(name: str, target: Path, cases: list[str], repeats: int) -> list:
     n_files, n_bytes = warm(target)
     rows = []
-    commands = spot_cases(target, fixes)
+    commands = spot_cases(target)
     if "ours-dask-external" in cases:
         commands["ours-dask-external"] = None
     if target.name.startswith("ssx_integrated"):  # flat columns: intensities per still
         commands = {
             "rs-stills-joblib2": [str(RS_VENV / "bin" / "python"), "-c", RS_STILLS, str(target)]
             + ["2"],
-            "ours-ipf-serial": ours("intensity_per_frame", target, fixes=fixes),
-            "ours-ipf-nproc2": ours("intensity_per_frame", target, "mp.nproc=2", fixes=fixes),
+            "ours-ipf-serial": ours("intensity_per_frame", target),
+            "ours-ipf-nproc2": ours("intensity_per_frame", target, "mp.nproc=2"),
         }
     for case, command in commands.items():
         if case not in cases:
@@ -261,9 +247,12 @@ def run_cases(name: str, target: Path, cases: list[str], repeats: int, fixes: bo
         if case == "ours-dask-external":
             with ExternalDask() as cluster:
                 command = ours(
-                    "spot_size_histogram", target, "selection.flags=strong", "mp.method=dask",
-                    f"mp.dask.scheduler_file={cluster.file}", fixes=fixes,
-                )  # fmt: skip
+                    "spot_size_histogram",
+                    target,
+                    "selection.flags=strong",
+                    "mp.method=dask",
+                    f"mp.dask.scheduler_file={cluster.file}",
+                )
                 result = best_of(command, repeats, cluster.pids, outputs=True)
         else:
             result = best_of(command, repeats, outputs=case.startswith("ours"))
@@ -310,7 +299,7 @@ def same_results(rows: list[dict]) -> None:
         print(f"{name}: results of {[c for c, _b in blobs]} identical: {same}")
 
 
-def output_sizes(target: Path, fixes: bool) -> None:
+def output_sizes(target: Path) -> None:
     """JSON and log sizes of every program that applies, default parameters."""
     for program in (
         "spot_size_histogram",
@@ -319,7 +308,7 @@ def output_sizes(target: Path, fixes: bool) -> None:
         "intensity_per_frame",
     ):
         try:
-            r = best_of(ours(program, target, "mp.nproc=2", fixes=fixes), 1)
+            r = best_of(ours(program, target, "mp.nproc=2"), 1)
         except RuntimeError as error:
             print(f"| {program} | failed: {str(error).splitlines()[-1][:120]} |")
             continue
@@ -334,33 +323,34 @@ def main() -> None:
     parser.add_argument(
         "--cases",
         nargs="+",
-        default=["dials-loop", "ours-serial", "ours-nproc2", "ours-dask-local",
-                 "ours-dask-external"],
-    )  # fmt: skip
+        default=[
+            "dials-loop",
+            "ours-serial",
+            "ours-nproc2",
+            "ours-dask-local",
+            "ours-dask-external",
+        ],
+    )
     parser.add_argument("--no-joint", action="store_true", help="skip the joint table")
     parser.add_argument("--integrated", action="store_true", help="200 x 50 integrated stills")
     parser.add_argument("--sizes", action="store_true", help="output sizes of the 4 programs")
-    parser.add_argument("--driver-fixes", action="store_true")
     args = parser.parse_args()
     files = args.files or [10000]
     data = ensure_data(files)
     if args.sizes:
         for n in files:
-            output_sizes(data[f"files_{n}"], args.driver_fixes)
+            output_sizes(data[f"files_{n}"])
         return
     print(HEADER)
     rows = []
     for n in files:
-        rows += run_cases(f"{n} files", data[f"files_{n}"], args.cases, args.repeats,
-                          args.driver_fixes)  # fmt: skip
+        rows += run_cases(f"{n} files", data[f"files_{n}"], args.cases, args.repeats)
     if not args.no_joint:
         joint = [c for c in args.cases if c in ("dials-loop", "ours-serial", "ours-nproc2")]
-        rows += run_cases("joint 10^4 stills", data["joint"], joint, args.repeats,
-                          args.driver_fixes)  # fmt: skip
+        rows += run_cases("joint 10^4 stills", data["joint"], joint, args.repeats)
     if args.integrated:
         flat = ["rs-stills-joblib2", "ours-ipf-serial", "ours-ipf-nproc2"]
-        rows += run_cases("200 x 50 integrated", data["integrated"], flat, args.repeats,
-                          args.driver_fixes)  # fmt: skip
+        rows += run_cases("200 x 50 integrated", data["integrated"], flat, args.repeats)
     same_results(rows)
     out = WORK / "bench_ssx_results.json"
     for r in rows:

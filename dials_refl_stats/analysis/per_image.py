@@ -160,6 +160,7 @@ class PerImageStatistic(Statistic):
     """Counts, intensity, I/sigma and spot-size statistics per image."""
 
     name = "per_image"
+    batchable = True
 
     def __init__(self, mask_code: int = 4, keep_spots: bool = False, sizes: bool = True):
         self.shoebox_code = mask_code
@@ -187,7 +188,7 @@ class PerImageStatistic(Statistic):
     def partial(self, chunk: Chunk) -> ImagePartial:
         columns = chunk.columns
         flags = np.asarray(columns["flags"], dtype=np.int64)
-        group = chunk.file.group_keys(columns["id"], fold_unassigned=True)
+        group = chunk.group_keys(fold_unassigned=True)
         frame = image_frames(columns, flags)
         selected = chunk.selected
         n = flags.size

@@ -168,6 +168,7 @@ class SpotSizeStatistic(Statistic):
     """Spot size in signal pixels: shoebox mask counts, else ``num_pixels.foreground``."""
 
     name = "spot_size_histogram"
+    batchable = True
 
     def __init__(self, code: int = 4, source: str = "auto", binning: Binning = Binning()) -> None:
         self.shoebox_code = code
@@ -195,7 +196,7 @@ class SpotSizeStatistic(Statistic):
         else:
             sizes = np.asarray(chunk.columns[NUM_PIXELS], dtype=np.int64)
             source = NUM_PIXELS
-        keys = chunk.file.group_keys(chunk.columns["id"][selected])
+        keys = chunk.group_keys()[selected]
         (group, size), count = merge_counts((keys, sizes[selected]), np.ones(keys.size))
         return SizeCounts(group, size, count, frozenset([source]))
 

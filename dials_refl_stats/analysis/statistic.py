@@ -69,19 +69,44 @@ def split_group_key(key: int) -> tuple[int, int]:
 
 @dataclass
 class Chunk:
-    """Rows ``start .. start + n_rows`` of one file."""
+    """Rows ``start .. start + n_rows`` of one file, or whole files in a row.
+
+    A chunk of several files (for statistics with :attr:`Statistic.batchable`) holds
+    their rows one file after the other: :attr:`files` and :attr:`file_rows` say whose
+    they are; :attr:`file` is then the first of them.
+    """
 
     file: FileInfo
     start: int
     columns: dict[str, np.ndarray]
     selected: np.ndarray  # bool per row: the run's flag selection
+    files: tuple[FileInfo, ...] = ()
+    file_rows: np.ndarray | None = None  # rows of each of ``files``
 
     @property
     def n_rows(self) -> int:
         return int(self.selected.size)
 
+    def group_keys(self, fold_unassigned: bool = False) -> np.ndarray:
+        """Every row's run-wide (file, id) key (:meth:`FileInfo.group_keys`)."""
+        ids = self.columns["id"]
+        if not self.files:
+            return self.file.group_keys(ids, fold_unassigned)
+        ids = np.asarray(ids, dtype=np.int64)
+        rows = self.file_rows
+        if fold_unassigned:
+            unassigned = [f.unassigned_id for f in self.files]
+            if any(u is not None for u in unassigned):
+                known = np.repeat([u is not None for u in unassigned], rows)
+                fold = np.repeat([u or 0 for u in unassigned], rows)
+                ids = np.where((ids < 0) & known, fold, ids)
+        index = np.repeat(np.array([f.index for f in self.files], dtype=np.int64), rows)
+        return (index << ID_BITS) | (ids + 1)
+
     def rows(self, start: int, stop: int) -> "Chunk":
-        """The sub-chunk of rows ``start .. stop`` (relative to this chunk)."""
+        """The sub-chunk of rows ``start .. stop`` (relative to this one-file chunk)."""
+        if self.files:
+            raise ValueError("rows() of a chunk of several files")
         return Chunk(
             file=self.file,
             start=self.start + start,
@@ -102,6 +127,9 @@ class Statistic(ABC):
 
     #: ``MaskCode`` bits whose shoebox pixel counts the statistic needs (``None``: none).
     shoebox_code: int | None = None
+    #: Whether ``partial`` takes chunks of several files (it then uses only
+    #: :meth:`Chunk.group_keys` to tell files apart).
+    batchable: ClassVar[bool] = False
 
     def can_read(self, available: frozenset[str]) -> bool:
         """Whether a file with ``available`` columns has what the statistic needs."""
@@ -139,18 +167,28 @@ class Statistic(ABC):
         return self.merge(first, second)
 
 
+#: Dense counting (``bincount``) when the key ranges span at most this many cells per
+#: row counted (plus a constant): a sort costs far more per row.
+DENSE_CELLS_PER_ROW = 4
+DENSE_CELLS_MIN = 1024
+
+
 def merge_counts(
     keys: tuple[np.ndarray, ...], counts: np.ndarray
 ) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
     """Sum integer ``counts`` over equal key tuples (exactly, in int64).
 
     Keys come back unique and sorted lexicographically: the building block of exact,
-    compact partials (value counts per group).
+    compact partials (value counts per group). Keys spanning small ranges are counted
+    densely (one ``bincount``), others sorted; the result is the same.
     """
     keys = tuple(np.asarray(k, dtype=np.int64).ravel() for k in keys)
     counts = np.asarray(counts, dtype=np.int64).ravel()
     if not counts.size:
         return keys, counts
+    dense = _dense_counts(keys, counts)
+    if dense is not None:
+        return dense
     order = np.lexsort(keys[::-1])
     keys = tuple(k[order] for k in keys)
     counts = counts[order]
@@ -160,3 +198,36 @@ def merge_counts(
         changed[1:] |= k[1:] != k[:-1]
     starts = np.flatnonzero(changed)
     return tuple(k[starts] for k in keys), np.add.reduceat(counts, starts)
+
+
+def _dense_counts(keys: tuple[np.ndarray, ...], counts: np.ndarray):
+    """:func:`merge_counts` by ``bincount`` over the keys' box, or ``None`` if too big.
+
+    The cell of a key tuple is its row-major position in the box, so cells ascend in
+    the keys' lexicographic order. Counts are summed exactly: ``bincount`` adds in
+    float64, exact below 2**53, which the check on the total guarantees.
+    """
+    limit = DENSE_CELLS_PER_ROW * counts.size + DENSE_CELLS_MIN
+    low, sizes = [], []
+    cells = 1
+    for k in keys:
+        first, last = int(k.min()), int(k.max())
+        low.append(first)
+        sizes.append(last - first + 1)
+        cells *= last - first + 1
+        if cells > limit:
+            return None
+    if int(np.abs(counts).sum()) >= 1 << 53:
+        return None
+    cell = np.zeros(counts.size, dtype=np.int64)
+    for k, first, size in zip(keys, low, sizes):
+        cell *= size
+        cell += k - first
+    summed = np.bincount(cell, weights=counts, minlength=cells)
+    present = np.flatnonzero(np.bincount(cell, minlength=cells))
+    out = np.rint(summed[present]).astype(np.int64)
+    decoded = []
+    for first, size in zip(reversed(low), reversed(sizes)):
+        decoded.append(present % size + first)
+        present = present // size
+    return tuple(reversed(decoded)), out

@@ -96,6 +96,7 @@ class PerImageStatistics(Program):
     wants_experiments = True
     usage = "dials.per_image_statistics [options] [imported.expt] strong.refl"
     default_flags = ("strong",)
+    defers_headers = True
 
     def validate(self, params) -> None:
         self.code = mask_code(params.spot_size.mask_bits or [])

@@ -105,6 +105,7 @@ class SpotSizeHistogram(Program):
     light_experiments = True
     usage = "dials.spot_size_histogram [options] [indexed.expt] indexed.refl"
     default_flags = ("indexed",)
+    defers_headers = True
 
     def validate(self, params) -> None:
         self.binning = make_binning(params.histogram)

@@ -10,6 +10,7 @@ Workers need numpy and this package only (no DIALS), except for legacy pickle ta
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -20,6 +21,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Sequence
 import numpy as np
 
 from dials_refl_stats.analysis.statistic import Chunk, FileInfo, Statistic
+from dials_refl_stats.pipeline.inputs import DeferredFileInfo, open_file, problem_file
 from dials_refl_stats.reader import ReflectionFileError, read_layout
 from dials_refl_stats.reader.columns import SHOEBOX_TYPE, read_flat
 from dials_refl_stats.reader.formats import sniff_bytes
@@ -85,6 +87,8 @@ class FileRecord:
     selection: tuple[str, ...]
     fallback: str | None = None
     skipped: str | None = None  # one-line reason, with input.on_error=skip
+    #: the header the task read (an ``OpenedFile``), for a file the driver deferred
+    opened: Any = None
 
 
 @dataclass
@@ -142,7 +146,7 @@ def read_msgpack_columns(file: FileInfo, statistic: Statistic) -> dict | None:
     with fh, _as_load_error(file.path):
         size = os.fstat(fh.fileno()).st_size
         index = getattr(file, "columns", None)
-        if index is not None and size == getattr(file, "size_bytes", -1):
+        if index is not None and not index.small and size == getattr(file, "size_bytes", -1):
             spans, identifiers = index.spans(file.nrows), file.identifiers
         else:
             if sniff_bytes(fh.read(512)) != "msgpack":
@@ -212,20 +216,40 @@ def process_batch(
     reader: str,
     skip_errors: bool,
 ) -> RunPartial:
-    """The merged partial of a batch of files (the task every engine runs)."""
+    """The merged partial of a batch of files (the task every engine runs).
+
+    Small msgpack files are read together (:mod:`.small_files`); every other file, and
+    any small file that is not plainly valid, is read on its own.
+    """
+    from .small_files import is_small, read_small_files
+
     partials, records = [], []
-    for file in files:
+    alone = list(files)
+    if reader in ("auto", "fast"):
+        small = [f for f in files if is_small(f)]
+        if len(small) > 1:
+            chunks, records, left = read_small_files(small, statistic, plan)
+            partials = [statistic.partial(chunk) for chunk in chunks]
+            done = {f.index for f in small} - {f.index for f in left}
+            alone = [f for f in files if f.index not in done]
+    for file in alone:
         if file.problem:
             records.append(FileRecord(file.index, 0, 0, (), skipped=file.problem))
             continue
+        opened = None
         try:
+            if isinstance(file, DeferredFileInfo):
+                opened = open_file(file.path, file.index, reader, [], 1)
+                file = opened.info
             chunk, record = read_chunk(file, statistic, plan, reader)
             partials.append(statistic.partial(chunk))
         except ReflectionLoadError as error:
             if not skip_errors:
                 raise
-            record = FileRecord(file.index, file.nrows, 0, (), skipped=str(error))
-        records.append(record)
+            record = FileRecord(file.index, max(file.nrows, 0), 0, (), skipped=str(error))
+            if isinstance(file, DeferredFileInfo):
+                opened = problem_file(file.path, file.index, reader, error)
+        records.append(record if opened is None else dataclasses.replace(record, opened=opened))
     return RunPartial(merge_tree(statistic, partials), records)
 
 
@@ -297,12 +321,13 @@ class Progress:
             self.last = now
             rate = self.files / (now - self.start)
             eta = (self.n_files - self.files) / rate if rate else float("nan")
+            of_rows = f" of {self.n_rows}" if self.n_rows >= 0 else ""
             logger.info(
-                "Progress: %d of %d files, %d of %d rows, %.0f files/s, ETA %.0f s",
+                "Progress: %d of %d files, %d%s rows, %.0f files/s, ETA %.0f s",
                 self.files,
                 self.n_files,
                 self.rows,
-                self.n_rows,
+                of_rows,
                 rate,
                 eta,
             )
@@ -325,7 +350,8 @@ def reduce_files(
     """
     batches = make_batches(files, sizes, n_workers)
     engine = engine or serial_engine
-    progress = Progress(len(files), sum(f.nrows for f in files))
+    known = all(f.nrows >= 0 for f in files)  # deferred headers: rows not known yet
+    progress = Progress(len(files), sum(f.nrows for f in files) if known else -1)
     partials, records = [], []
     for result in engine(batches, statistic, plan, reader, skip_errors):
         progress.update(result)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import glob
 import os
+import stat
 import struct
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 from dials_refl_stats.analysis.statistic import ExperimentInfo, FileInfo
 from dials_refl_stats.pipeline.errors import Sorry
-from dials_refl_stats.reader import read_layout
+from dials_refl_stats.reader import msgpack_small, read_layout
 from dials_refl_stats.reader.formats import sniff_bytes
 from dials_refl_stats.reader.msgpack_layout import ColumnSpan
 from dials_refl_stats.reflections import (
@@ -113,7 +114,13 @@ class ColumnIndex:
     """
 
     schema: tuple[tuple[str, str], ...]
-    offsets: bytes  # int64 (offset, nbytes) per column, in schema order
+    #: int64 (offset, nbytes) per column, in schema order; ``None`` for a small file,
+    #: which tasks read whole (:mod:`~dials_refl_stats.reader.msgpack_small`)
+    offsets: bytes | None
+
+    @property
+    def small(self) -> bool:
+        return self.offsets is None
 
     @classmethod
     def from_layout(cls, layout: Any) -> "ColumnIndex":
@@ -221,40 +228,76 @@ def one_sweep_id(
     return None
 
 
+#: Runs of at least this many files may leave small files' headers to the tasks.
+DEFER_MIN_FILES = 64
+
+
+@dataclass(frozen=True)
+class DeferredFileInfo(FileInfo):
+    """A small file whose header is read by the task that reads its rows (``nrows`` is
+    -1 until then): the driver of a run of 10^5 stills only lists the files."""
+
+    size_bytes: int = -1
+
+
 def open_files(
     paths: Sequence[str],
     reader: str,
     experiments: list[ExperimentInfo],
     skip_errors: bool = False,
+    defer: bool = False,
 ) -> list[OpenedFile]:
     """Read every file's header once; any problem is a one-line ``Sorry`` (or, with
-    ``skip_errors``, recorded as the file's ``problem``)."""
+    ``skip_errors``, recorded as the file's ``problem``).
+
+    ``defer``: in a run of many files without experiments, small files are only
+    listed (:class:`DeferredFileInfo`); the tasks read their headers with their rows.
+    """
     refuse_duplicates(paths)
+    deferring = (
+        defer
+        and not experiments
+        and reader in ("auto", "fast")
+        and len(paths) >= DEFER_MIN_FILES
+        and msgpack_small.available()
+    )
     opened = []
     for index, path in enumerate(paths):
-        fast = None
-        if reader in ("auto", "fast"):
-            try:
-                fast = _open_msgpack(path, index, experiments, len(paths))
-            except ReflectionLoadError as error:
-                if not skip_errors:
-                    raise Sorry(str(error)) from None
-                fast = _problem_file(path, index, reader, error)
-        if fast is not None:
-            opened.append(fast)
-            continue
+        if deferring:
+            size = _small_file_size(path)
+            if size is not None:
+                info = DeferredFileInfo(index=index, path=path, nrows=-1, size_bytes=size)
+                opened.append(OpenedFile(info, frozenset(), size, "fast"))
+                continue
         try:
-            source = open_reflection_file(path, reader)
+            opened.append(open_file(path, index, reader, experiments, len(paths)))
         except ReflectionLoadError as error:
             if not skip_errors:
                 raise Sorry(str(error)) from None
-            opened.append(_problem_file(path, index, reader, error))
-            continue
-        info = file_info(
-            FileInfo, index, path, source.nrows, source.identifiers, experiments, len(paths)
-        )
-        opened.append(OpenedFile(info, source.column_names, os.path.getsize(path), source.backend))
+            opened.append(problem_file(path, index, reader, error))
     return opened
+
+
+def _small_file_size(path: str) -> int | None:
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    small = stat.S_ISREG(status.st_mode) and status.st_size <= msgpack_small.SMALL_FILE_BYTES
+    return status.st_size if small else None
+
+
+def open_file(
+    path: str, index: int, reader: str, experiments: list[ExperimentInfo], n_files: int
+) -> OpenedFile:
+    """One file's header (``ReflectionLoadError`` when it cannot be read)."""
+    if reader in ("auto", "fast"):
+        fast = _open_msgpack(path, index, experiments, n_files)
+        if fast is not None:
+            return fast
+    source = open_reflection_file(path, reader)
+    info = file_info(FileInfo, index, path, source.nrows, source.identifiers, experiments, n_files)
+    return OpenedFile(info, source.column_names, os.path.getsize(path), source.backend)
 
 
 def file_info(kind, index, path, nrows, identifiers, experiments, n_files, **extra) -> FileInfo:
@@ -272,7 +315,7 @@ def file_info(kind, index, path, nrows, identifiers, experiments, n_files, **ext
     )
 
 
-def _problem_file(path: str, index: int, reader: str, error: Exception) -> OpenedFile:
+def problem_file(path: str, index: int, reader: str, error: Exception) -> OpenedFile:
     size = os.path.getsize(path) if os.path.isfile(path) else 0
     info = FileInfo(index=index, path=path, nrows=0, problem=str(error))
     return OpenedFile(info, frozenset(), size, reader)
@@ -282,7 +325,11 @@ def _open_msgpack(
     path: str, index: int, experiments: list[ExperimentInfo], n_files: int
 ) -> OpenedFile | None:
     """A msgpack file's header read through one open handle, kept for the tasks (None
-    for anything else: other formats and errors take the general path)."""
+    for anything else: other formats and errors take the general path). A small file
+    is read whole and decoded in C (:mod:`~dials_refl_stats.reader.msgpack_small`)."""
+    small = _open_small(path, index, experiments, n_files)
+    if small is not None:
+        return small
     try:
         fh = open(path, "rb")
     except OSError:
@@ -307,6 +354,43 @@ def _open_msgpack(
         n_files,
         size_bytes=size,
         columns=ColumnIndex.from_layout(layout),
+    )
+    return OpenedFile(info, info.columns.names, size, "fast")
+
+
+def _open_small(
+    path: str, index: int, experiments: list[ExperimentInfo], n_files: int
+) -> OpenedFile | None:
+    """A small msgpack file's header from one read and one C decode (None otherwise)."""
+    if not msgpack_small.available():
+        return None
+    data = msgpack_small.read_small(path)
+    table = msgpack_small.unpack_table(data) if data else None
+    if table is None:
+        return None
+    return small_file(path, index, table, len(data), experiments, n_files)
+
+
+def small_file(
+    path: str,
+    index: int,
+    table: msgpack_small.SmallTable,
+    size: int,
+    experiments: list[ExperimentInfo],
+    n_files: int,
+) -> OpenedFile:
+    """The :class:`OpenedFile` of a small file decoded whole."""
+    schema = tuple((name, column[0]) for name, column in table.columns.items())
+    info = file_info(
+        HeaderFileInfo,
+        index,
+        path,
+        table.nrows,
+        table.identifiers,
+        experiments,
+        n_files,
+        size_bytes=size,
+        columns=ColumnIndex(_SCHEMAS.setdefault(schema, schema), None),
     )
     return OpenedFile(info, info.columns.names, size, "fast")
 

@@ -29,6 +29,7 @@ from dials_refl_stats.pipeline.engines import make_engine
 from dials_refl_stats.pipeline.errors import Sorry
 from dials_refl_stats.pipeline.execute import RunPartial, SelectionPlan, reduce_files
 from dials_refl_stats.pipeline.inputs import (
+    DeferredFileInfo,
     OpenedFile,
     describe_inputs,
     experiment_infos,
@@ -79,6 +80,10 @@ class Program(ABC):
     #: detectors: then ``.expt`` files are read without DIALS's parser when that gives
     #: the same models (``pipeline/experiment_models.py``; ~1.5-2.5 s of start-up saved).
     light_experiments: bool = False
+    #: Whether the headers of many small files may be read by the tasks, with the rows
+    #: (:class:`~dials_refl_stats.pipeline.inputs.DeferredFileInfo`): only for programs
+    #: that need no header before the run (``check_file`` runs after it).
+    defers_headers: bool = False
 
     @property
     def logger(self) -> logging.Logger:
@@ -252,9 +257,11 @@ def run_program(program: Program, args: Sequence[str] | None, phil, help_message
     experiments = invocation.experiments
     infos = experiment_infos(experiments)
     skip_errors = params.input.on_error == "skip"
-    files = open_files(invocation.reflection_paths, params.reader, infos, skip_errors)
+    files = open_files(
+        invocation.reflection_paths, params.reader, infos, skip_errors, program.defers_headers
+    )
     for opened in files:
-        if not opened.info.problem:
+        if not opened.info.problem and not isinstance(opened.info, DeferredFileInfo):
             program.check_file(opened, params)
     run = Run(invocation, params, files, experiments, infos, plan)
     statistic = program.statistic(run)
@@ -276,6 +283,7 @@ def run_program(program: Program, args: Sequence[str] | None, phil, help_message
         except ReflectionLoadError as error:
             raise Sorry(str(error)) from None
         run.records = reduced.records
+        deferred_headers(program, run, reduced)
         log_files(program, run, reduced)
         final = program.finalize(statistic.finalize(reduced.partial), run)
         program.log_results(final, run)
@@ -287,6 +295,20 @@ def run_program(program: Program, args: Sequence[str] | None, phil, help_message
         )
         program.write_files(outputs, final, run, document)
         program.logger.info(program.summary_line(final, run))
+
+
+def deferred_headers(program: Program, run: Run, reduced: RunPartial) -> None:
+    """Headers the tasks read (deferred small files) into ``run.files``, checked by the
+    program once per distinct set of columns (a ``Sorry`` names the first such file)."""
+    if not any(r.opened is not None for r in reduced.records):
+        return
+    headers = {r.index: r.opened for r in reduced.records if r.opened is not None}
+    run.files = [headers.get(i, f) for i, f in enumerate(run.files)]
+    checked: set[frozenset[str]] = set()
+    for opened in run.files:
+        if not opened.info.problem and opened.columns not in checked:
+            program.check_file(opened, run.params)
+            checked.add(opened.columns)
 
 
 def log_start(program: Program, invocation: Invocation) -> None:

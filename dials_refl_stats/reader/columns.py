@@ -7,6 +7,7 @@ with ``mmap=True``, viewed in place without any copy.
 
 from __future__ import annotations
 
+import math
 import mmap as _mmap
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -26,7 +27,7 @@ class ColumnType:
 
     @property
     def row_bytes(self) -> int:
-        return self.dtype.itemsize * int(np.prod(self.shape, dtype=np.int64))
+        return self.dtype.itemsize * math.prod(self.shape)
 
 
 FLAT_TYPES: dict[str, ColumnType] = {

@@ -704,3 +704,52 @@ def gather_segments(
     marks[starts + nbytes] -= 1
     np.cumsum(marks, dtype=np.int8, out=marks)
     return buf[marks[:length].view(np.bool_)]
+
+
+# --- many small columns at once -------------------------------------------------------
+
+
+def joined_mask_counts(
+    payloads: list[bytes], bboxes: list[np.ndarray | None], nrows: list[int], code: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per row of several ``Shoebox<>`` columns (of small files) in one scan: pixels whose
+    mask has all bits of ``code``, and whether pixels are allocated.
+
+    Records never span columns, so the joined payloads are one valid record chain; the
+    table ``bbox`` columns (``None``: unknown) predict it. ``None`` when any column's
+    records do not end exactly at its end (a damaged file): the caller then reads the
+    files one by one, which names the problem.
+    """
+    total_rows = sum(nrows)
+    lengths = np.fromiter((len(p) for p in payloads), np.int64, len(payloads))
+    length = int(lengths.sum())
+    if total_rows == 0 or length < HEADER_BYTES * total_rows:
+        return None
+    padding = bytes((-length) % 8 + 8)
+    buf = np.frombuffer(bytearray().join([*payloads, padding]), np.uint8)
+    table_bbox = np.zeros((total_rows, 6), "<i4")
+    row_start = np.zeros(len(nrows) + 1, np.int64)
+    np.cumsum(nrows, out=row_start[1:])
+    for i, bbox in enumerate(bboxes):
+        if bbox is not None:
+            table_bbox[row_start[i] : row_start[i + 1]] = bbox
+    state = _ScanState(int(buf[HEADER_BYTES - 1]) % 3)
+    fail = _Fail("", "shoebox")
+    try:
+        block, used = _parse_window(
+            buf[: length + 8], 0, total_rows, predict(table_bbox, length), state, length, fail
+        )
+    except ReflectionFileError:
+        return None
+    byte_start = np.zeros(len(nrows), np.int64)
+    np.cumsum(lengths[:-1], out=byte_start[1:])
+    has_rows = np.asarray(nrows) > 0
+    if (
+        used != length
+        or len(block) != total_rows
+        or not np.array_equal(block.start[row_start[:-1][has_rows]], byte_start[has_rows])
+        or (lengths[~has_rows] != 0).any()
+    ):
+        return None
+    counts = block_mask_counts(buf, block, code, True, _Work())
+    return counts, block.npix > 0

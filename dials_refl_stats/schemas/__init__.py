@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -18,17 +19,20 @@ def validate(document: dict) -> None:
 
     Raises ``jsonschema.ValidationError`` when the document does not conform.
     """
+    _validator(document["program"].split(".", 1)[1]).validate(document)
+
+
+@functools.lru_cache(maxsize=None)
+def _validator(program: str):
+    """The checked schema's validator, built once per program and process."""
     import jsonschema
 
-    program = document["program"].split(".", 1)[1]
     schema = load_schema(program)
-    store = {
-        load_schema(p.name[: -len(".schema.json")])["$id"]: load_schema(
-            p.name[: -len(".schema.json")]
-        )
-        for p in SCHEMA_DIR.glob("*.schema.json")
-    }
+    store = {}
+    for path in SCHEMA_DIR.glob("*.schema.json"):
+        other = load_schema(path.name[: -len(".schema.json")])
+        store[other["$id"]] = other
     resolver = jsonschema.RefResolver.from_schema(schema, store=store)
     validator_class = jsonschema.validators.validator_for(schema)
     validator_class.check_schema(schema)
-    validator_class(schema, resolver=resolver).validate(document)
+    return validator_class(schema, resolver=resolver)

@@ -1,0 +1,40 @@
+"""``merge_counts``: dense counting and sorting give the same exact result."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dials_refl_stats.analysis import statistic
+
+
+def sorted_only(keys, counts, monkeypatch):
+    with monkeypatch.context() as patch:
+        patch.setattr(statistic, "_dense_counts", lambda *args: None)
+        return statistic.merge_counts(keys, counts)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_dense_and_sorted_counts_agree(seed, monkeypatch):
+    rng = np.random.default_rng(seed)
+    n = int(rng.choice([1, 7, 500, 20000]))
+    n_keys = int(rng.integers(1, 4))
+    keys = tuple(
+        rng.integers(-5, int(rng.choice([2, 40, 10**4])), n) + int(rng.choice([0, 3 << 32]))
+        for _ in range(n_keys)
+    )
+    counts = rng.integers(-2, 6, n)
+    dense = statistic._dense_counts(keys, counts)
+    expected = sorted_only(keys, counts, monkeypatch)
+    got = statistic.merge_counts(keys, counts)
+    for result in (got, dense) if dense is not None else (got,):
+        assert all(np.array_equal(a, b) for a, b in zip(result[0], expected[0]))
+        assert np.array_equal(result[1], expected[1])
+        assert all(a.dtype == np.int64 for a in result[0]) and result[1].dtype == np.int64
+
+
+def test_wide_key_ranges_are_sorted_not_counted_densely():
+    keys = (np.array([0, 1 << 40, 5]), np.array([1, 2, 3]))
+    assert statistic._dense_counts(keys, np.ones(3, dtype=np.int64)) is None
+    (first, second), counts = statistic.merge_counts(keys, np.ones(3))
+    assert first.tolist() == [0, 5, 1 << 40] and counts.tolist() == [1, 1, 1]
