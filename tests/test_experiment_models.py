@@ -12,6 +12,7 @@ gives its own result or error. The programs' JSON is the same byte for byte.
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -108,7 +109,9 @@ def sim_twoexp() -> dict:
 def test_files_the_light_reader_leaves_to_dxtbx(tmp_path):
     reflections = TESTS_DATA / "sim_twoexp" / "integrated.refl"
     by_file = sim_twoexp()
-    by_file["detector"][0] = "other.expt"  # a model given by file name
+    by_file["experiment"][0]["detector"] = "other.expt"  # a model given by file name
+    named = sim_twoexp()
+    named["detector"][0] = "other.expt"  # not a dictionary
     duplicated = sim_twoexp()
     duplicated["experiment"][1]["identifier"] = duplicated["experiment"][0]["identifier"]
     no_scan = sim_twoexp()
@@ -121,6 +124,7 @@ def test_files_the_light_reader_leaves_to_dxtbx(tmp_path):
         "not json": "not json {",
         "a datablock": [{"__id__": "DataBlock"}],
         "by file": by_file,
+        "named": named,
         "duplicated": duplicated,
         "no scan": no_scan,
         "out of range": out_of_range,
@@ -134,6 +138,19 @@ def test_files_the_light_reader_leaves_to_dxtbx(tmp_path):
     # and a reflection file is not an experiment list
     with pytest.raises(NotLight):
         read_experiments(str(reflections))
+
+
+def test_a_detector_dxtbx_refuses_is_a_sorry_when_used(tmp_path):
+    """Beams and detectors are made when a program uses them (spot sizes and intensities
+    per frame never do): then a detector dxtbx refuses is a one-line Sorry."""
+    from dials.util import Sorry
+
+    broken = sim_twoexp()
+    broken["detector"][1]["panels"][0]["fast_axis"] = "along x"
+    experiments = read_experiments(written(tmp_path, broken))
+    assert experiments[0].scan.get_image_range() == (1, 30)
+    with pytest.raises(Sorry, match="changed.expt: dxtbx cannot make its detector models"):
+        experiments[0].detector
 
 
 def test_an_identifier_in_two_files_is_left_to_dxtbx(tmp_path):
@@ -270,20 +287,120 @@ def test_programs_write_the_same_json_either_way(
     assert (tmp_path / "light" / name).read_bytes() == (tmp_path / "dials" / name).read_bytes()
 
 
-def test_a_program_with_experiments_imports_neither_dxtbx_model_nor_dials_parser(tmp_path):
+@pytest.mark.parametrize(
+    "program,stem,absent",
+    [
+        ("strong_reflection_positions", "integrated", ()),
+        ("intensity_per_frame", "integrated", ("dxtbx_model_ext",)),
+        ("spot_size_histogram", "indexed", ("dxtbx_model_ext",)),
+    ],
+)
+def test_programs_with_experiments_import_neither_dxtbx_model_nor_dials_parser(
+    program, stem, absent, tmp_path
+):
+    """Nor dxtbx's C++ models, for the programs that need only scans."""
     sim = TESTS_DATA / "sim_twoexp"
+    modules = ("dxtbx.model", "dials.util.options", "sklearn", *absent)
     script = (
         "import sys\n"
-        "from dials_refl_stats.command_line import strong_reflection_positions as m\n"
-        f"m.run([{str(sim / 'integrated.expt')!r}, {str(sim / 'integrated.refl')!r}, "
+        f"from dials_refl_stats.command_line import {program} as m\n"
+        f"m.run([{str(sim / f'{stem}.expt')!r}, {str(sim / f'{stem}.refl')!r}, "
         "'output.plot=None'])\n"
-        "print(sorted(n for n in ('dxtbx.model', 'dials.util.options', 'sklearn') "
-        "if n in sys.modules))\n"
+        f"print(sorted(n for n in {modules!r} if n in sys.modules))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
-    document = json.loads(Path(tmp_path / "strong_reflection_positions.json").read_text())
+    document = json.loads(Path(tmp_path / f"{program}.json").read_text())
     assert document["inputs"]["experiments"]["n_experiments"] == 2
+
+
+# --- scans without dxtbx's models ------------------------------------------------------------
+
+
+def dxtbx_scan(d):
+    from dxtbx.model.scan import ScanFactory
+
+    return ScanFactory.from_dict(copy.deepcopy(d))
+
+
+def assert_same_scan(light, scan) -> None:
+    assert light.get_image_range() == tuple(scan.get_image_range())
+    assert light.get_num_images() == scan.get_num_images() == len(light)
+    for deg in (True, False):
+        assert light.get_oscillation(deg=deg) == tuple(scan.get_oscillation(deg=deg))
+    assert light == scan and light.dxtbx() == scan
+
+
+def scan_variants() -> list[dict]:
+    base = sim_twoexp()["scan"][0]
+    variants = []
+    for change in (
+        {},
+        {"exposure_time": 0.1},
+        {"exposure_time": [0.1]},
+        {"epochs": []},
+        {"epochs": [5.0]},
+        {"epochs": [5.0, 6.5]},
+        {"image_range": [0, 9], "exposure_time": [], "epochs": []},
+        {"image_range": [-3, -3], "exposure_time": [], "epochs": []},
+        {"oscillation": [0.0, 0.0]},
+        {"oscillation": [-180.0, 0.1]},
+        {"oscillation": [1e-300, 123.456789]},
+        {"oscillation": [3, 1]},
+        {"valid_image_ranges": {"abc": [[1, 10], [12, 30]]}},
+        {"batch_offset": 100},
+    ):
+        variant = {**copy.deepcopy(base), **change}
+        if "epochs" in change and not change["epochs"]:
+            del variant["epochs"]
+        variants.append(variant)
+    return variants
+
+
+def test_scan_facts_are_dxtbx_scans():
+    from dials_refl_stats.pipeline.light_scan import scan_facts
+
+    dictionaries = [d for p in EXPERIMENT_FILES for d in json.loads(p.read_text()).get("scan", [])]
+    assert len(dictionaries) >= 5
+    for d in dictionaries + scan_variants():
+        reference = dxtbx_scan(d)
+        light = scan_facts(d, lambda d=d: dxtbx_scan(d))
+        assert light is not None, d
+        assert_same_scan(light, reference)
+        assert light.get_exposure_times() == reference.get_exposure_times()  # dxtbx's
+
+
+def test_scans_dxtbx_might_refuse_are_dxtbx_s(tmp_path):
+    from dials_refl_stats.pipeline.light_scan import LightScan, scan_facts
+
+    base = sim_twoexp()["scan"][0]
+    refused = [
+        {"image_range": [30, 1]},  # DXTBX_ASSERT(ir[1] >= ir[0])
+        {"image_range": [1, 3]},  # more exposure times than images
+        {"oscillation": [0.0, -0.5]},  # negative width
+        {"oscillation": [0.0, float("nan")]},
+        {"image_range": [True, 30]},
+        {"oscillation": ["0", "0.5"]},
+        {"batch_offset": 2**40},
+        {"valid_image_ranges": {"abc": [[1, 2, 3]]}},
+        {"epochs": [10**10] * 30},  # fine for dxtbx, not checked here
+    ]
+    for change in refused:
+        d = {**copy.deepcopy(base), **change}
+        assert scan_facts(d, lambda: None) is None, change
+    missing = copy.deepcopy(base)
+    del missing["exposure_time"]
+    assert scan_facts(missing, lambda: None) is None
+    # a file with a scan not checked here has dxtbx's own scans ...
+    obj = sim_twoexp()
+    obj["scan"][1]["epochs"] = [10**10] * 30
+    experiments = read_experiments(written(tmp_path, obj))
+    assert not any(isinstance(e.scan, LightScan) for e in experiments)
+    assert_same_models(experiments, dxtbx_experiments(tmp_path / "changed.expt"))
+    # ... and one dxtbx refuses is left to dxtbx
+    obj["scan"][1]["image_range"] = [30, 1]
+    with pytest.raises(NotLight):
+        read_experiments(written(tmp_path, obj))

@@ -11,25 +11,32 @@ the file here instead, with the same models:
 * beams, detectors and scans are made by the very C++ ``from_dict`` that dxtbx's
   ``BeamFactory``, ``DetectorFactory`` and ``ScanFactory`` call (``dxtbx_model_ext``),
   after the same preparation of the dictionary, one model per entry of the file's model
-  lists, shared by the experiments that name the same entry, as in dxtbx;
+  lists, shared by the experiments that name the same entry, as in dxtbx; beams and
+  detectors on first use (a program that needs none never imports dxtbx's models), scans
+  as :class:`~dials_refl_stats.pipeline.light_scan.LightScan` (image range and
+  oscillation, the same values) when dxtbx is sure to accept them;
 * with ``check_format=False`` (how these programs always read experiments) dxtbx
   changes none of these models afterwards: an imageset's ``dx``/``dy`` maps, the only
   thing that would change a detector's px/mm strategy, are not read.
 
 Goniometers, crystals, profiles and imagesets are not made. Anything this reader is not
 sure to read exactly as dxtbx would (not an experiment list, models given by file name,
-scans merged over a shared imageset, identifiers given twice, ...) raises
-:class:`NotLight`, and the caller reads the file with DIALS instead: its result or its
-error is then DIALS's own.
+imagesets dxtbx would refuse, identifiers given twice, ...) raises :class:`NotLight`,
+and the caller reads the file with DIALS instead: its result or its error is then
+DIALS's own. (A beam or detector dictionary that dxtbx refuses is only found when a
+program uses it: a ``Sorry`` naming the file.)
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import importlib
 import json
-from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
+
+from dials_refl_stats.pipeline.errors import Sorry
+from dials_refl_stats.pipeline.light_scan import LightScan, scan_facts
 
 #: Model lists of an experiment list file, by the key an experiment names them with.
 MODEL_KEYS = (
@@ -50,14 +57,60 @@ class NotLight(RuntimeError):
     """A file (or list of files) to be read by dxtbx itself."""
 
 
-@dataclass(eq=False)
-class LightExperiment:
-    """An experiment's identifier and its beam, detector and scan (dxtbx C++ models)."""
+class FileModels:
+    """One file's beam, detector and scan dictionaries and the dxtbx models made of them:
+    every entry of a kind at once, on first use (as dxtbx makes them all), each entry one
+    object whichever experiments name it."""
 
-    identifier: str
-    beam: Any
-    detector: Any
-    scan: Any
+    def __init__(self, path: str, lists: dict[str, list]) -> None:
+        self.path = path
+        self.lists = lists
+        self.made: dict[str, list] = {}
+
+    def dxtbx(self, kind: str, index: int) -> Any:
+        """dxtbx's model of entry ``index`` of ``kind`` (raises what dxtbx raises)."""
+        made = self.made.get(kind)
+        if made is None:
+            ext = model_classes()
+            made = self.made[kind] = [MAKERS[kind](ext, d) for d in self.lists[kind]]
+        return made[index]
+
+    def model(self, kind: str, index: int | None) -> Any:
+        """:meth:`dxtbx`, or ``None`` for no entry; a ``Sorry`` when dxtbx refuses it."""
+        if index is None:
+            return None
+        try:
+            return self.dxtbx(kind, index)
+        except Exception as error:
+            raise Sorry(
+                f"{self.path}: dxtbx cannot make its {kind} models "
+                f"({error.__class__.__name__}: {error})"
+            ) from None
+
+
+class LightExperiment:
+    """An experiment's identifier and its beam, detector and scan (made on first use)."""
+
+    __slots__ = ("identifier", "_models", "_refs", "_scans")
+
+    def __init__(self, identifier: str, models: FileModels, refs: dict, scans: list) -> None:
+        self.identifier = identifier
+        self._models = models
+        self._refs = refs
+        self._scans = scans
+
+    @property
+    def beam(self) -> Any:
+        return self._models.model("beam", self._refs.get("beam"))
+
+    @property
+    def detector(self) -> Any:
+        return self._models.model("detector", self._refs.get("detector"))
+
+    @property
+    def scan(self) -> Any:
+        index = self._refs.get("scan")
+        return None if index is None else self._scans[index]
 
 
 class LightExperimentList(list):
@@ -121,6 +174,10 @@ def _scan(ext, d):
     return ext.Scan.from_dict(joint)
 
 
+#: ``from_dict`` of each kind read here.
+MAKERS = {"beam": _beam, "detector": _detector, "scan": _scan}
+
+
 def read_experiments(path: str) -> LightExperimentList:
     """The experiments of the ``.expt`` file ``path`` (``NotLight``: let dxtbx read it)."""
     try:
@@ -131,14 +188,14 @@ def read_experiments(path: str) -> LightExperimentList:
     if not isinstance(obj, dict) or obj.get("__id__") != "ExperimentList":
         raise NotLight(f"{path}: not an ExperimentList")
     try:
-        return _decode(obj, model_classes())
+        return _decode(obj, path)
     except NotLight:
         raise
     except Exception as error:  # whatever dxtbx would make of it, dxtbx shall say
         raise NotLight(f"{path}: {error.__class__.__name__}: {error}") from None
 
 
-def _decode(obj: dict, ext) -> LightExperimentList:
+def _decode(obj: dict, path: str) -> LightExperimentList:
     """``ExperimentListDict(obj, check_format=False).decode()``, for what is read here."""
     entries = obj["experiment"]
     if not isinstance(entries, list):
@@ -147,13 +204,13 @@ def _decode(obj: dict, ext) -> LightExperimentList:
     for name, models in lists.items():
         if not isinstance(models, list):
             raise NotLight(f"'{name}' is not a list")
-    made = {
-        "beam": [_beam(ext, d) for d in lists["beam"]],
-        "detector": [_detector(ext, d) for d in lists["detector"]],
-        "scan": [_scan(ext, d) for d in lists["scan"]],
-    }
+    for kind, shapes in (("beam", (dict,)), ("detector", (dict, list))):
+        if not all(d is None or type(d) in shapes for d in lists[kind]):
+            raise NotLight(f"a {kind} that is not a dictionary")  # e.g. a file name
+    models = FileModels(path, lists)
+    scans = _scans(models)
     experiments = LightExperimentList()
-    imageset_scans: dict[int, Any] = {}
+    imageset_scans: dict[int, tuple[Any, bool]] = {}
     for entry in entries:
         refs = {}
         for name in MODEL_KEYS:
@@ -164,21 +221,11 @@ def _decode(obj: dict, ext) -> LightExperimentList:
                 raise NotLight(f"experiment names its {name} by {type(value).__name__}")
             lists[name][value]  # IndexError as in dxtbx's lookup
             refs[name] = value
-
-        def model(kind: str):
-            return made[kind][refs[kind]] if kind in refs else None
-
+        scan = scans[refs["scan"]] if "scan" in refs else None
         if "imageset" in refs and lists["imageset"][refs["imageset"]] is not None:
-            _merge_scans(imageset_scans, refs["imageset"], model("scan"))
-        experiments.append(
-            LightExperiment(
-                identifier=entry.get("identifier", ""),
-                beam=model("beam"),
-                detector=model("detector"),
-                scan=model("scan"),
-            )
-        )
-    for reference, scan in imageset_scans.items():
+            _merge_scans(imageset_scans, refs["imageset"], scan)
+        experiments.append(LightExperiment(entry.get("identifier", ""), models, refs, scans))
+    for reference, (scan, _own) in imageset_scans.items():
         _check_imageset(lists["imageset"][reference], scan)
     identifiers = [e.identifier for e in experiments if e.identifier]
     if len(set(identifiers)) != len(identifiers):
@@ -186,19 +233,41 @@ def _decode(obj: dict, ext) -> LightExperimentList:
     return experiments
 
 
-def _merge_scans(imageset_scans: dict[int, Any], reference: int, scan: Any) -> None:
-    """The scan of an imageset over its experiments, merged as ``decode`` merges them
-    (on copies: the experiments' own scans stay as they are); raises where it does."""
+def _scans(models: FileModels) -> list:
+    """The file's scans: :class:`LightScan` when dxtbx is sure to read every one of them
+    (no import of dxtbx's models), else dxtbx's own (its errors: ``NotLight``)."""
+    entries = models.lists["scan"]
+    light = [
+        None if d is None else scan_facts(d, functools.partial(models.dxtbx, "scan", i))
+        for i, d in enumerate(entries)
+    ]
+    if all(s is not None or d is None for s, d in zip(light, entries)):
+        return light
+    return [models.dxtbx("scan", i) for i in range(len(entries))]
+
+
+def _as_dxtbx(scan: Any) -> Any:
+    return scan.dxtbx() if isinstance(scan, LightScan) else scan
+
+
+def _merge_scans(imageset_scans: dict, reference: int, scan: Any) -> None:
+    """The scan of an imageset over its experiments, merged as ``decode`` merges them,
+    raising where it does. Merges work on copies (``(scan, own copy?)``): the
+    experiments' own scans stay as they are."""
     if reference not in imageset_scans:
-        imageset_scans[reference] = copy.deepcopy(scan)
+        imageset_scans[reference] = (scan, False)
         return
-    merged = imageset_scans[reference]
-    if not scan or scan == merged:
+    merged, own = imageset_scans[reference]
+    if scan is merged or not scan:
+        return
+    scan, merged = _as_dxtbx(scan), _as_dxtbx(merged)
+    if scan == merged:
         return
     i, j = merged.get_image_range(), scan.get_image_range()
     if i[1] + 1 == j[0]:
+        merged = merged if own else copy.deepcopy(merged)
         merged += scan
-        imageset_scans[reference] = merged
+        imageset_scans[reference] = (merged, True)
         return
     o, s = merged.get_oscillation(), scan.get_oscillation()
     if o[1] != s[1]:
@@ -206,7 +275,7 @@ def _merge_scans(imageset_scans: dict[int, Any], reference: int, scan: Any) -> N
     wider = copy.deepcopy(scan)
     wider.set_image_range((min(i[0], j[0]), max(i[1], j[1])))
     wider.set_oscillation((min(o[0], s[0]), o[1]))
-    imageset_scans[reference] = wider
+    imageset_scans[reference] = (wider, True)
 
 
 def _check_imageset(data: Any, scan: Any) -> None:
