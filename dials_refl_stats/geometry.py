@@ -1,10 +1,12 @@
 """Detector geometry from DIALS experiments, vectorised, as numpy arrays.
 
 The DIALS side of the statistics that need experiments: which experiment each
-reflection belongs to, pixel -> millimetre (``Panel.pixel_to_millimeter``, so the
-detector's own px/mm strategy, e.g. Pilatus parallax correction, is applied), lab-frame
-coordinates (``Panel.get_lab_coord``), d-spacings of the observed positions, panel
-outlines and the beam centre. dxtbx and DIALS are imported lazily, inside the functions.
+reflection belongs to, pixel -> millimetre and lab-frame coordinates with the detector's
+own px/mm strategy (``SimplePxMmStrategy`` panels: dxtbx's own arithmetic on the panel's
+pixel size and d matrix, in numpy, the same doubles; any other strategy, e.g. Pilatus
+parallax correction: ``Panel.pixel_to_millimeter`` and ``get_lab_coord`` themselves),
+d-spacings of the observed positions, panel outlines and the beam centre. dxtbx and
+DIALS are imported lazily, inside the functions.
 
 The d-spacing of a position is geometric: the diffracted beam ``s1`` points from the
 sample to the position's lab coordinate with ``|s1| = |s0| = 1/lambda``, and
