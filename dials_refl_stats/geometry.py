@@ -162,85 +162,116 @@ def map_positions(
     panel = np.asarray(panel, dtype=np.int64)
     xy_px = np.asarray(xy_px, dtype=np.float64).reshape(-1, 2)
     n = xy_px.shape[0]
-    mm = np.full((n, 2), np.nan)
-    lab = np.full((n, 3), np.nan)
-    d = np.full(n, np.nan)
     models = [(e.detector, e.beam) for e in experiments]
     usable = np.array([det is not None and beam is not None for det, beam in models], bool)
     sizes = np.array([len(det) if ok else 0 for (det, _), ok in zip(models, usable)], np.int64)
     rows = np.flatnonzero((experiment_of_row >= 0) & (experiment_of_row < len(experiments)))
     rows = rows[usable[experiment_of_row[rows]]]
     if not rows.size:
-        return Positions(mm=mm, lab=lab, d=d, n_without_geometry=n)
+        return _positions_of(n, rows, np.empty((0, 2)), np.empty((0, 3)), np.empty(0))
     index, number = experiment_of_row[rows], panel[rows]
     _refuse_missing_panels(index, number, sizes, path)
     # the (experiment, panel) pair of each row, as a position in all experiments' panels
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     key = offsets[index] + number
     present = np.flatnonzero(np.bincount(key, minlength=int(offsets[-1])))
-    pair_experiment = np.searchsorted(offsets, present, side="right") - 1
-    frames = np.zeros((int(offsets[-1]), 11))  # pixel size (2), d matrix (9)
-    simple = np.zeros(int(offsets[-1]), dtype=bool)
-    others = []
-    for k, e in zip(present.tolist(), pair_experiment.tolist()):
+    pairs = Pairs(
+        present,
+        np.searchsorted(offsets, present, side="right") - 1,
+        np.zeros((int(offsets[-1]), 11)),  # pixel size (2), d matrix (9)
+        {},
+        np.zeros((len(models), 3)),
+        np.zeros(len(models)),
+    )
+    for k, e in zip(present.tolist(), pairs.experiment.tolist()):
         p = models[e][0][k - int(offsets[e])]
         if p.get_px_mm_strategy().name() == "SimplePxMmStrategy":
-            simple[k] = True
-            frames[k, :2] = p.get_pixel_size()
-            frames[k, 2:] = p.get_d_matrix()
+            pairs.frames[k, :2] = p.get_pixel_size()
+            pairs.frames[k, 2:] = p.get_d_matrix()
         else:
-            others.append((k, p))
-    s0 = np.zeros((len(models), 3))
-    s0_length = np.zeros(len(models))
-    for e in np.unique(pair_experiment).tolist():
-        s0[e] = np.asarray(models[e][1].get_s0(), dtype=np.float64)
-        s0_length[e] = np.linalg.norm(s0[e])
-    everything = rows.size == n  # then rows is 0..n-1: no gathers, no scatters
-    xy = xy_px if everything else xy_px[rows]
-    panels = {k: p for k, p in others}
-    if present.size <= PAIRS_ONE_BY_ONE:
-        mm_rows, lab_rows, d_rows = _positions_by_pair(
-            xy, key, present, pair_experiment, frames, panels, s0, s0_length
+            pairs.others[k] = p
+    for e in np.unique(pairs.experiment).tolist():
+        pairs.s0[e] = np.asarray(models[e][1].get_s0(), dtype=np.float64)
+        pairs.s0_length[e] = np.linalg.norm(pairs.s0[e])
+    xy = xy_px if rows.size == n else xy_px[rows]
+    mm, lab, d = np.empty((rows.size, 2)), np.empty((rows.size, 3)), np.empty(rows.size)
+    for start in range(0, rows.size, BLOCK_ROWS):  # temporaries stay in the CPU's caches
+        block = slice(start, start + BLOCK_ROWS)
+        _block_positions(
+            xy[block], key[block], index[block], pairs, mm[block], lab[block], d[block]
         )
-    else:
-        mm_rows, lab_rows = np.empty((rows.size, 2)), np.empty((rows.size, 3))
-        some = np.flatnonzero(simple[key])
-        columns = np.ascontiguousarray(frames.T)
-        mm_rows[some], lab_rows[some] = simple_panel_positions(
-            xy[some], [values[key[some]] for values in columns]
-        )
-        for k, p in others:
-            these = np.flatnonzero(key == k)
-            mm_rows[these], lab_rows[these] = _flex_panel_positions(p, xy[these])
-        d_rows = _d_of_lab(lab_rows, s0[index], s0_length[index][:, np.newaxis])
-    if everything:
-        mm, lab, d = mm_rows, lab_rows, d_rows
-    else:
-        mm[rows], lab[rows], d[rows] = mm_rows, lab_rows, d_rows
-    return Positions(mm=mm, lab=lab, d=d, n_without_geometry=int(np.isnan(d).sum()))
+    return _positions_of(n, rows, mm, lab, d)
 
 
+#: Rows converted at a time (small temporaries: memory-bound arithmetic runs in cache).
+BLOCK_ROWS = 1 << 15
 #: Up to this many (experiment, panel) pairs, rows are converted pair by pair (values
 #: of the pair's panel and beam broadcast); past it, with per-row gathers of them.
 PAIRS_ONE_BY_ONE = 16
 
 
-def _positions_by_pair(xy, key, present, pair_experiment, frames, panels, s0, s0_length):
-    """mm, lab and d of every row, one (experiment, panel) pair at a time."""
-    n = xy.shape[0]
-    if present.size > 1:
-        mm, lab, d = np.empty((n, 2)), np.empty((n, 3)), np.empty(n)
-    for k, e in zip(present.tolist(), pair_experiment.tolist()):
-        these = np.flatnonzero(key == k) if present.size > 1 else slice(None)
-        if k in panels:
-            mm_k, lab_k = _flex_panel_positions(panels[k], xy[these])
-        else:
-            mm_k, lab_k = simple_panel_positions(xy[these], frames[k])
-        d_k = _d_of_lab(lab_k, s0[e], s0_length[e])
-        if present.size == 1:
-            return mm_k, lab_k, d_k
-        mm[these], lab[these], d[these] = mm_k, lab_k, d_k
-    return mm, lab, d
+@dataclass(frozen=True)
+class Pairs:
+    """The (experiment, panel) pairs of the rows: keys, experiments, frames, beams."""
+
+    keys: np.ndarray  # position of each pair in all experiments' panels
+    experiment: np.ndarray  # each pair's experiment
+    frames: np.ndarray  # per key: pixel size and d matrix (simple panels)
+    others: dict  # key -> panel, for px/mm strategies other than the simple one
+    s0: np.ndarray  # per experiment
+    s0_length: np.ndarray  # per experiment: |s0|
+
+
+def _positions_of(n: int, rows: np.ndarray, mm, lab, d) -> Positions:
+    """:class:`Positions` of all ``n`` rows from those of ``rows`` (NaN elsewhere)."""
+    if rows.size < n:
+        mm_all, lab_all, d_all = (
+            np.full((n, 2), np.nan),
+            np.full((n, 3), np.nan),
+            np.full(n, np.nan),
+        )
+        mm_all[rows], lab_all[rows], d_all[rows] = mm, lab, d
+        mm, lab, d = mm_all, lab_all, d_all
+    return Positions(mm=mm, lab=lab, d=d, n_without_geometry=int(np.isnan(d).sum()))
+
+
+def _block_positions(xy, key, index, pairs: Pairs, mm, lab, d) -> None:
+    """Fill ``mm``, ``lab`` and ``d`` of a block of rows."""
+    if pairs.keys.size == 1:
+        k, e = int(pairs.keys[0]), int(pairs.experiment[0])
+        _pair_positions(xy, k, pairs, mm, lab)
+        d[:] = _d_of_lab(lab, pairs.s0[e], pairs.s0_length[e])
+    elif pairs.keys.size <= PAIRS_ONE_BY_ONE:
+        for k, e in zip(pairs.keys.tolist(), pairs.experiment.tolist()):
+            these = np.flatnonzero(key == k)
+            if these.size:
+                mm_k, lab_k = np.empty((these.size, 2)), np.empty((these.size, 3))
+                _pair_positions(xy[these], k, pairs, mm_k, lab_k)
+                mm[these], lab[these] = mm_k, lab_k
+                d[these] = _d_of_lab(lab_k, pairs.s0[e], pairs.s0_length[e])
+    else:
+        simple = np.ones(key.size, dtype=bool)
+        for k, p in pairs.others.items():
+            these = np.flatnonzero(key == k)
+            simple[these] = False
+            if these.size:
+                mm[these], lab[these] = _flex_panel_positions(p, xy[these])
+        some = np.flatnonzero(simple)
+        if some.size == key.size:
+            simple_panel_positions(xy, [c[key] for c in pairs.frames.T], mm, lab)
+        elif some.size:
+            mm[some], lab[some] = simple_panel_positions(
+                xy[some], [c[key[some]] for c in pairs.frames.T]
+            )
+        d[:] = _d_of_lab(lab, pairs.s0[index], pairs.s0_length[index][:, np.newaxis])
+
+
+def _pair_positions(xy, k: int, pairs: Pairs, mm, lab) -> None:
+    """mm and lab of rows on one (experiment, panel) pair, into ``mm`` and ``lab``."""
+    if k in pairs.others:
+        mm[:], lab[:] = _flex_panel_positions(pairs.others[k], xy)
+    else:
+        simple_panel_positions(xy, pairs.frames[k], mm, lab)
 
 
 def _refuse_missing_panels(index: np.ndarray, number: np.ndarray, sizes, path: str) -> None:
@@ -257,7 +288,9 @@ def _refuse_missing_panels(index: np.ndarray, number: np.ndarray, sizes, path: s
     )
 
 
-def simple_panel_positions(xy_px: np.ndarray, frame) -> tuple[np.ndarray, np.ndarray]:
+def simple_panel_positions(
+    xy_px: np.ndarray, frame, mm: np.ndarray | None = None, lab: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Millimetres and lab coordinates of pixel positions on ``SimplePxMmStrategy``
     panels, with the arithmetic of dxtbx's C++, operation for operation (so the same
     doubles; dxtbx's model extension has no fused multiply-adds):
@@ -266,10 +299,10 @@ def simple_panel_positions(xy_px: np.ndarray, frame) -> tuple[np.ndarray, np.nda
     ``mat3 * vec3``: ``d[3i] * x_mm + d[3i + 1] * y_mm + d[3i + 2] * 1``.
 
     ``frame``: the panel's ``get_pixel_size()`` then its ``get_d_matrix()`` (11 values),
-    each a number or one value per row.
+    each a number or one value per row. ``mm``/``lab``: arrays to fill (else new ones).
     """
-    mm = np.empty((xy_px.shape[0], 2))
-    lab = np.empty((xy_px.shape[0], 3))
+    mm = np.empty((xy_px.shape[0], 2)) if mm is None else mm
+    lab = np.empty((xy_px.shape[0], 3)) if lab is None else lab
     mm[:, 0] = xy_px[:, 0] * frame[0]
     mm[:, 1] = xy_px[:, 1] * frame[1]
     for i in range(3):
