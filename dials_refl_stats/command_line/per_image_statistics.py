@@ -17,6 +17,7 @@ from dials_refl_stats.analysis.per_image import (
 from dials_refl_stats.analysis.spot_size import MASK_NAMES, mask_code
 from dials_refl_stats.analysis.statistic import ID_BITS
 from dials_refl_stats.analysis.stills import cell_histograms, sliding_rate, thin_images
+from dials_refl_stats.compact import encode_runs, round_significant
 from dials_refl_stats.geometry import GeometryError, check_panels
 from dials_refl_stats.image_numbering import STILL, NumberedImages, number_images, take
 from dials_refl_stats.pipeline.errors import Sorry
@@ -121,11 +122,17 @@ class PerImageStatistics(Program):
         return {"numbered": numbered, "columns": columns, "table": table}
 
     def results(self, final: dict, run: Run) -> dict:
+        return self.describe(final, run, run.compact)
+
+    def describe(self, final: dict, run: Run, compact: bool) -> dict:
+        """The results, in the compact JSON form (:func:`compact_images`) when asked."""
         params = run.params
         numbered: NumberedImages = final["numbered"]
         columns = dict(final["columns"])
         isigma = columns.pop("isigma_histogram")
         shown, binned = thin_images(columns, isigma, params.output.max_images)
+        if compact:
+            shown = compact_images(shown)
         stills = numbered.numbering == STILL
         totals = {k: int(np.sum(columns[k])) for k in COUNT_FIELDS}
         return {
@@ -145,7 +152,7 @@ class PerImageStatistics(Program):
                 else None,
                 "total_intensity": float(np.sum(columns["total_intensity"])),
             },
-            "stills": stills_summary(columns, stills, run) if stills.any() else None,
+            "stills": stills_summary(columns, stills, run, compact) if stills.any() else None,
             "definitions": DEFINITIONS
             | {"mask_bits": [MASK_NAMES[m] for m in params.spot_size.mask_bits]},
         }
@@ -188,7 +195,7 @@ class PerImageStatistics(Program):
     def plot(self, final: dict, run: Run, path: str) -> None:
         from dials_refl_stats.plotting.per_image import per_image_figure
 
-        document = self.results(final, run)
+        document = self.describe(final, run, compact=False)
         per_image_figure(
             path, document, title=f"Per image: {run.title}", format_from=run.params.output.plot
         )
@@ -270,12 +277,50 @@ def dials_analysis(table: ImageTable, numbered: NumberedImages, run: Run) -> dic
         ) from None
 
 
-def stills_summary(columns: dict, stills: np.ndarray, run: Run) -> dict:
+#: Per-image columns whose floats the compact form rounds (medians, fractions, d_min:
+#: the sums keep 6 digits).
+ROUNDED = (
+    "median_intensity",
+    "median_spot_size",
+    "fraction_indexed",
+    "estimated_d_min",
+    "d_min_distl_method_1",
+    "d_min_distl_method_2",
+    "noisiness_method_1",
+    "noisiness_method_2",
+)
+#: Per-image index columns written as runs in the compact form.
+INDEX_COLUMNS = ("experiment", "image", "image_last", "numbering")
+
+
+def compact_images(columns: dict) -> dict:
+    """The per-image table in the compact form: index columns as runs, rounded floats."""
+    out = dict(columns)
+    for name in INDEX_COLUMNS:
+        if name in out:
+            out[name] = encode_runs(out[name])
+    for name in ROUNDED:
+        if name in out:
+            out[name] = round_significant(out[name])
+    return out
+
+
+def stills_summary(columns: dict, stills: np.ndarray, run: Run, compact: bool = False) -> dict:
     """Hit and indexing rates (overall and in a sliding window), unit cells."""
     params = run.params
     hit = columns["n_strong"][stills] >= params.hit.min_spots
     indexed = columns["n_indexed"][stills] > 0
     n = int(stills.sum())
+    sliding = thin_images(
+        {
+            "hit_rate": sliding_rate(hit, params.window),
+            "indexing_rate": sliding_rate(indexed, params.window),
+        },
+        None,
+        params.output.max_images,
+    )[0]
+    if compact:
+        sliding = {k: round_significant(v) for k, v in sliding.items()}
     return {
         "n_images": n,
         "hit_min_spots": params.hit.min_spots,
@@ -285,14 +330,7 @@ def stills_summary(columns: dict, stills: np.ndarray, run: Run) -> dict:
         "indexing_rate": float(indexed.mean()),
         "indexing_rate_of_hits": float(indexed[hit].mean()) if hit.any() else None,
         "window": params.window,
-        "sliding": thin_images(
-            {
-                "hit_rate": sliding_rate(hit, params.window),
-                "indexing_rate": sliding_rate(indexed, params.window),
-            },
-            None,
-            params.output.max_images,
-        )[0],
+        "sliding": sliding,
         "unit_cells": cell_histograms(crystal_cells(run.experiments))
         if run.experiment_infos
         else None,

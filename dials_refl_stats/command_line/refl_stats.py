@@ -13,7 +13,7 @@ import libtbx.phil
 from dials_refl_stats.pipeline.combined import CombinedStatistic, Member
 from dials_refl_stats.pipeline.errors import Sorry
 from dials_refl_stats.pipeline.execute import RunPartial
-from dials_refl_stats.pipeline.phil import INPUT_PHIL
+from dials_refl_stats.pipeline.phil import INPUT_PHIL, JSON_FORM_PHIL
 from dials_refl_stats.pipeline.program import Program, Run, build_document, run_program
 
 PROGRAM = "refl_stats"
@@ -55,7 +55,7 @@ def member_module(name: str):
 
 #: Run-wide scopes and output files: dials.refl_stats has its own.
 RUN_WIDE = ("input", "mp")
-MEMBER_FILES = ("log", "json", "plot")
+MEMBER_FILES = ("log", "json", "plot", "json_form")
 
 
 def member_phil(name: str) -> str:
@@ -91,8 +91,9 @@ output
   html = None
     .type = path
     .help = "HTML report (default <prefix>.html). None with prefix=None: no report."
-}
 """
+    + JSON_FORM_PHIL
+    + "}\n"
     + INPUT_PHIL
     + "".join(member_phil(name) for name in MEMBERS)
 )

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from dials_refl_stats.compact import expand
 from dials_refl_stats.report.figures import (
     Figure,
     bars,
@@ -412,8 +413,8 @@ def _image_table(per_image: dict, budget: Budget) -> Table:
 
 @builder("dials.per_image_statistics")
 def per_image_statistics(document: dict, budget: Budget) -> Content:
-    results = document["results"]
-    per_image = results["per_image"]
+    results = dict(document["results"])
+    per_image = results["per_image"] = expand(results["per_image"])  # runs decoded
     overall = results["overall"]
     stills = results.get("stills")
     content = Content()
