@@ -209,6 +209,31 @@ def round_significant(values: Any, digits: int = COMPACT_DIGITS) -> np.ndarray:
     return x
 
 
+def compact_column(values: Any, digits: int | None = COMPACT_DIGITS) -> list | dict:
+    """A column in the compact form: floats to ``digits`` significant digits (``None``:
+    as they are), whole numbers written as integers, NaN and infinities as ``None``;
+    then runs when that is short (:func:`encode_runs`)."""
+    if isinstance(values, dict):  # already runs
+        return values
+    array = np.asarray(values)
+    if array.dtype.kind == "O":
+        items = array.tolist()
+        if any(isinstance(v, float) for v in items) and all(
+            v is None or isinstance(v, (int, float)) for v in items
+        ):
+            array = np.array([np.nan if v is None else v for v in items], dtype=np.float64)
+    if array.dtype.kind == "f":
+        x = round_significant(array, digits) if digits else array.astype(np.float64)
+        finite = np.isfinite(x)
+        whole = finite & (np.abs(x) < 2.0**53)
+        whole[whole] = x[whole] == np.round(x[whole])
+        out = x.astype(object)
+        out[~finite] = None
+        out[whole] = [int(v) for v in x[whole].tolist()]
+        return encode_runs(out.tolist())
+    return encode_runs(array)
+
+
 def group_labels(file_index: Sequence[int], ids: Sequence[int], n_files: int) -> list[str]:
     """Labels of groups given by file and ``id`` (as the full form's ``label`` column,
     without the identifier): ``file 3: experiment 0``, ``unassigned (id -1)``."""

@@ -551,26 +551,17 @@ def compact_intensity_series(per_series, n_outside) -> dict:
     (``series``), and the per-frame bins concatenated (``per_frame``, with a ``series``
     column) except for series whose one bin is their summary (:func:`is_its_summary`)."""
     summaries = [r.summary for r in per_series]
-    columns: dict = {"n_outside_scan": encode_runs(np.asarray(n_outside, dtype=np.int64))}
+    columns: dict = {"n_outside_scan": np.asarray(n_outside, dtype=np.int64)}
     for name in SUMMARY_FIELDS:
-        values = [getattr(summary, name) for summary in summaries]
-        if name.startswith("frame_"):
-            columns[name] = encode_runs(values)
-        elif name.startswith("n"):
-            columns[name] = np.asarray(values, dtype=np.int64)
-        else:
-            columns[name] = np.array([np.nan if v is None else v for v in values], np.float64)
+        columns[name] = [getattr(summary, name) for summary in summaries]
     several = [k for k, r in enumerate(per_series) if not is_its_summary(r)]
     tables = [per_series[k].table for k in several]
     per_frame = {
-        "series": encode_runs(
-            np.repeat(np.asarray(several, dtype=np.int64), [t.n_bins for t in tables])
-        )
+        "series": np.repeat(np.asarray(several, dtype=np.int64), [t.n_bins for t in tables])
     }
     for name in FRAME_FIELDS:
         parts = [np.asarray(getattr(t, name)) for t in tables]
-        values = np.concatenate(parts) if parts else np.zeros(0)
-        per_frame[name] = encode_runs(values) if name.startswith("frame_") else values
+        per_frame[name] = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
     return {
         "series": value_columns(columns, compact=True),
         "per_frame": value_columns(per_frame, compact=True),

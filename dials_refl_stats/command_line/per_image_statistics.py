@@ -17,7 +17,7 @@ from dials_refl_stats.analysis.per_image import (
 from dials_refl_stats.analysis.spot_size import MASK_NAMES, mask_code
 from dials_refl_stats.analysis.statistic import ID_BITS
 from dials_refl_stats.analysis.stills import cell_histograms, sliding_rate, thin_images
-from dials_refl_stats.compact import encode_runs, round_significant
+from dials_refl_stats.compact import COMPACT_DIGITS, compact_column
 from dials_refl_stats.geometry import GeometryError, check_panels
 from dials_refl_stats.image_numbering import STILL, NumberedImages, number_images, take
 from dials_refl_stats.pipeline.errors import Sorry
@@ -277,32 +277,20 @@ def dials_analysis(table: ImageTable, numbered: NumberedImages, run: Run) -> dic
         ) from None
 
 
-#: Per-image columns whose floats the compact form rounds (medians, fractions, d_min:
-#: the sums keep 6 digits).
-ROUNDED = (
-    "median_intensity",
-    "median_spot_size",
-    "fraction_indexed",
-    "estimated_d_min",
-    "d_min_distl_method_1",
-    "d_min_distl_method_2",
-    "noisiness_method_1",
-    "noisiness_method_2",
-)
-#: Per-image index columns written as runs in the compact form.
-INDEX_COLUMNS = ("experiment", "image", "image_last", "numbering")
+#: Per-image sums: the compact form keeps their 6 significant digits.
+SUMS = ("total_intensity", "total_intensity_no_ice")
 
 
 def compact_images(columns: dict) -> dict:
-    """The per-image table in the compact form: index columns as runs, rounded floats."""
-    out = dict(columns)
-    for name in INDEX_COLUMNS:
-        if name in out:
-            out[name] = encode_runs(out[name])
-    for name in ROUNDED:
-        if name in out:
-            out[name] = round_significant(out[name])
-    return out
+    """The per-image table in the compact form: every column a
+    :func:`~dials_refl_stats.compact.compact_column` (the sums not rounded further);
+    the I/sigma histograms as they are."""
+    return {
+        name: values
+        if name == "isigma_histogram" or values is None
+        else compact_column(values, None if name in SUMS else COMPACT_DIGITS)
+        for name, values in columns.items()
+    }
 
 
 def stills_summary(columns: dict, stills: np.ndarray, run: Run, compact: bool = False) -> dict:
@@ -320,7 +308,7 @@ def stills_summary(columns: dict, stills: np.ndarray, run: Run, compact: bool = 
         params.output.max_images,
     )[0]
     if compact:
-        sliding = {k: round_significant(v) for k, v in sliding.items()}
+        sliding = {k: compact_column(v) for k, v in sliding.items()}
     return {
         "n_images": n,
         "hit_min_spots": params.hit.min_spots,

@@ -563,7 +563,8 @@ def describe_results(
 def per_experiment_columns(
     computed: Computed, stats: StrongPositions, n_files: int, experiment_index, compact: bool
 ) -> dict:
-    """Selected and strong counts, strong fraction and median d per experiment (columns)."""
+    """Selected and strong counts, strong fraction (not in the compact form: it is
+    n_strong / n_selected) and median d per experiment (columns)."""
     groups = computed.groups
     n_all = np.asarray(stats.n_selected_per_group, dtype=np.int64).reshape(-1)
     n_strong = np.asarray(stats.n_strong_per_group, dtype=np.int64).reshape(-1)
@@ -585,7 +586,7 @@ def per_experiment_columns(
             {
                 "n_selected": n_all,
                 "n_strong": n_strong,
-                "strong_fraction": fraction,
+                **({} if compact else {"strong_fraction": fraction}),
                 "median_d_strong": median,
             },
             compact,

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dials_refl_stats.compact import encode_runs, group_labels, round_significant
+from dials_refl_stats.compact import compact_column, encode_runs, group_labels
 
 
 def experiment_columns(
@@ -48,20 +48,8 @@ def experiment_columns(
 
 
 def value_columns(columns: dict[str, Any], compact: bool) -> dict[str, Any]:
-    """Numeric group columns: floats to the compact form's significant digits."""
+    """Numeric group columns; in the compact form each is a
+    :func:`~dials_refl_stats.compact.compact_column` (rounded floats, runs when short)."""
     if not compact:
         return dict(columns)
-    out = {}
-    for name, values in columns.items():
-        if isinstance(values, dict):  # already encoded ({"runs": ...})
-            out[name] = values
-            continue
-        array = np.asarray(values)
-        if array.dtype.kind == "f":
-            out[name] = round_significant(array)
-        elif array.dtype.kind == "O" and any(isinstance(v, float) for v in array.tolist()):
-            floats = np.array([np.nan if v is None else v for v in array.tolist()], np.float64)
-            out[name] = round_significant(floats)
-        else:
-            out[name] = values
-    return out
+    return {name: compact_column(values) for name, values in columns.items()}

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from dials_refl_stats.analysis.statistic import ExperimentInfo, FileInfo
-from dials_refl_stats.compact import common_directory, encode_names, encode_runs
+from dials_refl_stats.compact import common_directory, compact_column, encode_names
 from dials_refl_stats.pipeline.errors import Sorry
 from dials_refl_stats.reader import read_layout
 from dials_refl_stats.reader.formats import sniff_bytes
@@ -320,7 +320,7 @@ def describe_inputs(
 ) -> dict:
     """The ``inputs`` block of the JSON envelope: file names relative to their common
     directory and one column array per field; in the compact form the names as a
-    numbered template, no per-file sizes and ``n_identifiers`` as runs."""
+    numbered template, no per-file sizes, columns as runs when regular."""
     directory, names = common_directory([f.info.path for f in opened])
     reflections = {
         "n_files": len(opened),
@@ -335,7 +335,8 @@ def describe_inputs(
     }
     if compact:
         del reflections["size_bytes"]
-        reflections["n_identifiers"] = encode_runs(reflections["n_identifiers"])
+        for name in ("rows", "n_identifiers"):
+            reflections[name] = compact_column(reflections[name])
     return {
         "reflections": reflections,
         "experiments": {"paths": list(experiment_paths), "n_experiments": n_experiments},

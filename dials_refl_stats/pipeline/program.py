@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 from dials_refl_stats import __version__
 from dials_refl_stats.analysis.statistic import ExperimentInfo, Statistic
-from dials_refl_stats.compact import encode_runs, is_compact
+from dials_refl_stats.compact import compact_column, is_compact
 from dials_refl_stats.output import make_document, write_json
 from dials_refl_stats.pipeline.arguments import (
     EXPERIMENT_SUFFIXES,
@@ -147,13 +147,17 @@ def describe_selection(run: Run, reduced: RunPartial) -> dict:
         ),
         "n_rows": sum(r.n_rows for r in records),
         "n_selected": sum(r.n_selected for r in records),
-        "files": {"n_selected": [r.n_selected for r in records]},
+        "files": {"n_selected": _column([r.n_selected for r in records], run.compact)},
         "fallbacks": describe_fallbacks(records, run.compact),
         "skipped": [
             {"file_index": r.index, "path": run.paths[r.index], "reason": r.skipped}
             for r in skipped
         ],
     }
+
+
+def _column(values: list, compact: bool) -> list | dict:
+    return compact_column(values) if compact else values
 
 
 def describe_fallbacks(records: Sequence, compact: bool) -> list[dict]:
@@ -168,7 +172,7 @@ def describe_fallbacks(records: Sequence, compact: bool) -> list[dict]:
             "flags": list(flags),
             "reason": reason,
             "n_files": len(files),
-            "file_index": encode_runs(files) if compact else files,
+            "file_index": _column(files, compact),
         }
         for (flags, reason), files in groups.items()
     ]

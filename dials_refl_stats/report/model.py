@@ -125,6 +125,9 @@ def group_column(table, name: str) -> list:
     """Column ``name`` of a group table: column arrays (runs decoded), or a list of rows
     (the value looked up in the row, then in its ``summary``)."""
     if isinstance(table, dict):
+        if name == "strong_fraction" and name not in table:  # compact form: derived
+            strong, selected = decode(table.get("n_strong")), decode(table.get("n_selected"))
+            return [s / n if n else None for s, n in zip(strong, selected)]
         return decode(table.get(name))
     return [r.get(name, (r.get("summary") or {}).get(name)) for r in records(table)]
 

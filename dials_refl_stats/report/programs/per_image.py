@@ -415,6 +415,8 @@ def _image_table(per_image: dict, budget: Budget) -> Table:
 def per_image_statistics(document: dict, budget: Budget) -> Content:
     results = dict(document["results"])
     per_image = results["per_image"] = expand(results["per_image"])  # runs decoded
+    if results.get("stills") and results["stills"].get("sliding"):
+        results["stills"] = {**results["stills"], "sliding": expand(results["stills"]["sliding"])}
     overall = results["overall"]
     stills = results.get("stills")
     content = Content()
