@@ -82,10 +82,11 @@ spot_size
     + output_phil(
         PROGRAM,
         extra="""
-  max_images = 20000
+  max_images = 10000
     .type = int(value_min=10, value_max=1000000)
     .help = "Past this many images the per-image series in the JSON and the plot are"
-            "binned into at most this many bins of consecutive images."
+            "binned into at most this many bins of consecutive images (10000 keeps"
+            "the JSON of 10^5 stills, also inside dials.refl_stats, under 5 MB)."
 """,
     ),
     process_includes=True,
