@@ -17,6 +17,7 @@ from dials_refl_stats.analysis.spot_size import (
 )
 from dials_refl_stats.analysis.statistic import split_group_key
 from dials_refl_stats.pipeline.errors import Sorry
+from dials_refl_stats.pipeline.group_columns import experiment_columns, value_columns
 from dials_refl_stats.pipeline.phil import (
     INPUT_PHIL,
     make_binning,
@@ -136,17 +137,22 @@ class SpotSizeHistogram(Program):
 
     def results(self, final: GroupedSizes, run: Run) -> dict:
         params = run.params
-        groups = describe_groups(final.groups, run)
         wanted = params.output.experiment_histograms
+        n_groups = int(final.groups.size)
         with_histograms = (
-            len(groups["label"]) <= MAX_AUTO_HISTOGRAMS if wanted in (None, libtbx.Auto) else wanted
+            n_groups <= MAX_AUTO_HISTOGRAMS if wanted in (None, libtbx.Auto) else wanted
         )
         columns = final.summary_columns()
         per_experiment = {
-            **groups,
-            "n": columns["n"],
-            "n_without_shoebox_pixels": final.n_without_pixels,
-            **{key: columns[key] for key in ("mean", "median", "min", "max", "std")},
+            **describe_groups(final.groups, run, run.compact),
+            **value_columns(
+                {
+                    "n": columns["n"],
+                    "n_without_shoebox_pixels": final.n_without_pixels,
+                    **{key: columns[key] for key in ("mean", "median", "min", "max", "std")},
+                },
+                run.compact,
+            ),
         }
         return {
             **describe_size_definition(final.sources, params.spot_size.mask_bits, self.code),
@@ -155,7 +161,9 @@ class SpotSizeHistogram(Program):
             "per_experiment_histograms": (
                 [
                     {"label": label, **d.histogram.as_dict()}
-                    for label, d in zip(groups["label"], final.result.groups)
+                    for label, d in zip(
+                        describe_groups(final.groups, run)["label"], final.result.groups
+                    )
                 ]
                 if with_histograms
                 else None
@@ -224,29 +232,20 @@ def _g(value) -> str:
     return "nan" if value is None else f"{value:g}"
 
 
-def describe_groups(keys: np.ndarray, run: Run) -> dict:
-    """Column arrays describing each group key: file, id, identifier, experiment, labels."""
+def describe_groups(keys: np.ndarray, run: Run, compact: bool = False) -> dict:
+    """Column arrays describing each group key: file, id, identifier, experiment, labels
+    (the identifier has its own column: UUIDs make poor labels); see
+    :func:`~dials_refl_stats.pipeline.group_columns.experiment_columns`."""
     files = [split_group_key(k) for k in keys]
-    n_files = len(run.files)
     infos = [run.files[f].info for f, _ in files]
-    identifiers = [info.identifiers.get(i) for info, (_, i) in zip(infos, files)]
-    experiments = [info.experiment_of_id.get(i) for info, (_, i) in zip(infos, files)]
-    labels, short = [], []
-    for file_index, i in files:  # the identifier has its own column (UUIDs make poor labels)
-        name = "unassigned (id -1)" if i < 0 else f"experiment {i}"
-        prefix = f"file {file_index}: " if n_files > 1 else ""
-        labels.append(prefix + name)
-        short.append(
-            prefix.replace("file ", "f").replace(": ", " ") + ("id -1" if i < 0 else f"expt {i}")
-        )
-    return {
-        "file_index": [f for f, _ in files],
-        "id": [i for _, i in files],
-        "identifier": identifiers,
-        "experiment_index": experiments,
-        "label": labels,
-        "short_label": short,
-    }
+    return experiment_columns(
+        [f for f, _ in files],
+        [i for _, i in files],
+        [info.identifiers.get(i) for info, (_, i) in zip(infos, files)],
+        [info.experiment_of_id.get(i) for info, (_, i) in zip(infos, files)],
+        len(run.files),
+        compact,
+    )
 
 
 def describe_size_definition(sources, mask_bits, code: int) -> dict:
