@@ -36,30 +36,52 @@ def plot_format(path: str) -> str:
 
 def to_plain(value: Any, digits: int = FLOAT_DIGITS) -> Any:
     """Convert ``value`` to plain JSON types: no numpy, no NaN/Infinity, rounded floats."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return to_plain(dataclasses.asdict(value), digits)
     if isinstance(value, dict):
         return {str(k): to_plain(v, digits) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [to_plain(v, digits) for v in value]
+        plain = _plain_scalars(value, digits)
+        return plain if plain is not None else [to_plain(v, digits) for v in value]
     if isinstance(value, np.ndarray):
+        if value.dtype.kind in "biu":  # whole numbers and booleans: plain already
+            return value.tolist()
         return to_plain(value.tolist(), digits)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_plain(dataclasses.asdict(value), digits)
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     if isinstance(value, (int, np.integer)):
         return int(value)
     if isinstance(value, (float, np.floating)):
-        value = float(value)
-        if not math.isfinite(value):
-            return None
-        if value == 0.0:
-            return 0.0
-        return float(f"{value:.{digits}g}")
+        return _round(float(value), digits)
     if isinstance(value, (str, type(None))):
         return value
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"cannot convert {type(value).__name__} to JSON")
+
+
+def _round(value: float, digits: int) -> float | None:
+    if not math.isfinite(value):
+        return None
+    if value == 0.0:
+        return 0.0
+    return float(f"{value:.{digits}g}")
+
+
+#: Element types a list may hold to be converted in one pass (bool is an int subclass,
+#: hence listed: ``type(x) in`` does not look at subclasses).
+_PLAIN = frozenset({int, bool, str, type(None)})
+
+
+def _plain_scalars(values: list | tuple, digits: int) -> list | None:
+    """``values`` converted in one pass when they are all plain scalars or floats (the
+    long columns of a document); ``None`` for anything else."""
+    types = set(map(type, values))
+    if types <= _PLAIN:
+        return list(values)
+    if types <= _PLAIN | {float}:
+        return [_round(v, digits) if type(v) is float else v for v in values]
+    return None
 
 
 def make_document(
