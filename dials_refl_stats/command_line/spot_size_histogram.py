@@ -15,7 +15,7 @@ from dials_refl_stats.analysis.spot_size import (
     SpotSizeStatistic,
     mask_code,
 )
-from dials_refl_stats.analysis.statistic import split_group_key
+from dials_refl_stats.analysis.statistic import ID_BITS
 from dials_refl_stats.pipeline.errors import Sorry
 from dials_refl_stats.pipeline.group_columns import experiment_columns, value_columns
 from dials_refl_stats.pipeline.phil import (
@@ -182,14 +182,15 @@ class SpotSizeHistogram(Program):
                 "%d selected reflections have no shoebox pixels allocated; they are left out",
                 n_missing,
             )
-        labels = describe_groups(final.groups, run)["label"]
-        if 1 < len(labels):
-            shown = labels if len(labels) <= 20 or run.invocation.options.verbose else labels[:20]
+        n_groups = len(final.groups)
+        if 1 < n_groups:
+            every = n_groups <= 20 or run.invocation.options.verbose
+            shown = describe_groups(final.groups if every else final.groups[:20], run)["label"]
             columns = final.summary_columns()
             for label, n, median in zip(shown, columns["n"], columns["median"]):
                 logger.info("  %s: n=%d median=%s", label, n, _g(None if n == 0 else median))
-            if len(shown) < len(labels):
-                logger.info("  ... %d experiments in all (all of them with -v)", len(labels))
+            if len(shown) < n_groups:
+                logger.info("  ... %d experiments in all (all of them with -v)", n_groups)
 
     def summary_line(self, final: GroupedSizes, run: Run) -> str:
         summary = final.overall.summary
@@ -201,8 +202,8 @@ class SpotSizeHistogram(Program):
         from dials_refl_stats.plotting.histogram import histogram_bars
 
         params = run.params
-        labels = describe_groups(final.groups, run)["short_label"]
-        overlay = 1 < len(labels) <= 8
+        overlay = 1 < len(final.groups) <= 8
+        labels = describe_groups(final.groups, run)["short_label"] if overlay else []
         bars = (
             list(zip(labels, [d.histogram for d in final.result.groups]))
             if overlay
@@ -236,13 +237,15 @@ def describe_groups(keys: np.ndarray, run: Run, compact: bool = False) -> dict:
     """Column arrays describing each group key: file, id, identifier, experiment, labels
     (the identifier has its own column: UUIDs make poor labels); see
     :func:`~dials_refl_stats.pipeline.group_columns.experiment_columns`."""
-    files = [split_group_key(k) for k in keys]
-    infos = [run.files[f].info for f, _ in files]
+    keys = np.asarray(keys, dtype=np.int64)
+    file_index = (keys >> ID_BITS).tolist()
+    ids = ((keys & ((1 << ID_BITS) - 1)) - 1).tolist()
+    infos = [run.files[f].info for f in file_index]
     return experiment_columns(
-        [f for f, _ in files],
-        [i for _, i in files],
-        [info.identifiers.get(i) for info, (_, i) in zip(infos, files)],
-        [info.experiment_of_id.get(i) for info, (_, i) in zip(infos, files)],
+        file_index,
+        ids,
+        [info.identifiers.get(i) for info, i in zip(infos, ids)],
+        [info.experiment_of_id.get(i) for info, i in zip(infos, ids)],
         len(run.files),
         compact,
     )
