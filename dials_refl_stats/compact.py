@@ -249,7 +249,13 @@ def common_directory(paths: Sequence[str]) -> tuple[str, list[str]]:
     file's directory) and each path relative to it."""
     if not paths:
         return "", []
-    absolute = [os.path.abspath(p) for p in paths]
+    # abspath once per distinct directory (10^5 files usually share one or a few)
+    parts = [os.path.split(p) for p in paths]
+    absolute_dirs = {d: os.path.abspath(d or ".") for d in {d for d, _n in parts}}
+    absolute = [
+        os.path.join(absolute_dirs[d], n) if n not in ("", ".", "..") else os.path.abspath(p)
+        for p, (d, n) in zip(paths, parts)
+    ]
     if len(absolute) == 1:
         directory = os.path.dirname(absolute[0])
     else:
