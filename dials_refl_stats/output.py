@@ -17,7 +17,7 @@ from dials_refl_stats import __version__
 
 #: Version of the envelope and of every program's ``results`` layout. Bump on any
 #: incompatible change; the schemas in ``dials_refl_stats/schemas`` follow it.
-SCHEMA_VERSION = "2.0"
+SCHEMA_VERSION = "3.0"
 
 #: Significant digits kept for floats in JSON documents.
 FLOAT_DIGITS = 6
@@ -36,25 +36,23 @@ def plot_format(path: str) -> str:
 
 def to_plain(value: Any, digits: int = FLOAT_DIGITS) -> Any:
     """Convert ``value`` to plain JSON types: no numpy, no NaN/Infinity, rounded floats."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return to_plain(dataclasses.asdict(value), digits)
     if isinstance(value, dict):
         return {str(k): to_plain(v, digits) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [to_plain(v, digits) for v in value]
+        plain = _plain_scalars(value, digits)
+        return plain if plain is not None else [to_plain(v, digits) for v in value]
     if isinstance(value, np.ndarray):
+        if value.dtype.kind in "biu":  # whole numbers and booleans: plain already
+            return value.tolist()
         return to_plain(value.tolist(), digits)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_plain(dataclasses.asdict(value), digits)
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     if isinstance(value, (int, np.integer)):
         return int(value)
     if isinstance(value, (float, np.floating)):
-        value = float(value)
-        if not math.isfinite(value):
-            return None
-        if value == 0.0:
-            return 0.0
-        return float(f"{value:.{digits}g}")
+        return _round(float(value), digits)
     if isinstance(value, (str, type(None))):
         return value
     if isinstance(value, Path):
@@ -62,9 +60,34 @@ def to_plain(value: Any, digits: int = FLOAT_DIGITS) -> Any:
     raise TypeError(f"cannot convert {type(value).__name__} to JSON")
 
 
+def _round(value: float, digits: int) -> float | None:
+    if not math.isfinite(value):
+        return None
+    if value == 0.0:
+        return 0.0
+    return float(f"{value:.{digits}g}")
+
+
+#: Element types a list may hold to be converted in one pass (bool is an int subclass,
+#: hence listed: ``type(x) in`` does not look at subclasses).
+_PLAIN = frozenset({int, bool, str, type(None)})
+
+
+def _plain_scalars(values: list | tuple, digits: int) -> list | None:
+    """``values`` converted in one pass when they are all plain scalars or floats (the
+    long columns of a document); ``None`` for anything else."""
+    types = set(map(type, values))
+    if types <= _PLAIN:
+        return list(values)
+    if types <= _PLAIN | {float}:
+        return [_round(v, digits) if type(v) is float else v for v in values]
+    return None
+
+
 def make_document(
     *,
     program: str,
+    form: str = "full",
     dials_version: str | None,
     inputs: dict,
     parameters: dict,
@@ -76,6 +99,7 @@ def make_document(
         {
             "schema_version": SCHEMA_VERSION,
             "program": program,
+            "form": form,
             "version": __version__,
             "dials_version": dials_version,
             "inputs": inputs,
@@ -103,13 +127,39 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
         raise
 
 
-def write_json(path: str | os.PathLike, document: dict, atomic: bool = True) -> None:
-    """Write ``document`` as strictly valid JSON (atomically unless told otherwise).
+def dumps(document: Any) -> str:
+    """``document`` as strictly valid JSON text: objects indented one space per level,
+    lists of numbers or strings (and ``{"runs": ...}`` columns) on one line with compact
+    separators, so that 10^5-entry column arrays cost only their values; lists of
+    objects or lists one item per line."""
+    out: list[str] = []
+    _dump(document, 0, out)
+    out.append("\n")
+    return "".join(out)
 
-    Compact separators and one line per top-level block keep 10^4-row column
-    arrays small; ``json.tool`` or ``jq`` pretty-print it.
-    """
-    text = json.dumps(document, indent=1, allow_nan=False, separators=(",", ":")) + "\n"
+
+def _dump(value: Any, level: int, out: list[str]) -> None:
+    pad = "\n" + " " * (level + 1)
+    if isinstance(value, dict) and value and list(value) != ["runs"]:
+        out.append("{")
+        for i, (key, item) in enumerate(value.items()):
+            out.append(("," if i else "") + pad + json.dumps(str(key)) + ":")
+            _dump(item, level + 1, out)
+        out.append("\n" + " " * level + "}")
+    elif isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
+        out.append("[")
+        for i, item in enumerate(value):
+            out.append(("," if i else "") + pad)
+            _dump(item, level + 1, out)
+        out.append("\n" + " " * level + "]")
+    else:
+        out.append(json.dumps(value, allow_nan=False, separators=(",", ":")))
+
+
+def write_json(path: str | os.PathLike, document: dict, atomic: bool = True) -> None:
+    """Write ``document`` (:func:`dumps`) atomically unless told otherwise; ``json.tool``
+    or ``jq`` pretty-print it."""
+    text = dumps(document)
     if not atomic:
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(text)

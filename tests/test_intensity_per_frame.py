@@ -457,7 +457,7 @@ def test_tables_never_integrated_fall_back_to_strong(run_ok, tmp_path):
     selection = document["selection"]
     assert selection["n_selected"] == strong.count(True) > 0
     (fallback,) = selection["fallbacks"]
-    assert fallback["file_index"] == 0 and fallback["flags"] == ["strong"]
+    assert fallback["file_index"] == [0] and fallback["flags"] == ["strong"]
     block = intensity_block(document)
     assert block["overall"]["n"] == strong.count(True)
     np.testing.assert_allclose(np.sort(block["points"]["intensity"]), np.sort(intensity), rtol=1e-5)

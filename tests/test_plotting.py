@@ -268,6 +268,33 @@ def test_experiments_have_short_labels_and_the_same_colours_in_every_column(runs
     assert colours[0] == colours[1] and colours[0][0] != colours[0][1]
 
 
+def test_many_series_draw_lines_for_a_few_and_points_for_all(runs, tmp_path):
+    """10^4 stills without experiments are 10^4 series: the plot overlays lines for the
+    first 8 (one legend entry) and draws every point; it does not grow with the series."""
+    results = intensity_run(
+        runs, "ipf_twoexp", "sim_twoexp/integrated.expt", "sim_twoexp/integrated.refl"
+    )
+    (panel,) = panels_of(results)
+    many = [
+        SeriesPoints(f"file {k}: {s.label}", s.x, s.intensity, s.table, s.image_range)
+        for k in range(20)
+        for s in panel.series
+    ]
+    figure = intensity_per_frame_figure(
+        str(tmp_path / "many.png"), [Panel("many", many)], title="t", xlabel="Image number"
+    )
+    top, middle, bottom = figure.axes[:3]
+    legend = [t.get_text() for t in top.get_legend().get_texts()]
+    assert legend[0] == "median per frame bin (first 8 of 40 series)"
+    assert len(legend) <= 2  # and the scan image range
+    assert len(middle.patches) == 8  # count stairs
+    assert len(bottom.get_lines()) == 8 + 3  # I/sigma lines, scan limits, zero line
+    notes = " ".join(t.get_text() for t in top.texts)
+    assert "40 series, one colour; lines for the first 8, points for all" in notes
+    n_points = sum(s.intensity.size for s in many)
+    assert f"of {n_points} intensities" in notes
+
+
 def test_empty_selection_writes_no_reflections_selected(runs, tmp_path):
     results = intensity_run(
         runs, "ipf_empty", "sim_twoexp/indexed.refl", extra=("selection.flags=integrated_prf",)

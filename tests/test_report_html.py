@@ -20,6 +20,7 @@ import pytest
 from browser import chromium, load
 from conftest import data_path, needs_dials
 
+from dials_refl_stats.compact import reflection_paths
 from dials_refl_stats.report import (
     MAX_BYTES,
     ReportTooLarge,
@@ -103,8 +104,18 @@ def report(tmp_path_factory):
             [ssx / "integrated.expt", ssx / "integrated.refl", "selection.flags=integrated_sum"],
         ),
         "hostile": ("spot_size_histogram", [hostile]),
-        # 10^5 histogram slots: the document alone is bigger than the whole report may be.
-        "huge": ("spot_size_histogram", [small / "indexed.refl", "n_slots=100000"]),
+        # 10^5 histogram slots, overall and per experiment: the document alone is bigger
+        # than the whole report may be.
+        "huge": (
+            "spot_size_histogram",
+            [
+                two / "indexed.refl",
+                "n_slots=100000",
+                "data_max=1e6",
+                "experiment_histograms=True",
+                "selection.flags=strong",
+            ],
+        ),
         "per_image": (
             "per_image_statistics",
             [small / "integrated.expt", small / "integrated.refl"],
@@ -259,7 +270,7 @@ def test_saved_parameters_rerun_to_the_same_results(report, tmp_path):
     phil = html.unescape(re.search(r'<pre id="phil-[^"]*">(.*?)</pre>', section, re.S).group(1))
     assert "n_slots = 50" in phil
     (tmp_path / "saved.phil").write_text(phil)
-    path = documents["spot"]["inputs"]["reflections"]["paths"][0]
+    path = reflection_paths(documents["spot"]["inputs"]["reflections"])[0]
     rerun = _run("spot_size_histogram", [path, tmp_path / "saved.phil"], "rerun", tmp_path)
     assert rerun["results"] == documents["spot"]["results"]
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import shutil
 
 import numpy as np
 import pytest
 from conftest import data_path, needs_dials, run_handlers, run_program
 
+from dials_refl_stats.compact import reflection_paths
 from dials_refl_stats.schemas import validate
 
 pytestmark = needs_dials
@@ -217,7 +219,9 @@ def test_several_files_and_any_rule(run_ok):
     assert labels[-1].startswith("file 1: experiment 0")
     reflections = document["inputs"]["reflections"]
     assert reflections["n_files"] == 2
-    assert reflections["paths"] == [str(p) for p in paths]
+    assert reflections["directory"] == os.path.commonpath([str(p) for p in paths])
+    assert reflections["paths"] == [os.path.relpath(p, reflections["directory"]) for p in paths]
+    assert reflection_paths(reflections) == [str(p) for p in paths]
     assert reflections["size_bytes"] == [p.stat().st_size for p in paths]
     assert reflections["rows"] == [load_table(p).size() for p in paths]
     assert reflections["total_rows"] == sum(reflections["rows"])
@@ -252,7 +256,8 @@ def test_spot_lists_fall_back_to_strong_visibly(run_ok):
     assert selection["flags"] == ["indexed"]  # what was asked for
     assert selection["n_selected"] == n_strong > 0
     (fallback,) = selection["fallbacks"]
-    assert fallback["file_index"] == 0 and fallback["flags"] == ["strong"]
+    assert fallback["file_index"] == [0] and fallback["n_files"] == 1
+    assert fallback["flags"] == ["strong"]
     assert "no row has the 'indexed' flag; using 'strong'" in fallback["reason"]
     assert fallback["reason"] in stdout
     assert document["results"]["overall"]["summary"]["n"] == n_strong
@@ -267,12 +272,13 @@ def test_fallback_only_in_the_files_that_need_it(run_ok):
     tables = [load_table(p) for p in paths]
     document, _ = run_ok(*paths)
     selection = document["selection"]
-    assert selection["files"]["n_rows"] == [t.size() for t in tables]
+    assert document["inputs"]["reflections"]["rows"] == [t.size() for t in tables]
+    assert "n_rows" not in selection["files"]  # the rows are in inputs
     assert selection["files"]["n_selected"] == [
         tables[0].get_flags(tables[0].flags.indexed).count(True),
         tables[1].get_flags(tables[1].flags.strong).count(True),
     ]
-    assert [f["file_index"] for f in selection["fallbacks"]] == [1]
+    assert [f["file_index"] for f in selection["fallbacks"]] == [[1]]
 
 
 def test_legacy_pickle_and_empty_selection(run_ok):

@@ -120,10 +120,8 @@ def test_selection_equals_the_seed_script(tmp_path, expt, refl, run_ok):
 
     n_integrated = table.get_flags(table.flags.integrated).count(True)
     assert document["selection"]["n_selected"] == n_integrated
-    assert document["selection"]["files"] == {
-        "n_rows": [table.size()],
-        "n_selected": [n_integrated],
-    }
+    assert document["selection"]["files"] == {"n_selected": [n_integrated]}
+    assert document["inputs"]["reflections"]["rows"] == [table.size()]
     assert document["selection"]["fallbacks"] == []
     assert document["selection"]["per_file"][0]["fallback"] is None
     assert document["selection"]["n_strong"] == sel.sum()
@@ -298,12 +296,11 @@ def test_experiments_matched_by_identifier_not_by_order(tmp_path, run_ok):
     sel, _, _ = seed(table)
     ids = np.array(table["id"])
     per_experiment = first["results"]["per_experiment"]
-    for entry in per_experiment:
-        eid = entry["experiment"]["id"]
-        assert entry["n_strong"] == (sel & (ids == eid)).sum()
+    for k, eid in enumerate(per_experiment["id"]):
+        assert per_experiment["n_strong"][k] == (sel & (ids == eid)).sum()
         d_strong = np.array(p["d"])[np.array(p["id"]) == eid]
-        assert entry["median_d_strong"] == pytest.approx(np.median(d_strong), rel=1e-5)
-        assert entry["experiment"]["identifier"] == table.experiment_identifiers()[eid]
+        assert per_experiment["median_d_strong"][k] == pytest.approx(np.median(d_strong), rel=1e-5)
+        assert per_experiment["identifier"][k] == table.experiment_identifiers()[eid]
 
 
 def test_unindexed_rows_without_shared_models_get_no_geometry(tmp_path, run_ok):
@@ -322,7 +319,7 @@ def test_unindexed_rows_without_shared_models_get_no_geometry(tmp_path, run_ok):
     positions = results["positions"]
     for i, eid in enumerate(positions["id"]):
         assert (positions["d"][i] is None) == (eid < 0)
-    labels = [e["experiment"]["label"] for e in results["per_experiment"]]
+    labels = results["per_experiment"]["label"]
     assert labels[0] == "unassigned (id -1)"
 
 
@@ -333,7 +330,7 @@ def test_several_files_and_experiment_lists(tmp_path, run_ok):
     )
     results = document["results"]
     assert results["n_strong"] == sum(seed(t)[0].sum() for t in tables)
-    assert len(results["per_experiment"]) == 3
+    assert len(results["per_experiment"]["id"]) == 3
     assert document["inputs"]["experiments"]["n_experiments"] == 3
     assert document["inputs"]["experiments"]["paths"] == [
         str(data_path(INTEGRATED[0][0])),
@@ -493,7 +490,7 @@ def test_strong_refl_falls_back_to_strong_visibly(tmp_path, run_ok):
     assert "no row has the 'integrated' flag; using 'strong'" in record["fallback"]
     assert record["intensity_origin"].startswith("dials.find_spots")
     assert document["selection"]["fallbacks"] == [
-        {"file_index": 0, "flags": ["strong"], "reason": record["fallback"]}
+        {"flags": ["strong"], "reason": record["fallback"], "n_files": 1, "file_index": [0]}
     ]
     assert document["selection"]["n_selected"] == table.size()
     assert document["selection"]["flags"] == ["integrated"]  # what was asked for
@@ -559,7 +556,7 @@ def test_stills_with_integrated_sum(tmp_path, run_ok):
     results = document["results"]
     assert results["n_selected"] == summed.count(True)
     assert results["n_strong"] == expected > 0
-    assert len(results["per_experiment"]) == 5 and len(results["beam_centres"]) == 5
+    assert len(results["per_experiment"]["id"]) == 5 and len(results["beam_centres"]) == 5
     assert results["n_without_geometry"] == 0
 
 

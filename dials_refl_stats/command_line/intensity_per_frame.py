@@ -16,6 +16,7 @@ from dials_refl_stats.analysis.intensity_per_frame import (
     intensities_by_series,
 )
 from dials_refl_stats.analysis.rows import FileRows, SelectedRows
+from dials_refl_stats.compact import encode_runs
 from dials_refl_stats.frames import (
     AXIS_LABELS,
     EXPERIMENT_INDEX,
@@ -27,6 +28,7 @@ from dials_refl_stats.frames import (
 )
 from dials_refl_stats.pipeline.errors import Sorry
 from dials_refl_stats.pipeline.execute import SelectionPlan
+from dials_refl_stats.pipeline.group_columns import value_columns
 from dials_refl_stats.pipeline.phil import (
     INPUT_PHIL,
     make_flag_selection,
@@ -379,9 +381,13 @@ class IntensityPerFrame(Program):
                 "n_non_positive = intensities <= 0 (counted in every statistic, not shown "
                 "on the log-scale plot)"
             ),
-            "series": [s.describe(n_files) for s in computed.series_list],
+            "series": (
+                compact_series(computed.series_list)
+                if run.compact
+                else [s.describe(n_files) for s in computed.series_list]
+            ),
             "intensities": [
-                describe_result(r, computed.series_list, run.params.output.points)
+                describe_result(r, computed.series_list, run.params.output.points, run.compact)
                 for r in computed.by_choice
             ],
         }
@@ -390,23 +396,26 @@ class IntensityPerFrame(Program):
         from dials_refl_stats.pipeline.program import describe_selection
 
         first = next(iter(self.selections.values()))
+        shared = describe_selection(run, reduced)
+        per_intensity = []
+        for r in computed.by_choice:
+            files = [int(p.masks[r.choice].sum()) for p in computed.prepared]
+            entry = {
+                "intensity": r.choice,
+                **self.selections[r.choice].describe(),
+                "n_selected": int(r.points["intensity"].size),
+                "files": {"n_selected": files},
+            }
+            if run.compact and files == shared["files"]["n_selected"]:
+                del entry["files"]  # the same column as selection.files
+            per_intensity.append(entry)
         return {
-            **describe_selection(run, reduced),
+            **shared,
             **union_description(self.automatic, self.selections),
             "flags_requested": ["Auto"] if self.automatic else list(first.names),
             "default_per_intensity": self.automatic,
             "rule_text": SELECTION_AUTO_HELP if self.automatic else None,
-            "per_intensity": [
-                {
-                    "intensity": r.choice,
-                    **self.selections[r.choice].describe(),
-                    "n_selected": int(r.points["intensity"].size),
-                    "files": {
-                        "n_selected": [int(p.masks[r.choice].sum()) for p in computed.prepared]
-                    },
-                }
-                for r in computed.by_choice
-            ],
+            "per_intensity": per_intensity,
         }
 
     def log_results(self, computed: Computed, run: Run) -> None:
@@ -468,22 +477,104 @@ def _fmt(value) -> str:
     return "nan" if value is None or not np.isfinite(value) else f"{value:.4g}"
 
 
-def describe_result(result: IntensityResult, series_list, with_points: bool) -> dict:
+def describe_result(
+    result: IntensityResult, series_list, with_points: bool, compact: bool = False
+) -> dict:
     value_column, variance_column = INTENSITIES[result.choice][:2]
+    stats = result.stats
     described = {
         "intensity": result.choice,
         "value_column": value_column,
         "variance_column": variance_column,
-        "overall": result.stats.overall,
-        "n_outside_scan": int(sum(result.stats.n_outside_range)),
-        "series": [
-            {"label": s.label, "n_outside_scan": n, **r.as_dict()}
-            for s, r, n in zip(series_list, result.stats.per_series, result.stats.n_outside_range)
-        ],
+        "overall": stats.overall,
+        "n_outside_scan": int(sum(stats.n_outside_range)),
     }
+    if compact:
+        described.update(compact_intensity_series(stats.per_series, stats.n_outside_range))
+    else:
+        described["series"] = [
+            {"label": s.label, "n_outside_scan": n, **r.as_dict()}
+            for s, r, n in zip(series_list, stats.per_series, stats.n_outside_range)
+        ]
     if with_points:
         described["points"] = result.points
     return described
+
+
+#: Per-series summary fields (columns of the compact form).
+SUMMARY_FIELDS = (
+    "n",
+    "n_non_positive",
+    "n_with_sigma",
+    "mean",
+    "median",
+    "mean_i_over_sigma",
+    "frame_min",
+    "frame_max",
+)
+#: Per-frame columns (concatenated over series in the compact form).
+FRAME_FIELDS = (
+    "frame_first",
+    "frame_last",
+    "count",
+    "mean",
+    "median",
+    "mean_i_over_sigma",
+    "n_with_sigma",
+    "n_non_positive",
+)
+
+
+def compact_series(series_list) -> dict:
+    """``results.series`` in the compact form: columns, and the series' experiments as
+    one table (``series``, ``file_index``, ``id``; runs when regular)."""
+    members = [(k, g) for k, s in enumerate(series_list) for g in s.groups]
+    ranges = [s.image_range for s in series_list]
+    return {
+        "numbering": encode_runs([s.numbering for s in series_list]),
+        "image_first": encode_runs([r[0] if r else None for r in ranges]),
+        "image_last": encode_runs([r[1] if r else None for r in ranges]),
+        "experiments": {
+            "series": encode_runs(np.array([k for k, _ in members], dtype=np.int64)),
+            "file_index": encode_runs(np.array([g.file_index for _, g in members], np.int64)),
+            "id": encode_runs(np.array([g.id for _, g in members], dtype=np.int64)),
+        },
+    }
+
+
+def is_its_summary(series) -> bool:
+    """Whether a series' per-frame table is one bin holding all of its rows, with frames
+    ``frame_min..frame_max``: that bin is the summary."""
+    table, summary = series.table, series.summary
+    return (
+        table.n_bins == 1
+        and summary.n > 0
+        and int(table.count[0]) == summary.n
+        and int(table.frame_first[0]) == summary.frame_min
+        and int(table.frame_last[0]) == summary.frame_max
+    )
+
+
+def compact_intensity_series(per_series, n_outside) -> dict:
+    """One intensity's series in the compact form: the summaries as columns
+    (``series``), and the per-frame bins concatenated (``per_frame``, with a ``series``
+    column) except for series whose one bin is their summary (:func:`is_its_summary`)."""
+    summaries = [r.summary for r in per_series]
+    columns: dict = {"n_outside_scan": np.asarray(n_outside, dtype=np.int64)}
+    for name in SUMMARY_FIELDS:
+        columns[name] = [getattr(summary, name) for summary in summaries]
+    several = [k for k, r in enumerate(per_series) if not is_its_summary(r)]
+    tables = [per_series[k].table for k in several]
+    per_frame = {
+        "series": np.repeat(np.asarray(several, dtype=np.int64), [t.n_bins for t in tables])
+    }
+    for name in FRAME_FIELDS:
+        parts = [np.asarray(getattr(t, name)) for t in tables]
+        per_frame[name] = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    return {
+        "series": value_columns(columns, compact=True),
+        "per_frame": value_columns(per_frame, compact=True),
+    }
 
 
 def log_selection(prepared, selections, automatic: bool) -> None:

@@ -17,6 +17,7 @@ from dials_refl_stats.analysis.per_image import (
 from dials_refl_stats.analysis.spot_size import MASK_NAMES, mask_code
 from dials_refl_stats.analysis.statistic import ID_BITS
 from dials_refl_stats.analysis.stills import cell_histograms, sliding_rate, thin_images
+from dials_refl_stats.compact import COMPACT_DIGITS, compact_column
 from dials_refl_stats.geometry import GeometryError, check_panels
 from dials_refl_stats.image_numbering import STILL, NumberedImages, number_images, take
 from dials_refl_stats.pipeline.errors import Sorry
@@ -81,10 +82,11 @@ spot_size
     + output_phil(
         PROGRAM,
         extra="""
-  max_images = 20000
+  max_images = 10000
     .type = int(value_min=10, value_max=1000000)
     .help = "Past this many images the per-image series in the JSON and the plot are"
-            "binned into at most this many bins of consecutive images."
+            "binned into at most this many bins of consecutive images (10000 keeps"
+            "the JSON of 10^5 stills, also inside dials.refl_stats, under 5 MB)."
 """,
     ),
     process_includes=True,
@@ -122,11 +124,17 @@ class PerImageStatistics(Program):
         return {"numbered": numbered, "columns": columns, "table": table}
 
     def results(self, final: dict, run: Run) -> dict:
+        return self.describe(final, run, run.compact)
+
+    def describe(self, final: dict, run: Run, compact: bool) -> dict:
+        """The results, in the compact JSON form (:func:`compact_images`) when asked."""
         params = run.params
         numbered: NumberedImages = final["numbered"]
         columns = dict(final["columns"])
         isigma = columns.pop("isigma_histogram")
         shown, binned = thin_images(columns, isigma, params.output.max_images)
+        if compact:
+            shown = compact_images(shown)
         stills = numbered.numbering == STILL
         totals = {k: int(np.sum(columns[k])) for k in COUNT_FIELDS}
         return {
@@ -146,7 +154,7 @@ class PerImageStatistics(Program):
                 else None,
                 "total_intensity": float(np.sum(columns["total_intensity"])),
             },
-            "stills": stills_summary(columns, stills, run) if stills.any() else None,
+            "stills": stills_summary(columns, stills, run, compact) if stills.any() else None,
             "definitions": DEFINITIONS
             | {"mask_bits": [MASK_NAMES[m] for m in params.spot_size.mask_bits]},
         }
@@ -189,7 +197,7 @@ class PerImageStatistics(Program):
     def plot(self, final: dict, run: Run, path: str) -> None:
         from dials_refl_stats.plotting.per_image import per_image_figure
 
-        document = self.results(final, run)
+        document = self.describe(final, run, compact=False)
         per_image_figure(
             path, document, title=f"Per image: {run.title}", format_from=run.params.output.plot
         )
@@ -271,12 +279,38 @@ def dials_analysis(table: ImageTable, numbered: NumberedImages, run: Run) -> dic
         ) from None
 
 
-def stills_summary(columns: dict, stills: np.ndarray, run: Run) -> dict:
+#: Per-image sums: the compact form keeps their 6 significant digits.
+SUMS = ("total_intensity", "total_intensity_no_ice")
+
+
+def compact_images(columns: dict) -> dict:
+    """The per-image table in the compact form: every column a
+    :func:`~dials_refl_stats.compact.compact_column` (the sums not rounded further);
+    the I/sigma histograms as they are."""
+    return {
+        name: values
+        if name == "isigma_histogram" or values is None
+        else compact_column(values, None if name in SUMS else COMPACT_DIGITS)
+        for name, values in columns.items()
+    }
+
+
+def stills_summary(columns: dict, stills: np.ndarray, run: Run, compact: bool = False) -> dict:
     """Hit and indexing rates (overall and in a sliding window), unit cells."""
     params = run.params
     hit = columns["n_strong"][stills] >= params.hit.min_spots
     indexed = columns["n_indexed"][stills] > 0
     n = int(stills.sum())
+    sliding = thin_images(
+        {
+            "hit_rate": sliding_rate(hit, params.window),
+            "indexing_rate": sliding_rate(indexed, params.window),
+        },
+        None,
+        params.output.max_images,
+    )[0]
+    if compact:
+        sliding = {k: compact_column(v) for k, v in sliding.items()}
     return {
         "n_images": n,
         "hit_min_spots": params.hit.min_spots,
@@ -286,14 +320,7 @@ def stills_summary(columns: dict, stills: np.ndarray, run: Run) -> dict:
         "indexing_rate": float(indexed.mean()),
         "indexing_rate_of_hits": float(indexed[hit].mean()) if hit.any() else None,
         "window": params.window,
-        "sliding": thin_images(
-            {
-                "hit_rate": sliding_rate(hit, params.window),
-                "indexing_rate": sliding_rate(indexed, params.window),
-            },
-            None,
-            params.output.max_images,
-        )[0],
+        "sliding": sliding,
         "unit_cells": cell_histograms(crystal_cells(run.experiments))
         if run.experiment_infos
         else None,

@@ -13,8 +13,14 @@ import libtbx.phil
 from dials_refl_stats.pipeline.combined import CombinedStatistic, Member
 from dials_refl_stats.pipeline.errors import Sorry
 from dials_refl_stats.pipeline.execute import RunPartial
-from dials_refl_stats.pipeline.phil import INPUT_PHIL
-from dials_refl_stats.pipeline.program import Program, Run, build_document, run_program
+from dials_refl_stats.pipeline.phil import INPUT_PHIL, JSON_FORM_PHIL
+from dials_refl_stats.pipeline.program import (
+    Program,
+    Run,
+    build_document,
+    describe_selection,
+    run_program,
+)
 
 PROGRAM = "refl_stats"
 
@@ -55,7 +61,7 @@ def member_module(name: str):
 
 #: Run-wide scopes and output files: dials.refl_stats has its own.
 RUN_WIDE = ("input", "mp")
-MEMBER_FILES = ("log", "json", "plot")
+MEMBER_FILES = ("log", "json", "plot", "json_form")
 
 
 def member_phil(name: str) -> str:
@@ -91,8 +97,9 @@ output
   html = None
     .type = path
     .help = "HTML report (default <prefix>.html). None with prefix=None: no report."
-}
 """
+    + JSON_FORM_PHIL
+    + "}\n"
     + INPUT_PHIL
     + "".join(member_phil(name) for name in MEMBERS)
 )
@@ -174,17 +181,20 @@ class ReflStats(Program):
         return out
 
     def results(self, finals: dict, run: Run) -> dict:
+        shared = describe_selection(run, RunPartial(None, run.records))["files"]
+        statistics = {}
+        for name, (final, reduced) in finals.items():
+            member = self.members[name]
+            selection = member.program.selection_record(final, member.run, reduced)
+            if run.compact and selection["files"] == shared:
+                del selection["files"]  # the same column as the top-level selection.files
+            statistics[name] = {
+                "program": f"dials.{name}",
+                "selection": selection,
+                "results": member.program.results(final, member.run),
+            }
         return {
-            "statistics": {
-                name: {
-                    "program": f"dials.{name}",
-                    "selection": self.members[name].program.selection_record(
-                        final, self.members[name].run, reduced
-                    ),
-                    "results": self.members[name].program.results(final, self.members[name].run),
-                }
-                for name, (final, reduced) in finals.items()
-            },
+            "statistics": statistics,
             "not_computed": [
                 {"statistic": name, "reason": reason} for name, reason in self.left_out.items()
             ],

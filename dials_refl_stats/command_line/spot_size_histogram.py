@@ -15,8 +15,9 @@ from dials_refl_stats.analysis.spot_size import (
     SpotSizeStatistic,
     mask_code,
 )
-from dials_refl_stats.analysis.statistic import split_group_key
+from dials_refl_stats.analysis.statistic import ID_BITS
 from dials_refl_stats.pipeline.errors import Sorry
+from dials_refl_stats.pipeline.group_columns import experiment_columns, value_columns
 from dials_refl_stats.pipeline.phil import (
     INPUT_PHIL,
     make_binning,
@@ -137,17 +138,22 @@ class SpotSizeHistogram(Program):
 
     def results(self, final: GroupedSizes, run: Run) -> dict:
         params = run.params
-        groups = describe_groups(final.groups, run)
         wanted = params.output.experiment_histograms
+        n_groups = int(final.groups.size)
         with_histograms = (
-            len(groups["label"]) <= MAX_AUTO_HISTOGRAMS if wanted in (None, libtbx.Auto) else wanted
+            n_groups <= MAX_AUTO_HISTOGRAMS if wanted in (None, libtbx.Auto) else wanted
         )
         columns = final.summary_columns()
         per_experiment = {
-            **groups,
-            "n": columns["n"],
-            "n_without_shoebox_pixels": final.n_without_pixels,
-            **{key: columns[key] for key in ("mean", "median", "min", "max", "std")},
+            **describe_groups(final.groups, run, run.compact),
+            **value_columns(
+                {
+                    "n": columns["n"],
+                    "n_without_shoebox_pixels": final.n_without_pixels,
+                    **{key: columns[key] for key in ("mean", "median", "min", "max", "std")},
+                },
+                run.compact,
+            ),
         }
         return {
             **describe_size_definition(final.sources, params.spot_size.mask_bits, self.code),
@@ -156,7 +162,9 @@ class SpotSizeHistogram(Program):
             "per_experiment_histograms": (
                 [
                     {"label": label, **d.histogram.as_dict()}
-                    for label, d in zip(groups["label"], final.result.groups)
+                    for label, d in zip(
+                        describe_groups(final.groups, run)["label"], final.result.groups
+                    )
                 ]
                 if with_histograms
                 else None
@@ -175,14 +183,15 @@ class SpotSizeHistogram(Program):
                 "%d selected reflections have no shoebox pixels allocated; they are left out",
                 n_missing,
             )
-        labels = describe_groups(final.groups, run)["label"]
-        if 1 < len(labels):
-            shown = labels if len(labels) <= 20 or run.invocation.options.verbose else labels[:20]
+        n_groups = len(final.groups)
+        if 1 < n_groups:
+            every = n_groups <= 20 or run.invocation.options.verbose
+            shown = describe_groups(final.groups if every else final.groups[:20], run)["label"]
             columns = final.summary_columns()
             for label, n, median in zip(shown, columns["n"], columns["median"]):
                 logger.info("  %s: n=%d median=%s", label, n, _g(None if n == 0 else median))
-            if len(shown) < len(labels):
-                logger.info("  ... %d experiments in all (all of them with -v)", len(labels))
+            if len(shown) < n_groups:
+                logger.info("  ... %d experiments in all (all of them with -v)", n_groups)
 
     def summary_line(self, final: GroupedSizes, run: Run) -> str:
         summary = final.overall.summary
@@ -194,8 +203,8 @@ class SpotSizeHistogram(Program):
         from dials_refl_stats.plotting.histogram import histogram_bars
 
         params = run.params
-        labels = describe_groups(final.groups, run)["short_label"]
-        overlay = 1 < len(labels) <= 8
+        overlay = 1 < len(final.groups) <= 8
+        labels = describe_groups(final.groups, run)["short_label"] if overlay else []
         bars = (
             list(zip(labels, [d.histogram for d in final.result.groups]))
             if overlay
@@ -225,29 +234,22 @@ def _g(value) -> str:
     return "nan" if value is None else f"{value:g}"
 
 
-def describe_groups(keys: np.ndarray, run: Run) -> dict:
-    """Column arrays describing each group key: file, id, identifier, experiment, labels."""
-    files = [split_group_key(k) for k in keys]
-    n_files = len(run.files)
-    infos = [run.files[f].info for f, _ in files]
-    identifiers = [info.identifiers.get(i) for info, (_, i) in zip(infos, files)]
-    experiments = [info.experiment_of_id.get(i) for info, (_, i) in zip(infos, files)]
-    labels, short = [], []
-    for file_index, i in files:  # the identifier has its own column (UUIDs make poor labels)
-        name = "unassigned (id -1)" if i < 0 else f"experiment {i}"
-        prefix = f"file {file_index}: " if n_files > 1 else ""
-        labels.append(prefix + name)
-        short.append(
-            prefix.replace("file ", "f").replace(": ", " ") + ("id -1" if i < 0 else f"expt {i}")
-        )
-    return {
-        "file_index": [f for f, _ in files],
-        "id": [i for _, i in files],
-        "identifier": identifiers,
-        "experiment_index": experiments,
-        "label": labels,
-        "short_label": short,
-    }
+def describe_groups(keys: np.ndarray, run: Run, compact: bool = False) -> dict:
+    """Column arrays describing each group key: file, id, identifier, experiment, labels
+    (the identifier has its own column: UUIDs make poor labels); see
+    :func:`~dials_refl_stats.pipeline.group_columns.experiment_columns`."""
+    keys = np.asarray(keys, dtype=np.int64)
+    file_index = (keys >> ID_BITS).tolist()
+    ids = ((keys & ((1 << ID_BITS) - 1)) - 1).tolist()
+    infos = [run.files[f].info for f in file_index]
+    return experiment_columns(
+        file_index,
+        ids,
+        [info.identifiers.get(i) for info, i in zip(infos, ids)],
+        [info.experiment_of_id.get(i) for info, i in zip(infos, ids)],
+        len(run.files),
+        compact,
+    )
 
 
 def describe_size_definition(sources, mask_bits, code: int) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 
@@ -21,8 +22,11 @@ from dials_refl_stats.analysis.strong_positions import (
     merge_extents,
     strong_positions,
 )
+from dials_refl_stats.compact import encode_runs
 from dials_refl_stats.experiment_groups import ExperimentGroup, group_rows_by_experiment
+from dials_refl_stats.output import to_plain
 from dials_refl_stats.pipeline.errors import Sorry
+from dials_refl_stats.pipeline.group_columns import experiment_columns, value_columns
 from dials_refl_stats.pipeline.phil import INPUT_PHIL, output_phil, selection_phil
 from dials_refl_stats.pipeline.program import Program, Run, describe_selection, run_program
 from dials_refl_stats.selection import FLAG_BITS, FlagSelection
@@ -377,7 +381,12 @@ class StrongReflectionPositions(Program):
         ]
         computed = compute(files, params, self.criteria, experiments, self.d_source)
         lab_frame = experiments is not None and geometry.n_panels(experiments) > 1
-        result = describe_results(computed, files, params, self.criteria, lab_frame)
+        experiment_index = [
+            run.files[g.file_index].info.experiment_of_id.get(g.id) for g in computed.groups
+        ]
+        result = describe_results(
+            computed, files, params, self.criteria, lab_frame, experiment_index, run.compact
+        )
         result["unassigned_rows"] = self.shared_reason
         return Final(computed, files, result, lab_frame)
 
@@ -497,8 +506,17 @@ def compute(files, params, criteria, experiments, d_source) -> Computed:
     )
 
 
-def describe_results(computed: Computed, files, params, criteria, lab_frame: bool) -> dict:
-    """The JSON ``results`` block."""
+def describe_results(
+    computed: Computed,
+    files,
+    params,
+    criteria,
+    lab_frame: bool,
+    experiment_index: list[int | None],
+    compact: bool = False,
+) -> dict:
+    """The JSON ``results`` block (per-experiment columns and beam centres in the
+    ``compact`` form when asked)."""
     stats, shells = computed.stats, computed.stats.shells
     positions = computed.positions
     results = {
@@ -531,26 +549,64 @@ def describe_results(computed: Computed, files, params, criteria, lab_frame: boo
             "extent_source": computed.extent_source,
             "panels": [h.as_dict() for h in stats.histograms],
         },
-        "beam_centres": computed.beam_centres,
-        "per_experiment": [
-            {
-                "experiment": group.describe(len(files)),
-                "n_selected": int(n_all),
-                "n_strong": int(n_strong),
-                "strong_fraction": float(n_strong) / n_all if n_all else None,
-                "median_d_strong": median,
-            }
-            for group, n_all, n_strong, median in zip(
-                computed.groups,
-                stats.n_selected_per_group,
-                stats.n_strong_per_group,
-                stats.median_d_strong_per_group,
-            )
-        ],
+        "beam_centres": (
+            distinct_beam_centres(computed.beam_centres) if compact else computed.beam_centres
+        ),
+        "per_experiment": per_experiment_columns(
+            computed, stats, len(files), experiment_index, compact
+        ),
     }
     if params.output.positions:
         results["positions"] = positions_record(files, computed)
     return results
+
+
+def per_experiment_columns(
+    computed: Computed, stats: StrongPositions, n_files: int, experiment_index, compact: bool
+) -> dict:
+    """Selected and strong counts, strong fraction (not in the compact form: it is
+    n_strong / n_selected) and median d per experiment (columns)."""
+    groups = computed.groups
+    n_all = np.asarray(stats.n_selected_per_group, dtype=np.int64).reshape(-1)
+    n_strong = np.asarray(stats.n_strong_per_group, dtype=np.int64).reshape(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fraction = np.where(n_all > 0, n_strong / np.maximum(n_all, 1), np.nan)
+    median = np.array(
+        [np.nan if m is None else m for m in stats.median_d_strong_per_group], dtype=np.float64
+    )
+    return {
+        **experiment_columns(
+            [g.file_index for g in groups],
+            [g.id for g in groups],
+            [g.identifier for g in groups],
+            experiment_index,
+            n_files,
+            compact,
+        ),
+        **value_columns(
+            {
+                "n_selected": n_all,
+                "n_strong": n_strong,
+                **({} if compact else {"strong_fraction": fraction}),
+                "median_d_strong": median,
+            },
+            compact,
+        ),
+    }
+
+
+def distinct_beam_centres(centres: list[dict]) -> list[dict]:
+    """The compact form of ``beam_centres``: one entry per distinct centre (to 6
+    significant digits) with its ``experiments`` (runs when regular)."""
+    distinct: dict[tuple, tuple[dict, list[int]]] = {}
+    for centre in centres:
+        plain = to_plain({k: centre[k] for k in ("panel", "px", "mm", "lab")})
+        key = json.dumps(plain, sort_keys=True)
+        distinct.setdefault(key, (plain, []))[1].append(centre["experiment"])
+    return [
+        {"experiments": encode_runs(experiments), **plain}
+        for plain, experiments in distinct.values()
+    ]
 
 
 def positions_record(files, computed: Computed) -> dict:

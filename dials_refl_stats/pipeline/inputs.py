@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from dials_refl_stats.analysis.statistic import ExperimentInfo, FileInfo
+from dials_refl_stats.compact import common_directory, compact_column, encode_names
 from dials_refl_stats.pipeline.errors import Sorry
 from dials_refl_stats.reader import msgpack_small, read_layout
 from dials_refl_stats.reader.formats import sniff_bytes
@@ -396,24 +397,31 @@ def small_file(
 
 
 def describe_inputs(
-    opened: Sequence[OpenedFile], experiment_paths: Sequence[str], n_experiments: int
+    opened: Sequence[OpenedFile],
+    experiment_paths: Sequence[str],
+    n_experiments: int,
+    compact: bool = False,
 ) -> dict:
-    """The ``inputs`` block of the JSON envelope: one column array per field."""
-    paths = [f.info.path for f in opened]
-    directory = os.path.commonpath([os.path.abspath(p) for p in paths]) if paths else ""
-    if len(paths) == 1:
-        directory = os.path.dirname(os.path.abspath(paths[0]))
+    """The ``inputs`` block of the JSON envelope: file names relative to their common
+    directory and one column array per field; in the compact form the names as a
+    numbered template, no per-file sizes, columns as runs when regular."""
+    directory, names = common_directory([f.info.path for f in opened])
+    reflections = {
+        "n_files": len(opened),
+        "directory": directory,
+        "paths": encode_names(names) if compact else names,
+        "size_bytes": [f.size_bytes for f in opened],
+        "rows": [f.info.nrows for f in opened],
+        "n_identifiers": [len(f.info.identifiers) for f in opened],
+        "reader": sorted({f.backend for f in opened if not f.info.problem}),
+        "total_bytes": sum(f.size_bytes for f in opened),
+        "total_rows": sum(f.info.nrows for f in opened),
+    }
+    if compact:
+        del reflections["size_bytes"]
+        for name in ("rows", "n_identifiers"):
+            reflections[name] = compact_column(reflections[name])
     return {
-        "reflections": {
-            "n_files": len(opened),
-            "directory": directory,
-            "paths": paths,
-            "size_bytes": [f.size_bytes for f in opened],
-            "rows": [f.info.nrows for f in opened],
-            "n_identifiers": [len(f.info.identifiers) for f in opened],
-            "reader": sorted({f.backend for f in opened if not f.info.problem}),
-            "total_bytes": sum(f.size_bytes for f in opened),
-            "total_rows": sum(f.info.nrows for f in opened),
-        },
+        "reflections": reflections,
         "experiments": {"paths": list(experiment_paths), "n_experiments": n_experiments},
     }

@@ -80,6 +80,17 @@ mp
 """
 
 
+#: ``output.json_form``: the full or the compact JSON (``dials_refl_stats.compact``).
+JSON_FORM_PHIL = """\
+  json_form = *auto full compact
+    .type = choice
+    .help = "full: every per-file and per-experiment column, with labels and"
+            "identifiers; compact: file names as a numbered template, index columns"
+            "as runs, no per-experiment labels, 4 significant digits (docs/json.md);"
+            "auto: compact past 1000 reflection files or experiment identifiers."
+"""
+
+
 def output_phil(program: str, extra: str = "") -> str:
     """Phil text of the ``output`` scope: deterministic default file names."""
     return f"""
@@ -94,7 +105,7 @@ output
   plot = {program}.png
     .type = path
     .help = "Plot file; the suffix chooses the format (png, svg, pdf). None: no plot."
-{extra}
+{JSON_FORM_PHIL}{extra}
 }}
 """
 

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 from dials_refl_stats import __version__
 from dials_refl_stats.analysis.statistic import ExperimentInfo, Statistic
+from dials_refl_stats.compact import compact_column, is_compact
 from dials_refl_stats.output import make_document, write_json
 from dials_refl_stats.pipeline.arguments import (
     EXPERIMENT_SUFFIXES,
@@ -52,6 +53,8 @@ class Run:
     experiment_infos: list[ExperimentInfo]
     plan: SelectionPlan
     records: list = field(default_factory=list)  # FileRecord of every file, once reduced
+    #: the JSON's form: compact (past many files or experiments) or full
+    compact: bool = False
 
     @functools.cached_property
     def paths(self) -> list[str]:
@@ -140,9 +143,9 @@ class Program(ABC):
 
 
 def describe_selection(run: Run, reduced: RunPartial) -> dict:
-    """Flags, counts, per-file columns, fallbacks and skipped files."""
+    """Flags, counts, the per-file selected counts (the rows are in ``inputs``), the
+    fallbacks grouped by flags and reason, and the skipped files."""
     records = reduced.records
-    fallbacks = [r for r in records if r.fallback]
     skipped = [r for r in records if r.skipped]
     return {
         **run.plan.requested.describe(),
@@ -153,14 +156,8 @@ def describe_selection(run: Run, reduced: RunPartial) -> dict:
         ),
         "n_rows": sum(r.n_rows for r in records),
         "n_selected": sum(r.n_selected for r in records),
-        "files": {
-            "n_rows": [r.n_rows for r in records],
-            "n_selected": [r.n_selected for r in records],
-        },
-        "fallbacks": [
-            {"file_index": r.index, "flags": list(r.selection), "reason": r.fallback}
-            for r in fallbacks
-        ],
+        "files": {"n_selected": _column([r.n_selected for r in records], run.compact)},
+        "fallbacks": describe_fallbacks(records, run.compact),
         "skipped": [
             {"file_index": r.index, "path": run.paths[r.index], "reason": r.skipped}
             for r in skipped
@@ -168,13 +165,36 @@ def describe_selection(run: Run, reduced: RunPartial) -> dict:
     }
 
 
+def _column(values: list, compact: bool) -> list | dict:
+    return compact_column(values) if compact else values
+
+
+def describe_fallbacks(records: Sequence, compact: bool) -> list[dict]:
+    """Files whose selection fell back, one entry per (flags, reason) with its files
+    (``file_index`` as runs in the compact form)."""
+    groups: dict[tuple, list[int]] = {}
+    for r in records:
+        if r.fallback:
+            groups.setdefault((tuple(r.selection), r.fallback), []).append(r.index)
+    return [
+        {
+            "flags": list(flags),
+            "reason": reason,
+            "n_files": len(files),
+            "file_index": _column(files, compact),
+        }
+        for (flags, reason), files in groups.items()
+    ]
+
+
 def build_document(name: str, run: Run, *, selection: dict, results: Any) -> dict:
     """The JSON document of program ``name`` (the shared envelope around ``results``)."""
     return make_document(
         program=f"dials.{name}",
+        form="compact" if run.compact else "full",
         dials_version=dials_version(),
         inputs=describe_inputs(
-            run.files, run.invocation.experiment_paths, len(run.experiment_infos)
+            run.files, run.invocation.experiment_paths, len(run.experiment_infos), run.compact
         ),
         parameters=parameters_record(run.invocation),
         selection=selection,
@@ -263,7 +283,10 @@ def run_program(program: Program, args: Sequence[str] | None, phil, help_message
     for opened in files:
         if not opened.info.problem and not isinstance(opened.info, DeferredFileInfo):
             program.check_file(opened, params)
-    run = Run(invocation, params, files, experiments, infos, plan)
+    n_groups = sum(max(1, len(f.info.identifiers)) for f in files)
+    form = str(getattr(params.output, "json_form", "auto")).lower()
+    compact = is_compact(len(files), n_groups, form)
+    run = Run(invocation, params, files, experiments, infos, plan, compact=compact)
     statistic = program.statistic(run)
 
     verbosity = invocation.options.verbose

@@ -225,12 +225,15 @@ def _select(files: list, flags: np.ndarray, bounds: np.ndarray, plan: SelectionP
     """The selected rows of every file (the shared fallback rule, file by file), and
     their records (with the headers read here, for deferred files)."""
     selected = plan.requested.apply(flags)
-    choices = []
-    for i in range(len(files)):
-        selection, reason = plan.for_file(flags[bounds[i] : bounds[i + 1]])
-        if reason is not None:
-            selected[bounds[i] : bounds[i + 1]] = selection.apply(flags[bounds[i] : bounds[i + 1]])
-        choices.append((selection.names, reason))
+    choices = [(plan.requested.names, None)] * len(files)
+    if plan.fallback and plan.requested.mask:
+        # only files in which no row has any requested bit can fall back
+        for i in np.flatnonzero(~_per_file_any((flags & plan.requested.mask) != 0, bounds)):
+            rows = slice(bounds[i], bounds[i + 1])
+            selection, reason = plan.for_file(flags[rows])
+            if reason is not None:
+                selected[rows] = selection.apply(flags[rows])
+            choices[i] = (selection.names, reason)
     running = np.zeros(selected.size + 1, dtype=np.int64)
     np.cumsum(selected, out=running[1:])
     n_selected = (running[bounds[1:]] - running[bounds[:-1]]).tolist()

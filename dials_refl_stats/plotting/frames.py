@@ -33,6 +33,8 @@ from dials_refl_stats.plotting.style import (
 
 #: Above this many series all points share one colour (no legend).
 MAX_COLOURED_SERIES = MAX_COLOURS
+#: Median, count and I/sigma lines for at most this many series (the first ones).
+MAX_LINED_SERIES = MAX_COLOURS
 
 #: Fewer reflections than this per frame bin on average: the plot uses wider bins ...
 SPARSE_PER_BIN = 10
@@ -155,13 +157,16 @@ def wide_bin_medians(
 
 
 def _x_limits(panel: Panel, binned_series: Sequence[Binned]) -> tuple[float, float] | None:
-    """Frames spanned by the tables and image ranges (at least 4 wide, so a one-image
-    scan gets a readable integer axis)."""
+    """Frames spanned by the tables (binned for the series drawn as lines, the first
+    ones) and image ranges (at least 4 wide, so a one-image scan gets a readable
+    integer axis)."""
     lows, highs = [], []
-    for s, b in zip(panel.series, binned_series):
-        if b.first.size:
-            lows.append(float(b.first[0]) - 0.5)
-            highs.append(float(b.last[-1]) + 0.5)
+    for k, s in enumerate(panel.series):
+        b = binned_series[k] if k < len(binned_series) else s.table
+        first, last = (b.first, b.last) if isinstance(b, Binned) else (b.frame_first, b.frame_last)
+        if first.size:
+            lows.append(float(first[0]) - 0.5)
+            highs.append(float(last[-1]) + 0.5)
         if s.image_range:
             lows.append(s.image_range[0] - 0.5)
             highs.append(s.image_range[1] + 0.5)
@@ -221,7 +226,8 @@ def _draw_panel(figure, column_axes, panel: Panel, colours: dict[str, str], xlab
     several = len(series) > 1
     n_points = sum(int(s.intensity.size) for s in series)
     factor = display_factor(series)
-    binned_series = [binned(s, factor) for s in series]
+    lined = series[:MAX_LINED_SERIES]  # lines for a few series; points for all
+    binned_series = [binned(s, factor) for s in lined]
     # y given: nothing is above these axes, and matplotlib's automatic placement of the
     # title lays out every tick label once more to find that out
     top.set_title(display_title(panel.title, width=PANEL_TITLE_WIDTH), fontsize=10, y=1.0)
@@ -236,9 +242,13 @@ def _draw_panel(figure, column_axes, panel: Panel, colours: dict[str, str], xlab
         return
 
     hidden, mesh = _draw_points(top, series, colours, coloured)
-    for s, b in zip(series, binned_series):
+    for k, (s, b) in enumerate(zip(lined, binned_series)):
         colour = colours[s.label] if coloured else "C0"
         label = short_label(s.label) if coloured and several else None
+        median_label = f"median: {label}" if label else "median per frame bin"
+        if not coloured:  # many series: one legend entry for the few drawn as lines
+            median_label = f"{median_label} (first {len(lined)} of {len(series)} series)"
+            median_label = median_label if k == 0 else None
         markers = {"marker": "o", "ms": 2.5} if b.count.size <= MARKERS_UP_TO else {}
         median = np.where(b.median > 0, b.median, np.nan)
         if np.isfinite(median).any():
@@ -249,7 +259,7 @@ def _draw_panel(figure, column_axes, panel: Panel, colours: dict[str, str], xlab
                 color=colour if several else "k",
                 lw=1.2,
                 zorder=3,
-                label=f"median: {label}" if label else "median per frame bin",
+                label=median_label,
                 **markers,
             )
         if b.count.size:
@@ -285,7 +295,9 @@ def _draw_panel(figure, column_axes, panel: Panel, colours: dict[str, str], xlab
     if mesh is not None:
         notes.append(f"{n_points - hidden} points drawn as a density (log colour)")
     if not coloured:
-        notes.append(f"{len(series)} series, one colour")
+        notes.append(
+            f"{len(series)} series, one colour; lines for the first {len(lined)}, points for all"
+        )
     top.text(
         0.01,
         0.99,

@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from dials_refl_stats.compact import decode, expand
+from dials_refl_stats.compact import group_labels as compact_labels
 from dials_refl_stats.report.figures import Figure
 
 
@@ -100,12 +102,13 @@ def bounded_rows(rows: list[list[str]], limit: int, what: str) -> tuple[list[lis
 
 
 def records(table, limit: int | None = None) -> list[dict]:
-    """Rows of a column table (dict of equal-length lists) or a list of dicts, as dicts."""
+    """Rows of a column table (dict of equal-length lists, runs decoded) or a list of
+    dicts, as dicts."""
     if isinstance(table, list):
         return [r for r in table[:limit] if isinstance(r, dict)]
     if not isinstance(table, dict):
         return []
-    columns = {k: v for k, v in table.items() if isinstance(v, list)}
+    columns = {k: v for k, v in expand(table).items() if isinstance(v, list)}
     n = min((len(v) for v in columns.values()), default=0)
     n = n if limit is None else min(n, limit)
     return [{k: v[i] for k, v in columns.items()} for i in range(n)]
@@ -119,14 +122,22 @@ def label_of(row: dict) -> str:
 
 
 def group_column(table, name: str) -> list:
-    """Column ``name`` of a group table: column arrays, or a list of rows (the value
-    looked up in the row, then in its ``summary``)."""
+    """Column ``name`` of a group table: column arrays (runs decoded), or a list of rows
+    (the value looked up in the row, then in its ``summary``)."""
     if isinstance(table, dict):
-        return list(table.get(name) or [])
+        if name == "strong_fraction" and name not in table:  # compact form: derived
+            strong, selected = decode(table.get("n_strong")), decode(table.get("n_selected"))
+            return [s / n if n else None for s, n in zip(strong, selected)]
+        return decode(table.get(name))
     return [r.get(name, (r.get("summary") or {}).get(name)) for r in records(table)]
 
 
 def group_labels(table) -> list[str]:
+    """Each group's label: the ``label`` column, else (compact form) made from
+    ``file_index`` and ``id``."""
     if isinstance(table, dict):
-        return [str(v) for v in table.get("label") or []]
+        if "label" in table:
+            return [str(v) for v in table.get("label") or []]
+        files, ids = decode(table.get("file_index")), decode(table.get("id"))
+        return compact_labels(files, ids, len(set(files)))
     return [label_of(r) for r in records(table)]

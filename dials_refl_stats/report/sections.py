@@ -19,6 +19,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Callable
 
+from dials_refl_stats.compact import decode, reflection_paths
 from dials_refl_stats.report.generic import generic
 from dials_refl_stats.report.model import Budget, Content, Table, fmt, records, size_text
 from dials_refl_stats.report.thin import bounded_json
@@ -73,13 +74,14 @@ def _input_files(inputs: dict) -> tuple[list[dict], list[str], int]:
     reflections = inputs.get("reflections") or []
     experiments = inputs.get("experiments") or []
     if isinstance(reflections, dict):
+        paths = reflection_paths(reflections)
         files = records(
             {
-                "path": reflections.get("paths") or [],
-                "size_bytes": reflections.get("size_bytes") or [],
+                "path": paths,
+                "size_bytes": reflections.get("size_bytes") or [None] * len(paths),
                 "rows": reflections.get("rows") or [],
                 "reader": reflections.get("reader") or [],
-                "identifiers": reflections.get("n_identifiers") or [],
+                "identifiers": decode(reflections.get("n_identifiers")),
             }
         )
     else:
@@ -112,8 +114,10 @@ def _inputs_table(inputs: dict, budget: Budget) -> Table:
     for kind, items in (("reflection files", files), ("experiment files", experiments)):
         if len(items) > limit:
             notes.append(f"first {limit} of {len(items)} {kind} shown")
-    total = sum(int(r.get("size_bytes") or 0) for r in files)
-    n_rows = sum(int(r.get("rows") or 0) for r in files)
+    reflections = inputs.get("reflections")
+    totals = reflections if isinstance(reflections, dict) else {}
+    total = totals.get("total_bytes", sum(int(r.get("size_bytes") or 0) for r in files))
+    n_rows = totals.get("total_rows", sum(int(r.get("rows") or 0) for r in files))
     notes.append(
         f"{len(files)} reflection file(s), {size_text(total)}, {n_rows} rows; "
         f"{n_experiments} experiment(s)"
@@ -140,9 +144,7 @@ def _selection(selection: dict, limit: int, paths: list[str]) -> list[tuple[str,
         items = selection.get(key) or []
         for item in items[:limit] if isinstance(items, list) else []:
             index = item.get("file_index")
-            where = item.get("path") or (
-                paths[index] if isinstance(index, int) and index < len(paths) else f"file {index}"
-            )
+            where = item.get("path") or _files_text(index, paths)
             flags = f" (uses {fmt(item['flags'])})" if item.get("flags") else ""
             out.append(
                 (
@@ -153,6 +155,16 @@ def _selection(selection: dict, limit: int, paths: list[str]) -> list[tuple[str,
         if isinstance(items, list) and len(items) > limit:
             out.append((key, f"… {len(items) - limit} more files"))
     return out
+
+
+def _files_text(index, paths: list[str]) -> str:
+    """A file index (or a fallback's list or runs of them) as a path or a count."""
+    if isinstance(index, int):
+        return paths[index] if index < len(paths) else f"file {index}"
+    indices = decode(index)
+    if len(indices) == 1:
+        return _files_text(indices[0], paths)
+    return f"{len(indices)} files ({_files_text(indices[0], paths)}, …)" if indices else "no file"
 
 
 def rerun_inputs(inputs: dict | None, limit: int) -> str:

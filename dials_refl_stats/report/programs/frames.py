@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dials_refl_stats.compact import intensity_series_full
 from dials_refl_stats.report.figures import (
     Figure,
     layout,
@@ -175,7 +176,7 @@ def _frame_tables(results: dict, budget: Budget) -> list[Table]:
 
 @builder("dials.intensity_per_frame")
 def intensity_per_frame(document: dict, budget: Budget) -> Content:
-    results = document["results"]
+    results = intensity_series_full(document["results"])  # the full form of the series
     content = Content()
     for block in results["intensities"]:
         o, name = block["overall"], block["intensity"]

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from dials_refl_stats.compact import expand
 from dials_refl_stats.report.figures import (
     Figure,
     bars,
@@ -412,8 +413,10 @@ def _image_table(per_image: dict, budget: Budget) -> Table:
 
 @builder("dials.per_image_statistics")
 def per_image_statistics(document: dict, budget: Budget) -> Content:
-    results = document["results"]
-    per_image = results["per_image"]
+    results = dict(document["results"])
+    per_image = results["per_image"] = expand(results["per_image"])  # runs decoded
+    if results.get("stills") and results["stills"].get("sliding"):
+        results["stills"] = {**results["stills"], "sliding": expand(results["stills"]["sliding"])}
     overall = results["overall"]
     stills = results.get("stills")
     content = Content()

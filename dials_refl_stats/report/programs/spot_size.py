@@ -57,11 +57,10 @@ def _spot_figure(results: dict, budget: Budget) -> Figure:
             opacity=0.75,
         )
     ]
-    histograms = results.get("per_experiment_histograms")
-    if histograms is None:  # schema 1: one histogram inside each per-experiment entry
-        histograms = [
-            dict(g["histogram"], label=label_of(g)) for g in records(results.get("per_experiment"))
-        ]
+    histograms = results.get("per_experiment_histograms") or []
+    groups = results.get("per_experiment")
+    if not histograms and isinstance(groups, list):  # schema 1: a histogram in each entry
+        histograms = [dict(g["histogram"], label=label_of(g)) for g in records(groups)]
     if 2 <= len(histograms) <= budget.overlay:
         for i, histogram in enumerate(histograms):
             g_edges, g_counts, _ = _histogram(histogram, budget)
