@@ -205,9 +205,10 @@ def map_positions(
 
 #: Rows converted at a time (small temporaries: memory-bound arithmetic runs in cache).
 BLOCK_ROWS = 1 << 15
-#: Up to this many (experiment, panel) pairs, rows are converted pair by pair (values
-#: of the pair's panel and beam broadcast); past it, with per-row gathers of them.
-PAIRS_ONE_BY_ONE = 16
+#: Up to this many (experiment, panel) pairs (1: one sweep on one panel), rows are
+#: converted with the pair's panel and beam values broadcast; past it, with per-row
+#: gathers of them (as fast as pair-by-pair masks from two pairs on).
+PAIRS_BROADCAST = 1
 
 
 @dataclass(frozen=True)
@@ -237,33 +238,25 @@ def _positions_of(n: int, rows: np.ndarray, mm, lab, d) -> Positions:
 
 def _block_positions(xy, key, index, pairs: Pairs, mm, lab, d) -> None:
     """Fill ``mm``, ``lab`` and ``d`` of a block of rows."""
-    if pairs.keys.size == 1:
+    if pairs.keys.size <= PAIRS_BROADCAST:
         k, e = int(pairs.keys[0]), int(pairs.experiment[0])
         _pair_positions(xy, k, pairs, mm, lab)
         d[:] = _d_of_lab(lab, pairs.s0[e], pairs.s0_length[e])
-    elif pairs.keys.size <= PAIRS_ONE_BY_ONE:
-        for k, e in zip(pairs.keys.tolist(), pairs.experiment.tolist()):
-            these = np.flatnonzero(key == k)
-            if these.size:
-                mm_k, lab_k = np.empty((these.size, 2)), np.empty((these.size, 3))
-                _pair_positions(xy[these], k, pairs, mm_k, lab_k)
-                mm[these], lab[these] = mm_k, lab_k
-                d[these] = _d_of_lab(lab_k, pairs.s0[e], pairs.s0_length[e])
-    else:
-        simple = np.ones(key.size, dtype=bool)
-        for k, p in pairs.others.items():
-            these = np.flatnonzero(key == k)
-            simple[these] = False
-            if these.size:
-                mm[these], lab[these] = _flex_panel_positions(p, xy[these])
-        some = np.flatnonzero(simple)
-        if some.size == key.size:
-            simple_panel_positions(xy, [c[key] for c in pairs.frames.T], mm, lab)
-        elif some.size:
-            mm[some], lab[some] = simple_panel_positions(
-                xy[some], [c[key[some]] for c in pairs.frames.T]
-            )
-        d[:] = _d_of_lab(lab, pairs.s0[index], pairs.s0_length[index][:, np.newaxis])
+        return
+    simple = np.ones(key.size, dtype=bool)
+    for k, p in pairs.others.items():
+        these = np.flatnonzero(key == k)
+        simple[these] = False
+        if these.size:
+            mm[these], lab[these] = _flex_panel_positions(p, xy[these])
+    some = np.flatnonzero(simple)
+    if some.size == key.size:
+        simple_panel_positions(xy, [c[key] for c in pairs.frames.T], mm, lab)
+    elif some.size:
+        mm[some], lab[some] = simple_panel_positions(
+            xy[some], [c[key[some]] for c in pairs.frames.T]
+        )
+    d[:] = _d_of_lab(lab, pairs.s0[index], pairs.s0_length[index][:, np.newaxis])
 
 
 def _pair_positions(xy, k: int, pairs: Pairs, mm, lab) -> None:

@@ -72,16 +72,16 @@ def assert_identical(positions, reference) -> None:
 
 @needs_dials
 @pytest.mark.parametrize("pair", PAIRS, ids=lambda p: p[0])
-@pytest.mark.parametrize("one_by_one", [16, 0], ids=["by pair", "gathered"])
+@pytest.mark.parametrize("broadcast", [1, 0], ids=["one pair broadcast", "gathered"])
 @pytest.mark.parametrize("block", [1 << 15, 1000], ids=["one block", "blocks"])
-def test_positions_are_dxtbx_positions(pair, one_by_one, block, monkeypatch):
+def test_positions_are_dxtbx_positions(pair, broadcast, block, monkeypatch):
     from dials_refl_stats.pipeline.experiment_models import read_experiments
 
     expt, refl = (data_path(p) for p in pair)
     experiments, experiment, panel, xy = table_positions(expt, refl)
     reference = dxtbx_positions(experiments, experiment, panel, xy)
     assert np.isfinite(reference[2][experiment >= 0]).all()
-    monkeypatch.setattr(geometry, "PAIRS_ONE_BY_ONE", one_by_one)
+    monkeypatch.setattr(geometry, "PAIRS_BROADCAST", broadcast)
     monkeypatch.setattr(geometry, "BLOCK_ROWS", block)
     for models in (experiments, read_experiments(str(expt))):
         assert_identical(geometry.map_positions(models, experiment, panel, xy), reference)
@@ -101,7 +101,7 @@ def test_positions_on_a_hierarchical_detector_are_dxtbx_positions(tmp_path):
 
     expt, refl, _kept, _n = split_into_pilatus_modules(tmp_path)
     experiments, experiment, panel, xy = table_positions(expt, refl)
-    assert len(np.unique(panel)) > geometry.PAIRS_ONE_BY_ONE  # the gathered path
+    assert len(np.unique(panel)) > geometry.PAIRS_BROADCAST  # the gathered path
     reference = dxtbx_positions(experiments, experiment, panel, xy)
     assert_identical(geometry.map_positions(experiments, experiment, panel, xy), reference)
     light = read_experiments(str(expt))

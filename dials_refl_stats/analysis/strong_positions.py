@@ -356,16 +356,27 @@ def medians_per_group(
     return [float(m) if c else None for m, c in zip(medians, counts)]
 
 
+#: Keys spanning fewer values than this are handled one by one (no sort).
+FEW_KEYS = 16
+
+
 def max_per_key(keys: np.ndarray, values: np.ndarray) -> dict[int, float]:
     """The largest finite value for every distinct integer key (``-inf`` if none).
 
-    One stable sort of the keys (a radix sort for panel numbers) and one
-    ``maximum.reduceat``.
+    Keys spanning a few values: one masked maximum per key; else one stable sort of the
+    keys (a radix sort for panel numbers) and one ``maximum.reduceat``.
     """
     keys = np.asarray(keys, dtype=np.int64).ravel()
     values = np.asarray(values, dtype=np.float64).ravel()
     if not keys.size:
         return {}
+    low, high = int(keys.min()), int(keys.max())
+    if high - low < FEW_KEYS:  # a few panels: one pass over the rows per panel
+        finite_values = np.where(np.isfinite(values), values, -np.inf)
+        if low == high:
+            return {low: float(finite_values.max())}
+        present = np.flatnonzero(np.bincount(keys - low, minlength=high - low + 1)) + low
+        return {int(k): float(finite_values[keys == k].max()) for k in present}
     order = stable_order(keys)
     sorted_keys = keys[order]
     starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
