@@ -33,10 +33,32 @@ class ExperimentGroup:
         }
 
 
+#: Experiment ids spanning fewer values than this (and than the rows) are counted, not sorted.
+COUNTED_SPAN = 1 << 20
+
+
+def distinct_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(ids, return_inverse=True)`` (int64 values and inverse), by counting
+    when the ids span a small range (table ids: -1 and 0..n-1), else by sorting."""
+    ids = np.asarray(ids).ravel()
+    if not ids.size or not np.issubdtype(ids.dtype, np.integer):
+        values, inverse = np.unique(ids, return_inverse=True)
+        return values.astype(np.int64, copy=False), inverse.astype(np.int64, copy=False)
+    low, high = int(ids.min()), int(ids.max())
+    span = high - low + 1
+    if span > COUNTED_SPAN or span > 4 * ids.size:
+        values, inverse = np.unique(ids, return_inverse=True)
+        return values.astype(np.int64, copy=False), inverse.astype(np.int64, copy=False)
+    shifted = ids.astype(np.int64) - low
+    present = np.bincount(shifted, minlength=span) > 0
+    position = np.cumsum(present) - 1
+    return np.flatnonzero(present) + low, position[shifted]
+
+
 def group_rows_by_experiment(
     file_index: int, identifiers: dict[int, str], ids: np.ndarray
 ) -> tuple[list[ExperimentGroup], np.ndarray]:
     """The experiments present in ``ids`` (sorted) and each row's index into them."""
-    values, group_of_row = np.unique(np.asarray(ids), return_inverse=True)
+    values, group_of_row = distinct_ids(ids)
     groups = [ExperimentGroup(file_index, int(v), identifiers.get(int(v))) for v in values]
-    return groups, group_of_row.astype(np.int64)
+    return groups, group_of_row

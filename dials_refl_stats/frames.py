@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from dials_refl_stats.analysis.grouping import group_by_value
+from dials_refl_stats.analysis.grouping import group_by_index
 from dials_refl_stats.analysis.intensity_per_frame import image_numbers, z_floor_frames
 
 if TYPE_CHECKING:
@@ -196,12 +196,13 @@ class SeriesCatalogue:
         Raises :class:`ExperimentMatchError` when rows match no experiment given. Rows
         are grouped by ``id`` with one sort (stills files hold thousands of experiments).
         """
-        from dials_refl_stats.experiment_groups import ExperimentGroup
+        from dials_refl_stats.experiment_groups import ExperimentGroup, distinct_ids
 
         ids = np.asarray(ids)
         z = np.asarray(z, dtype=np.float64)
         rows = np.flatnonzero(used)
-        present, grouping = group_by_value(ids[rows])
+        present, inverse = distinct_ids(ids[rows])
+        grouping = group_by_index(inverse, present.size)
         axes = frame_axes(experiments, identifiers, present, path, self.n_files)
         frames = np.zeros(ids.size, dtype=np.int64)
         series = np.full(ids.size, -1, dtype=np.int64)

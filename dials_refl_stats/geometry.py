@@ -1,10 +1,12 @@
 """Detector geometry from DIALS experiments, vectorised, as numpy arrays.
 
 The DIALS side of the statistics that need experiments: which experiment each
-reflection belongs to, pixel -> millimetre (``Panel.pixel_to_millimeter``, so the
-detector's own px/mm strategy, e.g. Pilatus parallax correction, is applied), lab-frame
-coordinates (``Panel.get_lab_coord``), d-spacings of the observed positions, panel
-outlines and the beam centre. dxtbx and DIALS are imported lazily, inside the functions.
+reflection belongs to, pixel -> millimetre and lab-frame coordinates with the detector's
+own px/mm strategy (``SimplePxMmStrategy`` panels: dxtbx's own arithmetic on the panel's
+pixel size and d matrix, in numpy, the same doubles; any other strategy, e.g. Pilatus
+parallax correction: ``Panel.pixel_to_millimeter`` and ``get_lab_coord`` themselves),
+d-spacings of the observed positions, panel outlines and the beam centre. dxtbx and
+DIALS are imported lazily, inside the functions.
 
 The d-spacing of a position is geometric: the diffracted beam ``s1`` points from the
 sample to the position's lab coordinate with ``|s1| = |s0| = 1/lambda``, and
@@ -20,7 +22,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from dials_refl_stats.analysis.grouping import group_by_pairs
+from dials_refl_stats.experiment_groups import distinct_ids
 
 
 class GeometryError(ValueError):
@@ -37,7 +39,7 @@ def experiment_indices(
     position, ``id`` being the index into the experiment list.
     """
     ids = np.asarray(ids, dtype=np.int64)
-    values = np.unique(ids)
+    values, _ = distinct_ids(ids)
     assigned = values[values >= 0]
     lookup = {}
     if identifiers:
@@ -150,38 +152,188 @@ def map_positions(
 ) -> Positions:
     """Millimetres, lab coordinates and d of pixel positions ``xy_px`` (``(n, 2)``).
 
-    Each row uses its own experiment's detector panel and beam. Rows are grouped by
-    (experiment, panel) with one sort; the rows of each pair are converted in one flex call.
+    Each row uses its own experiment's detector panel and beam. Panels with dxtbx's
+    ``SimplePxMmStrategy`` are converted by numpy with dxtbx's own arithmetic
+    (:func:`simple_panel_positions`); any other px/mm strategy (parallax correction,
+    offsets) by the panel itself (``Panel.pixel_to_millimeter``), one flex call for the
+    rows of each (experiment, panel) pair.
     """
-    from dxtbx import flumpy
-
     experiment_of_row = np.asarray(experiment_of_row, dtype=np.int64)
     panel = np.asarray(panel, dtype=np.int64)
     xy_px = np.asarray(xy_px, dtype=np.float64).reshape(-1, 2)
     n = xy_px.shape[0]
-    mm = np.full((n, 2), np.nan)
-    lab = np.full((n, 3), np.nan)
-    d = np.full(n, np.nan)
+    models = [(e.detector, e.beam) for e in experiments]
+    usable = np.array([det is not None and beam is not None for det, beam in models], bool)
+    sizes = np.array([len(det) if ok else 0 for (det, _), ok in zip(models, usable)], np.int64)
     rows = np.flatnonzero((experiment_of_row >= 0) & (experiment_of_row < len(experiments)))
-    pairs, grouping = group_by_pairs(experiment_of_row[rows], panel[rows])
-    for (index, number), members in zip(pairs, grouping):
-        experiment = experiments[int(index)]
-        detector, beam = experiment.detector, experiment.beam
-        if detector is None or beam is None:
-            continue
-        if not 0 <= number < len(detector):
-            raise GeometryError(
-                f"{path}: reflections on panel {number}, but the detector of "
-                f"experiment {index} has {len(detector)} panel(s)"
-            )
-        these = rows[members]
-        p = detector[int(number)]
-        points = flumpy.vec_from_numpy(np.ascontiguousarray(xy_px[these]))
-        mm_points = p.pixel_to_millimeter(points)
-        mm[these] = flumpy.to_numpy(mm_points).reshape(-1, 2)
-        lab[these] = flumpy.to_numpy(p.get_lab_coord(mm_points)).reshape(-1, 3)
-        d[these] = d_spacing(lab[these], np.asarray(beam.get_s0(), dtype=np.float64))
+    rows = rows[usable[experiment_of_row[rows]]]
+    if not rows.size:
+        return _positions_of(n, rows, np.empty((0, 2)), np.empty((0, 3)), np.empty(0))
+    index, number = experiment_of_row[rows], panel[rows]
+    _refuse_missing_panels(index, number, sizes, path)
+    # the (experiment, panel) pair of each row, as a position in all experiments' panels
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    key = offsets[index] + number
+    present = np.flatnonzero(np.bincount(key, minlength=int(offsets[-1])))
+    pairs = Pairs(
+        present,
+        np.searchsorted(offsets, present, side="right") - 1,
+        np.zeros((int(offsets[-1]), 11)),  # pixel size (2), d matrix (9)
+        {},
+        np.zeros((len(models), 3)),
+        np.zeros(len(models)),
+    )
+    for k, e in zip(present.tolist(), pairs.experiment.tolist()):
+        p = models[e][0][k - int(offsets[e])]
+        if p.get_px_mm_strategy().name() == "SimplePxMmStrategy":
+            pairs.frames[k, :2] = p.get_pixel_size()
+            pairs.frames[k, 2:] = p.get_d_matrix()
+        else:
+            pairs.others[k] = p
+    for e in np.unique(pairs.experiment).tolist():
+        pairs.s0[e] = np.asarray(models[e][1].get_s0(), dtype=np.float64)
+        pairs.s0_length[e] = np.linalg.norm(pairs.s0[e])
+    xy = xy_px if rows.size == n else xy_px[rows]
+    mm, lab, d = np.empty((rows.size, 2)), np.empty((rows.size, 3)), np.empty(rows.size)
+    for start in range(0, rows.size, BLOCK_ROWS):  # temporaries stay in the CPU's caches
+        block = slice(start, start + BLOCK_ROWS)
+        _block_positions(
+            xy[block], key[block], index[block], pairs, mm[block], lab[block], d[block]
+        )
+    return _positions_of(n, rows, mm, lab, d)
+
+
+#: Rows converted at a time (small temporaries: memory-bound arithmetic runs in cache).
+BLOCK_ROWS = 1 << 15
+#: Up to this many (experiment, panel) pairs, rows are converted pair by pair (values
+#: of the pair's panel and beam broadcast); past it, with per-row gathers of them.
+PAIRS_ONE_BY_ONE = 16
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """The (experiment, panel) pairs of the rows: keys, experiments, frames, beams."""
+
+    keys: np.ndarray  # position of each pair in all experiments' panels
+    experiment: np.ndarray  # each pair's experiment
+    frames: np.ndarray  # per key: pixel size and d matrix (simple panels)
+    others: dict  # key -> panel, for px/mm strategies other than the simple one
+    s0: np.ndarray  # per experiment
+    s0_length: np.ndarray  # per experiment: |s0|
+
+
+def _positions_of(n: int, rows: np.ndarray, mm, lab, d) -> Positions:
+    """:class:`Positions` of all ``n`` rows from those of ``rows`` (NaN elsewhere)."""
+    if rows.size < n:
+        mm_all, lab_all, d_all = (
+            np.full((n, 2), np.nan),
+            np.full((n, 3), np.nan),
+            np.full(n, np.nan),
+        )
+        mm_all[rows], lab_all[rows], d_all[rows] = mm, lab, d
+        mm, lab, d = mm_all, lab_all, d_all
     return Positions(mm=mm, lab=lab, d=d, n_without_geometry=int(np.isnan(d).sum()))
+
+
+def _block_positions(xy, key, index, pairs: Pairs, mm, lab, d) -> None:
+    """Fill ``mm``, ``lab`` and ``d`` of a block of rows."""
+    if pairs.keys.size == 1:
+        k, e = int(pairs.keys[0]), int(pairs.experiment[0])
+        _pair_positions(xy, k, pairs, mm, lab)
+        d[:] = _d_of_lab(lab, pairs.s0[e], pairs.s0_length[e])
+    elif pairs.keys.size <= PAIRS_ONE_BY_ONE:
+        for k, e in zip(pairs.keys.tolist(), pairs.experiment.tolist()):
+            these = np.flatnonzero(key == k)
+            if these.size:
+                mm_k, lab_k = np.empty((these.size, 2)), np.empty((these.size, 3))
+                _pair_positions(xy[these], k, pairs, mm_k, lab_k)
+                mm[these], lab[these] = mm_k, lab_k
+                d[these] = _d_of_lab(lab_k, pairs.s0[e], pairs.s0_length[e])
+    else:
+        simple = np.ones(key.size, dtype=bool)
+        for k, p in pairs.others.items():
+            these = np.flatnonzero(key == k)
+            simple[these] = False
+            if these.size:
+                mm[these], lab[these] = _flex_panel_positions(p, xy[these])
+        some = np.flatnonzero(simple)
+        if some.size == key.size:
+            simple_panel_positions(xy, [c[key] for c in pairs.frames.T], mm, lab)
+        elif some.size:
+            mm[some], lab[some] = simple_panel_positions(
+                xy[some], [c[key[some]] for c in pairs.frames.T]
+            )
+        d[:] = _d_of_lab(lab, pairs.s0[index], pairs.s0_length[index][:, np.newaxis])
+
+
+def _pair_positions(xy, k: int, pairs: Pairs, mm, lab) -> None:
+    """mm and lab of rows on one (experiment, panel) pair, into ``mm`` and ``lab``."""
+    if k in pairs.others:
+        mm[:], lab[:] = _flex_panel_positions(pairs.others[k], xy)
+    else:
+        simple_panel_positions(xy, pairs.frames[k], mm, lab)
+
+
+def _refuse_missing_panels(index: np.ndarray, number: np.ndarray, sizes, path: str) -> None:
+    """``GeometryError`` for the first (experiment, panel) pair whose panel is not on the
+    experiment's detector."""
+    bad = (number < 0) | (number >= sizes[index])
+    if not bad.any():
+        return
+    first = int(index[bad].min())
+    number = int(number[bad & (index == first)].min())
+    raise GeometryError(
+        f"{path}: reflections on panel {number}, but the detector of "
+        f"experiment {first} has {sizes[first]} panel(s)"
+    )
+
+
+def simple_panel_positions(
+    xy_px: np.ndarray, frame, mm: np.ndarray | None = None, lab: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Millimetres and lab coordinates of pixel positions on ``SimplePxMmStrategy``
+    panels, with the arithmetic of dxtbx's C++, operation for operation (so the same
+    doubles; dxtbx's model extension has no fused multiply-adds):
+    ``SimplePxMmStrategy::to_millimeter`` is ``(x * pixel_size[0], y * pixel_size[1])``
+    and ``VirtualPanelFrame::get_lab_coord`` is ``d * (x_mm, y_mm, 1)``, scitbx's
+    ``mat3 * vec3``: ``d[3i] * x_mm + d[3i + 1] * y_mm + d[3i + 2] * 1``.
+
+    ``frame``: the panel's ``get_pixel_size()`` then its ``get_d_matrix()`` (11 values),
+    each a number or one value per row. ``mm``/``lab``: arrays to fill (else new ones).
+    """
+    mm = np.empty((xy_px.shape[0], 2)) if mm is None else mm
+    lab = np.empty((xy_px.shape[0], 3)) if lab is None else lab
+    mm[:, 0] = xy_px[:, 0] * frame[0]
+    mm[:, 1] = xy_px[:, 1] * frame[1]
+    for i in range(3):
+        fast, slow, origin = frame[2 + 3 * i], frame[3 + 3 * i], frame[4 + 3 * i]
+        lab[:, i] = fast * mm[:, 0] + slow * mm[:, 1] + origin * 1.0
+    return mm, lab
+
+
+def _flex_panel_positions(panel, xy_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Millimetres and lab coordinates by the panel itself (one flex call), for px/mm
+    strategies other than the simple one (parallax correction, offsets)."""
+    from dxtbx import flumpy
+
+    points = flumpy.vec_from_numpy(np.ascontiguousarray(xy_px))
+    mm_points = panel.pixel_to_millimeter(points)
+    mm = flumpy.to_numpy(mm_points).reshape(-1, 2)
+    return mm, flumpy.to_numpy(panel.get_lab_coord(mm_points)).reshape(-1, 3)
+
+
+def _d_of_lab(lab: np.ndarray, s0: np.ndarray, s0_length) -> np.ndarray:
+    """:func:`d_spacing`, ``|s0|`` given (a number, or a column of one per row)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        unit_s1 = lab / np.linalg.norm(lab, axis=1, keepdims=True)
+    return _d_of_s1(unit_s1, s0, s0_length)
+
+
+def _d_of_s1(unit_s1: np.ndarray, s0: np.ndarray, s0_length) -> np.ndarray:
+    """:func:`d_spacing` from the unit vectors to the positions and the beam."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s1 = unit_s1 * s0_length
+        return 1.0 / np.linalg.norm(s1 - s0, axis=1)
 
 
 def d_spacing(lab: np.ndarray, s0: Sequence[float]) -> np.ndarray:
@@ -190,8 +342,8 @@ def d_spacing(lab: np.ndarray, s0: Sequence[float]) -> np.ndarray:
     s0 = np.asarray(s0, dtype=np.float64)
     norm = np.linalg.norm(lab, axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
-        s1 = lab / norm * np.linalg.norm(s0)
-        return 1.0 / np.linalg.norm(s1 - s0, axis=1)
+        unit_s1 = lab / norm
+    return _d_of_s1(unit_s1, s0, np.linalg.norm(s0))
 
 
 def panel_image_sizes(experiments) -> dict[int, tuple[int, int]]:

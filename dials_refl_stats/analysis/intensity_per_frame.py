@@ -14,7 +14,11 @@ from typing import Sequence
 
 import numpy as np
 
-from dials_refl_stats.analysis.grouping import group_by_index, order_by_group_then_value
+from dials_refl_stats.analysis.grouping import (
+    group_by_index,
+    order_by_group_then_value,
+    stable_order,
+)
 
 
 def image_numbers(z: np.ndarray, first_image: int) -> np.ndarray:
@@ -183,16 +187,7 @@ def per_frame_table(
         mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
         mean_ios = np.where(n_sigma > 0, i_over_sigma / np.maximum(n_sigma, 1), np.nan)
 
-    # Medians: sort by bin, then intensity; each bin is a contiguous run.
-    order = order_by_group_then_value(bins, intensity)
-    ordered = intensity[order]
-    starts = np.concatenate(([0], np.cumsum(count)[:-1])) if n_bins else count
-    filled = count > 0
-    median = np.full(n_bins, np.nan)
-    low = starts[filled] + (count[filled] - 1) // 2
-    high = starts[filled] + count[filled] // 2
-    median[filled] = 0.5 * (ordered[low] + ordered[high])
-
+    median = bin_medians(bins, intensity, count)
     first = origin + bin_width * np.arange(n_bins, dtype=np.int64)
     return FrameTable(
         bin_width=int(bin_width),
@@ -205,6 +200,41 @@ def per_frame_table(
         n_with_sigma=n_sigma,
         n_non_positive=non_positive,
     )
+
+
+#: At least this many rows per filled bin on average: medians by partitioning each
+#: bin's values (linear) rather than sorting every value (n log n).
+ROWS_PER_BIN_TO_PARTITION = 64
+
+
+def bin_medians(bins: np.ndarray, values: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """The median of ``values`` in each bin ``0..count.size-1`` (NaN when empty):
+    the mean of the lower and upper middle values of the bin's sorted values.
+
+    Rows are grouped by bin with one radix sort; many rows per bin: each bin's two
+    middle values by ``np.partition`` (they are the sorted array's, ties and NaN
+    included), else one sort by (bin, value) for all bins at once.
+    """
+    n_bins = count.size
+    median = np.full(n_bins, np.nan)
+    filled = np.flatnonzero(count > 0)
+    if not filled.size:
+        return median
+    starts = np.concatenate(([0], np.cumsum(count)[:-1]))
+    low = starts[filled] + (count[filled] - 1) // 2
+    high = starts[filled] + count[filled] // 2
+    if values.size < ROWS_PER_BIN_TO_PARTITION * filled.size:
+        ordered = values[order_by_group_then_value(bins, values)]
+        median[filled] = 0.5 * (ordered[low] + ordered[high])
+        return median
+    grouped = values[stable_order(bins)]
+    middle_low, middle_high = np.empty(filled.size), np.empty(filled.size)
+    for k, (b, lo, hi) in enumerate(zip(filled.tolist(), low.tolist(), high.tolist())):
+        start = int(starts[b])
+        part = np.partition(grouped[start : start + int(count[b])], (lo - start, hi - start))
+        middle_low[k], middle_high[k] = part[lo - start], part[hi - start]
+    median[filled] = 0.5 * (middle_low + middle_high)
+    return median
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,10 @@ class SelectedRows(Statistic):
     def partial(self, chunk: Chunk) -> list[RowsPart]:
         selected = chunk.selected
         rows = np.flatnonzero(selected)
-        columns = {name: np.asarray(values)[selected] for name, values in chunk.columns.items()}
+        if rows.size == selected.size:  # every row (e.g. selection.flags=all): no copies
+            columns = {name: np.asarray(values) for name, values in chunk.columns.items()}
+        else:
+            columns = {name: np.asarray(values)[selected] for name, values in chunk.columns.items()}
         counts = flag_bit_counts(chunk.columns["flags"])
         extra = self.extra(chunk)
         return [RowsPart(chunk.file.index, chunk.start, rows + chunk.start, columns, counts, extra)]
@@ -96,9 +99,14 @@ class SelectedRows(Statistic):
             parts.sort(key=lambda p: p.start)
             names = parts[0].columns.keys()
             result[index] = FileRows(
-                rows=np.concatenate([p.rows for p in parts]),
-                columns={n: np.concatenate([p.columns[n] for p in parts]) for n in names},
+                rows=_joined([p.rows for p in parts]),
+                columns={n: _joined([p.columns[n] for p in parts]) for n in names},
                 bit_counts=np.sum([p.bit_counts for p in parts], axis=0),
                 extra=reduce(self.merge_extra, [p.extra for p in parts]),
             )
         return result
+
+
+def _joined(arrays: list[np.ndarray]) -> np.ndarray:
+    """``np.concatenate(arrays)``, without a copy of a single array."""
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)

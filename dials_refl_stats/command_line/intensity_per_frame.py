@@ -260,15 +260,18 @@ def compute(
     value_column, variance_column = INTENSITIES[choice][:2]
     parts = {k: [] for k in ("file_index", "row", "series", "frame", "z", "intensity", "variance")}
     for file_index, p in enumerate(prepared):
-        kept = np.flatnonzero(p.masks[choice])
-        parts["file_index"].append(np.full(kept.size, file_index, dtype=np.int64))
-        parts["row"].append(p.rows.rows[kept])
-        parts["series"].append(p.numbered.series[kept])
-        parts["frame"].append(p.numbered.frames[kept])
-        parts["z"].append(p.z[kept])
+        mask = p.masks[choice]
+        kept = None if mask.all() else np.flatnonzero(mask)  # None: every row, no copies
+        n_kept = mask.size if kept is None else kept.size
+        parts["file_index"].append(np.full(n_kept, file_index, dtype=np.int64))
+        parts["row"].append(_take(p.rows.rows, kept))
+        parts["series"].append(_take(p.numbered.series, kept))
+        parts["frame"].append(_take(p.numbered.frames, kept))
+        parts["z"].append(_take(p.z, kept))
         for key, column in (("intensity", value_column), ("variance", variance_column)):
-            parts[key].append(np.asarray(p.rows.columns[column], dtype=np.float64)[kept])
-    points = {k: np.concatenate(v) for k, v in parts.items()}
+            values = np.asarray(p.rows.columns[column], dtype=np.float64)
+            parts[key].append(_take(values, kept))
+    points = {k: v[0] if len(v) == 1 else np.concatenate(v) for k, v in parts.items()}
     stats = intensities_by_series(
         points["series"],
         points["frame"],
@@ -280,6 +283,11 @@ def compute(
         bin_width=bin_width,
     )
     return IntensityResult(choice, points, stats)
+
+
+def _take(values: np.ndarray, kept: np.ndarray | None) -> np.ndarray:
+    """``values[kept]``; ``values`` itself for ``None`` (every row)."""
+    return values if kept is None else values[kept]
 
 
 def empty_selection_hint(prepared: list[PreparedFile], choice: str, automatic: bool) -> str:
@@ -312,6 +320,7 @@ class Computed:
 
 class IntensityPerFrame(Program):
     name = PROGRAM
+    light_experiments = True
     wants_experiments = True
     usage = "dials.intensity_per_frame [options] [integrated.expt] integrated.refl"
 

@@ -103,6 +103,7 @@ MAX_AUTO_HISTOGRAMS = 10
 
 class SpotSizeHistogram(Program):
     name = PROGRAM
+    light_experiments = True
     usage = "dials.spot_size_histogram [options] [indexed.expt] indexed.refl"
     default_flags = ("indexed",)
     defers_headers = True

@@ -338,6 +338,7 @@ class Final:
 
 class StrongReflectionPositions(Program):
     name = PROGRAM
+    light_experiments = True
     wants_experiments = True
     usage = "dials.strong_reflection_positions [options] [integrated.expt] integrated.refl"
     default_flags = DEFAULT_FLAGS

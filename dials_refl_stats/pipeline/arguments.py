@@ -24,6 +24,11 @@ from urllib.parse import urlparse
 import libtbx.phil
 
 from dials_refl_stats.pipeline.errors import Sorry
+from dials_refl_stats.pipeline.experiment_models import (
+    LightExperimentList,
+    NotLight,
+    read_experiments,
+)
 from dials_refl_stats.reader import ReflectionFileError
 from dials_refl_stats.reflections import ReflectionLoadError, check_readable, sniff_format
 
@@ -129,6 +134,59 @@ def system_phil(phil):
 _SYSTEM_PHILS: dict[int, tuple[Any, Any]] = {}
 
 
+@dataclass(frozen=True)
+class ExperimentFile:
+    """An ``input.experiments`` value: DIALS's ``FilenameDataWrapper`` (file name and
+    experiments), the experiments read by :func:`read_experiments`."""
+
+    filename: str
+    data: Any
+
+
+class LightExperimentConverters:
+    """DIALS's ``experiment_list`` phil type (``dials.util.phil``), reading the file with
+    :func:`read_experiments`; a file it does not read raises (DIALS's parser then reads
+    the command line). Written back as DIALS writes it: the file name, unquoted."""
+
+    phil_type = "experiment_list"
+
+    def __init__(self, check_format: bool = False) -> None:
+        self.check_format = check_format
+
+    def __str__(self) -> str:
+        return self.phil_type
+
+    def from_words(self, words, master):
+        name = libtbx.phil.str_from_words(words=words)
+        if name is None:
+            return None
+        if not os.path.isfile(name):
+            raise NotLight(f"{name}: not a file")  # DIALS's parser says what it is
+        return ExperimentFile(name, read_experiments(name))
+
+    def as_words(self, python_object, master):
+        value = "None" if python_object is None else python_object.filename
+        return [libtbx.phil.tokenizer.word(value=value)]
+
+
+def light_system_phil(phil):
+    """:func:`system_phil` with ``input.experiments`` of DIALS's type, read by
+    :class:`LightExperimentConverters` (same paths, names and expert levels)."""
+    cached = _LIGHT_SYSTEM_PHILS.get(id(phil))
+    if cached is None or cached[0] is not phil:
+        combined = copy.deepcopy(system_phil(phil))
+        (definition,) = [
+            d.object for d in combined.all_definitions() if d.path == "input.experiments"
+        ]
+        definition.type = LightExperimentConverters()
+        cached = _LIGHT_SYSTEM_PHILS[id(phil)] = (phil, combined)
+    return cached[1]
+
+
+#: id(program phil) -> (program phil, its light system phil).
+_LIGHT_SYSTEM_PHILS: dict[int, tuple[Any, Any]] = {}
+
+
 def url_scheme(argument: str) -> str:
     """``dxtbx.util.get_url_scheme``: DIALS's test for "a URL, not a phil argument"."""
     return urlparse(argument).scheme if "://" in argument else ""
@@ -171,9 +229,18 @@ class PhilOnlyParser:
     ``input.experiments=``) and :class:`PhilError` for a phil mistake.
     """
 
-    def __init__(self, system_phil, args: Sequence[str]) -> None:
+    def __init__(
+        self,
+        system_phil,
+        args: Sequence[str],
+        experiment_files: Sequence[str] | None = None,
+    ) -> None:
         self.system_phil = system_phil
         self.verbose = 0
+        #: ``None``: experiments need DIALS (refused); else the positional experiment
+        #: files, read by :mod:`~dials_refl_stats.pipeline.experiment_models` after
+        #: the phil's own ``input.experiments`` (as DIALS's parser orders them)
+        self.experiment_files = experiment_files
         # libtbx prints "Warning: Ambiguous ... Assuming ..." for names resolved by
         # expert level: shown once parsing succeeds (else DIALS's parser shows it).
         printed = io.StringIO()
@@ -204,8 +271,16 @@ class PhilOnlyParser:
         if unused:
             raise PhilError(RuntimeError(unrecognised_text(unused)))
         params = _phil_call(working.extract)
-        if params.input.experiments:
-            raise NotPhilOnly("input.experiments")
+        if self.experiment_files is None:
+            if params.input.experiments:
+                raise NotPhilOnly("input.experiments")
+            return params
+        try:
+            params.input.experiments.extend(
+                ExperimentFile(path, read_experiments(path)) for path in self.experiment_files
+            )
+        except NotLight as error:
+            raise NotPhilOnly(str(error)) from None
         return params
 
     @property
@@ -251,6 +326,7 @@ def parse_command_line(
     usage: str,
     epilog: str,
     collected: Sequence[str] = (),
+    light_experiments: bool = False,
 ) -> Invocation | None:
     """Parse like a DIALS program; ``None`` when there is no input (help printed).
 
@@ -262,6 +338,9 @@ def parse_command_line(
     without DIALS's import cost). As DIALS does, ``input.reflections=`` files come
     before positional ones. ``collected``: reflection files named by directories, globs
     or list files (checked when they are opened, not sniffed here: there may be 10^5).
+    ``light_experiments``: experiment files too are read without DIALS's parser when
+    :mod:`~dials_refl_stats.pipeline.experiment_models` reads them as dxtbx would
+    (:func:`parse_light_experiments`).
     """
     args = list(sys.argv[1:] if args is None else args)
     reflection_paths = reflection_arguments(args)
@@ -277,7 +356,63 @@ def parse_command_line(
             reflection_paths=phil_reflection_paths(quick.params) + reflection_paths,
             experiments=[],
         )
+    if light_experiments:
+        light = parse_light_experiments(phil, others, reflection_paths)
+        if light is not None:
+            return light
     return _parse_with_dials(reflection_paths, others, phil, usage, epilog)
+
+
+def is_experiment_argument(argument: str) -> bool:
+    """A positional argument DIALS's parser would read as an experiment file (and that
+    the light path reads): an existing ``.expt``/``.json`` file, not a phil argument."""
+    return (
+        argument.endswith(EXPERIMENT_SUFFIXES)
+        and not is_phil_assignment(argument)
+        and os.path.isfile(argument)
+    )
+
+
+def parse_light_experiments(
+    phil, others: Sequence[str], reflection_paths: list[str]
+) -> Invocation | None:
+    """What :func:`_parse_with_dials` gives, the experiments read by
+    :mod:`~dials_refl_stats.pipeline.experiment_models` (dxtbx's own C++ models,
+    without DIALS's parser and dxtbx's Python import); ``None`` for anything it does not
+    read as DIALS would (then DIALS's parser reads the command line, errors included).
+    """
+    files = [a for a in others if is_experiment_argument(a)]
+    rest = [a for a in others if not is_experiment_argument(a)]
+    try:
+        quick = PhilOnlyParser(light_system_phil(phil), rest, experiment_files=files)
+    except (NotPhilOnly, PhilError):
+        return None
+    params = quick.params
+    wrappers = _first_of_each_file(params.input.experiments)
+    if not reflection_paths and not params.input.reflections:
+        return None  # help, or DIALS's Sorry
+    if any(w.filename.endswith(".refl") for w in wrappers):
+        return None  # DIALS's parser reads it, and _parse_with_dials says what it is
+    experiments = LightExperimentList(e for w in wrappers for e in w.data)
+    identifiers = [e.identifier for e in experiments if e.identifier]
+    if len(set(identifiers)) != len(identifiers):
+        return None  # dxtbx's error for it
+    params.input.experiments = wrappers
+    return Invocation(
+        params=params,
+        options=argparse.Namespace(verbose=quick.verbose),
+        parser=quick,
+        reflection_paths=phil_reflection_paths(params) + reflection_paths,
+        experiments=experiments,
+        experiment_paths=[w.filename for w in wrappers],
+    )
+
+
+def _first_of_each_file(wrappers: Sequence[Any]) -> list:
+    """``input.experiments`` with a file named twice (positionally and by a recorded
+    ``input.experiments``) kept once, where it comes first."""
+    firsts = {os.path.realpath(w.filename): w for w in reversed(wrappers)}
+    return [w for w in wrappers if firsts[os.path.realpath(w.filename)] is w]
 
 
 def dials_argument_parser(phil, usage: str, epilog: str):
@@ -334,10 +469,7 @@ def _parse_with_dials(
         _raise_for_unhandled(argument)
 
     # A file named twice (positionally and by a recorded input.experiments) is used once.
-    firsts = {os.path.realpath(w.filename): w for w in reversed(params.input.experiments)}
-    params.input.experiments = [
-        w for w in params.input.experiments if firsts[os.path.realpath(w.filename)] is w
-    ]
+    params.input.experiments = _first_of_each_file(params.input.experiments)
     for wrapper in params.input.experiments:
         if wrapper.filename.endswith(".refl"):
             raise Sorry(

@@ -49,7 +49,7 @@ class Run:
     invocation: Invocation
     params: Any
     files: list[OpenedFile]
-    experiments: Any  # dxtbx ExperimentList (may be empty)
+    experiments: Any  # dxtbx ExperimentList or LightExperimentList (may be empty)
     experiment_infos: list[ExperimentInfo]
     plan: SelectionPlan
     records: list = field(default_factory=list)  # FileRecord of every file, once reduced
@@ -79,6 +79,10 @@ class Program(ABC):
     #: Whether experiments improve the results (image numbers, geometry): then the
     #: ``X.expt`` beside each ``X.refl`` of a directory, glob or list file is read.
     wants_experiments: bool = False
+    #: Whether the program needs from the experiments only identifiers, scans, beams and
+    #: detectors: then ``.expt`` files are read without DIALS's parser when that gives
+    #: the same models (``pipeline/experiment_models.py``; ~1.5-2.5 s of start-up saved).
+    light_experiments: bool = False
     #: Whether the headers of many small files may be read by the tasks, with the rows
     #: (:class:`~dials_refl_stats.pipeline.inputs.DeferredFileInfo`): only for programs
     #: that need no header before the run (``check_file`` runs after it).
@@ -249,7 +253,14 @@ def run_program(program: Program, args: Sequence[str] | None, phil, help_message
     if program.wants_experiments and collected:
         others += paired_experiments(collected, others)
     try:
-        invocation = parse_command_line(others, phil, program.usage, help_message, collected)
+        invocation = parse_command_line(
+            others,
+            phil,
+            program.usage,
+            help_message,
+            collected,
+            light_experiments=program.light_experiments,
+        )
     except RuntimeError as error:  # dxtbx: two experiment files with the same identifiers
         text = str(error).split(": ", 1)[-1]
         if "ExperimentList" not in text:
@@ -278,10 +289,6 @@ def run_program(program: Program, args: Sequence[str] | None, phil, help_message
     run = Run(invocation, params, files, experiments, infos, plan, compact=compact)
     statistic = program.statistic(run)
 
-    if program.output_targets(params).get("plot"):
-        from dials_refl_stats.plotting import preload_in_background
-
-        preload_in_background()  # matplotlib's import overlaps reading the data
     verbosity = invocation.options.verbose
     with run_outputs(program.output_targets(params), inputs, verbosity) as outputs:
         log_start(program, invocation)

@@ -626,7 +626,8 @@ def draw_shells(axes, shells: ShellView | None) -> None:
             fontsize=6,
             rotation=90,
         )
-    axes.set_xlabel(r"1/d$^2$ ($\AA^{-2}$); shells equal in 1/d$^2$")
+    # plain text, not mathtext: its parser costs ~0.15 s to set up in a fresh process
+    axes.set_xlabel("1/d² (Å⁻²); shells equal in 1/d²")
     axes.set_ylabel("Strong reflections (% of selected in shell)")
     top = float(fraction.max()) if fraction.size else 0.0
     axes.set_ylim(0, max(top * 1.25, 1.0))
@@ -637,7 +638,7 @@ def draw_shells(axes, shells: ShellView | None) -> None:
     ticks = [t for t in axes.get_xticks() if low <= t <= high and t > 0]
     secondary.set_xticks([float(_d_from_inv_d2(t)) for t in ticks])
     secondary.set_xticklabels([f"{float(_d_from_inv_d2(t)):.2f}" for t in ticks])
-    secondary.set_xlabel(r"d ($\AA$)" + (f", from {shells.d_source}" if shells.d_source else ""))
+    secondary.set_xlabel("d (Å)" + (f", from {shells.d_source}" if shells.d_source else ""))
 
 
 def strong_positions_figure(
@@ -672,7 +673,7 @@ def strong_positions_figure(
     left = figure.add_axes((0.055, 0.14, 0.49, 0.74))
     right = figure.add_axes((0.655, 0.1, 0.325, 0.7))
     draw_positions(left, view, strong_label)
-    left.set_title("Positions on the detector", fontsize=10)
+    left.set_title("Positions on the detector", fontsize=10, y=1.0)  # y: see frames.py
     draw_shells(right, shells)
     figure.suptitle(display_title(title, width=130), fontsize=11)
     save(figure, path, format_from or path)

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from dials_refl_stats.analysis.intensity_per_frame import FrameTable, per_frame_table
+from dials_refl_stats.analysis.intensity_per_frame import FrameTable, bin_medians
 from dials_refl_stats.plotting import new_figure, save
 from dials_refl_stats.plotting import style as _style
 from dials_refl_stats.plotting.style import (
@@ -136,17 +136,24 @@ def binned(series: SeriesPoints, factor: int) -> Binned:
     origin = int(t.frame_first[0])
     first = origin + width * np.arange(n_new, dtype=np.int64)
     frames = np.floor(np.asarray(series.x, dtype=np.float64) + 0.5).astype(np.int64)
-    wide = per_frame_table(
-        frames,
-        series.intensity,
-        np.zeros(frames.size),
-        bin_width=width,
-        frame_range=(origin, int(first[-1] + width - 1)),
-    )
-    median = np.full(n_new, np.nan)
-    median[: min(n_new, wide.n_bins)] = wide.median[:n_new]
+    median = wide_bin_medians(frames, series.intensity, origin, width, n_new)
     median[count == 0] = np.nan
     return Binned(first, first + width - 1, count, median, mean_ios)
+
+
+def wide_bin_medians(
+    frames: np.ndarray, intensity: np.ndarray, origin: int, width: int, n_bins: int
+) -> np.ndarray:
+    """Median intensity of the points in each of ``n_bins`` bins of ``width`` frames
+    from ``origin`` (NaN when empty): the medians of ``per_frame_table(frames,
+    intensity, ..., bin_width=width, frame_range=(origin, ...))``'s first ``n_bins``
+    bins, without its other statistics (points outside the bins are left out)."""
+    bins = (np.asarray(frames, dtype=np.int64) - origin) // width
+    inside = (bins >= 0) & (bins < n_bins)
+    if not inside.all():
+        bins, intensity = bins[inside], np.asarray(intensity)[inside]
+    count = np.bincount(bins, minlength=n_bins)
+    return bin_medians(bins, np.asarray(intensity, dtype=np.float64), count)
 
 
 def _x_limits(panel: Panel, binned_series: Sequence[Binned]) -> tuple[float, float] | None:
@@ -221,7 +228,9 @@ def _draw_panel(figure, column_axes, panel: Panel, colours: dict[str, str], xlab
     factor = display_factor(series)
     lined = series[:MAX_LINED_SERIES]  # lines for a few series; points for all
     binned_series = [binned(s, factor) for s in lined]
-    top.set_title(display_title(panel.title, width=PANEL_TITLE_WIDTH), fontsize=10)
+    # y given: nothing is above these axes, and matplotlib's automatic placement of the
+    # title lays out every tick label once more to find that out
+    top.set_title(display_title(panel.title, width=PANEL_TITLE_WIDTH), fontsize=10, y=1.0)
     limits = _x_limits(panel, binned_series)
     for ax in (top, middle, bottom):
         integer_axis(ax.xaxis)

@@ -104,7 +104,7 @@ def histogram_bars(
         )
     axes.set_xlabel(xlabel)
     axes.set_ylabel("Number of reflections")
-    axes.set_title(title, fontsize=11)
+    axes.set_title(title, fontsize=11, y=1.0)  # y: see frames.py
     notes = []
     if histograms:
         full = (

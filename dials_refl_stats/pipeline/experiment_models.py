@@ -1,0 +1,311 @@
+"""Experiment lists read without DIALS's parser or dxtbx's Python model package.
+
+A DIALS program reads an ``.expt`` file with ``ExperimentListFactory.from_json_file``
+behind DIALS's ``ArgumentParser``: importing those costs ~1.5-2.5 s of start-up
+(dxtbx.model alone pulls in scikit-learn and scipy), more than reading a 10^6-row table.
+Programs that need from the experiments only their identifiers, scans, beams and
+detectors (:attr:`~dials_refl_stats.pipeline.program.Program.light_experiments`) read
+the file here instead, with the same models:
+
+* the JSON is read as dxtbx reads it (``json.loads`` of the text);
+* beams, detectors and scans are made by the very C++ ``from_dict`` that dxtbx's
+  ``BeamFactory``, ``DetectorFactory`` and ``ScanFactory`` call (``dxtbx_model_ext``),
+  after the same preparation of the dictionary, one model per entry of the file's model
+  lists, shared by the experiments that name the same entry, as in dxtbx; beams and
+  detectors on first use (a program that needs none never imports dxtbx's models), scans
+  as :class:`~dials_refl_stats.pipeline.light_scan.LightScan` (image range and
+  oscillation, the same values) when dxtbx is sure to accept them;
+* with ``check_format=False`` (how these programs always read experiments) dxtbx
+  changes none of these models afterwards: an imageset's ``dx``/``dy`` maps, the only
+  thing that would change a detector's px/mm strategy, are not read.
+
+Goniometers, crystals, profiles and imagesets are not made. Anything this reader is not
+sure to read exactly as dxtbx would (not an experiment list, models given by file name,
+imagesets dxtbx would refuse, identifiers given twice, ...) raises :class:`NotLight`,
+and the caller reads the file with DIALS instead: its result or its error is then
+DIALS's own. (A beam or detector dictionary that dxtbx refuses is only found when a
+program uses it: a ``Sorry`` naming the file.)
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import importlib
+import json
+from typing import Any, Iterable, Sequence
+
+from dials_refl_stats.pipeline.errors import Sorry
+from dials_refl_stats.pipeline.light_scan import LightScan, scan_facts
+
+#: Model lists of an experiment list file, by the key an experiment names them with.
+MODEL_KEYS = (
+    "beam",
+    "detector",
+    "goniometer",
+    "scan",
+    "crystal",
+    "profile",
+    "imageset",
+    "scaling_model",
+)
+#: Imageset kinds dxtbx makes from a file (``MemImageSet`` makes none).
+IMAGESET_KINDS = ("ImageSet", "ImageGrid", "ImageSequence", "ImageSweep", "MemImageSet")
+
+
+class NotLight(RuntimeError):
+    """A file (or list of files) to be read by dxtbx itself."""
+
+
+class FileModels:
+    """One file's beam, detector and scan dictionaries and the dxtbx models made of them:
+    every entry of a kind at once, on first use (as dxtbx makes them all), each entry one
+    object whichever experiments name it."""
+
+    def __init__(self, path: str, lists: dict[str, list]) -> None:
+        self.path = path
+        self.lists = lists
+        self.made: dict[str, list] = {}
+
+    def dxtbx(self, kind: str, index: int) -> Any:
+        """dxtbx's model of entry ``index`` of ``kind`` (raises what dxtbx raises)."""
+        made = self.made.get(kind)
+        if made is None:
+            ext = model_classes()
+            made = self.made[kind] = [MAKERS[kind](ext, d) for d in self.lists[kind]]
+        return made[index]
+
+    def model(self, kind: str, index: int | None) -> Any:
+        """:meth:`dxtbx`, or ``None`` for no entry; a ``Sorry`` when dxtbx refuses it."""
+        if index is None:
+            return None
+        try:
+            return self.dxtbx(kind, index)
+        except Exception as error:
+            raise Sorry(
+                f"{self.path}: dxtbx cannot make its {kind} models "
+                f"({error.__class__.__name__}: {error})"
+            ) from None
+
+
+class LightExperiment:
+    """An experiment's identifier and its beam, detector and scan (made on first use)."""
+
+    __slots__ = ("identifier", "_models", "_refs", "_scans")
+
+    def __init__(self, identifier: str, models: FileModels, refs: dict, scans: list) -> None:
+        self.identifier = identifier
+        self._models = models
+        self._refs = refs
+        self._scans = scans
+
+    @property
+    def beam(self) -> Any:
+        return self._models.model("beam", self._refs.get("beam"))
+
+    @property
+    def detector(self) -> Any:
+        return self._models.model("detector", self._refs.get("detector"))
+
+    @property
+    def scan(self) -> Any:
+        index = self._refs.get("scan")
+        return None if index is None else self._scans[index]
+
+
+class LightExperimentList(list):
+    """A list of :class:`LightExperiment` with the ``ExperimentList`` queries the
+    programs use: ``identifiers()``, and the distinct ``beams()``, ``detectors()`` and
+    ``scans()`` (by object, ``None`` included, in order, as dxtbx's ``OrderedSet``)."""
+
+    def identifiers(self) -> list[str]:
+        return [e.identifier for e in self]
+
+    def beams(self) -> list:
+        return _distinct(e.beam for e in self)
+
+    def detectors(self) -> list:
+        return _distinct(e.detector for e in self)
+
+    def scans(self) -> list:
+        return _distinct(e.scan for e in self)
+
+
+def _distinct(models: Iterable[Any]) -> list:
+    return list({id(m): m for m in models}.values())
+
+
+def model_classes():
+    """dxtbx's C++ model module, with the scitbx converters its ``from_dict`` needs
+    (``NotLight`` when this build of dxtbx does not have them where expected)."""
+    try:
+        importlib.import_module("scitbx_array_family_flex_ext")
+        importlib.import_module("scitbx_array_family_shared_ext")
+        return importlib.import_module("dxtbx_model_ext")
+    except ImportError as error:
+        raise NotLight(f"dxtbx's model extension is not importable ({error})") from None
+
+
+def _beam(ext, d):
+    """``BeamFactory.from_dict(d)``."""
+    if d is None:
+        return None
+    return ext.Beam.from_dict(dict(d))
+
+
+def _detector(ext, d):
+    """``DetectorFactory.from_dict(d)``."""
+    if d is None:
+        return None
+    if isinstance(d, list):
+        d = {"panels": d}
+    return ext.Detector.from_dict(dict(d))
+
+
+def _scan(ext, d):
+    """``ScanFactory.from_dict(d)``."""
+    if d is None:
+        return None
+    joint = dict(d)
+    if not isinstance(joint["exposure_time"], list):
+        joint["exposure_time"] = [joint["exposure_time"]]
+    joint.setdefault("batch_offset", 0)
+    joint.setdefault("valid_image_ranges", {})
+    return ext.Scan.from_dict(joint)
+
+
+#: ``from_dict`` of each kind read here.
+MAKERS = {"beam": _beam, "detector": _detector, "scan": _scan}
+
+
+def read_experiments(path: str) -> LightExperimentList:
+    """The experiments of the ``.expt`` file ``path`` (``NotLight``: let dxtbx read it)."""
+    try:
+        with open(path) as handle:
+            obj = json.loads(handle.read())
+    except (OSError, ValueError) as error:
+        raise NotLight(f"{path}: {error}") from None
+    if not isinstance(obj, dict) or obj.get("__id__") != "ExperimentList":
+        raise NotLight(f"{path}: not an ExperimentList")
+    try:
+        return _decode(obj, path)
+    except NotLight:
+        raise
+    except Exception as error:  # whatever dxtbx would make of it, dxtbx shall say
+        raise NotLight(f"{path}: {error.__class__.__name__}: {error}") from None
+
+
+def _decode(obj: dict, path: str) -> LightExperimentList:
+    """``ExperimentListDict(obj, check_format=False).decode()``, for what is read here."""
+    entries = obj["experiment"]
+    if not isinstance(entries, list):
+        raise NotLight("'experiment' is not a list")
+    lists = {name: obj.get(name, []) for name in MODEL_KEYS}
+    for name, models in lists.items():
+        if not isinstance(models, list):
+            raise NotLight(f"'{name}' is not a list")
+    for kind, shapes in (("beam", (dict,)), ("detector", (dict, list))):
+        if not all(d is None or type(d) in shapes for d in lists[kind]):
+            raise NotLight(f"a {kind} that is not a dictionary")  # e.g. a file name
+    models = FileModels(path, lists)
+    scans = _scans(models)
+    experiments = LightExperimentList()
+    imageset_scans: dict[int, tuple[Any, bool]] = {}
+    for entry in entries:
+        refs = {}
+        for name in MODEL_KEYS:
+            value = entry.get(name)
+            if value is None:
+                continue
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise NotLight(f"experiment names its {name} by {type(value).__name__}")
+            lists[name][value]  # IndexError as in dxtbx's lookup
+            refs[name] = value
+        scan = scans[refs["scan"]] if "scan" in refs else None
+        if "imageset" in refs and lists["imageset"][refs["imageset"]] is not None:
+            _merge_scans(imageset_scans, refs["imageset"], scan)
+        experiments.append(LightExperiment(entry.get("identifier", ""), models, refs, scans))
+    for reference, (scan, _own) in imageset_scans.items():
+        _check_imageset(lists["imageset"][reference], scan)
+    identifiers = [e.identifier for e in experiments if e.identifier]
+    if len(set(identifiers)) != len(identifiers):
+        raise NotLight("an identifier is given twice")
+    return experiments
+
+
+def _scans(models: FileModels) -> list:
+    """The file's scans: :class:`LightScan` when dxtbx is sure to read every one of them
+    (no import of dxtbx's models), else dxtbx's own (its errors: ``NotLight``)."""
+    entries = models.lists["scan"]
+    light = [
+        None if d is None else scan_facts(d, functools.partial(models.dxtbx, "scan", i))
+        for i, d in enumerate(entries)
+    ]
+    if all(s is not None or d is None for s, d in zip(light, entries)):
+        return light
+    return [models.dxtbx("scan", i) for i in range(len(entries))]
+
+
+def _as_dxtbx(scan: Any) -> Any:
+    return scan.dxtbx() if isinstance(scan, LightScan) else scan
+
+
+def _merge_scans(imageset_scans: dict, reference: int, scan: Any) -> None:
+    """The scan of an imageset over its experiments, merged as ``decode`` merges them,
+    raising where it does. Merges work on copies (``(scan, own copy?)``): the
+    experiments' own scans stay as they are."""
+    if reference not in imageset_scans:
+        imageset_scans[reference] = (scan, False)
+        return
+    merged, own = imageset_scans[reference]
+    if scan is merged or not scan:
+        return
+    scan, merged = _as_dxtbx(scan), _as_dxtbx(merged)
+    if scan == merged:
+        return
+    i, j = merged.get_image_range(), scan.get_image_range()
+    if i[1] + 1 == j[0]:
+        merged = merged if own else copy.deepcopy(merged)
+        merged += scan
+        imageset_scans[reference] = (merged, True)
+        return
+    o, s = merged.get_oscillation(), scan.get_oscillation()
+    if o[1] != s[1]:
+        raise NotLight("scans of one imageset with different oscillation widths")
+    wider = copy.deepcopy(scan)
+    wider.set_image_range((min(i[0], j[0]), max(i[1], j[1])))
+    wider.set_oscillation((min(o[0], s[0]), o[1]))
+    imageset_scans[reference] = (wider, True)
+
+
+def _check_imageset(data: Any, scan: Any) -> None:
+    """``NotLight`` for an imageset dxtbx might refuse to make from its (merged) scan,
+    without reading images (``check_format=False``)."""
+    kind = data.get("__id__") if isinstance(data, dict) else None
+    if kind not in IMAGESET_KINDS:
+        raise NotLight(f"imageset kind {kind!r}")
+    if kind in ("ImageSequence", "ImageSweep") and (scan is None or "template" not in data):
+        raise NotLight("a sequence without a scan or template (dxtbx looks for its images)")
+    if kind in ("ImageSet", "ImageGrid"):
+        images = data.get("images")
+        if not isinstance(images, list) or not images:
+            raise NotLight("an imageset without image names")
+        if scan is not None and scan.get_num_images() != 1:
+            raise NotLight("stills with a scan of several images")
+        indices = data.get("single_file_indices")
+        if indices is not None and len(indices) != len(images):
+            raise NotLight("an imageset with single_file_indices for other images")
+        if kind == "ImageGrid" and "grid_size" not in data:
+            raise NotLight("an image grid without its size")
+
+
+def read_experiment_files(paths: Sequence[str]) -> LightExperimentList:
+    """The experiments of several files, in order (``flatten_experiments``): ``NotLight``
+    when one needs dxtbx, or when an identifier appears twice (dxtbx's error then)."""
+    experiments = LightExperimentList()
+    for path in paths:
+        experiments.extend(read_experiments(path))
+    identifiers = [e.identifier for e in experiments if e.identifier]
+    if len(set(identifiers)) != len(identifiers):
+        raise NotLight("an identifier is given twice")
+    return experiments
