@@ -68,8 +68,10 @@ def experiment_indices(
     table = np.full(int(values.max()) + 2 if values.size else 1, -1, dtype=np.int64)
     for value, index in lookup.items():
         table[value] = index
-    result = np.full(ids.shape, -1, dtype=np.int64)
     mapped = ids >= 0
+    if mapped.all():  # every row assigned: no masks
+        return table[ids]
+    result = np.full(ids.shape, -1, dtype=np.int64)
     result[mapped] = table[ids[mapped]]
     return result
 
@@ -118,8 +120,11 @@ def check_panels(
         [len(e.detector) if e.detector is not None else 0 for e in experiments],
         dtype=np.int64,
     )
-    bad = has.copy()
-    bad[has] = (panel[has] < 0) | (panel[has] >= sizes[experiment_of_row[has]])
+    if has.all():  # every row has an experiment: no masks
+        bad = (panel < 0) | (panel >= sizes[experiment_of_row])
+    else:
+        bad = has.copy()
+        bad[has] = (panel[has] < 0) | (panel[has] >= sizes[experiment_of_row[has]])
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
         index = int(experiment_of_row[first])
