@@ -266,7 +266,8 @@ def common_directory(paths: Sequence[str]) -> tuple[str, list[str]]:
 
 # -- program-specific readers ---------------------------------------------------------
 
-_SUMMARY = (
+#: Per-series summary fields of intensity_per_frame (columns of the compact form).
+SUMMARY_FIELDS = (
     "n",
     "n_non_positive",
     "n_with_sigma",
@@ -276,7 +277,8 @@ _SUMMARY = (
     "frame_min",
     "frame_max",
 )
-_FRAMES = (
+#: Per-frame columns of intensity_per_frame (concatenated over series when compact).
+FRAME_FIELDS = (
     "frame_first",
     "frame_last",
     "count",
@@ -334,15 +336,15 @@ def _intensity_full(block: dict, labels: list[str], results: dict) -> dict:
         rows.setdefault(k, []).append(j)
     series = []
     for k, label in enumerate(labels):
-        summary = {name: columns[name][k] for name in _SUMMARY}
+        summary = {name: columns[name][k] for name in SUMMARY_FIELDS}
         if k in rows:
-            per_frame = {name: [frames[name][j] for j in rows[k]] for name in _FRAMES}
+            per_frame = {name: [frames[name][j] for j in rows[k]] for name in FRAME_FIELDS}
         else:  # one bin with every row: its summary
             per_frame = {
                 "frame_first": [summary["frame_min"]],
                 "frame_last": [summary["frame_max"]],
                 "count": [summary["n"]],
-                **{name: [summary[name]] for name in _FRAMES[3:]},
+                **{name: [summary[name]] for name in FRAME_FIELDS[3:]},
             }
         per_frame = {"bin_width": bin_width, "n_bins": len(per_frame["count"]), **per_frame}
         series.append(

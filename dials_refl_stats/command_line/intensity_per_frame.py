@@ -16,7 +16,7 @@ from dials_refl_stats.analysis.intensity_per_frame import (
     intensities_by_series,
 )
 from dials_refl_stats.analysis.rows import FileRows, SelectedRows
-from dials_refl_stats.compact import encode_runs
+from dials_refl_stats.compact import FRAME_FIELDS, SUMMARY_FIELDS, encode_runs
 from dials_refl_stats.frames import (
     AXIS_LABELS,
     EXPERIMENT_INDEX,
@@ -499,30 +499,6 @@ def describe_result(
     if with_points:
         described["points"] = result.points
     return described
-
-
-#: Per-series summary fields (columns of the compact form).
-SUMMARY_FIELDS = (
-    "n",
-    "n_non_positive",
-    "n_with_sigma",
-    "mean",
-    "median",
-    "mean_i_over_sigma",
-    "frame_min",
-    "frame_max",
-)
-#: Per-frame columns (concatenated over series in the compact form).
-FRAME_FIELDS = (
-    "frame_first",
-    "frame_last",
-    "count",
-    "mean",
-    "median",
-    "mean_i_over_sigma",
-    "n_with_sigma",
-    "n_non_positive",
-)
 
 
 def compact_series(series_list) -> dict:
