@@ -251,17 +251,15 @@ def common_directory(paths: Sequence[str]) -> tuple[str, list[str]]:
         return "", []
     # abspath once per distinct directory (10^5 files usually share one or a few)
     parts = [os.path.split(p) for p in paths]
+    if any(n in ("", ".", "..") for _d, n in parts):
+        absolute = [os.path.abspath(p) for p in paths]
+        parts = [os.path.split(p) for p in absolute]
     absolute_dirs = {d: os.path.abspath(d or ".") for d in {d for d, _n in parts}}
-    absolute = [
-        os.path.join(absolute_dirs[d], n) if n not in ("", ".", "..") else os.path.abspath(p)
-        for p, (d, n) in zip(paths, parts)
-    ]
-    if len(absolute) == 1:
-        directory = os.path.dirname(absolute[0])
-    else:
-        directory = os.path.commonpath(absolute)
+    distinct = list(set(absolute_dirs.values()))
+    directory = distinct[0] if len(distinct) == 1 else os.path.commonpath(distinct)
     start = len(directory.rstrip(os.sep)) + 1
-    return directory, [p[start:] for p in absolute]
+    prefix = {d: "" if a == directory else a[start:] + os.sep for d, a in absolute_dirs.items()}
+    return directory, [prefix[d] + n for d, n in parts]
 
 
 # -- program-specific readers ---------------------------------------------------------

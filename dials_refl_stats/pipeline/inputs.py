@@ -84,20 +84,55 @@ def refuse_duplicates(paths: Sequence[str]) -> None:
     """``Sorry`` when a file is given twice (it would be counted twice).
 
     Real paths from each directory's real path (resolved once) and the file name; only
-    symbolic links are resolved one by one.
+    symbolic links are resolved one by one (a directory of many files is listed once to
+    find them, instead of one ``lstat`` per file).
     """
     seen: dict[str, str] = {}
     real_dirs: dict[str, str] = {}
-    for path in paths:
-        directory, name = os.path.split(path)
-        if directory not in real_dirs:
-            real_dirs[directory] = os.path.realpath(directory or ".")
-        real = os.path.join(real_dirs[directory], name)
-        if name in ("", ".", "..") or os.path.islink(path):
+    parts = [os.path.split(path) for path in paths]
+    listed, links = _symbolic_links(parts)
+    for path, part in zip(paths, parts):
+        directory, name = part
+        real_dir = real_dirs.get(directory)
+        if real_dir is None:
+            real_dir = real_dirs[directory] = os.path.realpath(directory or ".")
+        if directory in listed:
+            link = part in links
+        else:
+            link = os.path.islink(path)
+        if name in ("", ".", "..") or link:
             real = os.path.realpath(path)
+        else:
+            real = os.path.join(real_dir, name)
         if real in seen:
             raise Sorry(f"{path}: given twice (also as {seen[real]}); each file counts once")
         seen[real] = path
+
+
+#: Paths in one directory from which the directory is listed to find symbolic links.
+_LIST_DIRECTORY_FROM = 64
+
+
+def _symbolic_links(parts: list[tuple[str, str]]) -> tuple[set[str], set[tuple[str, str]]]:
+    """(directories listed, their (directory, name) entries that are symbolic links):
+    one listing for a directory holding many of the paths, where one ``lstat`` per path
+    would cost more."""
+    per_directory: dict[str, int] = {}
+    for directory, _name in parts:
+        per_directory[directory] = per_directory.get(directory, 0) + 1
+    listed: set[str] = set()
+    links: set[tuple[str, str]] = set()
+    for directory, count in per_directory.items():
+        if count < _LIST_DIRECTORY_FROM:
+            continue
+        try:
+            with os.scandir(directory or ".") as entries:
+                names = [e.name for e in entries if e.is_symlink()]
+        except OSError:
+            continue
+        listed.add(directory)
+        links.update((directory, n) for n in names)
+    return listed, links
 
 
 #: Shared (column name, type name) tuples of the files' headers (most files share one),
@@ -365,11 +400,27 @@ def _open_small(
     """A small msgpack file's header from one read and one C decode (None otherwise)."""
     if not msgpack_small.available():
         return None
-    data = msgpack_small.read_small(path)
-    table = msgpack_small.unpack_table(data) if data else None
+    table, size = msgpack_small.load_small(path)
     if table is None:
         return None
-    return small_file(path, index, table, len(data), experiments, n_files)
+    return small_file(path, index, table, size, experiments, n_files)
+
+
+#: ColumnIndex of small files by their (names, types): one object for the files that
+#: share their columns (for 10^5 stills, usually one).
+_SMALL_INDEX: dict[tuple[tuple[str, ...], tuple[str, ...]], ColumnIndex] = {}
+
+
+def small_column_index(table: msgpack_small.SmallTable) -> ColumnIndex:
+    """The shared :class:`ColumnIndex` of a small file's columns."""
+    columns = table.columns
+    key = (tuple(columns), tuple([column[0] for column in columns.values()]))
+    index = _SMALL_INDEX.get(key)
+    if index is None:
+        schema = tuple(zip(*key))
+        index = ColumnIndex(_SCHEMAS.setdefault(schema, schema), None)
+        index = _SMALL_INDEX.setdefault(key, index)
+    return index
 
 
 def small_file(
@@ -381,19 +432,31 @@ def small_file(
     n_files: int,
 ) -> OpenedFile:
     """The :class:`OpenedFile` of a small file decoded whole."""
-    schema = tuple((name, column[0]) for name, column in table.columns.items())
-    info = file_info(
-        HeaderFileInfo,
-        index,
-        path,
-        table.nrows,
-        table.identifiers,
-        experiments,
-        n_files,
-        size_bytes=size,
-        columns=ColumnIndex(_SCHEMAS.setdefault(schema, schema), None),
-    )
-    return OpenedFile(info, info.columns.names, size, "fast")
+    columns = small_column_index(table)
+    if experiments:
+        info = file_info(
+            HeaderFileInfo,
+            index,
+            path,
+            table.nrows,
+            table.identifiers,
+            experiments,
+            n_files,
+            size_bytes=size,
+            columns=columns,
+        )
+    else:  # no mapping to check: the decoded identifiers are the file's own dict
+        identifiers = table.identifiers
+        info = HeaderFileInfo(
+            index=index,
+            path=path,
+            nrows=table.nrows,
+            identifiers=identifiers,
+            unassigned_id=one_sweep_id(identifiers, {}, experiments),
+            size_bytes=size,
+            columns=columns,
+        )
+    return OpenedFile(info, columns.names, size, "fast")
 
 
 def describe_inputs(

@@ -12,19 +12,18 @@ its error, so that messages and ``input.on_error=skip`` are the same either way.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
 from dials_refl_stats.analysis.statistic import Chunk, FileInfo, Statistic
 from dials_refl_stats.reader import msgpack_small
-from dials_refl_stats.reader.columns import FLAT_TYPES, SHOEBOX_TYPE
+from dials_refl_stats.reader.columns import FLAT_TYPES, SHOEBOX_TYPE, ColumnType
 from dials_refl_stats.reader.shoebox import joined_mask_counts
 
 from .execute import BASE_COLUMNS, FileRecord, SelectionPlan
-from .inputs import DeferredFileInfo, small_file
-
-_ID_TYPE = "int"
+from .inputs import ColumnIndex, DeferredFileInfo, small_column_index, small_file
 
 
 def is_small(file: FileInfo) -> bool:
@@ -39,6 +38,37 @@ def is_small(file: FileInfo) -> bool:
 GROUP_BYTES = 4 << 20
 
 
+@dataclass(frozen=True)
+class _ColumnPlan:
+    """What is read from the files of one column schema (types checked once for all)."""
+
+    wanted: tuple[str, ...]
+    #: (name, DIALS type, numpy form) of every needed flat column, base columns first
+    flat: tuple[tuple[str, str, ColumnType], ...]
+    #: an ``int6`` bbox column predicts the shoebox records
+    bbox: bool
+
+
+def _column_plan(index: ColumnIndex, statistic: Statistic) -> _ColumnPlan | None:
+    """The plan for files with ``index``'s columns (``None``: a needed column is missing
+    or of another type: the one-file path names the problem)."""
+    types = dict(index.schema)
+    wanted = statistic.columns(index.names)
+    flat = []
+    for name in (*BASE_COLUMNS, *wanted):
+        type_name = types.get(name)
+        if name == "shoebox":
+            if type_name != SHOEBOX_TYPE:
+                return None
+            continue
+        ctype = FLAT_TYPES.get(type_name)
+        if ctype is None:
+            return None
+        flat.append((name, type_name, ctype))
+    has_bbox = "shoebox" in wanted and types.get("bbox") == "int6"
+    return _ColumnPlan(wanted, tuple(flat), has_bbox)
+
+
 def read_small_files(
     files: Sequence[FileInfo], statistic: Statistic, plan: SelectionPlan
 ) -> tuple[list[Chunk], list[FileRecord], list[FileInfo]]:
@@ -48,117 +78,110 @@ def read_small_files(
     chunks: list[Chunk] = []
     records: list[FileRecord] = []
     left: list[FileInfo] = []
-    original = {f.index: f for f in files if isinstance(f, DeferredFileInfo)}
-    wanted_of: dict[tuple[str, ...], tuple[str, ...] | None] = {}
-    tables: list = []
+    # column plans by ColumnIndex (shared by files with the same columns; kept alive in
+    # the inputs module's cache, so their ids are stable)
+    plans: dict[int, _ColumnPlan | None] = {}
+    pending: dict[int, list] = {}
     size = 0
     for file in files:
-        data = msgpack_small.read_small(file.path)
-        table = msgpack_small.unpack_table(data) if data else None
-        if table is None or len(data) != file.size_bytes:
+        table, nbytes = msgpack_small.load_small(file.path)
+        if table is None or nbytes != file.size_bytes:
             left.append(file)
             continue
-        opened = None
         if isinstance(file, DeferredFileInfo):  # the header, read here: with its rows
-            opened = small_file(file.path, file.index, table, len(data), [], 1)
-            file = opened.info
-        elif table.nrows != file.nrows:
+            opened = small_file(file.path, file.index, table, nbytes, [], 1)
+            info, index = opened.info, opened.info.columns
+        elif table.nrows == file.nrows:
+            opened, info, index = None, file, small_column_index(table)
+        else:
             left.append(file)
             continue
-        names = tuple(table.columns)
-        if names not in wanted_of:
-            wanted = statistic.columns(frozenset(names))
-            usable = all(n in table.columns for n in (*BASE_COLUMNS, *wanted))
-            wanted_of[names] = wanted if usable else None
-        wanted = wanted_of[names]
-        if wanted is None or not _plain_columns(table, wanted):
-            left.append(original.get(file.index, file))
+        key = id(index)
+        column_plan = plans.get(key, _UNSET)
+        if column_plan is _UNSET:
+            column_plan = plans[key] = _column_plan(index, statistic)
+        if column_plan is None:
+            left.append(file)
             continue
-        tables.append((file, table, wanted, opened))
-        size += len(data)
+        pending.setdefault(key, []).append((info, table, opened, file))
+        size += nbytes
         if size >= GROUP_BYTES:
-            _process(tables, statistic, plan, chunks, records, left, original)
-            tables, size = [], 0
-    _process(tables, statistic, plan, chunks, records, left, original)
+            _process(pending, plans, statistic, plan, chunks, records, left)
+            pending, size = {}, 0
+    _process(pending, plans, statistic, plan, chunks, records, left)
     return chunks, records, left
 
 
+_UNSET = object()
+
+
 def _process(
-    tables: list, statistic, plan, chunks: list, records: list, left: list, original: dict
+    pending: dict, plans: dict, statistic, plan, chunks: list, records: list, left: list
 ) -> None:
-    """Chunks and records of ``tables`` (files that need the same columns together)."""
-    headers = {f.index: o for f, _t, _w, o in tables if o is not None}
-    for wanted in dict.fromkeys(w for _f, _t, w, _o in tables):
-        group = [(f, t) for f, t, w, _o in tables if w == wanted]
-        done, noted, refused = _group_chunks(group, wanted, statistic, plan, headers)
+    """Chunks and records of the ``pending`` files (by column plan)."""
+    for key, group in pending.items():
+        done, noted, refused = _group_chunks(group, plans[key], statistic, plan)
         chunks.extend(done)
         records.extend(noted)
         # refused files go back as they came: a deferred one is opened again there
-        left.extend(original.get(f.index, f) for f in refused)
+        left.extend(refused)
 
 
-def _plain_columns(table: msgpack_small.SmallTable, wanted: tuple[str, ...]) -> bool:
-    """Every needed column has its type's exact byte length (shoebox: its type)."""
-    n = table.nrows
-    for name in (*BASE_COLUMNS, *wanted):
-        type_name, payload = table.columns[name]
-        if name == "shoebox":
-            if type_name != SHOEBOX_TYPE:
-                return False
-            continue
-        ctype = FLAT_TYPES.get(type_name)
-        if ctype is None or len(payload) != n * ctype.row_bytes:
-            return False
-    return True
+def _lengths_valid(tables: list, nrows: np.ndarray, column_plan: _ColumnPlan) -> np.ndarray:
+    """Per file: every needed flat column (and a predicting bbox) has ``nrows`` rows."""
+    good = np.ones(len(tables), dtype=bool)
+    checks = [(name, ctype.row_bytes) for name, _t, ctype in column_plan.flat]
+    if column_plan.bbox:
+        checks.append(("bbox", FLAT_TYPES["int6"].row_bytes))
+    for name, row_bytes in checks:
+        lengths = np.array([len(t.columns[name][1]) for t in tables], dtype=np.int64)
+        good &= lengths == nrows * row_bytes
+    return good
 
 
-def _joined(tables: list, name: str) -> np.ndarray:
+def _joined(tables: list, name: str, type_name: str, ctype: ColumnType) -> np.ndarray:
     """Column ``name`` of every table, one after the other (a writeable array)."""
-    ctype = FLAT_TYPES[tables[0].columns[name][0]]
-    if any(t.columns[name][0] != tables[0].columns[name][0] for t in tables):
-        ctype = None
-    if ctype is None:
-        raise _Mixed
-    raw = bytearray().join(t.columns[name][1] for t in tables)
+    raw = bytearray().join([t.columns[name][1] for t in tables])
     values = np.frombuffer(raw, ctype.dtype).reshape((-1, *ctype.shape))
-    if tables[0].columns[name][0] == "bool":
-        values = values != 0
-    return values
+    return values != 0 if type_name == "bool" else values
 
 
-class _Mixed(Exception):
-    """Files of one group store a column with different types."""
-
-
-def _group_chunks(group: list, wanted: tuple[str, ...], statistic: Statistic, plan, headers: dict):
-    """(chunks, records, files refused: left for the one-file path)."""
-    files = [f for f, _t in group]
-    tables = [t for _f, t in group]
+def _group_chunks(group: list, column_plan: _ColumnPlan, statistic: Statistic, plan):
+    """(chunks, records, files refused: left for the one-file path, as they came)."""
+    files = [g[0] for g in group]
+    tables = [g[1] for g in group]
     nrows = np.array([t.nrows for t in tables], dtype=np.int64)
-    bounds = np.zeros(len(tables) + 1, dtype=np.int64)
-    np.cumsum(nrows, out=bounds[1:])
-    try:
-        columns = {
-            name: _joined(tables, name) for name in (*BASE_COLUMNS, *wanted) if name != "shoebox"
-        }
-    except _Mixed:
-        return [], [], files
-    good = _ids_valid(files, tables, columns["id"], bounds)
-    if "bbox" in columns:  # an inverted bounding box: the one-file path names the row
-        good &= ~_per_file_any(
-            (columns["bbox"][:, 1::2] < columns["bbox"][:, 0::2]).any(axis=1), bounds
-        )
+    good = _lengths_valid(tables, nrows, column_plan)
+    if good.all():
+        bounds = np.zeros(len(tables) + 1, dtype=np.int64)
+        np.cumsum(nrows, out=bounds[1:])
+        columns = {name: _joined(tables, name, t, c) for name, t, c in column_plan.flat}
+        good = _ids_valid(files, tables, columns["id"], bounds)
+        bbox = columns.get("bbox")
+        if bbox is not None and bbox.shape[1:] == (6,):  # inverted: the one-file path names it
+            inverted = (bbox[:, 1::2] < bbox[:, 0::2]).any(axis=1)
+            good &= ~_per_file_any(inverted, bounds)
     if not good.all():
         kept = [g for g, ok in zip(group, good) if ok]
-        chunks, records, refused = _group_chunks(kept, wanted, statistic, plan, headers)
-        return chunks, records, refused + [f for f, ok in zip(files, good) if not ok]
-    if "shoebox" in wanted:
-        counted = _shoebox_counts(tables, statistic.shoebox_code)
+        refused = [g[3] for g, ok in zip(group, good) if not ok]
+        if not kept:
+            return [], [], refused
+        chunks, records, more = _group_chunks(kept, column_plan, statistic, plan)
+        return chunks, records, more + refused
+    if "shoebox" in column_plan.wanted:
+        bbox = None
+        if column_plan.bbox:
+            bbox = columns.get("bbox")
+            if bbox is None or bbox.shape[1:] != (6,):
+                bbox = _joined(tables, "bbox", "int6", FLAT_TYPES["int6"])
+        counted = joined_mask_counts(
+            [t.columns["shoebox"][1] for t in tables], bbox, nrows.tolist(), statistic.shoebox_code
+        )
         if counted is None:
-            return [], [], files
+            return [], [], [g[3] for g in group]
         columns["shoebox.count"], columns["shoebox.allocated"] = counted
-    flags = columns["flags"]
-    selected, records = _select(files, flags, bounds, plan, headers)
+    headers = {g[0].index: g[2] for g in group if g[2] is not None}
+    selected, records = _select(files, columns["flags"], bounds, plan, headers)
     if statistic.batchable:
         chunk = Chunk(files[0], 0, columns, selected, files=tuple(files), file_rows=nrows)
         return [chunk], records, []
@@ -195,7 +218,15 @@ def _ids_valid(files: list, tables: list, ids: np.ndarray, bounds: np.ndarray) -
     high[nonempty] = np.maximum.reduceat(ids, bounds[nonempty])
     first = np.zeros(len(files), dtype=np.int64)
     last = np.full(len(files), np.iinfo(np.int64).max)
+    plain, other = [], []  # one identifier and no experiment mapping: most files
     for i in nonempty.tolist():
+        usual = len(tables[i].identifiers) == 1 and not files[i].experiment_of_id
+        (plain if usual else other).append(i)
+    if plain:
+        keys = [next(iter(tables[i].identifiers)) for i in plain]
+        first[plain] = keys
+        last[plain] = keys
+    for i in other:
         keys = tables[i].identifiers.keys()
         mapping = files[i].experiment_of_id
         if mapping and mapping.keys() != keys:
@@ -209,16 +240,6 @@ def _ids_valid(files: list, tables: list, ids: np.ndarray, bounds: np.ndarray) -
     # files holding -1 beside other ids are checked file by file
     no_keys = last == np.iinfo(np.int64).max
     return good & (low >= -1) & (within | no_keys)
-
-
-def _shoebox_counts(tables: list, code: int) -> tuple[np.ndarray, np.ndarray] | None:
-    bboxes = []
-    for t in tables:
-        bbox = t.columns.get("bbox")
-        usable = bbox is not None and bbox[0] == "int6" and len(bbox[1]) == 24 * t.nrows
-        bboxes.append(np.frombuffer(bbox[1], "<i4").reshape(-1, 6) if usable else None)
-    payloads = [t.columns["shoebox"][1] for t in tables]
-    return joined_mask_counts(payloads, bboxes, [t.nrows for t in tables], code)
 
 
 def _select(files: list, flags: np.ndarray, bounds: np.ndarray, plan: SelectionPlan, headers):

@@ -17,8 +17,8 @@ on it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Any
+import threading
+from typing import Any, NamedTuple
 
 from .msgpack_layout import MAGIC, MAX_COLUMNS, MAX_IDENTIFIERS, MAX_STR, SUPPORTED_VERSIONS
 
@@ -32,8 +32,7 @@ SMALL_FILE_BYTES = 4 << 20
 _MAX_HEADER_KEYS = 16
 
 
-@dataclass(frozen=True)
-class SmallTable:
+class SmallTable(NamedTuple):
     """A whole small reflection file: header values and each column's raw payload."""
 
     nrows: int
@@ -47,25 +46,41 @@ def available() -> bool:
     return _msgpack is not None
 
 
-def read_small(path: str) -> bytes | None:
-    """The whole file if it is at most :data:`SMALL_FILE_BYTES` long (else ``None``)."""
+class _Buffer(threading.local):
+    """One reusable read buffer per thread (Dask workers run tasks in threads)."""
+
+    def __init__(self) -> None:
+        self.data = bytearray(SMALL_FILE_BYTES + 1)
+        self.view = memoryview(self.data)
+
+
+_buffer = _Buffer()
+
+
+def load_small(path: str) -> tuple[SmallTable | None, int]:
+    """The table in the file at ``path`` and its size in bytes, from one ``read`` into a
+    reused buffer and one C decode; ``(None, size)`` when it is not plainly valid,
+    ``(None, -1)`` when it cannot be read or is larger than :data:`SMALL_FILE_BYTES`.
+    """
+    if _msgpack is None:
+        return None, -1
+    buffer = _buffer
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
-        return None
+        return None, -1
     try:
-        size = os.fstat(fd).st_size
-        if size > SMALL_FILE_BYTES:
-            return None
-        data = os.read(fd, size + 1)  # one byte more: a file that grew is not small
+        size = os.readv(fd, [buffer.data])  # one byte more than a small file can have
     except OSError:
-        return None
+        return None, -1
     finally:
         os.close(fd)
-    return data if len(data) <= SMALL_FILE_BYTES else None
+    if size > SMALL_FILE_BYTES:
+        return None, -1
+    return unpack_table(buffer.view[:size]), size
 
 
-def unpack_table(data: bytes) -> SmallTable | None:
+def unpack_table(data: bytes | memoryview) -> SmallTable | None:
     """The table in ``data`` (a whole ``.refl`` file), or ``None`` if not plainly valid."""
     if _msgpack is None or not data:
         return None
@@ -77,7 +92,7 @@ def unpack_table(data: bytes) -> SmallTable | None:
         return None
     try:
         return _checked(value, len(data))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError):  # a column of another shape (see _checked)
         return None
 
 
@@ -130,19 +145,20 @@ def _checked(value: Any, size: int) -> SmallTable | None:
         return None
     if not columns and nrows > size:
         return None
-    data = {}
-    for name, column in columns:  # name: [type, [count, payload]]
-        if type(column) is not list or len(column) != 2:
+    # name: [type, [count, payload]]; a column or body of another length or kind fails
+    # the unpacking (ValueError, TypeError) or the type checks below (a map decodes as
+    # pairs, so its items are tuples, never str, int or bytes)
+    data = {name: (type_name, body) for name, (type_name, body) in columns}
+    for name, (type_name, (count, payload)) in data.items():
+        if (
+            type(payload) is not bytes
+            or type(count) is not int
+            or count != nrows
+            or type(name) is not str
+            or type(type_name) is not str
+        ):
             return None
-        type_name, body = column
-        if type(body) is not list or len(body) != 2:
-            return None
-        count, payload = body
-        if type(payload) is not bytes or type(count) is not int or count != nrows:
-            return None
-        if type(name) is not str or type(type_name) is not str:
-            return None
-        data[name] = (type_name, payload)
+    data = {name: (type_name, body[1]) for name, (type_name, body) in data.items()}
     if len(data) != len(columns):
         return None  # a duplicate column
     if size > _SHORT and not _short_strings(data, identifiers):

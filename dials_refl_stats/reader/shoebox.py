@@ -710,15 +710,15 @@ def gather_segments(
 
 
 def joined_mask_counts(
-    payloads: list[bytes], bboxes: list[np.ndarray | None], nrows: list[int], code: int
+    payloads: list[bytes], bbox: np.ndarray | None, nrows: list[int], code: int
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Per row of several ``Shoebox<>`` columns (of small files) in one scan: pixels whose
     mask has all bits of ``code``, and whether pixels are allocated.
 
     Records never span columns, so the joined payloads are one valid record chain; the
-    table ``bbox`` columns (``None``: unknown) predict it. ``None`` when any column's
-    records do not end exactly at its end (a damaged file): the caller then reads the
-    files one by one, which names the problem.
+    tables' joined ``bbox`` columns (``None``: unknown) predict it. ``None`` when any
+    column's records do not end exactly at its end (a damaged file): the caller then
+    reads the files one by one, which names the problem.
     """
     total_rows = sum(nrows)
     lengths = np.fromiter((len(p) for p in payloads), np.int64, len(payloads))
@@ -727,17 +727,15 @@ def joined_mask_counts(
         return None
     padding = bytes((-length) % 8 + 8)
     buf = np.frombuffer(bytearray().join([*payloads, padding]), np.uint8)
-    table_bbox = np.zeros((total_rows, 6), "<i4")
+    if bbox is None:
+        bbox = np.zeros((total_rows, 6), "<i4")
     row_start = np.zeros(len(nrows) + 1, np.int64)
     np.cumsum(nrows, out=row_start[1:])
-    for i, bbox in enumerate(bboxes):
-        if bbox is not None:
-            table_bbox[row_start[i] : row_start[i + 1]] = bbox
     state = _ScanState(int(buf[HEADER_BYTES - 1]) % 3)
     fail = _Fail("", "shoebox")
     try:
         block, used = _parse_window(
-            buf[: length + 8], 0, total_rows, predict(table_bbox, length), state, length, fail
+            buf[: length + 8], 0, total_rows, predict(bbox, length), state, length, fail
         )
     except ReflectionFileError:
         return None
