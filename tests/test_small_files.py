@@ -243,3 +243,47 @@ def test_bad_files_among_deferred_headers_are_named_or_skipped(stills, tmp_path,
     ]
     for block in ("inputs", "selection", "results"):
         assert deferred[block] == read_first[block]
+
+
+def test_files_with_other_columns_are_read_in_their_own_groups(stills, tmp_path, monkeypatch):
+    """Stills with an extra column (another column schema, as a later DIALS step writes)
+    among plain ones: each schema is checked and joined on its own, same results."""
+    from dials.array_family import flex
+
+    folder = tmp_path / "two_schemas"
+    shutil.copytree(stills, folder)
+    for path in sorted(folder.glob("still_1_*.refl")):
+        table = flex.reflection_table.from_file(str(path))
+        table["extra"] = flex.double(table.size(), 1.5)
+        table.as_file(str(path))
+    for program, args in [
+        ("spot_size_histogram", ["selection.flags=strong"]),
+        ("per_image_statistics", []),
+    ]:
+        fast = documents(program, [folder, *args], tmp_path, monkeypatch, small=True)
+        slow = documents(program, [folder, *args], tmp_path, monkeypatch, small=False)
+        assert fast["results"] == slow["results"]
+        assert fast["selection"] == slow["selection"]
+
+
+def test_reading_small_files_from_several_threads_gives_each_its_own_table():
+    """Dask workers run tasks in threads: the reused read buffer is one per thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = [data_path(relative) for relative in SHIPPED] * 8
+    expected = [msgpack_small.unpack_table(p.read_bytes()) for p in paths]
+    with ThreadPoolExecutor(4) as pool:
+        loaded = list(pool.map(msgpack_small.load_small, paths))
+    assert [table for table, _size in loaded] == expected
+    assert [size for _table, size in loaded] == [p.stat().st_size for p in paths]
+
+
+def test_files_that_cannot_be_read_whole_are_not_small(tmp_path):
+    big = tmp_path / "big.refl"
+    big.write_bytes(b"\x00" * (msgpack_small.SMALL_FILE_BYTES + 1))
+    assert msgpack_small.load_small(big) == (None, -1)
+    assert msgpack_small.load_small(tmp_path / "missing.refl") == (None, -1)
+    assert msgpack_small.load_small(tmp_path) == (None, -1)  # a directory
+    damaged = tmp_path / "damaged.refl"
+    damaged.write_bytes(data_path("sim_small/strong.refl").read_bytes()[:1000])
+    assert msgpack_small.load_small(damaged) == (None, 1000)

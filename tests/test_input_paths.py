@@ -1,0 +1,66 @@
+"""Many input paths: duplicates found through symbolic links, names relative to their
+common directory (the JSON's ``inputs``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from conftest import data_path
+
+from dials_refl_stats.compact import common_directory
+from dials_refl_stats.pipeline import inputs
+from dials_refl_stats.pipeline.errors import Sorry
+
+
+@pytest.fixture()
+def directory(tmp_path):
+    """70 copies of a small table (enough for the directory to be listed once)."""
+    folder = tmp_path / "stills"
+    folder.mkdir()
+    source = data_path("sim_small/strong.refl")
+    for i in range(70):
+        shutil.copy(source, folder / f"still_{i:03d}.refl")
+    return folder
+
+
+@pytest.mark.parametrize("listed", [True, False])
+def test_a_symbolic_link_to_a_file_given_is_refused(directory, monkeypatch, listed):
+    if not listed:  # one lstat per path instead of one listing
+        monkeypatch.setattr(inputs, "_LIST_DIRECTORY_FROM", 10**9)
+    os.symlink(directory / "still_005.refl", directory / "still_999.refl")
+    paths = inputs.expand_collection(str(directory))
+    with pytest.raises(Sorry, match="still_999.refl: given twice .*still_005.refl"):
+        inputs.refuse_duplicates(paths)
+
+
+@pytest.mark.parametrize("listed", [True, False])
+def test_links_to_other_files_and_odd_spellings(directory, tmp_path, monkeypatch, listed):
+    if not listed:
+        monkeypatch.setattr(inputs, "_LIST_DIRECTORY_FROM", 10**9)
+    outside = tmp_path / "outside.refl"
+    shutil.copy(data_path("sim_small/strong.refl"), outside)
+    os.symlink(outside, directory / "still_999.refl")
+    paths = inputs.expand_collection(str(directory))
+    inputs.refuse_duplicates(paths)  # a link to a file not given: fine
+    with pytest.raises(Sorry, match="given twice"):
+        inputs.refuse_duplicates([*paths, str(outside)])
+    spelled = str(directory) + "//still_003.refl"  # the same file, spelled otherwise
+    with pytest.raises(Sorry, match="given twice"):
+        inputs.refuse_duplicates([*paths, spelled])
+
+
+def test_names_relative_to_the_common_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    here = str(tmp_path)
+    assert common_directory([]) == ("", [])
+    assert common_directory(["a/x.refl"]) == (f"{here}/a", ["x.refl"])
+    assert common_directory(["a/x.refl", "a/y.refl"]) == (f"{here}/a", ["x.refl", "y.refl"])
+    assert common_directory(["a/b/x.refl", "a/c/y.refl", "a/z.refl"]) == (
+        f"{here}/a",
+        ["b/x.refl", "c/y.refl", "z.refl"],
+    )
+    assert common_directory(["/x.refl", "/y/z.refl"]) == ("/", ["x.refl", "y/z.refl"])
+    assert common_directory(["a/b/../x.refl", "a/y.refl"]) == (f"{here}/a", ["x.refl", "y.refl"])
+    assert common_directory(["a/b/", "a/c"]) == (f"{here}/a", ["b", "c"])
