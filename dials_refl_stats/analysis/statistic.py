@@ -10,6 +10,7 @@ in any order, on processes or Dask workers) gives the same ``finalize`` result.
 
 from __future__ import annotations
 
+import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from functools import reduce
@@ -34,7 +35,12 @@ class ExperimentInfo:
         return self.image_range is None
 
 
-@dataclass(frozen=True)
+#: ``dataclass`` options of per-file records: ``__slots__`` where Python has them (3.10+),
+#: ~300 bytes less per object than an instance ``__dict__`` (10^5 files: ~30 MB each).
+PER_FILE = {"frozen": True, **({"slots": True} if sys.version_info >= (3, 10) else {})}
+
+
+@dataclass(**PER_FILE)
 class FileInfo:
     """One reflection file of a run, as the workers see it."""
 

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Sequence
 
 import numpy as np
 
-from dials_refl_stats.analysis.statistic import Chunk, FileInfo, Statistic
+from dials_refl_stats.analysis.statistic import PER_FILE, Chunk, FileInfo, Statistic
 from dials_refl_stats.pipeline.inputs import DeferredFileInfo, open_file, problem_file
 from dials_refl_stats.reader import ReflectionFileError, read_layout
 from dials_refl_stats.reader.columns import SHOEBOX_TYPE, read_flat
@@ -77,7 +77,7 @@ class SelectionPlan:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(**PER_FILE)
 class FileRecord:
     """What happened to one file (kept for the JSON and the log)."""
 

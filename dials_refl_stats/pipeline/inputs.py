@@ -10,7 +10,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from dials_refl_stats.analysis.statistic import ExperimentInfo, FileInfo
+from dials_refl_stats.analysis.statistic import PER_FILE, ExperimentInfo, FileInfo
 from dials_refl_stats.compact import common_directory, compact_column, encode_names
 from dials_refl_stats.pipeline.errors import Sorry
 from dials_refl_stats.reader import msgpack_small, read_layout
@@ -182,7 +182,7 @@ class ColumnIndex:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(**PER_FILE)
 class HeaderFileInfo(FileInfo):
     """A :class:`FileInfo` that also carries what the driver read from the header, so
     that tasks read the columns without walking the header again."""
@@ -192,7 +192,7 @@ class HeaderFileInfo(FileInfo):
     columns: ColumnIndex | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(**PER_FILE)
 class OpenedFile:
     """A reflection file's header, as read on the driver."""
 
@@ -264,11 +264,15 @@ def one_sweep_id(
     return None
 
 
+#: The empty identifiers and experiment mapping of files listed or read without
+#: experiments (never changed: one dict for 10^5 files instead of one each).
+_NO_MAPPING: dict = {}
+
 #: Runs of at least this many files may leave small files' headers to the tasks.
 DEFER_MIN_FILES = 64
 
 
-@dataclass(frozen=True)
+@dataclass(**PER_FILE)
 class DeferredFileInfo(FileInfo):
     """A small file whose header is read by the task that reads its rows (``nrows`` is
     -1 until then): the driver of a run of 10^5 stills only lists the files."""
@@ -302,7 +306,14 @@ def open_files(
         if deferring:
             size = _small_file_size(path)
             if size is not None:
-                info = DeferredFileInfo(index=index, path=path, nrows=-1, size_bytes=size)
+                info = DeferredFileInfo(
+                    index=index,
+                    path=path,
+                    nrows=-1,
+                    identifiers=_NO_MAPPING,
+                    experiment_of_id=_NO_MAPPING,
+                    size_bytes=size,
+                )
                 opened.append(OpenedFile(info, frozenset(), size, "fast"))
                 continue
         try:
@@ -406,6 +417,7 @@ def _open_small(
     return small_file(path, index, table, size, experiments, n_files)
 
 
+
 #: ColumnIndex of small files by their (names, types): one object for the files that
 #: share their columns (for 10^5 stills, usually one).
 _SMALL_INDEX: dict[tuple[tuple[str, ...], tuple[str, ...]], ColumnIndex] = {}
@@ -452,6 +464,7 @@ def small_file(
             path=path,
             nrows=table.nrows,
             identifiers=identifiers,
+            experiment_of_id=_NO_MAPPING,
             unassigned_id=one_sweep_id(identifiers, {}, experiments),
             size_bytes=size,
             columns=columns,

@@ -287,6 +287,7 @@ def run_program(program: Program, args: Sequence[str] | None, phil, help_message
     form = str(getattr(params.output, "json_form", "auto")).lower()
     compact = is_compact(len(files), n_groups, form)
     run = Run(invocation, params, files, experiments, infos, plan, compact=compact)
+    del files  # run.files only: deferred headers replace the listing (10^5 files: ~50 MB)
     statistic = program.statistic(run)
 
     verbosity = invocation.options.verbose
@@ -296,8 +297,8 @@ def run_program(program: Program, args: Sequence[str] | None, phil, help_message
             reduced = reduce_files(
                 statistic,
                 plan,
-                [f.info for f in files],
-                [f.size_bytes for f in files],
+                [f.info for f in run.files],
+                [f.size_bytes for f in run.files],
                 reader=params.reader,
                 skip_errors=skip_errors,
                 engine=make_engine(params.mp),
