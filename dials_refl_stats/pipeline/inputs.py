@@ -417,7 +417,6 @@ def _open_small(
     return small_file(path, index, table, size, experiments, n_files)
 
 
-
 #: ColumnIndex of small files by their (names, types): one object for the files that
 #: share their columns (for 10^5 stills, usually one).
 _SMALL_INDEX: dict[tuple[tuple[str, ...], tuple[str, ...]], ColumnIndex] = {}
