@@ -244,16 +244,23 @@ def group_labels(file_index: Sequence[int], ids: Sequence[int], n_files: int) ->
     return labels
 
 
+def split_paths(paths: Sequence[str]) -> list[tuple[str, str]]:
+    """``os.path.split`` of every path (one comprehension where the separator is ``/``)."""
+    if os.sep != "/" or os.altsep:
+        return [os.path.split(p) for p in paths]
+    # rpartition: (head with trailing slashes removed, unless it is only slashes, name)
+    return [(d.rstrip("/") or d + s, n) for d, s, n in (str(p).rpartition("/") for p in paths)]
+
+
 def common_directory(paths: Sequence[str]) -> tuple[str, list[str]]:
     """``(directory, names)``: the absolute common directory of ``paths`` (a single
     file's directory) and each path relative to it."""
     if not paths:
         return "", []
     # abspath once per distinct directory (10^5 files usually share one or a few)
-    parts = [os.path.split(p) for p in paths]
+    parts = split_paths(paths)
     if any(n in ("", ".", "..") for _d, n in parts):
-        absolute = [os.path.abspath(p) for p in paths]
-        parts = [os.path.split(p) for p in absolute]
+        parts = split_paths([os.path.abspath(p) for p in paths])
     absolute_dirs = {d: os.path.abspath(d or ".") for d in {d for d, _n in parts}}
     distinct = list(set(absolute_dirs.values()))
     directory = distinct[0] if len(distinct) == 1 else os.path.commonpath(distinct)

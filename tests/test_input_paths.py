@@ -64,3 +64,31 @@ def test_names_relative_to_the_common_directory(tmp_path, monkeypatch):
     assert common_directory(["/x.refl", "/y/z.refl"]) == ("/", ["x.refl", "y/z.refl"])
     assert common_directory(["a/b/../x.refl", "a/y.refl"]) == (f"{here}/a", ["x.refl", "y.refl"])
     assert common_directory(["a/b/", "a/c"]) == (f"{here}/a", ["b", "c"])
+
+
+def test_a_directory_lists_what_glob_would(tmp_path):
+    """``*.refl`` of a directory from one listing: the names glob matches, no more."""
+    import glob
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for name in ("b.refl", "a.refl", ".hidden.refl", "c.refl.bak", "d.REFL", "e.expt"):
+        (folder / name).write_bytes(b"")
+    (folder / "sub.refl").mkdir()  # glob matches directories too: they fail when opened
+    expected = sorted(glob.glob(os.path.join(glob.escape(str(folder)), "*.refl")))
+    assert inputs.expand_collection(str(folder)) == expected
+    assert [os.path.basename(p) for p in expected] == ["a.refl", "b.refl", "sub.refl"]
+    odd = tmp_path / "we[ir]d*dir"  # glob characters in the directory name
+    odd.mkdir()
+    (odd / "x.refl").write_bytes(b"")
+    assert inputs.expand_collection(str(odd)) == [str(odd / "x.refl")]
+
+
+def test_files_only_listed_are_batched_by_count():
+    from dials_refl_stats.pipeline.execute import BATCH_FILES, make_batches
+
+    files = list(range(10000))
+    batches = make_batches(files, [-1] * len(files), n_workers=2)
+    assert [f for b in batches for f in b] == files
+    assert max(len(b) for b in batches) <= BATCH_FILES and len(batches) >= 8
+    assert make_batches([1, 2, 3], [-1] * 3, n_workers=4) == [[1], [2], [3]]

@@ -287,3 +287,19 @@ def test_files_that_cannot_be_read_whole_are_not_small(tmp_path):
     damaged = tmp_path / "damaged.refl"
     damaged.write_bytes(data_path("sim_small/strong.refl").read_bytes()[:1000])
     assert msgpack_small.load_small(damaged) == (None, 1000)
+
+
+def test_a_large_file_among_listed_files_is_opened_as_usual(stills, tmp_path, monkeypatch):
+    """With headers left to the tasks the driver does not even stat the files: a file
+    over the small-file size goes to the one-file path, with the same results."""
+    folder = tmp_path / "with_a_large_one"
+    shutil.copytree(stills, folder)
+    monkeypatch.setattr(msgpack_small, "SMALL_FILE_BYTES", 64 * 1024)  # indexed.refl: larger
+    assert (folder / "still_9_indexed.refl").stat().st_size > msgpack_small.SMALL_FILE_BYTES
+    monkeypatch.setattr(msgpack_small, "_buffer", msgpack_small._Buffer())
+    args = [folder, "selection.flags=strong"]
+    deferred = deferred_documents("spot_size_histogram", args, tmp_path, monkeypatch, True)
+    read_first = deferred_documents("spot_size_histogram", args, tmp_path, monkeypatch, False)
+    for block in ("inputs", "selection", "results"):
+        assert deferred[block] == read_first[block]
+    assert deferred["inputs"]["reflections"]["n_files"] == 21

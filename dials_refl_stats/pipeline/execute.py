@@ -275,7 +275,11 @@ def make_batches(
     files: Sequence[FileInfo], sizes: Sequence[int], n_workers: int
 ) -> list[list[FileInfo]]:
     """Consecutive files in batches of about :data:`BATCH_BYTES` (at least one batch per
-    worker when there are enough files)."""
+    worker when there are enough files); by count when sizes are not known (-1: files
+    only listed, their headers left to the tasks)."""
+    if any(size < 0 for size in sizes):
+        per_batch = max(1, min(BATCH_FILES, -(-len(files) // max(1, 4 * n_workers))))
+        return [list(files[i : i + per_batch]) for i in range(0, len(files), per_batch)]
     total = sum(sizes)
     target = max(1, min(BATCH_BYTES, total // max(1, 4 * n_workers) or 1))
     batches, current, current_bytes = [], [], 0

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import glob
 import os
-import stat
 import struct
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 from dials_refl_stats.analysis.statistic import PER_FILE, ExperimentInfo, FileInfo
-from dials_refl_stats.compact import common_directory, compact_column, encode_names
+from dials_refl_stats.compact import common_directory, compact_column, encode_names, split_paths
 from dials_refl_stats.pipeline.errors import Sorry
 from dials_refl_stats.reader import msgpack_small, read_layout
 from dials_refl_stats.reader.formats import sniff_bytes
@@ -59,7 +58,7 @@ def expand_collection(argument: str) -> list[str]:
         ]
         what = "list file"
     elif os.path.isdir(argument):
-        found = sorted(glob.glob(os.path.join(glob.escape(argument), REFLECTION_PATTERN)))
+        found = sorted(_directory_entries(argument, REFLECTION_PATTERN))
         what = f"directory (no {REFLECTION_PATTERN} files)"
     else:
         found = sorted(p for p in glob.glob(argument) if os.path.isfile(p))
@@ -67,6 +66,20 @@ def expand_collection(argument: str) -> list[str]:
     if not found:
         raise Sorry(f"{argument}: empty {what}")
     return found
+
+
+def _directory_entries(directory: str, pattern: str) -> list[str]:
+    """What ``glob(directory/pattern)`` gives for a ``*suffix`` pattern (names not starting
+    with a dot), from one listing (``glob`` matches and joins each of 10^5 names in Python)."""
+    suffix = pattern[1:]
+    if not pattern.startswith("*") or any(c in suffix for c in GLOB_CHARACTERS):
+        return glob.glob(os.path.join(glob.escape(directory), pattern))
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    prefix = os.path.join(directory, "")
+    return [prefix + n for n in names if n.endswith(suffix) and not n.startswith(".")]
 
 
 def split_collections(args: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -89,7 +102,7 @@ def refuse_duplicates(paths: Sequence[str]) -> None:
     """
     seen: dict[str, str] = {}
     real_dirs: dict[str, str] = {}
-    parts = [os.path.split(path) for path in paths]
+    parts = split_paths(paths)
     listed, links = _symbolic_links(parts)
     for path, part in zip(paths, parts):
         directory, name = part
@@ -274,8 +287,9 @@ DEFER_MIN_FILES = 64
 
 @dataclass(**PER_FILE)
 class DeferredFileInfo(FileInfo):
-    """A small file whose header is read by the task that reads its rows (``nrows`` is
-    -1 until then): the driver of a run of 10^5 stills only lists the files."""
+    """A file whose header is read by the task that reads its rows (``nrows`` and
+    ``size_bytes`` are -1 until then): the driver of a run of 10^5 stills only lists the
+    files."""
 
     size_bytes: int = -1
 
@@ -290,8 +304,9 @@ def open_files(
     """Read every file's header once; any problem is a one-line ``Sorry`` (or, with
     ``skip_errors``, recorded as the file's ``problem``).
 
-    ``defer``: in a run of many files without experiments, small files are only
-    listed (:class:`DeferredFileInfo`); the tasks read their headers with their rows.
+    ``defer``: in a run of many files without experiments, the files are only listed
+    (:class:`DeferredFileInfo`, size unknown); the tasks read the headers of small files
+    with their rows, and open any other file as the driver would have.
     """
     refuse_duplicates(paths)
     deferring = (
@@ -303,19 +318,16 @@ def open_files(
     )
     opened = []
     for index, path in enumerate(paths):
-        if deferring:
-            size = _small_file_size(path)
-            if size is not None:
-                info = DeferredFileInfo(
-                    index=index,
-                    path=path,
-                    nrows=-1,
-                    identifiers=_NO_MAPPING,
-                    experiment_of_id=_NO_MAPPING,
-                    size_bytes=size,
-                )
-                opened.append(OpenedFile(info, frozenset(), size, "fast"))
-                continue
+        if deferring:  # not even a stat: the task reads the file whole, or refers it on
+            info = DeferredFileInfo(
+                index=index,
+                path=path,
+                nrows=-1,
+                identifiers=_NO_MAPPING,
+                experiment_of_id=_NO_MAPPING,
+            )
+            opened.append(OpenedFile(info, frozenset(), -1, "fast"))
+            continue
         try:
             opened.append(open_file(path, index, reader, experiments, len(paths)))
         except ReflectionLoadError as error:
@@ -323,15 +335,6 @@ def open_files(
                 raise Sorry(str(error)) from None
             opened.append(problem_file(path, index, reader, error))
     return opened
-
-
-def _small_file_size(path: str) -> int | None:
-    try:
-        status = os.stat(path)
-    except OSError:
-        return None
-    small = stat.S_ISREG(status.st_mode) and status.st_size <= msgpack_small.SMALL_FILE_BYTES
-    return status.st_size if small else None
 
 
 def open_file(

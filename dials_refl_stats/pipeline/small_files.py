@@ -85,15 +85,15 @@ def read_small_files(
     size = 0
     for file in files:
         table, nbytes = msgpack_small.load_small(file.path)
-        if table is None or nbytes != file.size_bytes:
+        if table is None:
             left.append(file)
             continue
         if isinstance(file, DeferredFileInfo):  # the header, read here: with its rows
             opened = small_file(file.path, file.index, table, nbytes, [], 1)
             info, index = opened.info, opened.info.columns
-        elif table.nrows == file.nrows:
+        elif table.nrows == file.nrows and nbytes == file.size_bytes:
             opened, info, index = None, file, small_column_index(table)
-        else:
+        else:  # changed since the driver read its header
             left.append(file)
             continue
         key = id(index)
