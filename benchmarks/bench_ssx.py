@@ -1,10 +1,12 @@
 """Serial-crystallography scale: our programs next to a DIALS loop and reciprocalspaceship.
 
-Every measurement is a fresh process (start-up included), best of ``--repeats`` by wall
-time; the inputs are read once beforehand so that they are page-cached. Peak RSS: the
-driver's from ``wait4`` (its own ``ru_maxrss`` is the largest of it and its waited-for
-children, so for local workers the driver's own is sampled), workers' sampled with psutil
-every 20 ms. Data: ``benchmarks/make_ssx_sets.py`` (made with DIALS when missing).
+Every measurement is a fresh process (start-up included), best of ``--repeats`` rounds
+by wall time (each round runs every case once, so that the shared machine's slower and
+faster spells fall on all cases alike); the inputs are read once beforehand so that they
+are page-cached. Peak RSS: the driver's from ``wait4`` (its own ``ru_maxrss`` is the
+largest of it and its waited-for children, so for local workers the driver's own is
+sampled), workers' sampled with psutil every 50 ms. Data: ``benchmarks/make_ssx_sets.py``
+(made with DIALS when missing).
 
     .venv/bin/python benchmarks/bench_ssx.py                    # 10^4 files, joint table
     .venv/bin/python benchmarks/bench_ssx.py --files 100000 --cases ours-serial ours-nproc2
@@ -102,7 +104,7 @@ class Sampler(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
-        while not self.stop.wait(0.02):
+        while not self.stop.wait(0.05):
             try:
                 self.driver = max(self.driver, self.root.memory_info().rss)
                 procs = self.root.children(recursive=True)
@@ -243,21 +245,26 @@ def run_cases(name: str, target: Path, cases: list[str], repeats: int) -> list:
             "ours-ipf-serial": ours("intensity_per_frame", target),
             "ours-ipf-nproc2": ours("intensity_per_frame", target, "mp.nproc=2"),
         }
-    for case, command in commands.items():
-        if case not in cases:
-            continue
-        if case == "ours-dask-external":
-            with ExternalDask() as cluster:
-                command = ours(
-                    "spot_size_histogram",
-                    target,
-                    "selection.flags=strong",
-                    "mp.method=dask",
-                    f"mp.dask.scheduler_file={cluster.file}",
-                )
-                result = best_of(command, repeats, cluster.pids, outputs=True)
-        else:
-            result = best_of(command, repeats, outputs=case.startswith("ours"))
+    selected = {c: command for c, command in commands.items() if c in cases}
+    # rounds: every case once per round, so that a slower or faster spell of the shared
+    # machine falls on all of them (best of the rounds per case)
+    runs: dict[str, list[dict]] = {c: [] for c in selected if c != "ours-dask-external"}
+    for _round in range(repeats):
+        for case in runs:
+            runs[case].append(best_of(selected[case], 1, outputs=case.startswith("ours")))
+    results = {case: min(found, key=lambda r: r["wall_s"]) for case, found in runs.items()}
+    if "ours-dask-external" in selected:
+        with ExternalDask() as cluster:
+            command = ours(
+                "spot_size_histogram",
+                target,
+                "selection.flags=strong",
+                "mp.method=dask",
+                f"mp.dask.scheduler_file={cluster.file}",
+            )
+            results["ours-dask-external"] = best_of(command, repeats, cluster.pids, outputs=True)
+    for case in selected:
+        result = results[case]
         result.update(set=name, case=case, files=n_files, bytes=n_bytes)
         if "json" in result:
             N_ROWS[name] = result["json"]["inputs"]["reflections"]["total_rows"]

@@ -38,3 +38,27 @@ def test_wide_key_ranges_are_sorted_not_counted_densely():
     assert statistic._dense_counts(keys, np.ones(3, dtype=np.int64)) is None
     (first, second), counts = statistic.merge_counts(keys, np.ones(3))
     assert first.tolist() == [0, 5, 1 << 40] and counts.tolist() == [1, 1, 1]
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_merging_two_sorted_tables_equals_counting_them_together(seed):
+    """Disjoint key ranges (consecutive files) are joined without a sort, in either
+    order; overlapping ones are merged; empty tables are the identity."""
+    rng = np.random.default_rng(100 + seed)
+    n_keys = int(rng.integers(1, 4))
+
+    def table(n, low, high):
+        keys = tuple(rng.integers(low, high, n) for _ in range(n_keys))
+        return statistic.merge_counts(keys, rng.integers(-2, 6, n))
+
+    span = int(rng.choice([3, 50, 10**6]))
+    offset = int(rng.choice([0, span // 2, span, 2 * span]))  # overlapping or disjoint
+    first = table(int(rng.choice([0, 1, 40, 3000])), 0, span)
+    second = table(int(rng.choice([0, 1, 40, 3000])), offset, offset + span)
+    for a, b in ((first, second), (second, first)):
+        keys = tuple(np.concatenate([x, y]) for x, y in zip(a[0], b[0]))
+        expected = statistic.merge_counts(keys, np.concatenate([a[1], b[1]]))
+        got = statistic.merge_count_tables(a, b)
+        assert all(np.array_equal(x, y) for x, y in zip(got[0], expected[0]))
+        assert np.array_equal(got[1], expected[1])
+        assert all(k.dtype == np.int64 for k in got[0]) and got[1].dtype == np.int64

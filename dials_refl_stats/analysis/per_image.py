@@ -32,7 +32,12 @@ from dials_refl_stats.analysis.spot_size import (
     SHOEBOX_ALLOCATED,
     SHOEBOX_COUNT,
 )
-from dials_refl_stats.analysis.statistic import Chunk, Statistic, merge_counts
+from dials_refl_stats.analysis.statistic import (
+    Chunk,
+    Statistic,
+    merge_count_tables,
+    merge_counts,
+)
 from dials_refl_stats.selection import FLAG_BITS
 
 #: I/sigma bin edges; one more bin counts rows without a positive variance.
@@ -102,8 +107,7 @@ class Sparse:
         return cls(*merge_counts(keys, counts))
 
     def __add__(self, other: "Sparse") -> "Sparse":
-        keys = tuple(np.concatenate([a, b]) for a, b in zip(self.keys, other.keys))
-        return Sparse.of(keys, np.concatenate([self.counts, other.counts]))
+        return Sparse(*merge_count_tables((self.keys, self.counts), (other.keys, other.counts)))
 
 
 @dataclass(frozen=True)

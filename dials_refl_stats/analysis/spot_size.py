@@ -15,7 +15,12 @@ from dials_refl_stats.analysis.distribution import (
     summarise_counts,
 )
 from dials_refl_stats.analysis.grouping import group_by_index, group_middles
-from dials_refl_stats.analysis.statistic import Chunk, Statistic, merge_counts
+from dials_refl_stats.analysis.statistic import (
+    Chunk,
+    Statistic,
+    merge_count_tables,
+    merge_counts,
+)
 
 #: ``dials.algorithms.shoebox.MaskCode`` bits.
 MASK_CODES: dict[str, int] = {
@@ -128,7 +133,12 @@ class GroupedSizes:
         return SpotSizeResult(overall=self.overall, groups=per_group)
 
     def summary_columns(self) -> dict[str, np.ndarray]:
-        """Per group: n, mean, median, min, max, std (NaN where a group has no size)."""
+        """Per group: n, mean, median, min, max, std (NaN where a group has no size);
+        computed once (the log and the JSON both use them; 10^5 groups: ~0.1 s)."""
+        return dict(self._summary_columns)
+
+    @functools.cached_property
+    def _summary_columns(self) -> dict[str, np.ndarray]:
         n_groups = self.groups.size
         group, values, weights = self._group_of_value, self._values, self._weights
         order = np.lexsort((values, group))
@@ -201,12 +211,8 @@ class SpotSizeStatistic(Statistic):
         return SizeCounts(group, size, count, frozenset([source]))
 
     def merge(self, first: SizeCounts, second: SizeCounts) -> SizeCounts:
-        (group, size), count = merge_counts(
-            (
-                np.concatenate([first.group, second.group]),
-                np.concatenate([first.size, second.size]),
-            ),
-            np.concatenate([first.count, second.count]),
+        (group, size), count = merge_count_tables(
+            ((first.group, first.size), first.count), ((second.group, second.size), second.count)
         )
         return SizeCounts(group, size, count, first.sources | second.sources)
 

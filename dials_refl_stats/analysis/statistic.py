@@ -206,6 +206,29 @@ def merge_counts(
     return tuple(k[starts] for k in keys), np.add.reduceat(counts, starts)
 
 
+def merge_count_tables(
+    first: tuple[tuple[np.ndarray, ...], np.ndarray],
+    second: tuple[tuple[np.ndarray, ...], np.ndarray],
+) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """:func:`merge_counts` of two tables that are each already unique and sorted (as
+    :func:`merge_counts` leaves them): when one table's keys all come before the other's
+    (partials of consecutive files, whose keys start with the file), the result is the
+    two one after the other, without a sort."""
+    (keys_a, counts_a), (keys_b, counts_b) = first, second
+    if counts_a.size and counts_b.size:
+        last_a, first_a = tuple(int(k[-1]) for k in keys_a), tuple(int(k[0]) for k in keys_a)
+        last_b, first_b = tuple(int(k[-1]) for k in keys_b), tuple(int(k[0]) for k in keys_b)
+        if last_b < first_a:
+            (keys_a, counts_a), (keys_b, counts_b) = second, first
+        elif not last_a < first_b:
+            joined = tuple(np.concatenate([a, b]) for a, b in zip(keys_a, keys_b))
+            return merge_counts(joined, np.concatenate([counts_a, counts_b]))
+    keys = tuple(
+        np.concatenate([a, b]).astype(np.int64, copy=False) for a, b in zip(keys_a, keys_b)
+    )
+    return keys, np.concatenate([counts_a, counts_b]).astype(np.int64, copy=False)
+
+
 def _dense_counts(keys: tuple[np.ndarray, ...], counts: np.ndarray):
     """:func:`merge_counts` by ``bincount`` over the keys' box, or ``None`` if too big.
 
