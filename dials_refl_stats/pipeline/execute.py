@@ -11,6 +11,7 @@ Workers need numpy and this package only (no DIALS), except for legacy pickle ta
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import os
 import sys
@@ -357,10 +358,18 @@ def reduce_files(
     known = all(f.nrows >= 0 for f in files)  # deferred headers: rows not known yet
     progress = Progress(len(files), sum(f.nrows for f in files) if known else -1)
     partials, records = [], []
-    for result in engine(batches, statistic, plan, reader, skip_errors):
-        progress.update(result)
-        partials.append(result.partial)
-        records.extend(result.records)
+    # The per-file records pile up (10^5 files: ~10^6 objects); the cyclic garbage
+    # collector's full passes over all of them cost 10-20% of a run. They hold no cycles,
+    # so what exists after each batch is frozen (left out of collections) until the end.
+    gc.freeze()
+    try:
+        for result in engine(batches, statistic, plan, reader, skip_errors):
+            progress.update(result)
+            partials.append(result.partial)
+            records.extend(result.records)
+            gc.freeze()
+    finally:
+        gc.unfreeze()
     records.sort(key=lambda r: r.index)
     return RunPartial(merge_tree(statistic, partials), records)
 
