@@ -62,3 +62,29 @@ def test_merging_two_sorted_tables_equals_counting_them_together(seed):
         assert all(np.array_equal(x, y) for x, y in zip(got[0], expected[0]))
         assert np.array_equal(got[1], expected[1])
         assert all(k.dtype == np.int64 for k in got[0]) and got[1].dtype == np.int64
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_sort_free_grouping_helpers_agree_with_numpy(seed):
+    """Sorted value counts (as merges leave them) skip the sort; anything else sorts."""
+    from dials_refl_stats.analysis.grouping import lexsort_unless_sorted, unique_inverse
+
+    rng = np.random.default_rng(200 + seed)
+    n = int(rng.choice([0, 1, 2, 50, 5000]))
+    groups = rng.integers(0, 30, n)
+    values = rng.integers(0, 8, n).astype(np.float64)
+    if n > 3 and seed % 3 == 0:
+        values[rng.integers(0, n)] = np.nan
+    (sorted_groups, sorted_values), _ = statistic.merge_counts((groups, values), np.ones(n))
+    for g, v in ((groups, values), (sorted_groups, sorted_values.astype(np.float64))):
+        order = lexsort_unless_sorted(v, g)
+        expected = np.lexsort((v, g))
+        if order is None:
+            assert np.array_equal(expected, np.arange(g.size))
+        else:
+            assert np.array_equal(order, expected)
+        keys, inverse = unique_inverse(g)
+        want_keys, want_inverse = np.unique(g, return_inverse=True)
+        assert np.array_equal(keys, want_keys) and np.array_equal(inverse, want_inverse.ravel())
+    if n > 1:
+        assert lexsort_unless_sorted(sorted_values.astype(float), sorted_groups) is None

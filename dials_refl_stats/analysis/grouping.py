@@ -80,6 +80,27 @@ def group_by_pairs(first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, G
     return values, group_by_index(inverse.ravel(), int(values.shape[0]))
 
 
+def lexsort_unless_sorted(values: np.ndarray, groups: np.ndarray) -> np.ndarray | None:
+    """``np.lexsort((values, groups))``, or ``None`` when the rows are already in that
+    order (value counts merged by ``merge_counts`` are: one check instead of a sort)."""
+    if groups.size < 2:
+        return None
+    later, earlier = groups[1:], groups[:-1]
+    in_order = (later > earlier) | ((later == earlier) & (values[1:] >= values[:-1]))
+    return None if in_order.all() else np.lexsort((values, groups))
+
+
+def unique_inverse(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(keys, return_inverse=True)``, without a sort for sorted ``keys``."""
+    keys = np.asarray(keys).ravel()
+    if keys.size < 2 or not (keys[1:] >= keys[:-1]).all():
+        values, inverse = np.unique(keys, return_inverse=True)
+        return values, inverse.ravel()
+    first = np.ones(keys.size, dtype=bool)
+    np.not_equal(keys[1:], keys[:-1], out=first[1:])
+    return keys[first], np.cumsum(first) - 1
+
+
 def group_middles(
     group: np.ndarray, values: np.ndarray, counts: np.ndarray, n_groups: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -89,8 +110,9 @@ def group_middles(
     high = np.zeros(n_groups, dtype=values.dtype)
     if not group.size:
         return low, high, np.zeros(n_groups, dtype=bool)
-    order = np.lexsort((values, group))
-    group, values, counts = group[order], values[order], counts[order]
+    order = lexsort_unless_sorted(values, group)
+    if order is not None:
+        group, values, counts = group[order], values[order], counts[order]
     totals = np.rint(np.bincount(group, weights=counts, minlength=n_groups)).astype(np.int64)
     cumulative = np.cumsum(counts)
     starts = np.concatenate([[0], np.cumsum(totals)[:-1]])

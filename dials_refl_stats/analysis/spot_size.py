@@ -14,7 +14,12 @@ from dials_refl_stats.analysis.distribution import (
     histogram,
     summarise_counts,
 )
-from dials_refl_stats.analysis.grouping import group_by_index, group_middles
+from dials_refl_stats.analysis.grouping import (
+    group_by_index,
+    group_middles,
+    lexsort_unless_sorted,
+    unique_inverse,
+)
 from dials_refl_stats.analysis.statistic import (
     Chunk,
     Statistic,
@@ -141,8 +146,9 @@ class GroupedSizes:
     def _summary_columns(self) -> dict[str, np.ndarray]:
         n_groups = self.groups.size
         group, values, weights = self._group_of_value, self._values, self._weights
-        order = np.lexsort((values, group))
-        group, values, weights = group[order], values[order], weights[order]
+        order = lexsort_unless_sorted(values, group)
+        if order is not None:
+            group, values, weights = group[order], values[order], weights[order]
         n = np.rint(np.bincount(group, weights=weights, minlength=n_groups)).astype(np.int64)
         has = n > 0
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -223,8 +229,7 @@ class SpotSizeStatistic(Statistic):
     def finalize(self, partial: SizeCounts | None) -> GroupedSizes:
         partial = partial if partial is not None else self.empty()
         counted = partial.size != NO_PIXELS
-        groups, group_of_entry = np.unique(partial.group, return_inverse=True)
-        group_of_entry = group_of_entry.ravel()
+        groups, group_of_entry = unique_inverse(partial.group)
         values = partial.size[counted].astype(np.float64)
         weights = partial.count[counted]
         low, high = self.binning.resolve(values)
