@@ -83,15 +83,24 @@ class ReflectionSource(Protocol):
         """Per row: pixels whose mask has all bits of ``code``; shoebox allocated."""
 
 
+def check_regular(path: str) -> None:
+    """Raise :class:`ReflectionLoadError` unless ``path`` is a regular file (a FIFO or a
+    device could block a reader forever)."""
+    if os.path.isfile(path):
+        return
+    if not os.path.exists(path):
+        raise ReflectionLoadError(f"{path}: file not found")
+    if os.path.isdir(path):
+        raise ReflectionLoadError(f"{path}: is a directory, not a reflection file")
+    raise ReflectionLoadError(f"{path}: not a regular file")
+
+
 def check_readable(path: str) -> str:
     """Raise :class:`ReflectionLoadError` unless ``path`` looks like a reflection file.
 
     Returns the format name from :func:`sniff_format`.
     """
-    if not os.path.exists(path):
-        raise ReflectionLoadError(f"{path}: file not found")
-    if os.path.isdir(path):
-        raise ReflectionLoadError(f"{path}: is a directory, not a reflection file")
+    check_regular(path)
     try:
         kind = sniff_format(path)
     except ReflectionFileError as error:

@@ -92,3 +92,33 @@ def test_files_only_listed_are_batched_by_count():
     assert [f for b in batches for f in b] == files
     assert max(len(b) for b in batches) <= BATCH_FILES and len(batches) >= 8
     assert make_batches([1, 2, 3], [-1] * 3, n_workers=4) == [[1], [2], [3]]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX FIFOs")
+@pytest.mark.parametrize("many", [True, False])
+def test_a_fifo_is_refused_not_waited_for(directory, tmp_path, many):
+    """A FIFO named like a table, in a directory (headers left to the tasks, or read
+    first) or given itself: a one-line Sorry, no output; skipped with on_error=skip."""
+    import json
+
+    from test_programs_common import assert_sorry, run_inprocess
+
+    if not many:
+        for path in sorted(directory.glob("*.refl"))[3:]:
+            path.unlink()
+    fifo = directory / "still_500.refl"
+    os.mkfifo(fifo)
+    out = tmp_path / "out"
+    out.mkdir()
+    for args in ([directory], [fifo, directory / "still_001.refl"]):
+        code, _out, err = run_inprocess("spot_size_histogram", [*args, "output.plot=None"], out)
+        assert_sorry(code, err, str(fifo), "not a regular file")
+        assert not list(out.iterdir())
+    code, _out, err = run_inprocess(
+        "spot_size_histogram", [directory, "output.plot=None", "input.on_error=skip"], out
+    )
+    assert code == 0, err
+    skipped = json.loads((out / "spot_size_histogram.json").read_text())["selection"]["skipped"]
+    assert [(s["path"], s["reason"].split(": ")[-1]) for s in skipped] == [
+        (str(fifo), "not a regular file")
+    ]

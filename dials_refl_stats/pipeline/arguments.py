@@ -320,6 +320,16 @@ def phil_reflection_paths(params) -> list[str]:
     return paths
 
 
+def refuse_special_files(args: Sequence[str]) -> None:
+    """``Sorry`` for an argument naming a FIFO, socket or device: reading one (as DIALS's
+    parser would try, as experiments) could wait forever."""
+    for argument in args:
+        if "=" in argument or argument.startswith("-"):
+            continue
+        if os.path.exists(argument) and not (os.path.isfile(argument) or os.path.isdir(argument)):
+            raise Sorry(f"{argument}: not a regular file")
+
+
 def parse_command_line(
     args: Sequence[str] | None,
     phil,
@@ -343,6 +353,7 @@ def parse_command_line(
     (:func:`parse_light_experiments`).
     """
     args = list(sys.argv[1:] if args is None else args)
+    refuse_special_files(args)
     reflection_paths = reflection_arguments(args)
     chosen = set(reflection_paths)
     others = [a for a in args if a not in chosen]

@@ -18,6 +18,7 @@ from dials_refl_stats.reader.msgpack_layout import ColumnSpan
 from dials_refl_stats.reflections import (
     ReflectionLoadError,
     _as_load_error,
+    check_regular,
     open_reflection_file,
 )
 
@@ -341,6 +342,7 @@ def open_file(
     path: str, index: int, reader: str, experiments: list[ExperimentInfo], n_files: int
 ) -> OpenedFile:
     """One file's header (``ReflectionLoadError`` when it cannot be read)."""
+    check_regular(path)
     if reader in ("auto", "fast"):
         fast = _open_msgpack(path, index, experiments, n_files)
         if fast is not None:

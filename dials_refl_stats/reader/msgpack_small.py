@@ -17,6 +17,7 @@ on it.
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from typing import Any, NamedTuple
 
@@ -65,11 +66,13 @@ def load_small(path: str) -> tuple[SmallTable | None, int]:
     if _msgpack is None:
         return None, -1
     buffer = _buffer
-    try:
-        fd = os.open(path, os.O_RDONLY)
+    try:  # non-blocking: a FIFO must not wait for a writer (regular files ignore it)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError:
         return None, -1
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None, -1
         size = os.readv(fd, [buffer.data])  # one byte more than a small file can have
     except OSError:
         return None, -1
