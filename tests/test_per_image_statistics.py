@@ -148,3 +148,35 @@ def test_integrated_table_counts_integrated_rows(tmp_path):
     assert overall["n_integrated_prf"] == table.get_flags(table.flags.integrated_prf).count(True)
     assert overall["n_strong"] == table.get_flags(table.flags.strong).count(True)
     assert not math.isnan(overall["total_intensity"])
+
+
+@pytest.mark.parametrize("batch_files", [1, 2, 7])
+def test_images_completed_in_tasks_equal_their_value_counts(tmp_path, monkeypatch, batch_files):
+    """Tasks hand back final per-image values (their files hold whole images); the
+    driver's table is the one the value counts and sketches of every image give."""
+    from dials.array_family import flex
+
+    from dials_refl_stats.analysis.per_image import IMAGE_ARRAYS, PerImageStatistic
+    from dials_refl_stats.pipeline import execute
+    from dials_refl_stats.pipeline.inputs import open_files
+    from dials_refl_stats.selection import FlagSelection
+
+    table = flex.reflection_table.from_file(str(data_path("ssx_CuNiR/strong_5.refl")))
+    for i in range(5):
+        table.select(table["id"] == i).as_file(str(tmp_path / f"still_{i}.refl"))
+    paths = sorted(str(p) for p in tmp_path.glob("*.refl"))
+    paths += [str(data_path("sim_small/strong.refl")), str(data_path("ssx_CuNiR/strong_5.refl"))]
+    opened = open_files(paths, "auto", [])
+    infos, sizes = [o.info for o in opened], [o.size_bytes for o in opened]
+    statistic = PerImageStatistic()
+    plan = execute.SelectionPlan(FlagSelection(names=("strong",)))
+    monkeypatch.setattr(execute, "BATCH_FILES", batch_files)
+    completed = statistic.finalize(execute.reduce_files(statistic, plan, infos, sizes).partial)
+    with monkeypatch.context() as patch:
+        patch.setattr(PerImageStatistic, "complete", lambda self, partial: partial)
+        counted = statistic.finalize(execute.reduce_files(statistic, plan, infos, sizes).partial)
+    assert completed.n_images == counted.n_images > 5
+    for name in IMAGE_ARRAYS:
+        np.testing.assert_array_equal(getattr(completed, name), getattr(counted, name))
+    for name, values in counted.counts.items():
+        np.testing.assert_array_equal(completed.counts[name], values)

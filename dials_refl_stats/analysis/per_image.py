@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dials_refl_stats.analysis.grouping import group_middles
+from dials_refl_stats.analysis.grouping import group_middles, lexsort_unless_sorted
 from dials_refl_stats.analysis.spot_size import (
     NO_PIXELS,
     NUM_PIXELS,
@@ -120,6 +120,9 @@ class ImagePartial:
     sketch: Sparse  # (group, frame, bucket)
     sizes: Sparse  # (group, frame, size)
     spots: dict[str, np.ndarray] | None = None  # kept selected spots, with group/frame
+    #: images whose files were all read (by :meth:`PerImageStatistic.complete`): their
+    #: final values, ~200 bytes each, instead of their value counts and sketches
+    finished: "ImageTable | None" = None
 
     def __add__(self, other: "ImagePartial") -> "ImagePartial":
         spots = None
@@ -133,6 +136,7 @@ class ImagePartial:
             self.sketch + other.sketch,
             self.sizes + other.sizes,
             spots,
+            joined_tables(self.finished, other.finished),
         )
 
 
@@ -153,6 +157,36 @@ class ImageTable:
     @property
     def n_images(self) -> int:
         return int(self.group.size)
+
+
+#: Per-image arrays of :class:`ImageTable` (one entry per image, in this order).
+IMAGE_ARRAYS = (
+    "group",
+    "frame",
+    "total_intensity",
+    "median_intensity",
+    "isigma_histogram",
+    "median_spot_size",
+)
+
+
+def joined_tables(first: ImageTable | None, second: ImageTable | None) -> ImageTable | None:
+    """The images of both tables (without kept spots), ``first``'s first."""
+    if first is None or second is None:
+        return first if second is None else second
+    joined = {n: np.concatenate([getattr(first, n), getattr(second, n)]) for n in IMAGE_ARRAYS}
+    counts = {n: np.concatenate([first.counts[n], second.counts[n]]) for n in first.counts}
+    return ImageTable(counts=counts, **joined)
+
+
+def sorted_table(table: ImageTable) -> ImageTable:
+    """``table``'s images sorted by (group, frame)."""
+    order = lexsort_unless_sorted(table.frame, table.group)
+    if order is None:
+        return table
+    arrays = {n: getattr(table, n)[order] for n in IMAGE_ARRAYS}
+    counts = {n: values[order] for n, values in table.counts.items()}
+    return ImageTable(counts=counts, spots=table.spots, **arrays)
 
 
 def _empty_sparse(n_keys: int) -> Sparse:
@@ -255,9 +289,32 @@ class PerImageStatistic(Statistic):
     def merge(self, first: ImagePartial, second: ImagePartial) -> ImagePartial:
         return first + second
 
+    def complete(self, partial: ImagePartial | None) -> ImagePartial | None:
+        """A task's partial, whose images are complete (an image belongs to one file's
+        experiment, and a file to one task), as final per-image values: the same numbers
+        :meth:`finalize` would give, without their value counts and sketches."""
+        if partial is None:
+            return None
+        done = joined_tables(partial.finished, self._images(partial))
+        return ImagePartial(*(_empty_sparse(k) for k in (3, 2, 3, 3, 3)), partial.spots, done)
+
     def finalize(self, partial: ImagePartial | None) -> ImageTable:
         if partial is None:
             partial = ImagePartial(*(_empty_sparse(k) for k in (3, 2, 3, 3, 3)))
+        table = self._images(partial)
+        if partial.finished is not None:
+            table = sorted_table(joined_tables(partial.finished, table))
+            pairs = np.stack([table.group, table.frame])
+            if table.n_images > 1 and not (np.diff(pairs, axis=1) != 0).any(axis=0).all():
+                raise RuntimeError("an image was completed by two tasks")  # never: see complete
+        spots = partial.spots
+        if spots is not None:
+            order = np.lexsort((spots["x"], spots["y"], spots["frame"], spots["group"]))
+            table.spots = {k: v[order] for k, v in spots.items()}
+        return table
+
+    def _images(self, partial: ImagePartial) -> ImageTable:
+        """The images of ``partial``'s value counts and sketches (not its finished ones)."""
         group, frame = image_keys(partial)
         n_images = group.size
 
@@ -284,10 +341,6 @@ class PerImageStatistic(Statistic):
             sizes.counts[measured],
             n_images,
         )
-        spots = partial.spots
-        if spots is not None:
-            order = np.lexsort((spots["x"], spots["y"], spots["frame"], spots["group"]))
-            spots = {k: v[order] for k, v in spots.items()}
         return ImageTable(
             group=group,
             frame=frame,
@@ -296,7 +349,6 @@ class PerImageStatistic(Statistic):
             median_intensity=np.where(counts["n_selected"] > 0, median_intensity, np.nan),
             isigma_histogram=isigma,
             median_spot_size=median_size,
-            spots=spots,
         )
 
 

@@ -161,6 +161,13 @@ class Statistic(ABC):
         """The partial of no rows (the identity of ``merge``)."""
         return None
 
+    def complete(self, partial: Any) -> Any:
+        """A task's merged partial, before it is returned: it covers whole files (a file
+        is never split between tasks), so a statistic whose groups never span files may
+        replace their mergeable parts by final per-group values here (merging such
+        partials must then only join them). Identity by default."""
+        return partial
+
     def merge_all(self, partials: Iterable[Any]) -> Any:
         """Merge any number of partials (``None`` is the identity)."""
         return reduce(self._merge_optional, partials, None)

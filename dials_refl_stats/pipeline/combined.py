@@ -70,6 +70,15 @@ class CombinedStatistic(Statistic):
             },
         )
 
+    def complete(self, partial: CombinedPartial | None) -> CombinedPartial | None:
+        if partial is None:
+            return None
+        completed = {
+            name: self.members[name].statistic.complete(member_partial)
+            for name, member_partial in partial.partials.items()
+        }
+        return CombinedPartial(completed, partial.records)
+
     def finalize(self, partial: CombinedPartial | None) -> dict[str, tuple[Any, list[FileRecord]]]:
         partial = partial or CombinedPartial({}, {})
         return {

@@ -251,7 +251,7 @@ def process_batch(
             if isinstance(file, DeferredFileInfo):
                 opened = problem_file(file.path, file.index, reader, error)
         records.append(record if opened is None else dataclasses.replace(record, opened=opened))
-    return RunPartial(merge_tree(statistic, partials), records)
+    return RunPartial(statistic.complete(merge_tree(statistic, partials)), records)
 
 
 def merge_tree(statistic: Statistic, partials: Sequence[Any]) -> Any:
