@@ -105,6 +105,8 @@ def refuse_duplicates(paths: Sequence[str]) -> None:
     real_dirs: dict[str, str] = {}
     parts = split_paths(paths)
     listed, links = _symbolic_links(parts)
+    if _distinct_in_one_directory(parts, listed, links):
+        return
     for path, part in zip(paths, parts):
         directory, name = part
         real_dir = real_dirs.get(directory)
@@ -121,6 +123,18 @@ def refuse_duplicates(paths: Sequence[str]) -> None:
         if real in seen:
             raise Sorry(f"{path}: given twice (also as {seen[real]}); each file counts once")
         seen[real] = path
+
+
+def _distinct_in_one_directory(
+    parts: list[tuple[str, str]], listed: set[str], links: set[tuple[str, str]]
+) -> bool:
+    """Whether the paths are distinct plain names (no link) in one listed directory, so
+    that no file can be given twice (a directory of 10^5 stills: no real path each)."""
+    directories = {d for d, _n in parts}
+    if len(directories) != 1 or not directories <= listed or links:
+        return False
+    names = {n for _d, n in parts}
+    return len(names) == len(parts) and not names & {"", ".", ".."}
 
 
 #: Paths in one directory from which the directory is listed to find symbolic links.
