@@ -9,6 +9,7 @@ among good ones reported the same way.
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 from pathlib import Path
@@ -303,3 +304,46 @@ def test_a_large_file_among_listed_files_is_opened_as_usual(stills, tmp_path, mo
     for block in ("inputs", "selection", "results"):
         assert deferred[block] == read_first[block]
     assert deferred["inputs"]["reflections"]["n_files"] == 21
+
+
+def outcome(program, args, cwd, monkeypatch, small: bool) -> tuple:
+    """(exit code, first stderr line or the JSON's results and selection), with small
+    files read together and their headers left to the tasks, or one by one."""
+    with monkeypatch.context() as patch:
+        patch.setattr(inputs, "DEFER_MIN_FILES", 2)
+        if not small:
+            patch.setattr(msgpack_small, "_msgpack", None)
+        code, _out, err = run_inprocess(program, [*args, "output.plot=None"], cwd)
+    if code:
+        assert not list(cwd.glob(f"{program}.*")), "an output file was left behind"
+        return code, err.strip().splitlines()[0]
+    document = json.loads((cwd / f"{program}.json").read_text())
+    return code, document["results"], document["selection"]
+
+
+@pytest.mark.parametrize("seed", range(int(os.environ.get("FUZZ_MANY_FILES", 12))))
+def test_a_damaged_file_among_many_reads_as_one_by_one(stills, tmp_path, monkeypatch, seed):
+    """Program-level fuzzing of the many-files path: random bytes of one file changed
+    (anywhere, or in its structure), or the file cut short; the run ends exactly as when
+    every file is read on its own: the same Sorry, or the same results."""
+    rng = random.Random(7000 + seed)
+    folder = tmp_path / "fuzzed"
+    shutil.copytree(stills, folder)
+    victim = rng.choice(sorted(folder.glob("still_*.refl")))
+    data = bytearray(victim.read_bytes())
+    spans = list(read_layout(victim).columns.values())
+    if seed % 4 == 0:
+        data = data[: rng.randrange(len(data))]
+    for _ in range(0 if seed % 4 == 0 else rng.choice((1, 3, 8))):
+        span = rng.choice(spans)
+        near = max(0, span.offset - 40)
+        position = rng.randrange(near, span.offset + 64) if rng.random() < 0.7 else None
+        data[rng.randrange(len(data)) if position is None else position] = rng.randrange(256)
+    victim.write_bytes(bytes(data))
+    out = tmp_path / "out"
+    out.mkdir()
+    for args in ([folder, "selection.flags=strong"], [folder, "input.on_error=skip"]):
+        for program in ("spot_size_histogram", "per_image_statistics"):
+            fast = outcome(program, args, out, monkeypatch, small=True)
+            slow = outcome(program, args, out, monkeypatch, small=False)
+            assert fast == slow, (program, args, victim.name)
