@@ -180,13 +180,13 @@ def joined_tables(first: ImageTable | None, second: ImageTable | None) -> ImageT
 
 
 def sorted_table(table: ImageTable) -> ImageTable:
-    """``table``'s images sorted by (group, frame)."""
+    """``table``'s images sorted by (group, frame) (without kept spots)."""
     order = lexsort_unless_sorted(table.frame, table.group)
     if order is None:
         return table
     arrays = {n: getattr(table, n)[order] for n in IMAGE_ARRAYS}
     counts = {n: values[order] for n, values in table.counts.items()}
-    return ImageTable(counts=counts, spots=table.spots, **arrays)
+    return ImageTable(counts=counts, **arrays)
 
 
 def _empty_sparse(n_keys: int) -> Sparse:

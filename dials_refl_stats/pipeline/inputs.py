@@ -59,7 +59,7 @@ def expand_collection(argument: str) -> list[str]:
         ]
         what = "list file"
     elif os.path.isdir(argument):
-        found = sorted(_directory_entries(argument, REFLECTION_PATTERN))
+        found = sorted(_reflection_files_in(argument))
         what = f"directory (no {REFLECTION_PATTERN} files)"
     else:
         found = sorted(p for p in glob.glob(argument) if os.path.isfile(p))
@@ -69,12 +69,10 @@ def expand_collection(argument: str) -> list[str]:
     return found
 
 
-def _directory_entries(directory: str, pattern: str) -> list[str]:
-    """What ``glob(directory/pattern)`` gives for a ``*suffix`` pattern (names not starting
-    with a dot), from one listing (``glob`` matches and joins each of 10^5 names in Python)."""
-    suffix = pattern[1:]
-    if not pattern.startswith("*") or any(c in suffix for c in GLOB_CHARACTERS):
-        return glob.glob(os.path.join(glob.escape(directory), pattern))
+def _reflection_files_in(directory: str) -> list[str]:
+    """What ``glob(directory/*.refl)`` gives (names not starting with a dot), from one
+    listing: ``glob`` matches and joins each of 10^5 names in Python."""
+    suffix = REFLECTION_PATTERN.lstrip("*")
     try:
         names = os.listdir(directory)
     except OSError:

@@ -170,9 +170,9 @@ def _group_chunks(group: list, column_plan: _ColumnPlan, statistic: Statistic, p
         return chunks, records, more + refused
     if "shoebox" in column_plan.wanted:
         bbox = None
-        if column_plan.bbox:
+        if column_plan.bbox:  # an int6 column: joined above when the statistic reads it
             bbox = columns.get("bbox")
-            if bbox is None or bbox.shape[1:] != (6,):
+            if bbox is None:
                 bbox = _joined(tables, "bbox", "int6", FLAT_TYPES["int6"])
         counted = joined_mask_counts(
             [t.columns["shoebox"][1] for t in tables], bbox, nrows.tolist(), statistic.shoebox_code
