@@ -114,6 +114,31 @@ def ensure_still_files(n_files: int) -> Path:
     return directory
 
 
+def ensure_still_experiments(n_files: int) -> Path:
+    """``benchmarks/work/ssx_strong_<n_files>.expt``: one experiment per file of
+    :func:`ensure_still_files` (identifier ``k``, the beam and detector of the stills of
+    ``imported_no_ref_5.expt``, shared), for programs that use the geometry."""
+    path = WORK / f"ssx_strong_{n_files}.expt"
+    if path.exists():
+        return path
+    from dxtbx.model import Experiment
+    from dxtbx.model.experiment_list import ExperimentList, ExperimentListFactory
+
+    source = ExperimentListFactory.from_json_file(
+        str(SOURCE / "imported_no_ref_5.expt"), check_format=False
+    )
+    experiments = ExperimentList()
+    for k in range(n_files):
+        still = source[k % len(source)]
+        experiments.append(
+            Experiment(beam=still.beam, detector=still.detector, identifier=IDENT.format(k))
+        )
+    tmp = path.with_suffix(".partial.expt")
+    experiments.as_file(str(tmp))
+    os.replace(tmp, path)
+    return path
+
+
 def ensure_joint_table(n_stills: int) -> Path:
     """``benchmarks/work/ssx_joint_<n_stills>.refl`` (made when missing)."""
     path = WORK / f"ssx_joint_{n_stills}.refl"
@@ -157,6 +182,8 @@ def main() -> None:
     for n in args.files or [10000]:
         start = time.perf_counter()
         print(ensure_still_files(n), f"{time.perf_counter() - start:.1f} s")
+        start = time.perf_counter()
+        print(ensure_still_experiments(n), f"{time.perf_counter() - start:.1f} s")
     start = time.perf_counter()
     print(ensure_joint_table(args.joint), f"{time.perf_counter() - start:.1f} s")
     start = time.perf_counter()

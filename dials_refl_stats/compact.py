@@ -204,8 +204,10 @@ def round_significant(values: Any, digits: int = COMPACT_DIGITS) -> np.ndarray:
     x = np.array(values, dtype=np.float64)
     finite = np.isfinite(x) & (x != 0)
     exponent = np.floor(np.log10(np.abs(x[finite])))
-    scale = 10.0 ** (digits - 1 - exponent)
-    x[finite] = np.round(x[finite] * scale) / scale
+    shift = digits - 1 - exponent
+    # powers of ten >= 1 are exact: multiply by one of them, never by 0.1 (inexact)
+    up, down = 10.0 ** np.maximum(shift, 0), 10.0 ** np.maximum(-shift, 0)
+    x[finite] = np.round(x[finite] * up / down) * down / up
     return x
 
 

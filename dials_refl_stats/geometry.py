@@ -442,3 +442,108 @@ def beam_centres(experiments) -> list[dict]:
 def lab_outlines(experiments) -> list[np.ndarray]:
     """Every panel outline (``(5, 3)`` lab mm) of every detector of ``experiments``."""
     return [o.lab for detector in experiments.detectors() for o in panel_outlines(detector)]
+
+
+@dataclass(frozen=True)
+class PanelFrames:
+    """Every detector panel's pixel size and d matrix and every experiment's beam, as
+    numpy arrays: the geometry of :func:`map_positions`, picklable, for tasks on worker
+    processes (the same doubles as :func:`map_positions`). Panels with another px/mm
+    strategy than the simple one (e.g. parallax correction) are kept as dxtbx panels
+    (``others``) and convert their rows themselves, as there.
+
+    Distinct detectors are stored once; the panels of detector ``k`` have keys
+    ``offsets[k] .. offsets[k + 1] - 1``, experiment ``e`` uses detector ``detector[e]``.
+    """
+
+    offsets: np.ndarray  # (n_detectors + 1,) int64
+    detector: np.ndarray  # (n_experiments,) int64
+    frames: np.ndarray  # (n_keys, 11): pixel size (2), d matrix (9)
+    others: dict  # key -> dxtbx panel, for other px/mm strategies
+    s0: np.ndarray  # (n_experiments, 3)
+    s0_length: np.ndarray  # (n_experiments,)
+
+    @property
+    def panel_counts(self) -> np.ndarray:
+        """Panels of each experiment's detector."""
+        return np.diff(self.offsets)[self.detector]
+
+    def check_panels(self, experiment_of_row: np.ndarray, panel: np.ndarray, path: str) -> None:
+        """:func:`check_panels`, from the panel counts."""
+        has = experiment_of_row >= 0
+        index = experiment_of_row[has]
+        number = panel[has]
+        sizes = self.panel_counts
+        bad = (number < 0) | (number >= sizes[index])
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise GeometryError(
+                f"{path}: reflections on panel {number[first]}, but the detector of "
+                f"experiment {index[first]} has {sizes[index[first]]} panel(s)"
+            )
+
+    def lab_and_d(
+        self, experiment_of_row: np.ndarray, panel: np.ndarray, xy_px: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Lab coordinates (mm) and d (Angstrom) of pixel positions; NaN for rows with
+        experiment -1. Panels must have been checked (:meth:`check_panels`)."""
+        n = xy_px.shape[0]
+        lab, d = np.full((n, 3), np.nan), np.full(n, np.nan)
+        rows = np.flatnonzero(experiment_of_row >= 0)
+        for start in range(0, rows.size, BLOCK_ROWS):
+            block = rows[start : start + BLOCK_ROWS]
+            every = block.size == n
+            index = experiment_of_row if every else experiment_of_row[block]
+            key = self.offsets[self.detector[index]] + (panel if every else panel[block])
+            xy = xy_px if every else xy_px[block]
+            block_lab = np.empty((block.size, 3))
+            simple = np.ones(block.size, dtype=bool)
+            for k, p in self.others.items():
+                these = np.flatnonzero(key == k)
+                simple[these] = False
+                if these.size:
+                    block_lab[these] = _flex_panel_positions(p, xy[these])[1]
+            some = np.flatnonzero(simple)
+            if some.size == block.size:
+                simple_panel_positions(xy, [c[key] for c in self.frames.T], lab=block_lab)
+            elif some.size:
+                frame = [c[key[some]] for c in self.frames.T]
+                block_lab[some] = simple_panel_positions(xy[some], frame)[1]
+            block_d = _d_of_lab(block_lab, self.s0[index], self.s0_length[index][:, np.newaxis])
+            if every:
+                return block_lab, block_d
+            lab[block], d[block] = block_lab, block_d
+        return lab, d
+
+
+def panel_frames(experiments) -> PanelFrames | None:
+    """:class:`PanelFrames` of ``experiments``; ``None`` when an experiment has no
+    detector or beam."""
+    detectors: dict[int, int] = {}  # id of the model -> its index
+    models, offsets, frames, others, index, s0 = [], [0], [], {}, [], []
+    for experiment in experiments:
+        detector, beam = experiment.detector, experiment.beam
+        if detector is None or beam is None:
+            return None
+        k = detectors.get(id(detector))
+        if k is None:
+            k = detectors[id(detector)] = len(models)
+            models.append(detector)  # keeps the object (and so its id) alive
+            for p in detector:
+                if p.get_px_mm_strategy().name() != "SimplePxMmStrategy":
+                    others[len(frames)] = p
+                    frames.append((np.nan,) * 11)
+                else:
+                    frames.append((*p.get_pixel_size(), *p.get_d_matrix()))
+            offsets.append(offsets[-1] + len(detector))
+        index.append(k)
+        s0.append(beam.get_s0())
+    s0_array = np.asarray(s0, dtype=np.float64).reshape(-1, 3)
+    return PanelFrames(
+        offsets=np.asarray(offsets, dtype=np.int64),
+        detector=np.asarray(index, dtype=np.int64),
+        frames=np.asarray(frames, dtype=np.float64).reshape(-1, 11),
+        others=others,
+        s0=s0_array,
+        s0_length=np.array([np.linalg.norm(v) for v in s0_array]),
+    )

@@ -120,3 +120,28 @@ def group_middles(
     low[has] = values[np.searchsorted(cumulative, starts[has] + (totals[has] - 1) // 2, "right")]
     high[has] = values[np.searchsorted(cumulative, starts[has] + totals[has] // 2, "right")]
     return low, high, has
+
+
+def density_cells(
+    x: np.ndarray,
+    y: np.ndarray,
+    x_range: tuple[float, float],
+    y_range: tuple[float, float],
+    bins: tuple[int, int],
+) -> np.ndarray:
+    """The cell (``iy * nx + ix``) of each point of :func:`density_counts` inside the
+    ranges (the others left out)."""
+    nx, ny = int(bins[0]), int(bins[1])
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    x0, x1 = x_range
+    y0, y1 = y_range
+    sx = nx / (x1 - x0) if x1 > x0 else 0.0
+    sy = ny / (y1 - y0) if y1 > y0 else 0.0
+    ix = np.floor((x - x0) * sx)
+    iy = np.floor((y - y0) * sy)
+    # the upper edge belongs to the last cell, as in np.histogram2d
+    ix[x == x1] = nx - 1
+    iy[y == y1] = ny - 1
+    keep = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
+    return iy[keep].astype(np.int64) * nx + ix[keep].astype(np.int64)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ import numpy as np
 
 from dials_refl_stats import geometry
 from dials_refl_stats.analysis.rows import FileRows, SelectedRows
-from dials_refl_stats.analysis.statistic import Chunk
+from dials_refl_stats.analysis.statistic import ID_BITS, Chunk
 from dials_refl_stats.analysis.strong_positions import (
     PIXEL_ORIENTATION,
     STRONG_RULE,
@@ -22,6 +23,11 @@ from dials_refl_stats.analysis.strong_positions import (
     merge_extents,
     strong_positions,
 )
+from dials_refl_stats.analysis.strong_positions_merge import (
+    MergedPositions,
+    PlotGrid,
+    StrongPositionsStatistic,
+)
 from dials_refl_stats.compact import encode_runs
 from dials_refl_stats.experiment_groups import ExperimentGroup, group_rows_by_experiment
 from dials_refl_stats.output import to_plain
@@ -29,6 +35,7 @@ from dials_refl_stats.pipeline.errors import Sorry
 from dials_refl_stats.pipeline.group_columns import experiment_columns, value_columns
 from dials_refl_stats.pipeline.phil import INPUT_PHIL, output_phil, selection_phil
 from dials_refl_stats.pipeline.program import Program, Run, describe_selection, run_program
+from dials_refl_stats.plotting.style import DENSITY_THRESHOLD
 from dials_refl_stats.selection import FLAG_BITS, FlagSelection
 
 PROGRAM = "strong_reflection_positions"
@@ -124,6 +131,13 @@ resolution
     .type = float
     .help = "Low-resolution limit of the shells (Angstrom). None: from the data."
 }
+rows_on_driver = False
+  .type = bool
+  .expert_level = 2
+  .help = "Join every selected row in the main process and compute there, even when"
+          "the tasks can compute the results (experiments with simple panels, no"
+          "top_fraction, no output.positions): the same results, with ~180 bytes per"
+          "selected row in memory instead of ~9."
 position_histogram
   .help = "2D histogram of strong-spot positions, one per panel."
 {
@@ -226,18 +240,51 @@ def require_columns(opened, columns, why: str) -> None:
 
 
 @dataclass
-class FileData:
-    """The flag-selected rows of one file, as numpy arrays."""
+class FileSummary:
+    """What the log and the JSON say of one file."""
 
     index: int
     path: str
     n_rows: int
-    identifiers: dict
+    n_selected: int
     selection: FlagSelection  # as used (after any fallback)
     fallback: str | None  # why it differs from the request
-    rows: np.ndarray  # selected row numbers
     hint: str  # why nothing is selected, if so
     origin: str  # where the intensities come from
+
+    def record(self) -> dict:
+        return {
+            "path": self.path,
+            **self.selection.describe(),
+            "fallback": self.fallback,
+            "intensity_origin": self.origin,
+            "n_rows": self.n_rows,
+            "n_selected": self.n_selected,
+        }
+
+
+def file_summary(index: int, run: Run, record, bit_counts: np.ndarray) -> FileSummary:
+    """The :class:`FileSummary` of file ``index`` (``bit_counts``: rows per flag bit)."""
+    selection = FlagSelection(names=record.selection) if record.selection else FlagSelection(())
+    return FileSummary(
+        index=index,
+        path=run.files[index].info.path,
+        n_rows=run.files[index].info.nrows,
+        n_selected=record.n_selected,
+        selection=selection,
+        fallback=record.fallback,
+        hint=empty_selection_hint(bit_counts, selection) if not record.n_selected else "",
+        origin=intensity_origin(run.params.intensity.choice, bit_counts),
+    )
+
+
+@dataclass
+class FileData:
+    """The flag-selected rows of one file, as numpy arrays."""
+
+    summary: FileSummary
+    identifiers: dict
+    rows: np.ndarray  # selected row numbers
     intensity: np.ndarray
     variance: np.ndarray | None
     xyz: np.ndarray
@@ -247,15 +294,9 @@ class FileData:
     d_column: np.ndarray | None
     extent: dict[int, tuple[float, float]]  # panel sizes from all rows of the file
 
-    def record(self) -> dict:
-        return {
-            "path": self.path,
-            **self.selection.describe(),
-            "fallback": self.fallback,
-            "intensity_origin": self.origin,
-            "n_rows": self.n_rows,
-            "n_selected": int(self.rows.size),
-        }
+    @property
+    def index(self) -> int:
+        return self.summary.index
 
 
 class PositionRows(SelectedRows):
@@ -289,18 +330,11 @@ def file_data(index: int, run: Run, kept: FileRows | None, record, shared_index,
             )
         except geometry.GeometryError as error:
             raise Sorry(str(error)) from None
-    selection = FlagSelection(names=record.selection) if record.selection else FlagSelection(())
     bits = kept.bit_counts if kept is not None else np.zeros(32, dtype=np.int64)
     return FileData(
-        index=index,
-        path=info.path,
-        n_rows=info.nrows,
+        summary=file_summary(index, run, record, bits),
         identifiers=info.identifiers,
-        selection=selection,
-        fallback=record.fallback,
         rows=kept.rows if kept is not None else np.zeros(0, dtype=np.int64),
-        hint=empty_selection_hint(bits, selection) if not n else "",
-        origin=intensity_origin(params.intensity.choice, bits),
         intensity=column(value).astype(np.float64, copy=False),
         variance=(
             column(variance).astype(np.float64, copy=False)
@@ -331,7 +365,7 @@ class Final:
     """What the statistics of a run give, with the files behind them."""
 
     computed: "Computed"
-    files: list[FileData]
+    files: list[FileSummary]
     result: dict
     lab_frame: bool
 
@@ -368,12 +402,21 @@ class StrongReflectionPositions(Program):
             wanted.append(variance)
         if self.d_source == "column":
             wanted.append("d")
-        return PositionRows(tuple(wanted))
+        merged, self.rows_reason = merged_statistic(run, self.criteria, self.d_source)
+        return merged if merged is not None else PositionRows(tuple(wanted))
 
-    def finalize(self, kept: dict[int, FileRows], run: Run) -> Final:
+    def finalize(self, final: dict[int, FileRows] | MergedPositions, run: Run) -> Final:
         params = run.params
         experiments = run.experiments if run.experiment_infos else None
         shared_index, self.shared_reason = unassigned_rule(experiments)
+        if isinstance(final, MergedPositions):
+            logger.info(
+                "Computed in the tasks: this process keeps 9 bytes per selected row "
+                "(d, strong) for the resolution shells and medians"
+            )
+            return self.finalize_merged(final, run)
+        logger.info("Selected rows joined in this process (%s)", self.rows_reason)
+        kept = final
         records = {r.index: r for r in run.records}
         files = [
             file_data(i, run, kept.get(i), records[i], shared_index, self.d_source)
@@ -384,6 +427,45 @@ class StrongReflectionPositions(Program):
         experiment_index = [
             run.files[g.file_index].info.experiment_of_id.get(g.id) for g in computed.groups
         ]
+        result = describe_results(
+            computed, files, params, self.criteria, lab_frame, experiment_index, run.compact
+        )
+        result["unassigned_rows"] = self.shared_reason
+        return Final(computed, [f.summary for f in files], result, lab_frame)
+
+    def finalize_merged(self, merged: MergedPositions, run: Run) -> Final:
+        """:meth:`finalize` of the statistic the tasks computed (no rows here)."""
+        params, experiments = run.params, run.experiments
+        no_bits = np.zeros(32, dtype=np.int64)
+        files = []
+        for record in sorted(run.records, key=lambda r: r.index):
+            bits = no_bits.copy()
+            bits[SUM_BIT], bits[PRF_BIT] = merged.file_flag_counts.get(record.index, (0, 0))
+            files.append(file_summary(record.index, run, record, bits))
+        keys = merged.group_keys
+        groups = [
+            ExperimentGroup(f, i, run.files[f].info.identifiers.get(i))
+            for f, i in zip(
+                (keys >> ID_BITS).tolist(), ((keys & ((1 << ID_BITS) - 1)) - 1).tolist()
+            )
+        ]
+        lab_frame = geometry.n_panels(experiments) > 1
+        computed = Computed(
+            stats=merged.stats,
+            xyz=None,
+            panel=None,
+            experiment=None,
+            positions=None,
+            d=None,
+            d_source=self.d_source,
+            image_sizes=merged.image_sizes,
+            extent_source="image size of each panel of the experiments' detectors",
+            groups=groups,
+            beam_centres=geometry.beam_centres(experiments),
+            n_without_geometry=merged.n_without_geometry,
+            merged=merged,
+        )
+        experiment_index = [run.files[g.file_index].info.experiment_of_id.get(g.id) for g in groups]
         result = describe_results(
             computed, files, params, self.criteria, lab_frame, experiment_index, run.compact
         )
@@ -405,7 +487,7 @@ class StrongReflectionPositions(Program):
 
     def summary_line(self, final: Final, run: Run) -> str:
         result = final.result
-        n_selected = int(sum(f.rows.size for f in final.files))
+        n_selected = int(sum(f.n_selected for f in final.files))
         median_d = result["median_d_strong"]
         fraction = "nan%" if not n_selected else f"{100.0 * result['n_strong'] / n_selected:.1f}%"
         return (
@@ -449,6 +531,8 @@ class Computed:
     extent_source: str
     groups: list[ExperimentGroup]
     beam_centres: list[dict]
+    n_without_geometry: int | None = None
+    merged: MergedPositions | None = None  # what the tasks computed (then no rows here)
 
 
 def joined(arrays: list[np.ndarray]) -> np.ndarray:
@@ -508,6 +592,7 @@ def compute(files, params, criteria, experiments, d_source) -> Computed:
         extent_source=extent_source,
         groups=groups,
         beam_centres=[] if experiments is None else geometry.beam_centres(experiments),
+        n_without_geometry=None if positions is None else positions.n_without_geometry,
     )
 
 
@@ -523,7 +608,6 @@ def describe_results(
     """The JSON ``results`` block (per-experiment columns and beam centres in the
     ``compact`` form when asked)."""
     stats, shells = computed.stats, computed.stats.shells
-    positions = computed.positions
     results = {
         "criteria": {
             "intensity_column": INTENSITY_COLUMNS[params.intensity.choice][0],
@@ -539,7 +623,7 @@ def describe_results(
         "strong_selection": stats.selection.as_dict(),
         "d_source": computed.d_source,
         "d_rule": D_RULES[computed.d_source],
-        "n_without_geometry": None if positions is None else positions.n_without_geometry,
+        "n_without_geometry": computed.n_without_geometry,
         "median_d_all": stats.median_d_all,
         "median_d_strong": stats.median_d_strong,
         "resolution_shells": None if shells is None else shells.as_dict(),
@@ -652,7 +736,7 @@ def report(result, files, criteria, params) -> None:
             level,
             "%s: %d of %d reflections selected (%s, %s); intensity from %s",
             f.path,
-            f.rows.size,
+            f.n_selected,
             f.n_rows,
             ",".join(f.selection.names) or "all",
             f.selection.describe()["dials_equivalent"],
@@ -666,7 +750,7 @@ def report(result, files, criteria, params) -> None:
                 f.path,
                 f.fallback,
             )
-        if not f.rows.size:
+        if not f.n_selected:
             logger.log(
                 level if level == logging.DEBUG else logging.WARNING,
                 "%s: no reflections selected (selection.flags=%s, rule=%s)%s",
@@ -720,23 +804,12 @@ def report(result, files, criteria, params) -> None:
 def plot(path, computed: Computed, lab_experiments, run: Run, criteria, params) -> None:
     """Positions in panel pixels, or in the lab frame for ``lab_experiments`` (a
     multi-panel detector); strong fraction per resolution shell."""
-    from dials_refl_stats.plotting.detector import (
-        positions_view,
-        shell_view,
-        strong_positions_figure,
-    )
+    from dials_refl_stats.plotting.detector import shell_view, strong_positions_figure
 
-    view = positions_view(
-        computed.xyz[:, :2],
-        computed.stats.selection.strong,
-        computed.image_sizes,
-        computed.beam_centres,
-        lab=None if lab_experiments is None else computed.positions.lab,
-        lab_outlines=None if lab_experiments is None else geometry.lab_outlines(lab_experiments),
-        panel=computed.panel,
-        experiment=computed.experiment,
-        extent_from_data=computed.extent_source.startswith("data"),
-    )
+    if computed.merged is not None:
+        view = merged_view(computed, lab_experiments)
+    else:
+        view = legacy_view(computed, lab_experiments)
     names = run.title
     label = f"{criteria.label()}, intensity.{params.intensity.choice}"
     strong_positions_figure(
@@ -747,6 +820,111 @@ def plot(path, computed: Computed, lab_experiments, run: Run, criteria, params) 
         strong_label=criteria.label(),
         format_from=params.output.plot,
     )
+
+
+def legacy_view(computed: Computed, lab_experiments):
+    """The plot's view of the rows joined here."""
+    from dials_refl_stats.plotting.detector import positions_view
+
+    return positions_view(
+        computed.xyz[:, :2],
+        computed.stats.selection.strong,
+        computed.image_sizes,
+        computed.beam_centres,
+        lab=None if lab_experiments is None else computed.positions.lab,
+        lab_outlines=None if lab_experiments is None else geometry.lab_outlines(lab_experiments),
+        panel=computed.panel,
+        experiment=computed.experiment,
+        extent_from_data=computed.extent_source.startswith("data"),
+    )
+
+
+def merged_view(computed: Computed, lab_experiments):
+    """The plot's view of what the tasks binned: densities, and points while few."""
+    from dials_refl_stats.plotting.detector import positions_view
+
+    plot = computed.merged.plot
+    view = positions_view(
+        np.zeros((0, 2)),
+        np.zeros(0, dtype=bool),
+        computed.image_sizes,
+        computed.beam_centres,
+        lab=None if lab_experiments is None else np.zeros((0, 3)),
+        lab_outlines=None if lab_experiments is None else geometry.lab_outlines(lab_experiments),
+        panel=np.zeros(0, dtype=np.int64),
+        experiment=np.zeros(0, dtype=np.int64),
+        extent_from_data=False,
+    )
+    empty = np.zeros((0, 2))
+    n_experiments = computed.merged.max_experiment + 1
+    return dataclasses.replace(
+        view,
+        all_xy=empty if plot.all_points.xy is None else plot.all_points.xy,
+        strong_xy=empty if plot.strong_points.xy is None else plot.strong_points.xy,
+        all_experiment=plot.all_points.experiment,
+        strong_experiment=plot.strong_points.experiment,
+        experiment_labels=[f"expt {k}" for k in range(n_experiments)],
+        all_density=plot.all_density,
+        strong_density=plot.strong_density,
+        n_all=plot.all_points.n,
+        n_strong=plot.strong_points.n,
+    )
+
+
+def merged_statistic(
+    run: Run, criteria: StrongCriteria, d_source: str | None
+) -> tuple[StrongPositionsStatistic | None, str]:
+    """The statistic computed in the tasks (:mod:`.strong_positions_merge`), or ``None``
+    and why only the rows joined here can give the results: no experiments (panel
+    sizes from the data), an experiment without detector or beam, ``top_fraction``
+    (compares all rows), ``output.positions`` (lists them), or ``rows_on_driver=True``."""
+    params = run.params
+    reasons = (
+        (params.rows_on_driver, "rows_on_driver=True"),
+        (not run.experiment_infos, "no experiments: panel sizes come from the data"),
+        (criteria.top_fraction is not None, "top_fraction compares all selected rows"),
+        (params.output.positions, "output.positions lists the rows"),
+    )
+    for applies, reason in reasons:
+        if applies:
+            return None, reason
+    experiments = run.experiments
+    frames = geometry.panel_frames(experiments)
+    if frames is None:
+        return None, "an experiment has no detector or beam"
+    lab_frame = geometry.n_panels(experiments) > 1
+    image_sizes = geometry.panel_image_sizes(experiments)
+    grid = None
+    if getattr(params.output, "plot", None):  # dials.refl_stats draws no plot of its own
+        from dials_refl_stats.plotting.detector import density_grid, positions_view
+
+        view = positions_view(
+            np.zeros((0, 2)),
+            np.zeros(0, dtype=bool),
+            image_sizes,
+            [],
+            lab=np.zeros((0, 3)) if lab_frame else None,
+            lab_outlines=geometry.lab_outlines(experiments) if lab_frame else None,
+        )
+        bounds, bins = density_grid(view)
+        grid = PlotGrid("lab" if lab_frame else "pixel", bounds, bins)
+    value, variance = INTENSITY_COLUMNS[params.intensity.choice]
+    statistic = StrongPositionsStatistic(
+        intensity=value,
+        variance=variance if criteria.needs_variance else None,
+        criteria=criteria,
+        d_source=d_source,
+        frames=frames,
+        shared_index=unassigned_rule(experiments)[0],
+        image_sizes=image_sizes,
+        n_bins=params.position_histogram.n_bins,
+        n_shells=params.resolution.n_shells,
+        d_min=params.resolution.d_min,
+        d_max=params.resolution.d_max,
+        plot_grid=grid,
+        point_cap=DENSITY_THRESHOLD,
+    )
+    return statistic, ""
 
 
 __all__ = ["run", "phil_scope", "help_message"]

@@ -257,7 +257,7 @@ def experiment_of_id(
     if not experiments:
         return {}
     if identifiers:
-        index = {e.identifier: e.index for e in experiments if e.identifier}
+        index = _index_of_identifier(experiments)
         missing = [(i, s) for i, s in sorted(identifiers.items()) if s not in index]
         if missing:
             i, identifier = missing[0]
@@ -272,6 +272,18 @@ def experiment_of_id(
             "matched to experiments when several reflection files are given"
         )
     return {e.index: e.index for e in experiments}
+
+
+#: The identifier -> index map of the last experiment list seen (one per run; made once,
+#: not once per file: 10^5 files of 10^5 experiments).
+_IDENTIFIER_INDEX: list = [None, {}]
+
+
+def _index_of_identifier(experiments: list[ExperimentInfo]) -> dict[str, int]:
+    if _IDENTIFIER_INDEX[0] is not experiments:
+        index = {e.identifier: e.index for e in experiments if e.identifier}
+        _IDENTIFIER_INDEX[:] = [experiments, index]
+    return _IDENTIFIER_INDEX[1]
 
 
 def one_sweep_id(

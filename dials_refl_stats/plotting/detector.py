@@ -76,6 +76,20 @@ class ScatterView:
     beam_panels: np.ndarray | None = None
     panel_sizes: dict = field(default_factory=dict)
     extent_note: str = ""
+    #: Densities binned elsewhere (``(ny, nx)`` over :func:`density_grid` of the outlines)
+    #: with the numbers of points behind them, for points that were not all kept.
+    all_density: np.ndarray | None = None
+    strong_density: np.ndarray | None = None
+    n_all: int | None = None
+    n_strong: int | None = None
+
+    @property
+    def n_all_points(self) -> int:
+        return len(self.all_xy) if self.n_all is None else self.n_all
+
+    @property
+    def n_strong_points(self) -> int:
+        return len(self.strong_xy) if self.n_strong is None else self.n_strong
 
     @property
     def per_panel(self) -> bool:
@@ -279,13 +293,29 @@ def _bounds(view: ScatterView, xy: np.ndarray) -> tuple[float, float, float, flo
     return float(x0), float(max(x1, x0 + 1)), float(y0), float(max(y1, y0 + 1))
 
 
-def _density(axes, xy, bounds, cmap, vmax: float | None = None, alpha: float = 1.0):
-    """A log-colour 2D histogram image of ``xy`` over ``bounds``; returns the image."""
+def density_bins(bounds: tuple[float, float, float, float]) -> tuple[int, int]:
+    """Density cells ``(nx, ny)`` over ``bounds``: :data:`DENSITY_BINS` along the longer
+    side."""
     x0, x1, y0, y1 = bounds
     long = max(x1 - x0, y1 - y0)
     nx = max(8, int(round(DENSITY_BINS * (x1 - x0) / long)))
     ny = max(8, int(round(DENSITY_BINS * (y1 - y0) / long)))
-    counts = density_counts(xy[:, 0], xy[:, 1], (x0, x1), (y0, y1), (nx, ny))
+    return nx, ny
+
+
+def density_grid(view: ScatterView) -> tuple[tuple[float, float, float, float], tuple[int, int]]:
+    """The bounds and cells of the density images of ``view``, from its outlines alone
+    (so they can be binned before the points are known)."""
+    bounds = _bounds(view, np.zeros((0, 2)))
+    return bounds, density_bins(bounds)
+
+
+def _density(axes, xy, bounds, cmap, vmax: float | None = None, alpha: float = 1.0, counts=None):
+    """A log-colour 2D histogram image of ``xy`` (or of ``counts`` binned elsewhere)
+    over ``bounds``; returns the image."""
+    x0, x1, y0, y1 = bounds
+    if counts is None:
+        counts = density_counts(xy[:, 0], xy[:, 1], (x0, x1), (y0, y1), density_bins(bounds))
     return axes.imshow(
         masked(counts),
         origin="lower",
@@ -302,11 +332,12 @@ def _density(axes, xy, bounds, cmap, vmax: float | None = None, alpha: float = 1
 def _draw_points(axes, view: ScatterView, all_xy, strong_xy, strong_exp, strong_label, bounds):
     """All selected (grey) and strong (red, or by experiment) points or densities."""
     images = []
-    big = len(all_xy) > DENSITY_THRESHOLD
-    if len(all_xy):
-        if big:
-            images.append(_density(axes, all_xy, bounds, light_cmap()))
-            axes.plot([], [], "s", color="0.6", label=f"all selected ({len(all_xy)}, density)")
+    n_all = len(all_xy) if view.all_density is None else view.n_all_points
+    n_strong = len(strong_xy) if view.strong_density is None else view.n_strong_points
+    if n_all:
+        if n_all > DENSITY_THRESHOLD:
+            images.append(_density(axes, all_xy, bounds, light_cmap(), counts=view.all_density))
+            axes.plot([], [], "s", color="0.6", label=f"all selected ({n_all}, density)")
         else:
             axes.scatter(
                 all_xy[:, 0],
@@ -317,10 +348,13 @@ def _draw_points(axes, view: ScatterView, all_xy, strong_xy, strong_exp, strong_
                 rasterized=True,
                 **{**point_style(len(all_xy)), "alpha": 1.0},
             )
-    if not len(strong_xy):
+    if not n_strong:
         return images
-    if len(strong_xy) > DENSITY_THRESHOLD:
-        images.append(_density(axes, strong_xy, bounds, light_cmap("Reds", 0.4, 1.0), alpha=0.9))
+    if n_strong > DENSITY_THRESHOLD:
+        cmap = light_cmap("Reds", 0.4, 1.0)
+        images.append(
+            _density(axes, strong_xy, bounds, cmap, alpha=0.9, counts=view.strong_density)
+        )
         axes.plot([], [], "s", color="tab:red", label=f"strong: {strong_label} (density)")
         return images
     style = point_style(len(strong_xy))
@@ -421,7 +455,7 @@ def draw_positions(axes, view: ScatterView, strong_label: str) -> None:
         axes, view, view.all_xy, view.strong_xy, view.strong_experiment, strong_label, bounds
     )
     _draw_beams(axes, view)
-    if not len(view.all_xy):
+    if not view.n_all_points:
         write_no_data(axes, xlim=bounds[:2])
         axes.set_ylim(*bounds[2:])
     else:

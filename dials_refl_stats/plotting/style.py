@@ -20,6 +20,8 @@ from typing import Sequence
 
 import numpy as np
 
+from dials_refl_stats.analysis.grouping import density_cells
+
 #: More points than this are drawn as a density image, not as markers.
 DENSITY_THRESHOLD = 20_000
 
@@ -91,19 +93,7 @@ def density_counts(
     (image rows = y), like ``np.histogram2d(...).T`` but one ``bincount`` (faster);
     points outside the ranges or not finite are left out."""
     nx, ny = int(bins[0]), int(bins[1])
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    x0, x1 = x_range
-    y0, y1 = y_range
-    sx = nx / (x1 - x0) if x1 > x0 else 0.0
-    sy = ny / (y1 - y0) if y1 > y0 else 0.0
-    ix = np.floor((x - x0) * sx)
-    iy = np.floor((y - y0) * sy)
-    # the upper edge belongs to the last cell, as in np.histogram2d
-    ix[x == x1] = nx - 1
-    iy[y == y1] = ny - 1
-    keep = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
-    cell = iy[keep].astype(np.int64) * nx + ix[keep].astype(np.int64)
+    cell = density_cells(x, y, x_range, y_range, bins)
     return np.bincount(cell, minlength=nx * ny).reshape(ny, nx)
 
 

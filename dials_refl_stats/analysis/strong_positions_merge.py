@@ -1,0 +1,527 @@
+"""Strong reflection positions as a mergeable statistic: the tasks do the work.
+
+:mod:`.strong_positions` computes everything from the selected rows at once. With
+experiments (their geometry as :class:`~dials_refl_stats.geometry.PanelFrames`: numpy
+tables for simple panels, dxtbx panels for others such as parallax-corrected ones) and
+no criterion that compares rows with each other (``top_fraction``), each task computes
+its files' part instead: the strong rows, d, the panel histograms (the
+detectors give the bins), counts, the per-experiment medians (an experiment's rows are
+in one file), the plot's density grids and, while there are few, its points. The
+driver then holds, per selected row with a finite d, only that d and whether the row
+is strong (9 bytes; the resolution shells span the data's d range and the medians of d
+are exact, both over the whole run), instead of every selected row's columns.
+
+Every result equals :func:`.strong_positions.strong_positions` on the joined rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dials_refl_stats.analysis.grouping import density_cells
+from dials_refl_stats.analysis.statistic import Chunk, Statistic, merge_counts
+from dials_refl_stats.analysis.strong_positions import (
+    PanelHistogram,
+    ResolutionShells,
+    StrongCriteria,
+    StrongPositions,
+    StrongSelection,
+    data_panel_extents,
+    median_or_none,
+    medians_per_group,
+    merge_extents,
+    position_histograms,
+    resolution_shells,
+    select_strong,
+)
+from dials_refl_stats.geometry import GeometryError, PanelFrames
+from dials_refl_stats.reflections import ReflectionLoadError
+
+POSITION = "xyzobs.px.value"
+SUM_BIT, PRF_BIT = 8, 9  # integrated_sum, integrated_prf
+
+
+class PanelError(ReflectionLoadError):
+    """Rows on a panel their experiment's detector does not have (one line, the file)."""
+
+
+#: Sorted distinct cells and their counts (a sparse histogram; merges by addition).
+CellCounts = tuple[np.ndarray, np.ndarray]
+
+
+def cell_counts(cells: np.ndarray) -> CellCounts:
+    keys, counts = np.unique(cells, return_counts=True)
+    return keys.astype(np.int64), counts.astype(np.int64)
+
+
+def merged_cells(first: CellCounts, second: CellCounts) -> CellCounts:
+    (keys,), counts = merge_counts(
+        (np.concatenate([first[0], second[0]]),), np.concatenate([first[1], second[1]])
+    )
+    return keys, counts
+
+
+def dense(cells: CellCounts, size: int) -> np.ndarray:
+    out = np.zeros(size, dtype=np.int64)
+    out[cells[0]] = cells[1]
+    return out
+
+
+NO_CELLS: CellCounts = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+
+
+@dataclass(frozen=True)
+class PlotGrid:
+    """The plot's density cells: ``kind`` ``"pixel"`` (x, y px) or ``"lab"`` (lab x, y
+    mm), ``bounds`` ``(x0, x1, y0, y1)``, ``bins`` ``(nx, ny)``."""
+
+    kind: str
+    bounds: tuple[float, float, float, float]
+    bins: tuple[int, int]
+
+    def cells(self, xy: np.ndarray) -> CellCounts:
+        """Points per density cell (``iy * nx + ix``), as ``density_counts`` bins them."""
+        x0, x1, y0, y1 = self.bounds
+        return cell_counts(density_cells(xy[:, 0], xy[:, 1], (x0, x1), (y0, y1), self.bins))
+
+    def dense(self, cells: CellCounts) -> np.ndarray:
+        nx, ny = self.bins
+        return dense(cells, nx * ny).reshape(ny, nx)
+
+
+@dataclass
+class Points:
+    """Plot points (with their experiment and a run-wide order key) while there are at
+    most ``cap`` of them in all; past it only their number."""
+
+    n: int
+    xy: np.ndarray | None = None
+    experiment: np.ndarray | None = None
+    order: np.ndarray | None = None
+
+    @staticmethod
+    def merged(first: "Points", second: "Points", cap: int) -> "Points":
+        n = first.n + second.n
+        if n > cap or first.xy is None or second.xy is None:
+            return Points(n)
+        return Points(
+            n,
+            np.concatenate([first.xy, second.xy]),
+            np.concatenate([first.experiment, second.experiment]),
+            np.concatenate([first.order, second.order]),
+        )
+
+    def in_order(self) -> "Points":
+        if self.xy is None:
+            return self
+        order = np.argsort(self.order, kind="stable")
+        return Points(self.n, self.xy[order], self.experiment[order], self.order[order])
+
+
+@dataclass
+class PlotPart:
+    """The plot's share of a partial: density cells of all and of strong rows, and
+    their points while few (dense ``(ny, nx)`` grids once final)."""
+
+    all_density: CellCounts | np.ndarray
+    strong_density: CellCounts | np.ndarray
+    all_points: Points
+    strong_points: Points
+
+
+@dataclass
+class PositionsPartial:
+    """The mergeable part of the results for some files (see the module docstring)."""
+
+    counts: np.ndarray  # n_candidates, n_strong, n_not_finite, n_without_sigma, n_no_geometry
+    d: np.ndarray  # finite d of the selected rows
+    d_strong: np.ndarray  # whether each of those rows is strong
+    n_d_not_finite: int
+    #: strong rows per cell of the detectors' panel histograms: panel * n_bins^2 + iy *
+    #: n_bins + ix (sparse), and per panel those on it outside the bins
+    histogram_cells: CellCounts
+    outside: dict[int, int]
+    #: strong rows on panels of no detector (rows without an experiment): panel, x, y
+    orphans: np.ndarray
+    orphan_extents: dict[int, tuple[float, float]]  # data extents of such panels
+    group_keys: np.ndarray  # run-wide (file, id) keys, sorted, unique once complete
+    group_selected: np.ndarray
+    group_strong: np.ndarray
+    group_median: np.ndarray | None  # once complete: median d of strong rows (NaN none)
+    pending: tuple[np.ndarray, np.ndarray] | None  # until complete: (key, d) strong rows
+    files: np.ndarray  # (n, 3): file index, rows with integrated_sum, with integrated_prf
+    max_experiment: int
+    plot: PlotPart | None = None
+
+
+@dataclass
+class MergedPositions:
+    """What the run gives: :class:`StrongPositions` without per-row arrays, plus the
+    per-group keys, per-file flag counts and the plot's grids and points."""
+
+    stats: StrongPositions
+    n_without_geometry: int
+    image_sizes: dict[int, tuple[float, float]]
+    group_keys: np.ndarray
+    file_flag_counts: dict[int, tuple[int, int]]  # file -> (integrated_sum, _prf rows)
+    max_experiment: int
+    plot: PlotPart | None = field(default=None)
+
+
+class StrongPositionsStatistic(Statistic):
+    """The statistic of ``dials.strong_reflection_positions`` computed in the tasks."""
+
+    name = "strong_reflection_positions"
+
+    def __init__(
+        self,
+        *,
+        intensity: str,
+        variance: str | None,
+        criteria: StrongCriteria,
+        d_source: str | None,
+        frames: PanelFrames | None,
+        shared_index: int | None,
+        image_sizes: dict[int, tuple[float, float]],
+        n_bins: int,
+        n_shells: int,
+        d_min: float | None,
+        d_max: float | None,
+        plot_grid: PlotGrid | None,
+        point_cap: int,
+    ):
+        if criteria.top_fraction is not None:
+            raise ValueError("top_fraction compares rows of all files: not mergeable")
+        self.intensity, self.variance, self.criteria = intensity, variance, criteria
+        self.d_source, self.frames, self.shared_index = d_source, frames, shared_index
+        self.image_sizes = dict(image_sizes)
+        self.n_bins, self.n_shells, self.d_min, self.d_max = n_bins, n_shells, d_min, d_max
+        self.plot_grid, self.point_cap = plot_grid, point_cap
+
+    def columns(self, available: frozenset[str]) -> tuple[str, ...]:
+        wanted = [POSITION, "panel", self.intensity]
+        if self.criteria.needs_variance:
+            wanted.append(self.variance)
+        if self.d_source == "column":
+            wanted.append("d")
+        return tuple(wanted)
+
+    def partial(self, chunk: Chunk) -> PositionsPartial:
+        columns, selected = chunk.columns, chunk.selected
+        flags = np.asarray(columns["flags"])
+        files = np.array(
+            [[chunk.file.index, _bit_count(flags, SUM_BIT), _bit_count(flags, PRF_BIT)]],
+            dtype=np.int64,
+        )
+        all_xyz = np.asarray(columns[POSITION], dtype=np.float64).reshape(-1, 3)
+        all_panel = np.asarray(columns["panel"]).astype(np.int64)
+        rows = np.flatnonzero(selected)
+        xy, panel = all_xyz[rows, :2], all_panel[rows]
+        intensity = np.asarray(columns[self.intensity], dtype=np.float64)[rows]
+        variance = None
+        if self.criteria.needs_variance:
+            variance = np.asarray(columns[self.variance], dtype=np.float64)[rows]
+        selection = select_strong(intensity, self.criteria, variance)
+        strong = selection.strong
+        keys = chunk.group_keys()[rows]
+        experiment = self._experiments(chunk, keys, panel)
+        lab = d = None
+        n_no_geometry = 0
+        if self.frames is not None:
+            lab, d = self.frames.lab_and_d(experiment, panel, xy)
+            n_no_geometry = int(np.isnan(d).sum())
+        if self.d_source == "column":
+            d = np.asarray(columns["d"], dtype=np.float64)[rows]
+        counts = np.array(
+            [
+                selection.n_candidates,
+                selection.n_strong,
+                selection.n_intensity_not_finite,
+                selection.n_without_sigma or 0,
+                n_no_geometry,
+            ],
+            dtype=np.int64,
+        )
+        known = np.isin(panel, self._known_panels)
+        histogram_cells, outside = self._histograms(xy[strong & known], panel[strong & known])
+        orphan_rows = strong & ~known
+        orphans = np.column_stack([panel[orphan_rows], xy[orphan_rows]]).astype(np.float64)
+        unknown = ~np.isin(all_panel, self._known_panels)
+        orphan_extents = {}
+        if unknown.any():
+            x, y = all_xyz[unknown, 0], all_xyz[unknown, 1]
+            orphan_extents = data_panel_extents(all_panel[unknown], x, y)
+        group_keys, group_of_row = np.unique(keys, return_inverse=True)
+        n = group_keys.size
+        finite_d = None if d is None else np.isfinite(d)
+        partial = PositionsPartial(
+            counts=counts,
+            d=np.zeros(0) if d is None else d[finite_d],
+            d_strong=np.zeros(0, bool) if d is None else strong[finite_d],
+            n_d_not_finite=0 if d is None else int((~finite_d).sum()),
+            histogram_cells=histogram_cells,
+            outside=outside,
+            orphans=orphans,
+            orphan_extents=orphan_extents,
+            group_keys=group_keys,
+            group_selected=np.bincount(group_of_row, minlength=n).astype(np.int64),
+            group_strong=np.bincount(group_of_row[strong], minlength=n).astype(np.int64),
+            group_median=None,
+            pending=(keys[strong], np.full(int(strong.sum()), np.nan) if d is None else d[strong]),
+            files=files,
+            max_experiment=int(experiment.max()) if experiment.size else -1,
+        )
+        if self.plot_grid is not None:
+            order = (np.int64(chunk.file.index) << 32) | (rows + chunk.start)
+            partial.plot = self._plot_part(xy, lab, strong, experiment, order)
+        return partial
+
+    def _experiments(self, chunk: Chunk, keys: np.ndarray, panel: np.ndarray) -> np.ndarray:
+        """Each selected row's experiment index (-1 none), panels checked."""
+        mapping = chunk.file.experiment_of_id
+        ids = (keys & 0xFFFFFFFF) - 1
+        experiment = np.full(ids.size, -1, dtype=np.int64)
+        if mapping:
+            known_ids = np.array(sorted(mapping), dtype=np.int64)
+            index = np.array([mapping[i] for i in known_ids.tolist()], dtype=np.int64)
+            where = np.minimum(np.searchsorted(known_ids, ids), known_ids.size - 1)
+            found = known_ids[where] == ids
+            experiment[found] = index[where[found]]
+        if self.shared_index is not None:
+            experiment[ids < 0] = self.shared_index
+        if self.frames is not None:
+            try:
+                self.frames.check_panels(experiment, panel, chunk.file.path)
+            except GeometryError as error:
+                raise PanelError(str(error)) from None
+        return experiment
+
+    @property
+    def _known_panels(self) -> np.ndarray:
+        return np.array(sorted(self.image_sizes), dtype=np.int64)
+
+    def _histograms(self, xy, panel) -> tuple[CellCounts, dict[int, int]]:
+        """:func:`position_histograms` of strong rows on the detectors' panels, sparse."""
+        if not panel.size:
+            return NO_CELLS, {}
+        present = {int(p): self.image_sizes[int(p)] for p in np.unique(panel)}
+        found = position_histograms(xy[:, 0], xy[:, 1], panel, present, self.n_bins)
+        size = self.n_bins * self.n_bins
+        keys, counts = [], []
+        for h in found:
+            flat = h.counts.ravel()
+            cells = np.flatnonzero(flat)
+            keys.append(cells + h.panel * size)
+            counts.append(flat[cells])
+        cells = (np.concatenate(keys).astype(np.int64), np.concatenate(counts).astype(np.int64))
+        return cells, {h.panel: h.n_outside for h in found if h.n_outside}
+
+    def _plot_part(self, xy, lab, strong, experiment, order) -> PlotPart:
+        grid = self.plot_grid
+        if grid.kind == "lab":
+            has = np.isfinite(lab[:, 0])
+            points, strong_points = has, has & strong
+            plot_xy = lab[:, :2]
+        else:
+            points, strong_points = np.ones(strong.size, bool), strong
+            plot_xy = xy
+
+        def point_set(rows: np.ndarray) -> Points:
+            n = int(rows.sum())
+            if n > self.point_cap:
+                return Points(n)
+            return Points(n, plot_xy[rows], experiment[rows], order[rows])
+
+        return PlotPart(
+            grid.cells(plot_xy[points]),
+            grid.cells(plot_xy[strong_points]),
+            point_set(points),
+            point_set(strong_points),
+        )
+
+    def merge(self, first: PositionsPartial, second: PositionsPartial) -> PositionsPartial:
+        outside = dict(first.outside)
+        for number, n in second.outside.items():
+            outside[number] = outside.get(number, 0) + n
+        plot = None
+        if first.plot is not None and second.plot is not None:
+            cap = self.point_cap
+            plot = PlotPart(
+                merged_cells(first.plot.all_density, second.plot.all_density),
+                merged_cells(first.plot.strong_density, second.plot.strong_density),
+                Points.merged(first.plot.all_points, second.plot.all_points, cap),
+                Points.merged(first.plot.strong_points, second.plot.strong_points, cap),
+            )
+        pending = None
+        if first.pending is not None or second.pending is not None:
+            parts = [p.pending for p in (first, second) if p.pending is not None]
+            pending = tuple(np.concatenate([p[i] for p in parts]) for i in (0, 1))
+        return PositionsPartial(
+            counts=first.counts + second.counts,
+            d=np.concatenate([first.d, second.d]),
+            d_strong=np.concatenate([first.d_strong, second.d_strong]),
+            n_d_not_finite=first.n_d_not_finite + second.n_d_not_finite,
+            histogram_cells=merged_cells(first.histogram_cells, second.histogram_cells),
+            outside=outside,
+            orphans=np.concatenate([first.orphans, second.orphans]),
+            orphan_extents=merge_extents([first.orphan_extents, second.orphan_extents]),
+            group_keys=np.concatenate([first.group_keys, second.group_keys]),
+            group_selected=np.concatenate([first.group_selected, second.group_selected]),
+            group_strong=np.concatenate([first.group_strong, second.group_strong]),
+            group_median=_joined_medians(first, second),
+            pending=pending,
+            files=np.concatenate([first.files, second.files]),
+            max_experiment=max(first.max_experiment, second.max_experiment),
+            plot=plot,
+        )
+
+    def complete(self, partial: PositionsPartial | None) -> PositionsPartial | None:
+        """Per-group counts summed over a file's chunks and medians of d computed: a
+        task's partial covers whole files, and an experiment's rows are in one file."""
+        if partial is None or partial.pending is None:
+            return partial
+        keys, group_of_row = np.unique(partial.group_keys, return_inverse=True)
+        n = keys.size
+        pending_keys, pending_d = partial.pending
+        group_of_strong = np.searchsorted(keys, pending_keys)
+        medians = medians_per_group(pending_d, group_of_strong, n)
+        partial.group_keys = keys
+        partial.group_selected = np.bincount(
+            group_of_row, weights=partial.group_selected, minlength=n
+        ).astype(np.int64)
+        partial.group_strong = np.bincount(
+            group_of_row, weights=partial.group_strong, minlength=n
+        ).astype(np.int64)
+        partial.group_median = np.array([np.nan if m is None else m for m in medians])
+        partial.pending = None
+        return partial
+
+    def finalize(self, partial: PositionsPartial | None) -> MergedPositions:
+        partial = self.complete(partial) if partial is not None else self.empty()
+        order = np.argsort(partial.group_keys, kind="stable")
+        medians = partial.group_median[order]
+        n_candidates, n_strong, n_not_finite, n_without_sigma, n_no_geometry = (
+            int(v) for v in partial.counts
+        )
+        selection = StrongSelection(
+            strong=np.zeros(0, bool),
+            n_candidates=n_candidates,
+            n_strong=n_strong,
+            n_intensity_not_finite=n_not_finite,
+            n_without_sigma=n_without_sigma if self.criteria.needs_variance else None,
+            top_fraction_k=None,
+            top_fraction_threshold=None,
+        )
+        image_sizes = merge_extents([partial.orphan_extents])
+        image_sizes.update(self.image_sizes)
+        stats = StrongPositions(
+            selection=selection,
+            shells=self._shells(partial),
+            histograms=self._final_histograms(partial, image_sizes),
+            n_selected_per_group=partial.group_selected[order],
+            n_strong_per_group=partial.group_strong[order],
+            median_d_strong_per_group=[None if np.isnan(m) else float(m) for m in medians],
+            median_d_all=None if self.d_source is None else median_or_none(partial.d),
+            median_d_strong=(
+                None if self.d_source is None else median_or_none(partial.d[partial.d_strong])
+            ),
+        )
+        plot = partial.plot
+        if plot is not None:
+            plot = PlotPart(
+                self.plot_grid.dense(plot.all_density),
+                self.plot_grid.dense(plot.strong_density),
+                plot.all_points.in_order(),
+                plot.strong_points.in_order(),
+            )
+        files = partial.files
+        return MergedPositions(
+            stats=stats,
+            n_without_geometry=n_no_geometry,
+            image_sizes=image_sizes,
+            group_keys=partial.group_keys[order],
+            file_flag_counts={int(f): (int(s), int(p)) for f, s, p in files},
+            max_experiment=partial.max_experiment,
+            plot=plot,
+        )
+
+    def _shells(self, partial: PositionsPartial) -> ResolutionShells | None:
+        """:func:`resolution_shells` of every selected row (the d not finite count as
+        rows without d, as they do there)."""
+        if self.d_source is None:
+            return None
+        shells = resolution_shells(
+            partial.d, partial.d_strong, self.n_shells, d_min=self.d_min, d_max=self.d_max
+        )
+        return ResolutionShells(
+            n_shells=shells.n_shells,
+            inv_d2_edges=shells.inv_d2_edges,
+            n_all=shells.n_all,
+            n_strong=shells.n_strong,
+            n_without_d=shells.n_without_d + partial.n_d_not_finite,
+            n_outside=shells.n_outside,
+            n_strong_outside=shells.n_strong_outside,
+        )
+
+    def _final_histograms(self, partial: PositionsPartial, image_sizes) -> list[PanelHistogram]:
+        """The detectors' panels from the tasks' counts; panels of no detector (rows
+        without an experiment) binned here over their data extents."""
+        orphans = partial.orphans
+        extra = {p: image_sizes[p] for p in partial.orphan_extents if p not in self.image_sizes}
+        binned = {
+            h.panel: h
+            for h in position_histograms(
+                orphans[:, 1], orphans[:, 2], orphans[:, 0].astype(np.int64), extra, self.n_bins
+            )
+        }
+        size = self.n_bins * self.n_bins
+        panels = sorted(self.image_sizes)
+        grids = dense(partial.histogram_cells, (max(panels, default=-1) + 1) * size)
+        for number in panels:
+            width, height = self.image_sizes[number]
+            counts = grids[number * size : (number + 1) * size].reshape(self.n_bins, self.n_bins)
+            binned[number] = PanelHistogram(
+                panel=int(number),
+                image_size=(int(round(width)), int(round(height))),
+                x_edges=np.linspace(0.0, float(width), self.n_bins + 1),
+                y_edges=np.linspace(0.0, float(height), self.n_bins + 1),
+                counts=counts,
+                n_outside=partial.outside.get(number, 0),
+            )
+        return [binned[number] for number in sorted(binned)]
+
+    def empty(self) -> PositionsPartial:
+        plot = None
+        if self.plot_grid is not None:
+            empty_points = Points(0, np.zeros((0, 2)), np.zeros(0, np.int64), np.zeros(0, np.int64))
+            plot = PlotPart(NO_CELLS, NO_CELLS, empty_points, empty_points)
+        return PositionsPartial(
+            counts=np.zeros(5, dtype=np.int64),
+            d=np.zeros(0),
+            d_strong=np.zeros(0, bool),
+            n_d_not_finite=0,
+            histogram_cells=NO_CELLS,
+            outside={},
+            orphans=np.zeros((0, 3)),
+            orphan_extents={},
+            group_keys=np.zeros(0, np.int64),
+            group_selected=np.zeros(0, np.int64),
+            group_strong=np.zeros(0, np.int64),
+            group_median=np.zeros(0),
+            pending=None,
+            files=np.zeros((0, 3), dtype=np.int64),
+            max_experiment=-1,
+            plot=plot,
+        )
+
+
+def _bit_count(flags: np.ndarray, bit: int) -> int:
+    return int(np.count_nonzero(np.asarray(flags, dtype=np.int64) & (1 << bit)))
+
+
+def _joined_medians(first: PositionsPartial, second: PositionsPartial) -> np.ndarray | None:
+    if first.group_median is None or second.group_median is None:
+        return None
+    return np.concatenate([first.group_median, second.group_median])

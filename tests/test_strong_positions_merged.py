@@ -1,0 +1,201 @@
+"""dials.strong_reflection_positions computed in the tasks equals the rows joined here.
+
+With experiments whose panels are simple, the program's tasks compute every result
+(:mod:`dials_refl_stats.analysis.strong_positions_merge`) and the main process keeps only
+d and "strong" per selected row; ``rows_on_driver=True`` joins every selected row in the
+main process and computes there (the original algorithm). Both runs must write the same
+JSON results, the same log tables and the same plot, byte for byte, on real DIALS files:
+single- and multi-panel detectors, rotation sweeps and stills, several experiments and
+files, every criterion and resolution option, serial and on worker processes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import data_path, needs_dials
+from test_strong_reflection_positions import split_into_pilatus_modules
+
+from dials_refl_stats.command_line import strong_reflection_positions as program
+from dials_refl_stats.geometry import map_positions, panel_frames
+from dials_refl_stats.plotting import detector
+
+pytestmark = needs_dials
+
+PROGRAM = "strong_reflection_positions"
+MERGED = "Computed in the tasks"
+JOINED = "Selected rows joined in this process"
+
+
+def both_ways(run_inprocess, tmp_path, *args):
+    """Run with the tasks computing and with the rows joined; the two documents and the
+    runs' directories."""
+    runs = {}
+    for name, extra in (("merged", ()), ("joined", ("rows_on_driver=True",))):
+        directory = tmp_path / name
+        directory.mkdir()
+        result = run_inprocess(PROGRAM, *args, *extra, cwd=directory)
+        assert result.exit_code == 0, result.stderr
+        assert result.stderr == ""
+        runs[name] = (result.document, directory)
+    return runs
+
+
+def log_lines(directory):
+    """The log from the version line on, without the lines that name the parameters or
+    the path taken (DIALS's citation is logged by a process's first run only)."""
+    lines = (directory / f"dials.{PROGRAM}.log").read_text().splitlines()
+    lines = lines[[k for k, line in enumerate(lines) if line.startswith("dials_refl_stats")][0] :]
+    return [
+        line
+        for line in lines
+        if "rows_on_driver" not in line and MERGED not in line and JOINED not in line
+    ]
+
+
+def assert_same(runs, *, merged_path=True):
+    (merged, merged_dir), (joined, joined_dir) = runs["merged"], runs["joined"]
+    log = (merged_dir / f"dials.{PROGRAM}.log").read_text()
+    assert (MERGED in log) == merged_path, log
+    assert JOINED in (joined_dir / f"dials.{PROGRAM}.log").read_text()
+    assert merged["results"] == joined["results"]
+    assert merged["selection"] == joined["selection"]
+    assert merged["inputs"] == joined["inputs"]
+    assert log_lines(merged_dir) == log_lines(joined_dir)
+    png = f"{PROGRAM}.png"
+    assert (merged_dir / png).read_bytes() == (joined_dir / png).read_bytes()
+
+
+def files(*relative):
+    return [str(data_path(r)) for r in relative]
+
+
+CASES = {
+    "rotation": (files("sim_small/integrated.expt", "sim_small/integrated.refl"), ()),
+    "two experiments": (files("sim_twoexp/integrated.expt", "sim_twoexp/integrated.refl"), ()),
+    "centroid, I/sigma": (
+        files("centroid_test_data/indexed.expt", "centroid_test_data/integrated.refl"),
+        ("i_over_sigma.min=5", "intensity.min=None", "n_shells=7", "n_bins=13"),
+    ),
+    "quartz prf, limits": (
+        files("quartz_processed/integrated.expt", "quartz_processed/integrated.refl"),
+        ("intensity.choice=prf", "d_min=1.5", "d_max=4", "intensity.min=100"),
+    ),
+    "quartz d column": (
+        files("quartz_processed/integrated.expt", "quartz_processed/integrated.refl"),
+        ("resolution.d_source=column",),
+    ),
+    "indexed with unindexed spots": (
+        files("quartz_processed/indexed.expt", "quartz_processed/indexed.refl"),
+        ("selection.flags=strong", "intensity.min=20"),
+    ),
+    "stills": (
+        files("ssx_CuNiR/integrated.expt", "ssx_CuNiR/integrated.refl"),
+        ("selection.flags=integrated_sum", "intensity.min=50"),
+    ),
+    "stills, nothing selected": (
+        files("ssx_CuNiR/integrated.expt", "ssx_CuNiR/integrated.refl"),
+        (),
+    ),
+    "two files on two processes": (
+        files(
+            "sim_twoexp/integrated.expt",
+            "sim_small/integrated.expt",
+            "sim_twoexp/integrated.refl",
+            "sim_small/integrated.refl",
+        ),
+        ("mp.nproc=2", "intensity.min=1000"),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_tasks_compute_what_the_joined_rows_give(run_inprocess, tmp_path, case):
+    args, options = CASES[case]
+    assert_same(both_ways(run_inprocess, tmp_path, *args, *options))
+
+
+@pytest.mark.parametrize("case", ["rotation", "two experiments", "stills"])
+def test_density_plots_binned_in_the_tasks(run_inprocess, tmp_path, monkeypatch, case):
+    """Past the density threshold the tasks bin the plot's densities (sparse cells
+    merged across files): the same image as binning the joined rows."""
+    monkeypatch.setattr(detector, "DENSITY_THRESHOLD", 40)
+    monkeypatch.setattr(program, "DENSITY_THRESHOLD", 40)
+    args, options = CASES[case]
+    runs = both_ways(run_inprocess, tmp_path, *args, *options, "intensity.min=200")
+    assert runs["merged"][0]["results"]["n_selected"] > 40
+    assert_same(runs)
+
+
+def test_multi_panel_detector_in_the_lab_frame(run_inprocess, tmp_path, monkeypatch):
+    expt, refl, _, n_panels = split_into_pilatus_modules(tmp_path)
+    assert n_panels == 60
+    runs = both_ways(run_inprocess, tmp_path, expt, refl, "n_bins=20")
+    assert runs["merged"][0]["results"]["plot_view"].startswith("lab")
+    assert_same(runs)
+    monkeypatch.setattr(detector, "DENSITY_THRESHOLD", 30)
+    monkeypatch.setattr(program, "DENSITY_THRESHOLD", 30)
+    (tmp_path / "dense").mkdir()
+    assert_same(both_ways(run_inprocess, tmp_path / "dense", expt, refl, "intensity.min=100"))
+
+
+@pytest.mark.parametrize(
+    "option,reason",
+    [
+        ("top_fraction=0.05", "top_fraction compares all selected rows"),
+        ("output.positions=True", "output.positions lists the rows"),
+    ],
+)
+def test_rows_joined_when_the_tasks_cannot(run_inprocess, tmp_path, option, reason):
+    runs = both_ways(run_inprocess, tmp_path, *CASES["rotation"][0], option)
+    assert_same(runs, merged_path=False)
+    log = (tmp_path / "merged" / f"dials.{PROGRAM}.log").read_text()
+    assert f"{JOINED} ({reason})" in log
+
+
+def test_without_experiments_rows_are_joined(run_inprocess, tmp_path):
+    result = run_inprocess(PROGRAM, data_path("sim_small/integrated.refl"), cwd=tmp_path)
+    assert result.exit_code == 0
+    log = (tmp_path / f"dials.{PROGRAM}.log").read_text()
+    assert f"{JOINED} (no experiments: panel sizes come from the data)" in log
+
+
+def test_panel_frames_give_the_doubles_of_map_positions():
+    """The numpy tables the tasks use: the same lab coordinates and d as
+    ``geometry.map_positions`` (itself tested against dxtbx) for every row."""
+    from dxtbx.model.experiment_list import ExperimentListFactory
+
+    experiments = ExperimentListFactory.from_json_file(
+        str(data_path("sim_twoexp/integrated.expt")), check_format=False
+    )
+    frames = panel_frames(experiments)
+    assert frames is not None
+    rng = np.random.default_rng(3)
+    n = 5000
+    experiment = rng.integers(-1, len(experiments), size=n)
+    panel = np.zeros(n, dtype=np.int64)
+    xy = rng.uniform(0, 2000, size=(n, 2))
+    expected = map_positions(experiments, experiment, panel, xy)
+    lab, d = frames.lab_and_d(experiment, panel, xy)
+    np.testing.assert_array_equal(lab, expected.lab)
+    np.testing.assert_array_equal(d, expected.d)
+    assert int(np.isnan(d).sum()) == expected.n_without_geometry == int((experiment < 0).sum())
+
+
+def test_rows_on_a_panel_the_detector_lacks_name_the_file(run_inprocess, tmp_path):
+    """Checked in the tasks: one Sorry line naming the file, as with the joined rows."""
+    from dials.array_family import flex
+
+    table = flex.reflection_table.from_file(str(data_path("sim_small/integrated.refl")))
+    table["panel"] = flex.size_t(table.size(), 3)
+    bad = tmp_path / "bad.refl"
+    table.as_file(str(bad))
+    expt = data_path("sim_small/integrated.expt")
+    messages = []
+    for extra in ((), ("rows_on_driver=True",)):
+        result = run_inprocess(PROGRAM, expt, bad, *extra, cwd=tmp_path)
+        assert result.exit_code == 1
+        messages.append(result.stderr.strip())
+        assert not list(tmp_path.glob(f"*{PROGRAM}*"))
+    assert messages[0] == messages[1]
+    assert messages[0].startswith(f"Sorry: {bad}: reflections on panel 3")
