@@ -459,7 +459,9 @@ class PanelFrames:
     offsets: np.ndarray  # (n_detectors + 1,) int64
     detector: np.ndarray  # (n_experiments,) int64
     frames: np.ndarray  # (n_keys, 11): pixel size (2), d matrix (9)
-    others: dict  # key -> dxtbx panel, for other px/mm strategies
+    #: key -> (index into ``detectors``, panel number), for other px/mm strategies
+    others: dict
+    detectors: list  # dxtbx detectors of those panels (picklable, unlike a panel)
     s0: np.ndarray  # (n_experiments, 3)
     s0_length: np.ndarray  # (n_experiments,)
 
@@ -498,10 +500,11 @@ class PanelFrames:
             xy = xy_px if every else xy_px[block]
             block_lab = np.empty((block.size, 3))
             simple = np.ones(block.size, dtype=bool)
-            for k, p in self.others.items():
+            for k, (detector, number) in self.others.items():
                 these = np.flatnonzero(key == k)
                 simple[these] = False
                 if these.size:
+                    p = self.detectors[detector][number]
                     block_lab[these] = _flex_panel_positions(p, xy[these])[1]
             some = np.flatnonzero(simple)
             if some.size == block.size:
@@ -521,6 +524,7 @@ def panel_frames(experiments) -> PanelFrames | None:
     detector or beam."""
     detectors: dict[int, int] = {}  # id of the model -> its index
     models, offsets, frames, others, index, s0 = [], [0], [], {}, [], []
+    kept: list = []  # detectors with panels of other px/mm strategies
     for experiment in experiments:
         detector, beam = experiment.detector, experiment.beam
         if detector is None or beam is None:
@@ -529,9 +533,11 @@ def panel_frames(experiments) -> PanelFrames | None:
         if k is None:
             k = detectors[id(detector)] = len(models)
             models.append(detector)  # keeps the object (and so its id) alive
-            for p in detector:
+            for number, p in enumerate(detector):
                 if p.get_px_mm_strategy().name() != "SimplePxMmStrategy":
-                    others[len(frames)] = p
+                    if not kept or kept[-1] is not detector:
+                        kept.append(detector)
+                    others[len(frames)] = (len(kept) - 1, number)
                     frames.append((np.nan,) * 11)
                 else:
                     frames.append((*p.get_pixel_size(), *p.get_d_matrix()))
@@ -544,6 +550,7 @@ def panel_frames(experiments) -> PanelFrames | None:
         detector=np.asarray(index, dtype=np.int64),
         frames=np.asarray(frames, dtype=np.float64).reshape(-1, 11),
         others=others,
+        detectors=kept,
         s0=s0_array,
         s0_length=np.array([np.linalg.norm(v) for v in s0_array]),
     )

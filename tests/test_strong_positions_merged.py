@@ -93,6 +93,10 @@ CASES = {
         files("ssx_CuNiR/integrated.expt", "ssx_CuNiR/integrated.refl"),
         ("selection.flags=integrated_sum", "intensity.min=50"),
     ),
+    "stills (parallax-corrected panels) on two processes": (
+        files("ssx_CuNiR/integrated.expt", "ssx_CuNiR/integrated.refl"),
+        ("selection.flags=integrated_sum", "intensity.min=50", "mp.nproc=2"),
+    ),
     "stills, nothing selected": (
         files("ssx_CuNiR/integrated.expt", "ssx_CuNiR/integrated.refl"),
         (),
@@ -199,3 +203,26 @@ def test_rows_on_a_panel_the_detector_lacks_name_the_file(run_inprocess, tmp_pat
         assert not list(tmp_path.glob(f"*{PROGRAM}*"))
     assert messages[0] == messages[1]
     assert messages[0].startswith(f"Sorry: {bad}: reflections on panel 3")
+
+
+def test_parallax_corrected_panels_travel_to_workers_and_convert_as_dxtbx():
+    """Stills with parallax correction: their detectors go to the tasks by pickle (a
+    dxtbx panel alone cannot) and convert rows as ``map_positions`` does."""
+    import pickle
+
+    from dxtbx.model.experiment_list import ExperimentListFactory
+
+    experiments = ExperimentListFactory.from_json_file(
+        str(data_path("ssx_CuNiR/imported_no_ref_5.expt")), check_format=False
+    )
+    assert experiments[0].detector[0].get_px_mm_strategy().name() != "SimplePxMmStrategy"
+    frames = pickle.loads(pickle.dumps(panel_frames(experiments)))
+    assert frames.others
+    rng = np.random.default_rng(5)
+    experiment = rng.integers(-1, len(experiments), size=3000)
+    panel = np.zeros(experiment.size, dtype=np.int64)
+    xy = rng.uniform(0, 1000, size=(experiment.size, 2))
+    expected = map_positions(experiments, experiment, panel, xy)
+    lab, d = frames.lab_and_d(experiment, panel, xy)
+    np.testing.assert_array_equal(lab, expected.lab)
+    np.testing.assert_array_equal(d, expected.d)

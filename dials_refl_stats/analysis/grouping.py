@@ -122,20 +122,30 @@ def group_middles(
     return low, high, has
 
 
-def density_cells(
+def density_counts(
     x: np.ndarray,
     y: np.ndarray,
     x_range: tuple[float, float],
     y_range: tuple[float, float],
     bins: tuple[int, int],
 ) -> np.ndarray:
-    """The cell (``iy * nx + ix``) of each point of :func:`density_counts` inside the
-    ranges (the others left out)."""
+    """Counts of ``(x, y)`` in ``bins`` equal cells over the ranges, shape ``(ny, nx)``
+    (image rows = y), like ``np.histogram2d(...).T`` but one ``bincount`` (faster);
+    points outside the ranges or not finite are left out."""
+    nx, ny = int(bins[0]), int(bins[1])
+    cell = density_cells(x, y, (*x_range, *y_range), bins)
+    return np.bincount(cell, minlength=nx * ny).reshape(ny, nx)
+
+
+def density_cells(
+    x: np.ndarray, y: np.ndarray, bounds: tuple[float, float, float, float], bins: tuple[int, int]
+) -> np.ndarray:
+    """The cell (``iy * nx + ix``) of each point of :func:`density_counts` inside
+    ``bounds`` ``(x0, x1, y0, y1)`` (the others left out)."""
     nx, ny = int(bins[0]), int(bins[1])
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    x0, x1 = x_range
-    y0, y1 = y_range
+    x0, x1, y0, y1 = bounds
     sx = nx / (x1 - x0) if x1 > x0 else 0.0
     sy = ny / (y1 - y0) if y1 > y0 else 0.0
     ix = np.floor((x - x0) * sx)

@@ -83,8 +83,7 @@ class PlotGrid:
 
     def cells(self, xy: np.ndarray) -> CellCounts:
         """Points per density cell (``iy * nx + ix``), as ``density_counts`` bins them."""
-        x0, x1, y0, y1 = self.bounds
-        return cell_counts(density_cells(xy[:, 0], xy[:, 1], (x0, x1), (y0, y1), self.bins))
+        return cell_counts(density_cells(xy[:, 0], xy[:, 1], self.bounds, self.bins))
 
     def dense(self, cells: CellCounts) -> np.ndarray:
         nx, ny = self.bins

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from dials_refl_stats.analysis.grouping import density_cells
+from dials_refl_stats.analysis.grouping import density_counts  # noqa: F401 (plotting's name)
 
 #: More points than this are drawn as a density image, not as markers.
 DENSITY_THRESHOLD = 20_000
@@ -80,21 +80,6 @@ def point_style(n_points: int) -> dict:
     size = float(np.clip(120.0 / np.sqrt(n), 1.0, 25.0))
     alpha = float(np.clip(np.sqrt(2000.0 / n), 0.3, 1.0))
     return {"s": size, "alpha": alpha, "linewidths": 0}
-
-
-def density_counts(
-    x: np.ndarray,
-    y: np.ndarray,
-    x_range: tuple[float, float],
-    y_range: tuple[float, float],
-    bins: tuple[int, int],
-) -> np.ndarray:
-    """Counts of ``(x, y)`` in ``bins`` equal cells over the ranges, shape ``(ny, nx)``
-    (image rows = y), like ``np.histogram2d(...).T`` but one ``bincount`` (faster);
-    points outside the ranges or not finite are left out."""
-    nx, ny = int(bins[0]), int(bins[1])
-    cell = density_cells(x, y, x_range, y_range, bins)
-    return np.bincount(cell, minlength=nx * ny).reshape(ny, nx)
 
 
 def log_norm(vmax: float):
