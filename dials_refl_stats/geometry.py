@@ -122,15 +122,23 @@ def check_panels(
     experiments, experiment_of_row: np.ndarray, panel: np.ndarray, path: str = ""
 ) -> None:
     """``GeometryError`` when a row's panel is not on its experiment's detector."""
+    sizes = np.array(
+        [len(e.detector) if e.detector is not None else 0 for e in experiments],
+        dtype=np.int64,
+    )
+    refuse_bad_panels(sizes, experiment_of_row, panel, path)
+
+
+def refuse_bad_panels(
+    sizes: np.ndarray, experiment_of_row: np.ndarray, panel: np.ndarray, path: str
+) -> None:
+    """``GeometryError`` naming the first row (experiment -1: not checked) whose panel
+    is not below ``sizes`` of its experiment (the panel count of its detector)."""
     experiment_of_row = np.asarray(experiment_of_row, dtype=np.int64)
     panel = np.asarray(panel, dtype=np.int64)
     has = experiment_of_row >= 0
     if not has.any():
         return
-    sizes = np.array(
-        [len(e.detector) if e.detector is not None else 0 for e in experiments],
-        dtype=np.int64,
-    )
     if has.all():  # every row has an experiment: no masks
         bad = (panel < 0) | (panel >= sizes[experiment_of_row])
     else:
@@ -483,17 +491,7 @@ class PanelFrames:
 
     def check_panels(self, experiment_of_row: np.ndarray, panel: np.ndarray, path: str) -> None:
         """:func:`check_panels`, from the panel counts."""
-        has = experiment_of_row >= 0
-        index = experiment_of_row[has]
-        number = panel[has]
-        sizes = self.panel_counts
-        bad = (number < 0) | (number >= sizes[index])
-        if bad.any():
-            first = int(np.flatnonzero(bad)[0])
-            raise GeometryError(
-                f"{path}: reflections on panel {number[first]}, but the detector of "
-                f"experiment {index[first]} has {sizes[index[first]]} panel(s)"
-            )
+        refuse_bad_panels(self.panel_counts, experiment_of_row, panel, path)
 
     def lab_and_d(
         self, experiment_of_row: np.ndarray, panel: np.ndarray, xy_px: np.ndarray
