@@ -18,7 +18,7 @@ the ``d`` of a Miller index (the integrated tables' ``d`` column).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -130,10 +130,14 @@ def check_panels(
 
 
 def refuse_bad_panels(
-    sizes: np.ndarray, experiment_of_row: np.ndarray, panel: np.ndarray, path: str
+    sizes: np.ndarray,
+    experiment_of_row: np.ndarray,
+    panel: np.ndarray,
+    path: str | Callable[[int], str],
 ) -> None:
     """``GeometryError`` naming the first row (experiment -1: not checked) whose panel
-    is not below ``sizes`` of its experiment (the panel count of its detector)."""
+    is not below ``sizes`` of its experiment (the panel count of its detector), and its
+    file: ``path``, or ``path(row)`` for rows of several files."""
     experiment_of_row = np.asarray(experiment_of_row, dtype=np.int64)
     panel = np.asarray(panel, dtype=np.int64)
     has = experiment_of_row >= 0
@@ -147,8 +151,9 @@ def refuse_bad_panels(
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
         index = int(experiment_of_row[first])
+        where = path(first) if callable(path) else path
         raise GeometryError(
-            f"{path}: reflections on panel {panel[first]}, but the detector of "
+            f"{where}: reflections on panel {panel[first]}, but the detector of "
             f"experiment {index} has {sizes[index]} panel(s)"
         )
 
@@ -489,7 +494,9 @@ class PanelFrames:
         """Panels of each experiment's detector."""
         return np.diff(self.offsets)[self.detector]
 
-    def check_panels(self, experiment_of_row: np.ndarray, panel: np.ndarray, path: str) -> None:
+    def check_panels(
+        self, experiment_of_row: np.ndarray, panel: np.ndarray, path: str | Callable[[int], str]
+    ) -> None:
         """:func:`check_panels`, from the panel counts."""
         refuse_bad_panels(self.panel_counts, experiment_of_row, panel, path)
 

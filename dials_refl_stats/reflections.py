@@ -56,6 +56,9 @@ class ReflectionLoadError(Sorry):
 
     __module__ = Exception.__module__
     __qualname__ = "Sorry"
+    #: whether ``input.on_error=skip`` may skip the file (not when the file is readable
+    #: but disagrees with the other inputs, e.g. the experiments)
+    skippable = True
 
     def __reduce__(self):  # picklable (to and from workers) despite the hidden name
         if type(self) is ReflectionLoadError:

@@ -186,8 +186,10 @@ def test_panel_frames_give_the_doubles_of_map_positions():
     assert int(np.isnan(d).sum()) == expected.n_without_geometry == int((experiment < 0).sum())
 
 
-def test_rows_on_a_panel_the_detector_lacks_name_the_file(run_inprocess, tmp_path):
-    """Checked in the tasks: one Sorry line naming the file, as with the joined rows."""
+@pytest.mark.parametrize("on_error", ["stop", "skip"])
+def test_rows_on_a_panel_the_detector_lacks_name_the_file(run_inprocess, tmp_path, on_error):
+    """Checked in the tasks: one Sorry line naming the file, as with the joined rows
+    (``skip`` too: the file is readable but disagrees with the experiments)."""
     from dials.array_family import flex
 
     table = flex.reflection_table.from_file(str(data_path("sim_small/integrated.refl")))
@@ -197,7 +199,9 @@ def test_rows_on_a_panel_the_detector_lacks_name_the_file(run_inprocess, tmp_pat
     expt = data_path("sim_small/integrated.expt")
     messages = []
     for extra in ((), ("rows_on_driver=True",)):
-        result = run_inprocess(PROGRAM, expt, bad, *extra, cwd=tmp_path)
+        result = run_inprocess(
+            PROGRAM, expt, bad, f"input.on_error={on_error}", *extra, cwd=tmp_path
+        )
         assert result.exit_code == 1
         messages.append(result.stderr.strip())
         assert not list(tmp_path.glob(f"*{PROGRAM}*"))
@@ -226,3 +230,77 @@ def test_parallax_corrected_panels_travel_to_workers_and_convert_as_dxtbx():
     lab, d = frames.lab_and_d(experiment, panel, xy)
     np.testing.assert_array_equal(lab, expected.lab)
     np.testing.assert_array_equal(d, expected.d)
+
+
+@pytest.fixture(scope="module")
+def still_files(tmp_path_factory):
+    """The five integrated stills of ``ssx_CuNiR``, one file each (cut with DIALS's
+    select/as_file), and their experiments: small files that tasks read together."""
+    from dials.array_family import flex
+
+    folder = tmp_path_factory.mktemp("still_files")
+    table = flex.reflection_table.from_file(str(data_path("ssx_CuNiR/integrated.refl")))
+    for i in range(5):
+        table.select(table["id"] == i).as_file(str(folder / f"still_{i}.refl"))
+    return data_path("ssx_CuNiR/integrated.expt"), folder
+
+
+def spy_on_chunks(monkeypatch) -> list[int]:
+    """The number of files of every chunk the tasks compute."""
+    from dials_refl_stats.analysis.strong_positions_merge import StrongPositionsStatistic
+
+    sizes, original = [], StrongPositionsStatistic.partial
+
+    def partial(self, chunk):
+        sizes.append(len(chunk.files) or 1)
+        return original(self, chunk)
+
+    monkeypatch.setattr(StrongPositionsStatistic, "partial", partial)
+    return sizes
+
+
+@pytest.mark.parametrize("density", [False, True])
+def test_small_files_in_one_chunk_give_the_joined_results(
+    run_inprocess, tmp_path, monkeypatch, still_files, density
+):
+    """A chunk of several small files (rows told apart by their group keys): the same
+    JSON, log and plot (points in file order, or density cells) as joined rows."""
+    expt, folder = still_files
+    if density:
+        monkeypatch.setattr(detector, "DENSITY_THRESHOLD", 40)
+        monkeypatch.setattr(program, "DENSITY_THRESHOLD", 40)
+    sizes = spy_on_chunks(monkeypatch)
+    options = ("selection.flags=integrated_sum", "intensity.min=50")
+    runs = both_ways(run_inprocess, tmp_path, expt, folder, *options)
+    assert max(sizes) > 1  # files of a task in one chunk
+    assert runs["merged"][0]["results"]["n_strong"] > (40 if density else 0)
+    assert_same(runs)
+
+
+@pytest.mark.parametrize("on_error", ["stop", "skip"])
+def test_a_bad_panel_among_small_files_names_its_file(
+    run_inprocess, tmp_path, still_files, on_error
+):
+    """The file of the first row on a panel the detector lacks is named, as with joined
+    rows; the files disagree with the experiments, so ``skip`` stops too."""
+    from dials.array_family import flex
+
+    expt, source = still_files
+    folder = tmp_path / "stills"
+    folder.mkdir()
+    for path in sorted(source.glob("*.refl")):
+        table = flex.reflection_table.from_file(str(path))
+        if path.name == "still_2.refl":
+            table["panel"] = flex.size_t(table.size(), 3)
+        table.as_file(str(folder / path.name))
+    messages = []
+    for extra in ((), ("rows_on_driver=True",)):
+        out = tmp_path / f"out{len(messages)}"
+        out.mkdir()
+        options = ("selection.flags=integrated_sum", f"input.on_error={on_error}", *extra)
+        result = run_inprocess(PROGRAM, expt, folder, *options, cwd=out)
+        assert result.exit_code == 1
+        assert not list(out.iterdir())
+        messages.append(result.stderr.strip())
+    assert messages[0] == messages[1]
+    assert messages[0].startswith(f"Sorry: {folder / 'still_2.refl'}: reflections on panel 3")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dials_refl_stats.analysis.grouping import density_cells
-from dials_refl_stats.analysis.statistic import Chunk, Statistic, merge_counts
+from dials_refl_stats.analysis.statistic import ID_BITS, Chunk, Statistic, merge_counts
 from dials_refl_stats.analysis.strong_positions import (
     PanelHistogram,
     ResolutionShells,
@@ -41,10 +41,14 @@ from dials_refl_stats.reflections import ReflectionLoadError
 
 POSITION = "xyzobs.px.value"
 SUM_BIT, PRF_BIT = 8, 9  # integrated_sum, integrated_prf
+ID_MASK = (1 << ID_BITS) - 1
 
 
 class PanelError(ReflectionLoadError):
-    """Rows on a panel their experiment's detector does not have (one line, the file)."""
+    """Rows on a panel their experiment's detector does not have (one line, the file);
+    the inputs disagree, so ``input.on_error=skip`` stops too, as for joined rows."""
+
+    skippable = False
 
 
 #: Sorted distinct cells and their counts (a sparse histogram; merges by addition).
@@ -173,6 +177,8 @@ class StrongPositionsStatistic(Statistic):
     """The statistic of ``dials.strong_reflection_positions`` computed in the tasks."""
 
     name = "strong_reflection_positions"
+    #: chunks of many small files: the partial tells files apart by their group keys
+    batchable = True
 
     def __init__(
         self,
@@ -209,11 +215,7 @@ class StrongPositionsStatistic(Statistic):
 
     def partial(self, chunk: Chunk) -> PositionsPartial:
         columns, selected = chunk.columns, chunk.selected
-        flags = np.asarray(columns["flags"])
-        files = np.array(
-            [[chunk.file.index, _bit_count(flags, SUM_BIT), _bit_count(flags, PRF_BIT)]],
-            dtype=np.int64,
-        )
+        files = _file_flag_counts(chunk)
         all_xyz = np.asarray(columns[POSITION], dtype=np.float64).reshape(-1, 3)
         all_panel = np.asarray(columns["panel"]).astype(np.int64)
         rows = np.flatnonzero(selected)
@@ -273,26 +275,36 @@ class StrongPositionsStatistic(Statistic):
             max_experiment=int(experiment.max()) if experiment.size else -1,
         )
         if self.plot_grid is not None:
-            order = (np.int64(chunk.file.index) << 32) | (rows + chunk.start)
+            order = _row_order(chunk, rows)
             partial.plot = self._plot_part(xy, lab, strong, experiment, order)
         return partial
 
     def _experiments(self, chunk: Chunk, keys: np.ndarray, panel: np.ndarray) -> np.ndarray:
-        """Each selected row's experiment index (-1 none), panels checked."""
-        mapping = chunk.file.experiment_of_id
-        ids = (keys & 0xFFFFFFFF) - 1
-        experiment = np.full(ids.size, -1, dtype=np.int64)
-        if mapping:
-            known_ids = np.array(sorted(mapping), dtype=np.int64)
-            index = np.array([mapping[i] for i in known_ids.tolist()], dtype=np.int64)
-            where = np.minimum(np.searchsorted(known_ids, ids), known_ids.size - 1)
-            found = known_ids[where] == ids
-            experiment[found] = index[where[found]]
+        """Each selected row's experiment index (-1 none), panels checked (a bad panel
+        names the file of the first row on one)."""
+        files = chunk.files or (chunk.file,)
+        known_keys, index = [], []
+        for file in files:
+            base = file.index << ID_BITS
+            for i, e in file.experiment_of_id.items():
+                known_keys.append(base | (i + 1))
+                index.append(e)
+        experiment = np.full(keys.size, -1, dtype=np.int64)
+        if known_keys:
+            known = np.array(known_keys, dtype=np.int64)
+            order = np.argsort(known)
+            known, experiments = known[order], np.array(index, dtype=np.int64)[order]
+            where = np.minimum(np.searchsorted(known, keys), known.size - 1)
+            found = known[where] == keys
+            experiment[found] = experiments[where[found]]
         if self.shared_index is not None:
-            experiment[ids < 0] = self.shared_index
+            experiment[(keys & ID_MASK) == 0] = self.shared_index  # id -1
         if self.frames is not None:
+            paths = {file.index: file.path for file in files}
             try:
-                self.frames.check_panels(experiment, panel, chunk.file.path)
+                self.frames.check_panels(
+                    experiment, panel, lambda row: paths[int(keys[row]) >> ID_BITS]
+                )
             except GeometryError as error:
                 raise PanelError(str(error)) from None
         return experiment
@@ -516,8 +528,34 @@ class StrongPositionsStatistic(Statistic):
         )
 
 
-def _bit_count(flags: np.ndarray, bit: int) -> int:
-    return int(np.count_nonzero(np.asarray(flags, dtype=np.int64) & (1 << bit)))
+def _file_positions(chunk: Chunk) -> np.ndarray:
+    """Each row's position in ``chunk.files`` (0 for a one-file chunk)."""
+    if not chunk.files:
+        return np.zeros(chunk.n_rows, dtype=np.int64)
+    return np.repeat(np.arange(len(chunk.files), dtype=np.int64), chunk.file_rows)
+
+
+def _file_flag_counts(chunk: Chunk) -> np.ndarray:
+    """``(n_files, 3)``: file index, rows with integrated_sum, with integrated_prf."""
+    files = chunk.files or (chunk.file,)
+    flags = np.asarray(chunk.columns["flags"], dtype=np.int64)
+    position = _file_positions(chunk)
+    out = np.empty((len(files), 3), dtype=np.int64)
+    out[:, 0] = [file.index for file in files]
+    for column, bit in ((1, SUM_BIT), (2, PRF_BIT)):
+        out[:, column] = np.bincount(position, weights=(flags >> bit) & 1, minlength=len(files))
+    return out
+
+
+def _row_order(chunk: Chunk, rows: np.ndarray) -> np.ndarray:
+    """Run-wide order keys of ``rows``: file index, then row number in the file."""
+    if not chunk.files:
+        return (np.int64(chunk.file.index) << ID_BITS) | (rows + chunk.start)
+    starts = np.zeros(len(chunk.files) + 1, dtype=np.int64)
+    np.cumsum(chunk.file_rows, out=starts[1:])
+    position = np.searchsorted(starts, rows, side="right") - 1
+    index = np.array([file.index for file in chunk.files], dtype=np.int64)
+    return (index[position] << ID_BITS) | (rows - starts[position])
 
 
 def _joined_medians(first: PositionsPartial, second: PositionsPartial) -> np.ndarray | None:

@@ -245,7 +245,7 @@ def process_batch(
             chunk, record = read_chunk(file, statistic, plan, reader)
             partials.append(statistic.partial(chunk))
         except ReflectionLoadError as error:
-            if not skip_errors:
+            if not (skip_errors and error.skippable):
                 raise
             record = FileRecord(file.index, max(file.nrows, 0), 0, (), skipped=str(error))
             if isinstance(file, DeferredFileInfo):
