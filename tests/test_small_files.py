@@ -147,6 +147,41 @@ def test_small_file_batches_give_the_results_of_file_by_file_reading(
     assert fast["inputs"]["reflections"]["rows"] == slow["inputs"]["reflections"]["rows"]
 
 
+@pytest.fixture(scope="module")
+def integrated_stills(tmp_path_factory) -> Path:
+    """Fifteen small files of one integrated still each (three cuts of each of the five
+    stills of ``ssx_CuNiR/integrated.refl``, made with DIALS's select/as_file)."""
+    from dials.array_family import flex
+
+    folder = tmp_path_factory.mktemp("integrated_stills")
+    table = flex.reflection_table.from_file(str(data_path("ssx_CuNiR/integrated.refl")))
+    for copy in range(3):
+        for i in range(5):
+            table.select(table["id"] == i).as_file(str(folder / f"still_{copy}_{i}.refl"))
+    return folder
+
+
+@pytest.mark.parametrize(
+    "program, args",
+    [
+        ("strong_reflection_positions", ["selection.flags=integrated_sum", "intensity.min=50"]),
+        ("refl_stats", ["output.html=None", "strong_reflection_positions.intensity.min=50"]),
+        ("intensity_per_frame", []),
+    ],
+)
+def test_small_files_with_experiments_give_the_results_of_file_by_file_reading(
+    integrated_stills, tmp_path, monkeypatch, program, args
+):
+    """Statistics that use the experiments (strong positions computed in the tasks, and
+    every member of refl_stats) in chunks of several files, against file by file."""
+    expt = str(data_path("ssx_CuNiR/integrated.expt"))
+    inputs = [expt, integrated_stills, *args]
+    fast = documents(program, inputs, tmp_path, monkeypatch, small=True)
+    slow = documents(program, inputs, tmp_path, monkeypatch, small=False)
+    assert fast["results"] == slow["results"]
+    assert fast["selection"] == slow["selection"]
+
+
 def damage_shoebox(path: Path) -> None:
     """Give the first shoebox record an invalid flag byte (header and other columns intact)."""
     span = read_layout(path).columns["shoebox"]

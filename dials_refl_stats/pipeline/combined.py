@@ -10,8 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from dials_refl_stats.analysis.statistic import Chunk, Statistic
-from dials_refl_stats.pipeline.execute import FileRecord, SelectionPlan
+from dials_refl_stats.pipeline.execute import FileRecord, SelectionPlan, merge_tree
+from dials_refl_stats.pipeline.small_files import select_per_file
 
 
 @dataclass
@@ -30,6 +33,7 @@ class CombinedStatistic(Statistic):
     """The members' statistics side by side (their partials merge independently)."""
 
     name = "combined"
+    batchable = True
 
     def __init__(self, members: dict[str, Member], shoebox_code: int | None = None):
         self.members = members
@@ -42,18 +46,43 @@ class CombinedStatistic(Statistic):
         return tuple(wanted)
 
     def partial(self, chunk: Chunk) -> CombinedPartial:
+        """Each member's partial of ``chunk`` with its own selection (file by file in a
+        chunk of several files); a member that is not batchable gets a chunk per file."""
         flags = chunk.columns["flags"]
         partials, records = {}, {}
+        if not chunk.files:
+            for name, member in self.members.items():
+                selection, reason = member.plan.for_file(flags)
+                selected = selection.apply(flags)
+                mine = Chunk(chunk.file, chunk.start, chunk.columns, selected)
+                partials[name] = member.statistic.partial(mine)
+                records[name] = [
+                    FileRecord(
+                        chunk.file.index, chunk.n_rows, int(selected.sum()), selection.names, reason
+                    )
+                ]
+            return CombinedPartial(partials, records)
+        bounds = np.zeros(len(chunk.files) + 1, dtype=np.int64)
+        np.cumsum(chunk.file_rows, out=bounds[1:])
         for name, member in self.members.items():
-            selection, reason = member.plan.for_file(flags)
-            selected = selection.apply(flags)
-            mine = Chunk(chunk.file, chunk.start, chunk.columns, selected)
-            partials[name] = member.statistic.partial(mine)
-            records[name] = [
-                FileRecord(
-                    chunk.file.index, chunk.n_rows, int(selected.sum()), selection.names, reason
+            selected, records[name] = select_per_file(chunk.files, flags, bounds, member.plan)
+            statistic = member.statistic
+            if statistic.batchable:
+                mine = Chunk(chunk.file, 0, chunk.columns, selected, chunk.files, chunk.file_rows)
+                partials[name] = statistic.partial(mine)
+                continue
+            per_file = [
+                statistic.partial(
+                    Chunk(
+                        file,
+                        0,
+                        {k: v[bounds[i] : bounds[i + 1]] for k, v in chunk.columns.items()},
+                        selected[bounds[i] : bounds[i + 1]],
+                    )
                 )
+                for i, file in enumerate(chunk.files)
             ]
+            partials[name] = merge_tree(statistic, per_file)
         return CombinedPartial(partials, records)
 
     def merge(self, first: CombinedPartial, second: CombinedPartial) -> CombinedPartial:

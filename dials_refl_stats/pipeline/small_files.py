@@ -181,7 +181,7 @@ def _group_chunks(group: list, column_plan: _ColumnPlan, statistic: Statistic, p
             return [], [], [g[3] for g in group]
         columns["shoebox.count"], columns["shoebox.allocated"] = counted
     headers = {g[0].index: g[2] for g in group if g[2] is not None}
-    selected, records = _select(files, columns["flags"], bounds, plan, headers)
+    selected, records = select_per_file(files, columns["flags"], bounds, plan, headers)
     if statistic.batchable:
         chunk = Chunk(files[0], 0, columns, selected, files=tuple(files), file_rows=nrows)
         return [chunk], records, []
@@ -242,9 +242,17 @@ def _ids_valid(files: list, tables: list, ids: np.ndarray, bounds: np.ndarray) -
     return good & (low >= -1) & (within | no_keys)
 
 
-def _select(files: list, flags: np.ndarray, bounds: np.ndarray, plan: SelectionPlan, headers):
-    """The selected rows of every file (the shared fallback rule, file by file), and
-    their records (with the headers read here, for deferred files)."""
+def select_per_file(
+    files: Sequence[FileInfo],
+    flags: np.ndarray,
+    bounds: np.ndarray,
+    plan: SelectionPlan,
+    headers: dict | None = None,
+) -> tuple[np.ndarray, list[FileRecord]]:
+    """The selected rows of files whose rows are joined (file ``i``: rows ``bounds[i]``
+    to ``bounds[i + 1]``), with the shared fallback rule file by file, and their records
+    (with ``headers`` read by the task, for deferred files)."""
+    headers = headers or {}
     selected = plan.requested.apply(flags)
     choices = [(plan.requested.names, None)] * len(files)
     if plan.fallback and plan.requested.mask:
