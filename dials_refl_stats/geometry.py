@@ -23,10 +23,19 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from dials_refl_stats.experiment_groups import distinct_ids
+from dials_refl_stats.reflections import ReflectionLoadError
 
 
 class GeometryError(ValueError):
     """Reflections that cannot be matched to the experiments; one line naming the file."""
+
+
+class PanelError(ReflectionLoadError):
+    """Rows on a panel their experiment's detector does not have, found in a task (one
+    line, the file); the inputs disagree, so ``input.on_error=skip`` stops too, as when
+    the driver finds it."""
+
+    skippable = False
 
 
 def experiment_indices(
@@ -497,8 +506,11 @@ class PanelFrames:
     def check_panels(
         self, experiment_of_row: np.ndarray, panel: np.ndarray, path: str | Callable[[int], str]
     ) -> None:
-        """:func:`check_panels`, from the panel counts."""
-        refuse_bad_panels(self.panel_counts, experiment_of_row, panel, path)
+        """:func:`check_panels`, from the panel counts; :class:`PanelError`."""
+        try:
+            refuse_bad_panels(self.panel_counts, experiment_of_row, panel, path)
+        except GeometryError as error:
+            raise PanelError(str(error)) from None
 
     def lab_and_d(
         self, experiment_of_row: np.ndarray, panel: np.ndarray, xy_px: np.ndarray

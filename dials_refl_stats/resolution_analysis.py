@@ -9,9 +9,13 @@ The d of each spot comes from the experiments' geometry (:func:`geometry.map_pos
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from dials_refl_stats import geometry
+from dials_refl_stats.analysis.per_image import AnalysisFailure
+from dials_refl_stats.reflections import ReflectionLoadError
 
 #: What :func:`analyse_images` returns per image (DIALS's field names).
 FIELDS = (
@@ -26,18 +30,39 @@ FIELDS = (
 )
 
 
-class AnalysisError(ValueError):
-    """DIALS's per-image analysis failed on one image (corrupt spots)."""
+class AnalysisError(ReflectionLoadError):
+    """DIALS's per-image analysis failed on one image (one line naming the file); the
+    file was read, so ``input.on_error=skip`` stops too."""
 
-    def __init__(self, image: int, detail: str):
-        super().__init__(detail)
-        self.image = image
+    skippable = False
 
 
-def spot_d(experiments, spots: dict[str, np.ndarray], experiment_of_spot: np.ndarray) -> np.ndarray:
-    """d (Å) of each spot's observed position."""
-    xy = np.stack([spots["x"], spots["y"]], axis=1)
-    return geometry.map_positions(experiments, experiment_of_spot, spots["panel"], xy).d
+@dataclass(frozen=True)
+class DialsSpotAnalysis:
+    """DIALS's per-image analysis in the tasks (the statistic's ``SpotAnalysis``): d of
+    each spot from the experiments' geometry (picklable :class:`~.geometry.PanelFrames`),
+    then :func:`analyse_images`. Worker processes import DIALS for it."""
+
+    frames: geometry.PanelFrames
+    still: tuple[bool, ...]  # per experiment
+    resolution_analysis: bool = True
+
+    def spot_d(self, experiment, panel, xy, path_of_row) -> np.ndarray:
+        self.frames.check_panels(experiment, panel, path_of_row)
+        return self.frames.lab_and_d(experiment, panel, xy)[1]
+
+    def analyse(self, image_of_spot, d, intensity, variance, n_images) -> dict[str, np.ndarray]:
+        return analyse_images(
+            image_of_spot, d, intensity, variance, n_images, self.resolution_analysis
+        )
+
+    def failed(self, error, path, image_id, frame, experiment) -> AnalysisError:
+        still = 0 <= experiment < len(self.still) and self.still[experiment]
+        image = f"the still of id {image_id}" if still else f"image {frame + 1}"
+        return AnalysisError(
+            f"{path}: DIALS's per-image analysis failed on {image} ({error}); "
+            "resolution_analysis=False skips it"
+        )
 
 
 def analyse_images(
@@ -73,7 +98,8 @@ def analyse_images(
         try:
             stats = stats_for_reflection_table(table, resolution_analysis=resolution_analysis)
         except (RuntimeError, IndexError, ValueError, ZeroDivisionError) as error:
-            raise AnalysisError(image, str(error).splitlines()[0] if str(error) else "") from None
+            detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise AnalysisFailure(int(image), detail) from None
         out["n_spots_no_ice"][image] = stats.n_spots_no_ice
         out["n_spots_4A"][image] = stats.n_spots_4A
         out["total_intensity_no_ice"][image] = stats.total_intensity

@@ -180,3 +180,48 @@ def test_images_completed_in_tasks_equal_their_value_counts(tmp_path, monkeypatc
         np.testing.assert_array_equal(getattr(completed, name), getattr(counted, name))
     for name, values in counted.counts.items():
         np.testing.assert_array_equal(completed.counts[name], values)
+
+
+@pytest.mark.parametrize("extra", [[], ["input.on_error=skip"], ["mp.nproc=2"]])
+def test_dials_analysis_in_the_tasks_names_a_file_with_a_bad_panel(tmp_path, extra):
+    """The tasks give each spot its d: a spot on a panel the detector lacks stops the run
+    with one line naming its file (``skip`` too: the file disagrees with the
+    experiments), and nothing is written."""
+    from dials.array_family import flex
+
+    table = flex.reflection_table.from_file(str(data_path("ssx_CuNiR/strong_5.refl")))
+    folder = tmp_path / "stills"
+    folder.mkdir()
+    for i in range(5):
+        still = table.select(table["id"] == i)
+        if i == 3:
+            still["panel"] = flex.size_t(still.size(), 2)
+        still.as_file(str(folder / f"still_{i}.refl"))
+    expt = data_path("ssx_CuNiR/imported_no_ref_5.expt")
+    out = tmp_path / "out"
+    out.mkdir()
+    code, _, err = run_inprocess(PROGRAM, [str(expt), str(folder), *extra], out)
+    assert code == 1
+    assert err.strip().startswith(f"Sorry: {folder / 'still_3.refl'}: reflections on panel 2")
+    assert not list(out.iterdir())
+
+
+def test_dials_analysis_of_still_files_equals_dials_on_the_joint_table(tmp_path):
+    """One file per still, analysed in the tasks on two processes: DIALS's numbers for the
+    joint table (dials.spot_counts_per_image)."""
+    from dials.array_family import flex
+
+    refl = data_path("ssx_CuNiR/strong_5.refl")
+    expt = data_path("ssx_CuNiR/imported_no_ref_5.expt")
+    table = flex.reflection_table.from_file(str(refl))
+    folder = tmp_path / "stills"
+    folder.mkdir()
+    for i in range(5):
+        table.select(table["id"] == i).as_file(str(folder / f"still_{i}.refl"))
+    expected = spot_counts_per_image(tmp_path, expt, refl)
+    ours = run_ours(tmp_path, expt, folder, "mp.nproc=2")["results"]["per_image"]
+    for key in ("n_spots_no_ice", "n_spots_4A", "estimated_d_min", "d_min_distl_method_1"):
+        assert ours[key] == pytest.approx(expected[key], rel=1e-5), key
+    for key in ("total_intensity", "noisiness_method_1", "d_min_distl_method_2"):
+        mine = ours["total_intensity_no_ice" if key == "total_intensity" else key]
+        assert mine == pytest.approx(expected[key], rel=1e-5), key

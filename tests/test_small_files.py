@@ -167,6 +167,7 @@ def integrated_stills(tmp_path_factory) -> Path:
         ("strong_reflection_positions", ["selection.flags=integrated_sum", "intensity.min=50"]),
         ("refl_stats", ["output.html=None", "strong_reflection_positions.intensity.min=50"]),
         ("intensity_per_frame", []),
+        ("per_image_statistics", []),
     ],
 )
 def test_small_files_with_experiments_give_the_results_of_file_by_file_reading(

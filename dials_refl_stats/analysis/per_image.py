@@ -15,13 +15,17 @@ addition, so that any split of the input gives identical results:
 * the median intensity from a log-bucket sketch (DDSketch-like, relative accuracy
   :data:`SKETCH_ALPHA`: the estimate of each order statistic is within 1% of it);
 * spot sizes (signal pixels) as exact value counts, so the median size is exact;
-* optionally the selected spots' positions and intensities (for resolution analysis on
-  the driver, which needs detector geometry).
+* optionally DIALS's per-image analysis (ice rings, spots to 4 Å, d_min estimates): the
+  partial keeps each selected spot's d (from the experiments' geometry) and intensity,
+  and :meth:`PerImageStatistic.complete` analyses a task's images, which are whole (an
+  image's rows are in one file), through an injected :class:`SpotAnalysis` (this module
+  imports no DIALS).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -33,8 +37,10 @@ from dials_refl_stats.analysis.spot_size import (
     SHOEBOX_COUNT,
 )
 from dials_refl_stats.analysis.statistic import (
+    ID_BITS,
     Chunk,
     Statistic,
+    experiments_of_keys,
     merge_count_tables,
     merge_counts,
 )
@@ -119,16 +125,21 @@ class ImagePartial:
     isigma: Sparse  # (group, frame, bin)
     sketch: Sparse  # (group, frame, bucket)
     sizes: Sparse  # (group, frame, size)
-    spots: dict[str, np.ndarray] | None = None  # kept selected spots, with group/frame
+    #: selected spots kept for the analysis until their images are complete: group,
+    #: frame, experiment, d, intensity, variance
+    spots: dict[str, np.ndarray] | None = None
     #: images whose files were all read (by :meth:`PerImageStatistic.complete`): their
     #: final values, ~200 bytes each, instead of their value counts and sketches
     finished: "ImageTable | None" = None
+    #: file index -> path of the files with kept spots (to name one in an error)
+    paths: dict[int, str] | None = None
 
     def __add__(self, other: "ImagePartial") -> "ImagePartial":
-        spots = None
+        spots = paths = None
         if self.spots is not None or other.spots is not None:
             parts = [p for p in (self.spots, other.spots) if p is not None]
             spots = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+            paths = {**(self.paths or {}), **(other.paths or {})}
         return ImagePartial(
             self.counts + other.counts,
             self.intensity + other.intensity,
@@ -137,7 +148,38 @@ class ImagePartial:
             self.sizes + other.sizes,
             spots,
             joined_tables(self.finished, other.finished),
+            paths,
         )
+
+
+class AnalysisFailure(Exception):
+    """The analysis failed on image ``image`` (its index in the table analysed)."""
+
+    def __init__(self, image: int, error: Exception):
+        super().__init__(str(error))
+        self.image, self.error = image, error
+
+
+class SpotAnalysis(Protocol):
+    """DIALS's per-image analysis, as the program gives it to the statistic (picklable)."""
+
+    def spot_d(
+        self, experiment: np.ndarray, panel: np.ndarray, xy: np.ndarray, path_of_row
+    ) -> np.ndarray:
+        """d of each spot (NaN without experiment); panels checked, naming the file."""
+
+    def analyse(
+        self,
+        image_of_spot: np.ndarray,
+        d: np.ndarray,
+        intensity: np.ndarray,
+        variance: np.ndarray,
+        n_images: int,
+    ) -> dict[str, np.ndarray]:
+        """The per-image fields for spots grouped by image (0 .. n_images - 1)."""
+
+    def failed(self, error: Exception, path: str, image_id: int, frame: int, experiment: int):
+        """The one-line error (to raise) for the analysis failing on one image."""
 
 
 @dataclass
@@ -151,7 +193,8 @@ class ImageTable:
     median_intensity: np.ndarray  # NaN where no selected spot
     isigma_histogram: np.ndarray  # (images, bins)
     median_spot_size: np.ndarray  # NaN where no size
-    spots: dict[str, np.ndarray] | None = None
+    #: DIALS's per-image analysis fields (when analysed), one entry per image
+    analysis: dict[str, np.ndarray] | None = None
     size_source: list[str] = field(default_factory=list)
 
     @property
@@ -171,22 +214,30 @@ IMAGE_ARRAYS = (
 
 
 def joined_tables(first: ImageTable | None, second: ImageTable | None) -> ImageTable | None:
-    """The images of both tables (without kept spots), ``first``'s first."""
+    """The images of both tables, ``first``'s first."""
     if first is None or second is None:
         return first if second is None else second
     joined = {n: np.concatenate([getattr(first, n), getattr(second, n)]) for n in IMAGE_ARRAYS}
     counts = {n: np.concatenate([first.counts[n], second.counts[n]]) for n in first.counts}
-    return ImageTable(counts=counts, **joined)
+    analysis = None
+    if (first.analysis is None) != (second.analysis is None):
+        raise ValueError("joining an analysed table with one that is not")
+    if first.analysis is not None:
+        analysis = {n: np.concatenate([v, second.analysis[n]]) for n, v in first.analysis.items()}
+    return ImageTable(counts=counts, analysis=analysis, **joined)
 
 
 def sorted_table(table: ImageTable) -> ImageTable:
-    """``table``'s images sorted by (group, frame) (without kept spots)."""
+    """``table``'s images sorted by (group, frame)."""
     order = lexsort_unless_sorted(table.frame, table.group)
     if order is None:
         return table
     arrays = {n: getattr(table, n)[order] for n in IMAGE_ARRAYS}
     counts = {n: values[order] for n, values in table.counts.items()}
-    return ImageTable(counts=counts, **arrays)
+    analysis = None
+    if table.analysis is not None:
+        analysis = {n: values[order] for n, values in table.analysis.items()}
+    return ImageTable(counts=counts, analysis=analysis, **arrays)
 
 
 def _empty_sparse(n_keys: int) -> Sparse:
@@ -200,9 +251,11 @@ class PerImageStatistic(Statistic):
     name = "per_image"
     batchable = True
 
-    def __init__(self, mask_code: int = 4, keep_spots: bool = False, sizes: bool = True):
+    def __init__(
+        self, mask_code: int = 4, analysis: SpotAnalysis | None = None, sizes: bool = True
+    ):
         self.shoebox_code = mask_code
-        self.keep_spots = keep_spots
+        self.analysis = analysis
         self.sizes = sizes
 
     def columns(self, available: frozenset[str]) -> tuple[str, ...]:
@@ -212,7 +265,7 @@ class PerImageStatistic(Statistic):
         for name in (INTENSITY, VARIANCE):
             if name in available:
                 wanted.append(name)
-        if self.keep_spots:
+        if self.analysis is not None:
             wanted.append("panel")
         if self.sizes and "shoebox" in available:
             wanted.append("shoebox")
@@ -272,19 +325,25 @@ class PerImageStatistic(Statistic):
         elif NUM_PIXELS in columns:
             size = np.asarray(columns[NUM_PIXELS], dtype=np.int64)[selected]
             sizes = Sparse.of((g, f, size), np.ones(size.size))
-        spots = None
-        if self.keep_spots:
-            xyz = np.asarray(columns[OBSERVED], dtype=np.float64)[selected]
+        spots = paths = None
+        if self.analysis is not None:
+            files = chunk.files or (chunk.file,)
+            paths = {file.index: file.path for file in files}
+            experiment = experiments_of_keys(files, g)
             spots = {
                 "group": g,
                 "frame": f,
-                "x": xyz[:, 0],
-                "y": xyz[:, 1],
-                "panel": np.asarray(columns["panel"], dtype=np.int64)[selected],
+                "experiment": experiment,
+                "d": self.analysis.spot_d(
+                    experiment,
+                    np.asarray(columns["panel"], dtype=np.int64)[selected],
+                    np.asarray(columns[OBSERVED], dtype=np.float64)[selected][:, :2],
+                    lambda row: paths[int(g[row]) >> ID_BITS],
+                ),
                 "intensity": np.asarray(columns.get(INTENSITY, np.zeros(n)), np.float64)[selected],
                 "variance": np.asarray(columns.get(VARIANCE, np.zeros(n)), np.float64)[selected],
             }
-        return ImagePartial(counts, intensity_part, isigma, sketch, sizes, spots)
+        return ImagePartial(counts, intensity_part, isigma, sketch, sizes, spots, None, paths)
 
     def merge(self, first: ImagePartial, second: ImagePartial) -> ImagePartial:
         return first + second
@@ -295,22 +354,51 @@ class PerImageStatistic(Statistic):
         :meth:`finalize` would give, without their value counts and sketches."""
         if partial is None:
             return None
-        done = joined_tables(partial.finished, self._images(partial))
-        return ImagePartial(*(_empty_sparse(k) for k in (3, 2, 3, 3, 3)), partial.spots, done)
+        done = joined_tables(partial.finished, self._analysed(self._images(partial), partial))
+        return ImagePartial(*(_empty_sparse(k) for k in (3, 2, 3, 3, 3)), finished=done)
 
     def finalize(self, partial: ImagePartial | None) -> ImageTable:
         if partial is None:
             partial = ImagePartial(*(_empty_sparse(k) for k in (3, 2, 3, 3, 3)))
-        table = self._images(partial)
+        table = self._analysed(self._images(partial), partial)
         if partial.finished is not None:
             table = sorted_table(joined_tables(partial.finished, table))
             pairs = np.stack([table.group, table.frame])
             if table.n_images > 1 and not (np.diff(pairs, axis=1) != 0).any(axis=0).all():
                 raise RuntimeError("an image was completed by two tasks")  # never: see complete
-        spots = partial.spots
-        if spots is not None:
-            order = np.lexsort((spots["x"], spots["y"], spots["frame"], spots["group"]))
-            table.spots = {k: v[order] for k, v in spots.items()}
+        return table
+
+    def _analysed(self, table: ImageTable, partial: ImagePartial) -> ImageTable:
+        """``table`` (the images of ``partial``'s value counts) with DIALS's per-image
+        analysis of ``partial``'s kept spots, when the statistic runs it."""
+        if self.analysis is None:
+            return table
+        spots = partial.spots or {
+            "group": np.zeros(0, np.int64),
+            "frame": np.zeros(0, np.int64),
+            "experiment": np.zeros(0, np.int64),
+            "d": np.zeros(0),
+            "intensity": np.zeros(0),
+            "variance": np.zeros(0),
+        }
+        # an image's spots are rows of one file, in their order there (as DIALS reads
+        # them), whichever way the files were split
+        image_of_spot = locate(table.group, table.frame, spots["group"], spots["frame"])
+        try:
+            table.analysis = self.analysis.analyse(
+                image_of_spot, spots["d"], spots["intensity"], spots["variance"], table.n_images
+            )
+        except AnalysisFailure as failure:
+            image = failure.image
+            key = int(table.group[image])
+            spot = int(np.flatnonzero(image_of_spot == image)[0])
+            raise self.analysis.failed(
+                failure.error,
+                (partial.paths or {}).get(key >> ID_BITS, "?"),
+                (key & ((1 << ID_BITS) - 1)) - 1,
+                int(table.frame[image]),
+                int(spots["experiment"][spot]),
+            ) from None
         return table
 
     def _images(self, partial: ImagePartial) -> ImageTable:

@@ -14,7 +14,7 @@ import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from functools import reduce
-from typing import Any, ClassVar, Iterable
+from typing import Any, ClassVar, Iterable, Sequence
 
 import numpy as np
 
@@ -65,6 +65,26 @@ class FileInfo:
         if fold_unassigned and self.unassigned_id is not None:
             ids = np.where(ids < 0, self.unassigned_id, ids)
         return (np.int64(self.index) << ID_BITS) | (ids + 1)
+
+
+def experiments_of_keys(files: Sequence[FileInfo], keys: np.ndarray) -> np.ndarray:
+    """The experiment index (-1: none) of each run-wide (file, id) key of ``files``'s
+    rows, from their ``experiment_of_id``."""
+    known_keys, index = [], []
+    for file in files:
+        base = file.index << ID_BITS
+        for i, e in file.experiment_of_id.items():
+            known_keys.append(base | (i + 1))
+            index.append(e)
+    experiment = np.full(np.shape(keys), -1, dtype=np.int64)
+    if known_keys:
+        known = np.array(known_keys, dtype=np.int64)
+        order = np.argsort(known)
+        known, experiments = known[order], np.array(index, dtype=np.int64)[order]
+        where = np.minimum(np.searchsorted(known, keys), known.size - 1)
+        found = known[where] == keys
+        experiment[found] = experiments[where[found]]
+    return experiment
 
 
 def split_group_key(key: int) -> tuple[int, int]:

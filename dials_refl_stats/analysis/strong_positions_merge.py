@@ -21,7 +21,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dials_refl_stats.analysis.grouping import density_cells
-from dials_refl_stats.analysis.statistic import ID_BITS, Chunk, Statistic, merge_counts
+from dials_refl_stats.analysis.statistic import (
+    ID_BITS,
+    Chunk,
+    Statistic,
+    experiments_of_keys,
+    merge_counts,
+)
 from dials_refl_stats.analysis.strong_positions import (
     PanelHistogram,
     ResolutionShells,
@@ -36,19 +42,11 @@ from dials_refl_stats.analysis.strong_positions import (
     resolution_shells,
     select_strong,
 )
-from dials_refl_stats.geometry import GeometryError, PanelFrames
-from dials_refl_stats.reflections import ReflectionLoadError
+from dials_refl_stats.geometry import PanelFrames
 
 POSITION = "xyzobs.px.value"
 SUM_BIT, PRF_BIT = 8, 9  # integrated_sum, integrated_prf
 ID_MASK = (1 << ID_BITS) - 1
-
-
-class PanelError(ReflectionLoadError):
-    """Rows on a panel their experiment's detector does not have (one line, the file);
-    the inputs disagree, so ``input.on_error=skip`` stops too, as for joined rows."""
-
-    skippable = False
 
 
 #: Sorted distinct cells and their counts (a sparse histogram; merges by addition).
@@ -283,30 +281,14 @@ class StrongPositionsStatistic(Statistic):
         """Each selected row's experiment index (-1 none), panels checked (a bad panel
         names the file of the first row on one)."""
         files = chunk.files or (chunk.file,)
-        known_keys, index = [], []
-        for file in files:
-            base = file.index << ID_BITS
-            for i, e in file.experiment_of_id.items():
-                known_keys.append(base | (i + 1))
-                index.append(e)
-        experiment = np.full(keys.size, -1, dtype=np.int64)
-        if known_keys:
-            known = np.array(known_keys, dtype=np.int64)
-            order = np.argsort(known)
-            known, experiments = known[order], np.array(index, dtype=np.int64)[order]
-            where = np.minimum(np.searchsorted(known, keys), known.size - 1)
-            found = known[where] == keys
-            experiment[found] = experiments[where[found]]
+        experiment = experiments_of_keys(files, keys)
         if self.shared_index is not None:
             experiment[(keys & ID_MASK) == 0] = self.shared_index  # id -1
         if self.frames is not None:
             paths = {file.index: file.path for file in files}
-            try:
-                self.frames.check_panels(
-                    experiment, panel, lambda row: paths[int(keys[row]) >> ID_BITS]
-                )
-            except GeometryError as error:
-                raise PanelError(str(error)) from None
+            self.frames.check_panels(
+                experiment, panel, lambda row: paths[int(keys[row]) >> ID_BITS]
+            )
         return experiment
 
     @property

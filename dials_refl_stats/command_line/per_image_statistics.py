@@ -6,6 +6,7 @@ import dials.util
 import libtbx.phil
 import numpy as np
 
+from dials_refl_stats import geometry
 from dials_refl_stats.analysis.per_image import (
     COUNT_FIELDS,
     ISIGMA_EDGES,
@@ -15,14 +16,13 @@ from dials_refl_stats.analysis.per_image import (
     PerImageStatistic,
 )
 from dials_refl_stats.analysis.spot_size import MASK_NAMES, mask_code
-from dials_refl_stats.analysis.statistic import ID_BITS
 from dials_refl_stats.analysis.stills import cell_histograms, sliding_rate, thin_images
 from dials_refl_stats.compact import COMPACT_DIGITS, compact_column
-from dials_refl_stats.geometry import GeometryError, check_panels
 from dials_refl_stats.image_numbering import STILL, NumberedImages, number_images, take
 from dials_refl_stats.pipeline.errors import Sorry
 from dials_refl_stats.pipeline.phil import INPUT_PHIL, output_phil, selection_phil
 from dials_refl_stats.pipeline.program import Program, Run, run_program
+from dials_refl_stats.resolution_analysis import DialsSpotAnalysis
 
 PROGRAM = "per_image_statistics"
 
@@ -113,14 +113,13 @@ class PerImageStatistics(Program):
             )
 
     def statistic(self, run: Run) -> PerImageStatistic:
-        self.analyse = bool(run.experiment_infos) and run.params.resolution_analysis
-        return PerImageStatistic(mask_code=self.code, keep_spots=self.analyse)
+        return PerImageStatistic(mask_code=self.code, analysis=spot_analysis(run))
 
     def finalize(self, table: ImageTable, run: Run) -> dict:
         numbered = number_images(table, [f.info for f in run.files], run.experiment_infos)
         columns = per_image_columns(table, numbered)
-        if self.analyse and table.spots is not None:
-            columns.update(dials_analysis(table, numbered, run))
+        if table.analysis is not None:
+            columns.update(analysis_columns(table.analysis, numbered.source_row))
         return {"numbered": numbered, "columns": columns, "table": table}
 
     def results(self, final: dict, run: Run) -> dict:
@@ -242,41 +241,32 @@ def per_image_columns(table: ImageTable, numbered: NumberedImages) -> dict[str, 
     return columns
 
 
-def dials_analysis(table: ImageTable, numbered: NumberedImages, run: Run) -> dict[str, np.ndarray]:
-    """DIALS's per-image analysis (ice rings, 4 Å, d_min) of the kept spots."""
-    from dials_refl_stats.analysis.per_image import locate
-    from dials_refl_stats.resolution_analysis import AnalysisError, analyse_images, spot_d
-
-    spots = table.spots
-    order = np.lexsort((numbered.frame, numbered.group))
-    where = locate(numbered.group[order], numbered.frame[order], spots["group"], spots["frame"])
-    image_of_spot = order[where]
-    experiment_of_spot = numbered.experiment[image_of_spot]
-    try:
-        check_panels(run.experiments, experiment_of_spot, spots["panel"])
-    except GeometryError as error:  # name the file of the first bad spot
-        sizes = np.array([len(e.detector or []) for e in run.experiments])
-        has = experiment_of_spot >= 0
-        panel = spots["panel"]
-        bad = has & ((panel < 0) | (panel >= sizes[np.where(has, experiment_of_spot, 0)]))
-        file_index = int(spots["group"][np.flatnonzero(bad)[0]] >> ID_BITS)
-        raise Sorry(f"{run.files[file_index].info.path}{error}") from None
-    d = spot_d(run.experiments, spots, experiment_of_spot)
-    try:
-        return analyse_images(
-            image_of_spot,
-            d,
-            spots["intensity"],
-            spots["variance"],
-            numbered.n_images,
-            resolution_analysis=run.params.resolution_analysis,
-        )
-    except AnalysisError as error:
-        file_index = int(numbered.group[error.image] >> ID_BITS)
+def spot_analysis(run: Run) -> DialsSpotAnalysis | None:
+    """DIALS's per-image analysis for the tasks (with experiments and
+    ``resolution_analysis``), with every experiment's geometry."""
+    if not run.experiment_infos or not run.params.resolution_analysis:
+        return None
+    frames = geometry.panel_frames(run.experiments)
+    if frames is None:
         raise Sorry(
-            f"{run.files[file_index].info.path}: DIALS's per-image analysis failed on image "
-            f"{numbered.image[error.image]} ({error}); resolution_analysis=False skips it"
-        ) from None
+            "resolution_analysis needs the detector and beam of every experiment "
+            "(resolution_analysis=False skips it)"
+        )
+    still = tuple(info.is_still for info in run.experiment_infos)
+    return DialsSpotAnalysis(frames, still)
+
+
+def analysis_columns(analysis: dict[str, np.ndarray], source_row: np.ndarray) -> dict:
+    """DIALS's per-image fields of every numbered image (images without spots: no spots,
+    no intensity, -1 for the estimates, as DIALS gives for too few spots)."""
+    return {
+        name: take(values, source_row, values.dtype.type(0) if name in ZERO_FILLED else -1.0)
+        for name, values in analysis.items()
+    }
+
+
+#: DIALS's per-image fields that are 0 (not -1) on an image without spots.
+ZERO_FILLED = ("n_spots_no_ice", "n_spots_4A", "total_intensity_no_ice")
 
 
 #: Per-image sums: the compact form keeps their 6 significant digits.
