@@ -259,6 +259,9 @@ def common_directory(paths: Sequence[str]) -> tuple[str, list[str]]:
     file's directory) and each path relative to it."""
     if not paths:
         return "", []
+    same = _one_directory(paths)
+    if same is not None:
+        return same
     # abspath once per distinct directory (10^5 files usually share one or a few)
     parts = split_paths(paths)
     if any(n in ("", ".", "..") for _d, n in parts):
@@ -269,6 +272,22 @@ def common_directory(paths: Sequence[str]) -> tuple[str, list[str]]:
     start = len(directory.rstrip(os.sep)) + 1
     prefix = {d: "" if a == directory else a[start:] + os.sep for d, a in absolute_dirs.items()}
     return directory, [prefix[d] + n for d, n in parts]
+
+
+def _one_directory(paths: Sequence[str]) -> tuple[str, list[str]] | None:
+    """:func:`common_directory` of paths that all name files of one directory (a
+    directory's listing), from their common prefix; ``None`` for any other paths."""
+    if os.sep != "/" or os.altsep:
+        return None
+    prefix = os.path.commonprefix([min(paths), max(paths)])  # common to all of them
+    cut = prefix.rfind("/") + 1
+    if not cut:
+        return None
+    names = [p[cut:] for p in paths]
+    if "/" in "".join(names) or "" in names or "." in names or ".." in names:
+        return None
+    head = prefix[:cut]
+    return os.path.abspath(head.rstrip("/") or head), names
 
 
 # -- program-specific readers ---------------------------------------------------------

@@ -4,6 +4,7 @@ common directory (the JSON's ``inputs``)."""
 from __future__ import annotations
 
 import os
+import random
 import shutil
 
 import pytest
@@ -64,6 +65,24 @@ def test_names_relative_to_the_common_directory(tmp_path, monkeypatch):
     assert common_directory(["/x.refl", "/y/z.refl"]) == ("/", ["x.refl", "y/z.refl"])
     assert common_directory(["a/b/../x.refl", "a/y.refl"]) == (f"{here}/a", ["x.refl", "y.refl"])
     assert common_directory(["a/b/", "a/c"]) == (f"{here}/a", ["b", "c"])
+
+
+def test_paths_of_one_directory_take_the_short_way_to_the_same_answer(tmp_path, monkeypatch):
+    """The common-prefix shortcut for a directory's listing gives what splitting every
+    path gives, on random relative, absolute, dotted and doubled-slash paths."""
+    from dials_refl_stats import compact
+
+    monkeypatch.chdir(tmp_path)
+    rng = random.Random(7)
+    parts = ["a", "b", "..", ".", "", "x.refl", "y.refl", "/", "//", "a/", "ab"]
+    for _ in range(3000):
+        stem = "".join(rng.choice(parts) for _ in range(rng.randint(0, 3)))
+        paths = [stem + "".join(rng.choice(parts) for _ in range(rng.randint(1, 3)))]
+        paths += [stem + rng.choice(parts) + rng.choice(["x.refl", "y.refl", ".", ""])]
+        expected = common_directory(paths)
+        with monkeypatch.context() as patch:
+            patch.setattr(compact, "_one_directory", lambda paths: None)
+            assert common_directory(paths) == expected, paths
 
 
 def test_a_directory_lists_what_glob_would(tmp_path):

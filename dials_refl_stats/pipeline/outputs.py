@@ -17,7 +17,6 @@ import os
 import tempfile
 from typing import Iterator, Mapping, Sequence
 
-from dials_refl_stats.compact import split_paths
 from dials_refl_stats.output import plot_format
 from dials_refl_stats.pipeline.errors import Sorry
 
@@ -29,8 +28,11 @@ def check_targets(targets: Mapping[str, str | None], inputs: Sequence[str]) -> N
     """``Sorry`` unless every named output can be written (before any work is done)."""
     seen: dict[str, str] = {}
     names = {os.path.basename(p) for p in targets.values() if p}
+    endings = tuple(os.sep + n for n in names)  # an input of a target's name: same file?
     protected = {
-        os.path.realpath(p) for p, (_d, name) in zip(inputs, split_paths(inputs)) if name in names
+        os.path.realpath(p)
+        for p in inputs
+        if p.endswith(endings) or p in names
     }
     for name, path in targets.items():
         if not path:
