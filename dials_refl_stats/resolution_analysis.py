@@ -74,8 +74,14 @@ def analyse_images(
     resolution_analysis: bool = True,
 ) -> dict[str, np.ndarray]:
     """DIALS's per-image statistics for spots grouped by ``image_of_spot`` (0..n-1)."""
-    from dials.algorithms.spot_finding.per_image_analysis import stats_for_reflection_table
-    from dials.array_family import flex
+    try:
+        from dials.algorithms.spot_finding.per_image_analysis import stats_for_reflection_table
+        from dials.array_family import flex
+    except ImportError as error:  # a Dask worker without DIALS
+        raise AnalysisError(
+            f"DIALS's per-image analysis needs DIALS where the tasks run ({error}); "
+            "install it on the workers, or resolution_analysis=False skips the analysis"
+        ) from None
 
     out = {name: np.full(n_images, -1.0) for name in FIELDS}
     out["n_spots_no_ice"] = np.zeros(n_images, dtype=np.int64)

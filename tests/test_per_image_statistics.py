@@ -225,3 +225,18 @@ def test_dials_analysis_of_still_files_equals_dials_on_the_joint_table(tmp_path)
     for key in ("total_intensity", "noisiness_method_1", "d_min_distl_method_2"):
         mine = ours["total_intensity_no_ice" if key == "total_intensity" else key]
         assert mine == pytest.approx(expected[key], rel=1e-5), key
+
+
+def test_dials_analysis_without_dials_where_the_tasks_run_is_sorry(tmp_path, monkeypatch):
+    """A Dask worker without DIALS cannot run DIALS's analysis: one line saying so."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "dials.algorithms.spot_finding.per_image_analysis", None)
+    args = [str(data_path("sim_small/imported.expt")), str(data_path("sim_small/strong.refl"))]
+    code, _, err = run_inprocess(PROGRAM, args, tmp_path)
+    assert code == 1
+    assert err.startswith("Sorry: DIALS's per-image analysis needs DIALS where the tasks run")
+    assert "resolution_analysis=False" in err and len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.iterdir())
+    code, _, err = run_inprocess(PROGRAM, [*args, "resolution_analysis=False"], tmp_path)
+    assert code == 0, err
