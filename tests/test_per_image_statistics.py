@@ -11,6 +11,8 @@ import pytest
 from conftest import data_path
 from test_programs_common import run_inprocess
 
+from dials_refl_stats.schemas import validate
+
 PROGRAM = "per_image_statistics"
 
 
@@ -240,3 +242,28 @@ def test_dials_analysis_without_dials_where_the_tasks_run_is_sorry(tmp_path, mon
     assert not list(tmp_path.iterdir())
     code, _, err = run_inprocess(PROGRAM, [*args, "resolution_analysis=False"], tmp_path)
     assert code == 0, err
+
+
+@pytest.mark.parametrize("form", ["full", "compact"])
+def test_binned_stills_summary_in_either_json_form(tmp_path, form):
+    """More stills than output.max_images: the sliding rates are binned too (found at
+    10^5 stills with their experiments, where the JSON takes the compact form)."""
+    from dials.array_family import flex
+
+    table = flex.reflection_table.from_file(str(data_path("ssx_CuNiR/strong_5.refl")))
+    folder = tmp_path / "stills"
+    folder.mkdir()
+    for copy in range(5):
+        for i in range(5):
+            table.select(table["id"] == i).as_file(str(folder / f"still_{copy}_{i}.refl"))
+    expt = data_path("ssx_CuNiR/imported_no_ref_5.expt")
+    options = ("output.max_images=10", f"output.json_form={form}", "resolution_analysis=False")
+    document = run_ours(tmp_path, expt, folder, *options)
+    validate(document)
+    results = document["results"]
+    assert results["n_images"] == 25 and results["binned"]["n_bins"] == 9
+    sliding = results["stills"]["sliding"]
+    assert sliding["image_last"] is None  # the images are the per-image table's
+    rates = sliding["hit_rate"]
+    rates = rates if isinstance(rates, list) else [r[0] for r in rates["runs"]]
+    assert all(0 <= r <= 1 for r in rates)

@@ -300,7 +300,7 @@ def stills_summary(columns: dict, stills: np.ndarray, run: Run, compact: bool = 
         params.output.max_images,
     )[0]
     if compact:
-        sliding = {k: compact_column(v) for k, v in sliding.items()}
+        sliding = {k: v if v is None else compact_column(v) for k, v in sliding.items()}
     return {
         "n_images": n,
         "hit_min_spots": params.hit.min_spots,
