@@ -155,7 +155,7 @@ class ImagePartial:
 class AnalysisFailure(Exception):
     """The analysis failed on image ``image`` (its index in the table analysed)."""
 
-    def __init__(self, image: int, error: Exception):
+    def __init__(self, image: int, error: Exception | str):
         super().__init__(str(error))
         self.image, self.error = image, error
 
@@ -178,7 +178,9 @@ class SpotAnalysis(Protocol):
     ) -> dict[str, np.ndarray]:
         """The per-image fields for spots grouped by image (0 .. n_images - 1)."""
 
-    def failed(self, error: Exception, path: str, image_id: int, frame: int, experiment: int):
+    def failed(
+        self, error: Exception | str, path: str, image_id: int, frame: int, experiment: int
+    ) -> Exception:
         """The one-line error (to raise) for the analysis failing on one image."""
 
 

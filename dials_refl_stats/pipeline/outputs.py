@@ -29,11 +29,7 @@ def check_targets(targets: Mapping[str, str | None], inputs: Sequence[str]) -> N
     seen: dict[str, str] = {}
     names = {os.path.basename(p) for p in targets.values() if p}
     endings = tuple(os.sep + n for n in names)  # an input of a target's name: same file?
-    protected = {
-        os.path.realpath(p)
-        for p in inputs
-        if p.endswith(endings) or p in names
-    }
+    protected = {os.path.realpath(p) for p in inputs if p.endswith(endings) or p in names}
     for name, path in targets.items():
         if not path:
             continue
