@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -31,6 +32,24 @@ class ExperimentGroup:
             "identifier": self.identifier,
             "label": self.label(n_files),
         }
+
+
+#: identifier -> index maps of the last experiment lists seen, with the lists (kept alive,
+#: so that identity is a safe key): made once per run, not once per file (10^5 files of
+#: 10^5 experiments)
+_IDENTIFIER_INDEXES: list[tuple[Any, dict[str, int]]] = []
+
+
+def identifier_index(experiments: Sequence[Any]) -> dict[str, int]:
+    """``identifier -> position`` of ``experiments`` (anything with an ``identifier``:
+    dxtbx experiments, :class:`~.analysis.statistic.ExperimentInfo`), empty identifiers
+    left out; made once per list."""
+    for known, index in _IDENTIFIER_INDEXES:
+        if known is experiments:
+            return index
+    index = {e.identifier: n for n, e in enumerate(experiments) if e.identifier}
+    _IDENTIFIER_INDEXES[:] = [(experiments, index), *_IDENTIFIER_INDEXES[:3]]
+    return index
 
 
 #: Experiment ids spanning fewer values than this (and than the rows) are counted, not sorted.

@@ -31,6 +31,7 @@ import numpy as np
 
 from dials_refl_stats.analysis.grouping import group_by_index
 from dials_refl_stats.analysis.intensity_per_frame import image_numbers, z_floor_frames
+from dials_refl_stats.experiment_groups import identifier_index
 
 if TYPE_CHECKING:
     from dials_refl_stats.experiment_groups import ExperimentGroup
@@ -112,7 +113,7 @@ def frame_axes(
     """
     if not experiments:
         return {int(i): FrameAxis(Z_FLOOR) for i in ids}
-    index_of_identifier = {e.identifier: n for n, e in enumerate(experiments) if e.identifier}
+    index_of_identifier = identifier_index(experiments)  # once per run, not per file
     axes = {}
     for i in (int(i) for i in ids):
         if i < 0:

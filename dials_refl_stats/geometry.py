@@ -22,7 +22,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from dials_refl_stats.experiment_groups import distinct_ids
+from dials_refl_stats.experiment_groups import distinct_ids, identifier_index
 from dials_refl_stats.reflections import ReflectionLoadError
 
 
@@ -52,7 +52,7 @@ def experiment_indices(
     assigned = values[values >= 0]
     lookup = {}
     if identifiers:
-        known = _identifier_index(experiments)
+        known = identifier_index(experiments)
         for value in assigned:
             identifier = identifiers.get(int(value))
             if identifier is None:
@@ -83,17 +83,6 @@ def experiment_indices(
     result = np.full(ids.shape, -1, dtype=np.int64)
     result[mapped] = table[ids[mapped]]
     return result
-
-
-#: The identifier -> index map of the last experiment list seen (made once per run, not
-#: once per file).
-_KNOWN: list = [None, {}]
-
-
-def _identifier_index(experiments) -> dict[str, int]:
-    if _KNOWN[0] is not experiments:
-        _KNOWN[:] = [experiments, {s: i for i, s in enumerate(experiments.identifiers())}]
-    return _KNOWN[1]
 
 
 def row_experiments(

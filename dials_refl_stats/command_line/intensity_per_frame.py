@@ -207,9 +207,16 @@ class PreparedFile:
 
 
 def prepare_file(
-    file_index: int, run: Run, rows: FileRows, selections, frame_column: str, catalogue
+    file_index: int,
+    run: Run,
+    rows: FileRows,
+    selections,
+    frame_column: str,
+    catalogue,
+    experiments: list,
 ) -> PreparedFile:
-    """Put one file's kept rows on their series' frame axes."""
+    """Put one file's kept rows on their series' frame axes (``experiments``: the run's,
+    as a list made once)."""
     info = run.files[file_index].info
     flags = rows.columns["flags"]
     masks = {c: s.apply(flags) for c, s in selections.items()}
@@ -218,7 +225,6 @@ def prepare_file(
     used = np.logical_or.reduce(list(masks.values()))
     z = np.asarray(rows.columns[frame_column])[:, 2].astype(np.float64)
     check_frames(z, info.path, frame_column)
-    experiments = list(run.experiments) if run.experiments else []
     try:
         numbered = catalogue.add_file(
             file_index, experiments, info.identifiers, rows.columns["id"], z, used, info.path
@@ -352,14 +358,17 @@ class IntensityPerFrame(Program):
 
     def finalize(self, kept: dict[int, FileRows], run: Run) -> Computed:
         catalogue = SeriesCatalogue(len(run.files))
+        experiments = list(run.experiments) if run.experiments else []  # once, not per file
+        no_rows = empty_rows(self.statistic(run), run)
         prepared = [
             prepare_file(
                 i,
                 run,
-                kept.get(i) or empty_rows(self.statistic(run), run),
+                kept.get(i) or no_rows,
                 self.selections,
                 self.frame_column,
                 catalogue,
+                experiments,
             )
             for i in range(len(run.files))
         ]

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 from dials_refl_stats.analysis.statistic import PER_FILE, ExperimentInfo, FileInfo
 from dials_refl_stats.compact import common_directory, compact_column, encode_names, split_paths
+from dials_refl_stats.experiment_groups import identifier_index
 from dials_refl_stats.pipeline.errors import Sorry
 from dials_refl_stats.reader import msgpack_small, read_layout
 from dials_refl_stats.reader.formats import sniff_bytes
@@ -257,7 +258,7 @@ def experiment_of_id(
     if not experiments:
         return {}
     if identifiers:
-        index = _index_of_identifier(experiments)
+        index = identifier_index(experiments)
         missing = [(i, s) for i, s in sorted(identifiers.items()) if s not in index]
         if missing:
             i, identifier = missing[0]
@@ -272,18 +273,6 @@ def experiment_of_id(
             "matched to experiments when several reflection files are given"
         )
     return {e.index: e.index for e in experiments}
-
-
-#: The identifier -> index map of the last experiment list seen (one per run; made once,
-#: not once per file: 10^5 files of 10^5 experiments).
-_IDENTIFIER_INDEX: list = [None, {}]
-
-
-def _index_of_identifier(experiments: list[ExperimentInfo]) -> dict[str, int]:
-    if _IDENTIFIER_INDEX[0] is not experiments:
-        index = {e.identifier: e.index for e in experiments if e.identifier}
-        _IDENTIFIER_INDEX[:] = [experiments, index]
-    return _IDENTIFIER_INDEX[1]
 
 
 def one_sweep_id(
