@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -34,22 +34,31 @@ class ExperimentGroup:
         }
 
 
-#: identifier -> index maps of the last experiment lists seen, with the lists (kept alive,
-#: so that identity is a safe key): made once per run, not once per file (10^5 files of
-#: 10^5 experiments)
-_IDENTIFIER_INDEXES: list[tuple[Any, dict[str, int]]] = []
+#: What was made of the last experiment lists seen, with the lists (kept alive, so that
+#: identity is a safe key): ``(experiments, name, value)``.
+_PER_LIST: list[tuple[Any, str, Any]] = []
+
+
+def once_per_list(experiments: Any, name: str, make: Callable[[Any], Any]) -> Any:
+    """``make(experiments)``, made once per experiment list and ``name``, not once per
+    file (10^5 files of 10^5 experiments)."""
+    for known, known_name, value in _PER_LIST:
+        if known is experiments and known_name == name:
+            return value
+    value = make(experiments)
+    _PER_LIST[:] = [(experiments, name, value), *_PER_LIST[:7]]
+    return value
 
 
 def identifier_index(experiments: Sequence[Any]) -> dict[str, int]:
     """``identifier -> position`` of ``experiments`` (anything with an ``identifier``:
     dxtbx experiments, :class:`~.analysis.statistic.ExperimentInfo`), empty identifiers
     left out; made once per list."""
-    for known, index in _IDENTIFIER_INDEXES:
-        if known is experiments:
-            return index
-    index = {e.identifier: n for n, e in enumerate(experiments) if e.identifier}
-    _IDENTIFIER_INDEXES[:] = [(experiments, index), *_IDENTIFIER_INDEXES[:3]]
-    return index
+    return once_per_list(
+        experiments,
+        "identifier_index",
+        lambda known: {e.identifier: n for n, e in enumerate(known) if e.identifier},
+    )
 
 
 #: Experiment ids spanning fewer values than this (and than the rows) are counted, not sorted.

@@ -22,7 +22,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from dials_refl_stats.experiment_groups import distinct_ids, identifier_index
+from dials_refl_stats.experiment_groups import distinct_ids, identifier_index, once_per_list
 from dials_refl_stats.reflections import ReflectionLoadError
 
 
@@ -120,9 +120,12 @@ def check_panels(
     experiments, experiment_of_row: np.ndarray, panel: np.ndarray, path: str = ""
 ) -> None:
     """``GeometryError`` when a row's panel is not on its experiment's detector."""
-    sizes = np.array(
-        [len(e.detector) if e.detector is not None else 0 for e in experiments],
-        dtype=np.int64,
+    sizes = once_per_list(
+        experiments,
+        "panel_counts",
+        lambda known: np.array(
+            [len(e.detector) if e.detector is not None else 0 for e in known], dtype=np.int64
+        ),
     )
     refuse_bad_panels(sizes, experiment_of_row, panel, path)
 
@@ -209,7 +212,10 @@ def map_positions(
         {},
         np.zeros((len(models), 3)),
         np.zeros(len(models)),
+        np.full(int(offsets[-1]), -1, dtype=np.int64),
+        [],
     )
+    distinct: dict[int, int] = {}  # id of a panel model -> its position in other_panels
     for k, e in zip(present.tolist(), pairs.experiment.tolist()):
         p = models[e][0][k - int(offsets[e])]
         if p.get_px_mm_strategy().name() == "SimplePxMmStrategy":
@@ -217,6 +223,10 @@ def map_positions(
             pairs.frames[k, 2:] = p.get_d_matrix()
         else:
             pairs.others[k] = p
+            if id(p) not in distinct:  # stills share one detector: one panel, many pairs
+                distinct[id(p)] = len(pairs.other_panels)
+                pairs.other_panels.append(p)
+            pairs.other_group[k] = distinct[id(p)]
     for e in np.unique(pairs.experiment).tolist():
         pairs.s0[e] = np.asarray(models[e][1].get_s0(), dtype=np.float64)
         pairs.s0_length[e] = np.linalg.norm(pairs.s0[e])
@@ -248,6 +258,9 @@ class Pairs:
     others: dict  # key -> panel, for px/mm strategies other than the simple one
     s0: np.ndarray  # per experiment
     s0_length: np.ndarray  # per experiment: |s0|
+    #: per key: which of ``other_panels`` converts its rows (-1: a simple panel)
+    other_group: np.ndarray
+    other_panels: list  # the distinct panel models of ``others``
 
 
 def _positions_of(n: int, rows: np.ndarray, mm, lab, d) -> Positions:
@@ -271,11 +284,12 @@ def _block_positions(xy, key, index, pairs: Pairs, mm, lab, d) -> None:
         d[:] = _d_of_lab(lab, pairs.s0[e], pairs.s0_length[e])
         return
     simple = np.ones(key.size, dtype=bool)
-    for k, p in pairs.others.items():
-        these = np.flatnonzero(key == k)
-        simple[these] = False
-        if these.size:
-            mm[these], lab[these] = _flex_panel_positions(p, xy[these])
+    if pairs.other_panels:  # one flex call per distinct panel model in the block
+        group = pairs.other_group[key]
+        for g in np.unique(group[group >= 0]).tolist():
+            these = np.flatnonzero(group == g)
+            simple[these] = False
+            mm[these], lab[these] = _flex_panel_positions(pairs.other_panels[g], xy[these])
     some = np.flatnonzero(simple)
     if some.size == key.size:
         simple_panel_positions(xy, [c[key] for c in pairs.frames.T], mm, lab)
