@@ -480,6 +480,25 @@ def lab_outlines(experiments) -> list[np.ndarray]:
     return [o.lab for detector in experiments.detectors() for o in panel_outlines(detector)]
 
 
+class PicklableDetector:
+    """A dxtbx detector that pickles as its ``to_dict()`` (as in a ``.expt`` file) and is
+    rebuilt by ``Detector.from_dict``: a plain pickle of the model can only be read where
+    scitbx's converters are already registered (a forked worker, not a Dask worker that
+    has imported nothing of DIALS)."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+
+    def __reduce__(self):
+        return (_detector_from_dict, (self.model.to_dict(),))
+
+
+def _detector_from_dict(description: dict) -> PicklableDetector:
+    from dxtbx.model import Detector
+
+    return PicklableDetector(Detector.from_dict(description))
+
+
 @dataclass(frozen=True)
 class PanelFrames:
     """Every detector panel's pixel size and d matrix and every experiment's beam, as
@@ -497,7 +516,8 @@ class PanelFrames:
     frames: np.ndarray  # (n_keys, 11): pixel size (2), d matrix (9)
     #: key -> (index into ``detectors``, panel number), for other px/mm strategies
     others: dict
-    detectors: list  # dxtbx detectors of those panels (picklable, unlike a panel)
+    #: :class:`PicklableDetector` of those panels (a dxtbx panel alone cannot be pickled)
+    detectors: list
     s0: np.ndarray  # (n_experiments, 3)
     s0_length: np.ndarray  # (n_experiments,)
 
@@ -535,7 +555,7 @@ class PanelFrames:
                 these = np.flatnonzero(key == k)
                 simple[these] = False
                 if these.size:
-                    p = self.detectors[detector][number]
+                    p = self.detectors[detector].model[number]
                     block_lab[these] = _flex_panel_positions(p, xy[these])[1]
             some = np.flatnonzero(simple)
             if some.size == block.size:
@@ -581,7 +601,7 @@ def panel_frames(experiments) -> PanelFrames | None:
         detector=np.asarray(index, dtype=np.int64),
         frames=np.asarray(frames, dtype=np.float64).reshape(-1, 11),
         others=others,
-        detectors=kept,
+        detectors=[PicklableDetector(d) for d in kept],
         s0=s0_array,
         s0_length=np.array([np.linalg.norm(v) for v in s0_array]),
     )

@@ -165,6 +165,53 @@ def test_dask_cluster_gives_identical_results(many_files, tmp_path, dask_cluster
     assert by_file["selection"] == serial["selection"]
 
 
+@pytest.fixture(scope="module")
+def stills_with_experiments(tmp_path_factory) -> tuple[Path, Path]:
+    """The five stills of ``ssx_CuNiR/strong_5.refl``, one file each (DIALS's select and
+    as_file), and their experiments (parallax-corrected panels)."""
+    from dials.array_family import flex
+
+    folder = tmp_path_factory.mktemp("stills_with_experiments")
+    table = flex.reflection_table.from_file(str(data_path("ssx_CuNiR/strong_5.refl")))
+    for i in range(5):
+        table.select(table["id"] == i).as_file(str(folder / f"still_{i}.refl"))
+    return data_path("ssx_CuNiR/imported_no_ref_5.expt"), folder
+
+
+@pytest.mark.parametrize("program", ["strong_reflection_positions", "per_image_statistics"])
+def test_dask_workers_rebuild_the_detector_geometry(
+    stills_with_experiments, tmp_path, dask_cluster, program
+):
+    """Tasks that use the experiments' geometry (strong positions, DIALS's per-image
+    analysis) get the dxtbx detector on workers that have imported nothing of DIALS (a
+    plain pickle of the model cannot be read there: it killed every worker)."""
+    expt, folder = stills_with_experiments
+    args = [str(expt), str(folder)]
+    serial = results_of(program, args, tmp_path)
+    address = f"scheduler_address={dask_cluster['address']}"
+    on_dask = results_of(program, [*args, "mp.method=dask", address], tmp_path)
+    assert on_dask["results"] == serial["results"]
+
+
+def test_a_task_the_workers_cannot_read_is_one_sorry(
+    stills_with_experiments, tmp_path, dask_cluster, monkeypatch
+):
+    """A task a worker cannot unpickle (here: a detector that fails to rebuild) ends the
+    run with one line and no output, instead of killing every worker in turn."""
+    from dials_refl_stats import geometry
+
+    monkeypatch.setattr(geometry.PicklableDetector, "__reduce__", lambda self: (int, ("x",)))
+    expt, folder = stills_with_experiments
+    args = [str(expt), str(folder), "mp.method=dask"]
+    code, _, err = run_inprocess(
+        "per_image_statistics", [*args, f"scheduler_address={dask_cluster['address']}"], tmp_path
+    )
+    assert code == 1
+    assert err.startswith("Sorry: a Dask worker cannot read the task (ValueError")
+    assert len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.iterdir())
+
+
 def test_dask_unreachable_scheduler_is_sorry(tmp_path, many_files):
     port = free_port()
     code, _, err = run_inprocess(

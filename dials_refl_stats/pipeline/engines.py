@@ -8,10 +8,14 @@ associative and commutative, the order does not change the result.
 from __future__ import annotations
 
 import functools
+import logging
+import pickle
+import uuid
 from typing import Any, Callable, Iterable
 
 from dials_refl_stats.pipeline.errors import Sorry
 from dials_refl_stats.pipeline.execute import RunPartial, process_batch, serial_engine
+from dials_refl_stats.reflections import ReflectionLoadError
 
 Engine = Callable[..., Iterable[RunPartial]]
 
@@ -89,16 +93,16 @@ def dask_engine(
                 processes=True,
                 dashboard_address=None,
                 host="127.0.0.1",
+                silence_logs=logging.CRITICAL,  # a failed task is the driver's Sorry
             )
             client = Client(cluster)
     except (OSError, TimeoutError, ValueError) as error:
         where = address or scheduler_file or "a local cluster"
         raise Sorry(f"cannot connect to the Dask scheduler ({where}): {error}") from None
     try:
-        task = functools.partial(
-            process_batch, statistic=statistic, plan=plan, reader=reader, skip_errors=skip_errors
-        )
-        merge = functools.partial(_merge_runs, statistic)
+        packed = Packed(statistic, plan)
+        task = functools.partial(_packed_batch, packed, reader=reader, skip_errors=skip_errors)
+        merge = functools.partial(_packed_merge, packed)
         bag = dask.bag.from_sequence(batches, npartitions=len(batches) or 1)
         total = bag.map(task).fold(merge, merge, initial=RunPartial(None))
         yield total.compute(scheduler=client)
@@ -108,7 +112,52 @@ def dask_engine(
             cluster.close()
 
 
-def _merge_runs(statistic, first: RunPartial, second: RunPartial) -> RunPartial:
+class WorkerError(ReflectionLoadError):
+    """A Dask worker cannot read a task (a module missing there). A ``Sorry`` that
+    pickles under its own name (libtbx's hides its module, so Dask could not send it
+    back as a ``Sorry``)."""
+
+    skippable = False
+
+
+class Packed:
+    """A run's statistic and selection plan, pickled once on the driver and read inside
+    the tasks. A worker that cannot read them (this package or DIALS missing there, for
+    the experiments' geometry) then fails the task with a :class:`WorkerError`, which
+    ends the run with one line; read by Dask itself, the same failure kills the worker
+    while it receives the task, and Dask hands the task to the next worker for ever."""
+
+    def __init__(self, statistic: Any, plan: Any) -> None:
+        self.data = pickle.dumps((statistic, plan), protocol=pickle.HIGHEST_PROTOCOL)
+        self.token = uuid.uuid4().hex
+
+    def load(self) -> tuple[Any, Any]:
+        """The statistic and the plan (read once per worker process and run)."""
+        loaded = _LOADED[0]  # one read: worker threads may replace it meanwhile
+        if loaded is not None and loaded[0] == self.token:
+            return loaded[1]
+        try:
+            value = pickle.loads(self.data)
+        except Exception as error:  # noqa: BLE001 - any failure to read: one line
+            raise WorkerError(
+                f"a Dask worker cannot read the task ({type(error).__name__}: {error}); "
+                "install this package, and DIALS for the experiments' geometry, where "
+                "the workers run"
+            ) from None
+        _LOADED[0] = (self.token, value)
+        return value
+
+
+#: The last run's (token, (statistic, plan)) read in this worker process.
+_LOADED: list = [None]
+
+
+def _packed_batch(packed: Packed, batch, *, reader: str, skip_errors: bool) -> RunPartial:
+    statistic, plan = packed.load()
+    return process_batch(batch, statistic, plan, reader, skip_errors)
+
+
+def _packed_merge(packed: Packed, first: RunPartial, second: RunPartial) -> RunPartial:
     from dials_refl_stats.pipeline.execute import merge_runs
 
-    return merge_runs(statistic, first, second)
+    return merge_runs(packed.load()[0], first, second)
