@@ -1,10 +1,12 @@
 """DIALS's per-image spot analysis on our spots: the numbers ``dials.spot_counts_per_image``
 reports (spots away from ice rings, spots to 4 Å, the d_min estimates).
 
-The d of each spot comes from the experiments' geometry (:func:`geometry.map_positions`:
-``Panel.pixel_to_millimeter`` with the detector's px/mm strategy, lab coordinates, and
-``|s1 - s0|``: the norm of DIALS's ``rlp``); each image's spots then go through DIALS's own
-``per_image_analysis.stats_for_reflection_table``, so the numbers are DIALS's.
+The d of each spot comes from the experiments' geometry (:class:`geometry.PanelFrames`, the
+doubles of ``Panel.pixel_to_millimeter`` with the detector's px/mm strategy, lab
+coordinates, and ``|s1 - s0|``: the norm of DIALS's ``rlp``); each image's spots then go
+through DIALS's own ``per_image_analysis.stats_for_reflection_table``, so the numbers are
+DIALS's. Both run in the tasks (:class:`DialsSpotAnalysis`, given to the per-image
+statistic), where an image's spots are all at hand.
 """
 
 from __future__ import annotations
