@@ -345,9 +345,22 @@ def simple_panel_positions(
     return mm, lab
 
 
+#: Pixel coordinates at least this large (or not finite) have no position: dxtbx's
+#: parallax correction asserts on them (their ray overflows), where numpy gives NaN.
+MAX_PIXEL_COORDINATE = 1e9
+
+
 def _flex_panel_positions(panel, xy_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Millimetres and lab coordinates by the panel itself (one flex call), for px/mm
-    strategies other than the simple one (parallax correction, offsets)."""
+    strategies other than the simple one (parallax correction, offsets); NaN for
+    positions that are not finite or beyond :data:`MAX_PIXEL_COORDINATE` (corrupt)."""
+    xy_px = np.asarray(xy_px, dtype=np.float64)
+    usable = (np.abs(xy_px) < MAX_PIXEL_COORDINATE).all(axis=1)  # False for NaN too
+    if not usable.all():
+        mm, lab = np.full((xy_px.shape[0], 2), np.nan), np.full((xy_px.shape[0], 3), np.nan)
+        if usable.any():
+            mm[usable], lab[usable] = _flex_panel_positions(panel, xy_px[usable])
+        return mm, lab
     from dxtbx import flumpy
 
     points = flumpy.vec_from_numpy(np.ascontiguousarray(xy_px))

@@ -267,3 +267,32 @@ def test_binned_stills_summary_in_either_json_form(tmp_path, form):
     rates = sliding["hit_rate"]
     rates = rates if isinstance(rates, list) else [r[0] for r in rates["runs"]]
     assert all(0 <= r <= 1 for r in rates)
+
+
+@pytest.mark.parametrize("program", [PROGRAM, "strong_reflection_positions"])
+def test_corrupt_centroids_on_parallax_corrected_panels_have_no_d(tmp_path, program):
+    """A centroid that is not finite, or absurdly far, gets no position (dxtbx's parallax
+    correction asserts on it): the run goes on, on one process or two."""
+    from dials.array_family import flex
+
+    table = flex.reflection_table.from_file(str(data_path("ssx_CuNiR/strong_5.refl")))
+    folder = tmp_path / "stills"
+    folder.mkdir()
+    for i in range(5):
+        still = table.select(table["id"] == i)
+        if i == 1:
+            xyz = still["xyzobs.px.value"]
+            xyz[0] = (float("nan"), 10.0, 0.5)
+            xyz[1] = (1e300, 10.0, 0.5)
+            still["xyzobs.px.value"] = xyz
+        still.as_file(str(folder / f"still_{i}.refl"))
+    expt = data_path("ssx_CuNiR/imported_no_ref_5.expt")
+    documents = []
+    for extra in ([], ["mp.nproc=2"]):
+        out = tmp_path / f"out{len(documents)}"
+        out.mkdir()
+        code, _, err = run_inprocess(program, [str(expt), str(folder), *extra], out)
+        assert code == 0, err
+        assert err == ""
+        documents.append(json.loads((out / f"{program}.json").read_text())["results"])
+    assert documents[0] == documents[1]

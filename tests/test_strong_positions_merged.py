@@ -226,10 +226,14 @@ def test_parallax_corrected_panels_travel_to_workers_and_convert_as_dxtbx():
     experiment = rng.integers(-1, len(experiments), size=3000)
     panel = np.zeros(experiment.size, dtype=np.int64)
     xy = rng.uniform(0, 1000, size=(experiment.size, 2))
+    # corrupt centroids (dxtbx's parallax correction asserts on them): no position
+    xy[:4] = [[np.nan, 5.0], [np.inf, 5.0], [1e300, 5.0], [5.0, -1e300]]
+    experiment[:4] = 0
     expected = map_positions(experiments, experiment, panel, xy)
     lab, d = frames.lab_and_d(experiment, panel, xy)
     np.testing.assert_array_equal(lab, expected.lab)
     np.testing.assert_array_equal(d, expected.d)
+    assert np.isnan(d[:4]).all() and np.isfinite(d[experiment >= 0][4:]).all()
 
 
 @pytest.fixture(scope="module")
