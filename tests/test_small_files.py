@@ -383,3 +383,49 @@ def test_a_damaged_file_among_many_reads_as_one_by_one(stills, tmp_path, monkeyp
             fast = outcome(program, args, out, monkeypatch, small=True)
             slow = outcome(program, args, out, monkeypatch, small=False)
             assert fast == slow, (program, args, victim.name)
+
+
+@pytest.fixture(scope="module")
+def stills_with_experiments(tmp_path_factory) -> Path:
+    """Ten small strong-spot files of one still each (two cuts of the five stills of
+    ``ssx_CuNiR/strong_5.refl``), whose experiments have parallax-corrected panels."""
+    from dials.array_family import flex
+
+    folder = tmp_path_factory.mktemp("stills_with_experiments")
+    table = flex.reflection_table.from_file(str(data_path("ssx_CuNiR/strong_5.refl")))
+    for copy in range(2):
+        for i in range(5):
+            table.select(table["id"] == i).as_file(str(folder / f"still_{copy}_{i}.refl"))
+    return folder
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_damaged_still_among_small_files_with_experiments(
+    stills_with_experiments, tmp_path, seed
+):
+    """Seeded damage to one of many small files read with their experiments (geometry
+    and DIALS's per-image analysis in the tasks, small files in one chunk): a result, or
+    one Sorry line and nothing written; never a traceback."""
+    rng = random.Random(seed)
+    folder = tmp_path / "stills"
+    shutil.copytree(stills_with_experiments, folder)
+    victim = rng.choice(sorted(folder.glob("*.refl")))
+    data = bytearray(victim.read_bytes())
+    for position in rng.sample(range(len(data)), rng.choice([1, 4, 30])):
+        data[position] = rng.randrange(256)
+    if rng.random() < 0.25:
+        data = data[: rng.randrange(len(data))]
+    victim.write_bytes(bytes(data))
+    program = ["per_image_statistics", "strong_reflection_positions", "refl_stats"][seed % 3]
+    extra = [[], ["input.on_error=skip"]][seed // 3 % 2]
+    no_plot = "output.html=None" if program == "refl_stats" else "output.plot=None"
+    expt = data_path("ssx_CuNiR/imported_no_ref_5.expt")
+    out = tmp_path / "out"
+    out.mkdir()
+    code, _, err = run_inprocess(program, [expt, folder, no_plot, *extra], out)
+    if code == 0:
+        assert err == ""
+        assert (out / f"{program}.json").exists()
+    else:
+        assert_sorry(code, err)
+        assert not list(out.iterdir())
