@@ -30,6 +30,25 @@ def data_path(relative: str) -> Path:
     raise FileNotFoundError(relative)
 
 
+def split_stills(relative: str, folder: Path, copies: int = 1, edit=None) -> Path:
+    """One file per still of the shipped table ``relative`` in ``folder`` (made), cut by
+    DIALS's ``select`` and ``as_file``: ``still_<i>.refl``, or ``still_<copy>_<i>.refl``
+    for several copies. ``edit(i, still)`` may change a still's table before it is
+    written (with DIALS's flex API)."""
+    from dials.array_family import flex
+
+    folder.mkdir(parents=True, exist_ok=True)
+    table = flex.reflection_table.from_file(str(data_path(relative)))
+    for copy in range(copies):
+        for i in range(len(table.experiment_identifiers())):
+            still = table.select(table["id"] == i)
+            if edit is not None:
+                edit(i, still)
+            name = f"still_{i}.refl" if copies == 1 else f"still_{copy}_{i}.refl"
+            still.as_file(str(folder / name))
+    return folder
+
+
 @pytest.fixture
 def data():
     """Fixture form of :func:`data_path`."""

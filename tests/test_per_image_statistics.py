@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import data_path
+from conftest import data_path, split_stills
 from test_programs_common import run_inprocess
 
 from dials_refl_stats.schemas import validate
@@ -156,16 +156,13 @@ def test_integrated_table_counts_integrated_rows(tmp_path):
 def test_images_completed_in_tasks_equal_their_value_counts(tmp_path, monkeypatch, batch_files):
     """Tasks hand back final per-image values (their files hold whole images); the
     driver's table is the one the value counts and sketches of every image give."""
-    from dials.array_family import flex
 
     from dials_refl_stats.analysis.per_image import IMAGE_ARRAYS, PerImageStatistic
     from dials_refl_stats.pipeline import execute
     from dials_refl_stats.pipeline.inputs import open_files
     from dials_refl_stats.selection import FlagSelection
 
-    table = flex.reflection_table.from_file(str(data_path("ssx_CuNiR/strong_5.refl")))
-    for i in range(5):
-        table.select(table["id"] == i).as_file(str(tmp_path / f"still_{i}.refl"))
+    split_stills("ssx_CuNiR/strong_5.refl", tmp_path)
     paths = sorted(str(p) for p in tmp_path.glob("*.refl"))
     paths += [str(data_path("sim_small/strong.refl")), str(data_path("ssx_CuNiR/strong_5.refl"))]
     opened = open_files(paths, "auto", [])
@@ -191,14 +188,11 @@ def test_dials_analysis_in_the_tasks_names_a_file_with_a_bad_panel(tmp_path, ext
     experiments), and nothing is written."""
     from dials.array_family import flex
 
-    table = flex.reflection_table.from_file(str(data_path("ssx_CuNiR/strong_5.refl")))
-    folder = tmp_path / "stills"
-    folder.mkdir()
-    for i in range(5):
-        still = table.select(table["id"] == i)
+    def bad_panel(i, still):
         if i == 3:
             still["panel"] = flex.size_t(still.size(), 2)
-        still.as_file(str(folder / f"still_{i}.refl"))
+
+    folder = split_stills("ssx_CuNiR/strong_5.refl", tmp_path / "stills", edit=bad_panel)
     expt = data_path("ssx_CuNiR/imported_no_ref_5.expt")
     out = tmp_path / "out"
     out.mkdir()
@@ -211,15 +205,9 @@ def test_dials_analysis_in_the_tasks_names_a_file_with_a_bad_panel(tmp_path, ext
 def test_dials_analysis_of_still_files_equals_dials_on_the_joint_table(tmp_path):
     """One file per still, analysed in the tasks on two processes: DIALS's numbers for the
     joint table (dials.spot_counts_per_image)."""
-    from dials.array_family import flex
-
     refl = data_path("ssx_CuNiR/strong_5.refl")
     expt = data_path("ssx_CuNiR/imported_no_ref_5.expt")
-    table = flex.reflection_table.from_file(str(refl))
-    folder = tmp_path / "stills"
-    folder.mkdir()
-    for i in range(5):
-        table.select(table["id"] == i).as_file(str(folder / f"still_{i}.refl"))
+    folder = split_stills("ssx_CuNiR/strong_5.refl", tmp_path / "stills")
     expected = spot_counts_per_image(tmp_path, expt, refl)
     ours = run_ours(tmp_path, expt, folder, "mp.nproc=2")["results"]["per_image"]
     for key in ("n_spots_no_ice", "n_spots_4A", "estimated_d_min", "d_min_distl_method_1"):
@@ -248,14 +236,7 @@ def test_dials_analysis_without_dials_where_the_tasks_run_is_sorry(tmp_path, mon
 def test_binned_stills_summary_in_either_json_form(tmp_path, form):
     """More stills than output.max_images: the sliding rates are binned too (found at
     10^5 stills with their experiments, where the JSON takes the compact form)."""
-    from dials.array_family import flex
-
-    table = flex.reflection_table.from_file(str(data_path("ssx_CuNiR/strong_5.refl")))
-    folder = tmp_path / "stills"
-    folder.mkdir()
-    for copy in range(5):
-        for i in range(5):
-            table.select(table["id"] == i).as_file(str(folder / f"still_{copy}_{i}.refl"))
+    folder = split_stills("ssx_CuNiR/strong_5.refl", tmp_path / "stills", copies=5)
     expt = data_path("ssx_CuNiR/imported_no_ref_5.expt")
     options = ("output.max_images=10", f"output.json_form={form}", "resolution_analysis=False")
     document = run_ours(tmp_path, expt, folder, *options)
@@ -273,19 +254,15 @@ def test_binned_stills_summary_in_either_json_form(tmp_path, form):
 def test_corrupt_centroids_on_parallax_corrected_panels_have_no_d(tmp_path, program):
     """A centroid that is not finite, or absurdly far, gets no position (dxtbx's parallax
     correction asserts on it): the run goes on, on one process or two."""
-    from dials.array_family import flex
 
-    table = flex.reflection_table.from_file(str(data_path("ssx_CuNiR/strong_5.refl")))
-    folder = tmp_path / "stills"
-    folder.mkdir()
-    for i in range(5):
-        still = table.select(table["id"] == i)
+    def corrupt_centroids(i, still):
         if i == 1:
             xyz = still["xyzobs.px.value"]
             xyz[0] = (float("nan"), 10.0, 0.5)
             xyz[1] = (1e300, 10.0, 0.5)
             still["xyzobs.px.value"] = xyz
-        still.as_file(str(folder / f"still_{i}.refl"))
+
+    folder = split_stills("ssx_CuNiR/strong_5.refl", tmp_path / "stills", edit=corrupt_centroids)
     expt = data_path("ssx_CuNiR/imported_no_ref_5.expt")
     documents = []
     for extra in ([], ["mp.nproc=2"]):

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import data_path
+from conftest import data_path, split_stills
 from test_programs_common import PROGRAMS, assert_sorry, run_inprocess
 
 N_FILES = 24
@@ -169,12 +169,8 @@ def test_dask_cluster_gives_identical_results(many_files, tmp_path, dask_cluster
 def stills_with_experiments(tmp_path_factory) -> tuple[Path, Path]:
     """The five stills of ``ssx_CuNiR/strong_5.refl``, one file each (DIALS's select and
     as_file), and their experiments (parallax-corrected panels)."""
-    from dials.array_family import flex
-
     folder = tmp_path_factory.mktemp("stills_with_experiments")
-    table = flex.reflection_table.from_file(str(data_path("ssx_CuNiR/strong_5.refl")))
-    for i in range(5):
-        table.select(table["id"] == i).as_file(str(folder / f"still_{i}.refl"))
+    split_stills("ssx_CuNiR/strong_5.refl", folder)
     return data_path("ssx_CuNiR/imported_no_ref_5.expt"), folder
 
 

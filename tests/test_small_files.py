@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import data_path
+from conftest import data_path, split_stills
 from test_programs_common import assert_sorry, run_inprocess
 
 from dials_refl_stats.pipeline import inputs, small_files
@@ -151,14 +151,8 @@ def test_small_file_batches_give_the_results_of_file_by_file_reading(
 def integrated_stills(tmp_path_factory) -> Path:
     """Fifteen small files of one integrated still each (three cuts of each of the five
     stills of ``ssx_CuNiR/integrated.refl``, made with DIALS's select/as_file)."""
-    from dials.array_family import flex
-
     folder = tmp_path_factory.mktemp("integrated_stills")
-    table = flex.reflection_table.from_file(str(data_path("ssx_CuNiR/integrated.refl")))
-    for copy in range(3):
-        for i in range(5):
-            table.select(table["id"] == i).as_file(str(folder / f"still_{copy}_{i}.refl"))
-    return folder
+    return split_stills("ssx_CuNiR/integrated.refl", folder, copies=3)
 
 
 @pytest.mark.parametrize(
@@ -389,14 +383,8 @@ def test_a_damaged_file_among_many_reads_as_one_by_one(stills, tmp_path, monkeyp
 def stills_with_experiments(tmp_path_factory) -> Path:
     """Ten small strong-spot files of one still each (two cuts of the five stills of
     ``ssx_CuNiR/strong_5.refl``), whose experiments have parallax-corrected panels."""
-    from dials.array_family import flex
-
     folder = tmp_path_factory.mktemp("stills_with_experiments")
-    table = flex.reflection_table.from_file(str(data_path("ssx_CuNiR/strong_5.refl")))
-    for copy in range(2):
-        for i in range(5):
-            table.select(table["id"] == i).as_file(str(folder / f"still_{copy}_{i}.refl"))
-    return folder
+    return split_stills("ssx_CuNiR/strong_5.refl", folder, copies=2)
 
 
 @pytest.mark.parametrize("seed", range(12))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import data_path, needs_dials
+from conftest import data_path, needs_dials, split_stills
 from test_strong_reflection_positions import split_into_pilatus_modules
 
 from dials_refl_stats.command_line import strong_reflection_positions as program
@@ -240,12 +240,8 @@ def test_parallax_corrected_panels_travel_to_workers_and_convert_as_dxtbx():
 def still_files(tmp_path_factory):
     """The five integrated stills of ``ssx_CuNiR``, one file each (cut with DIALS's
     select/as_file), and their experiments: small files that tasks read together."""
-    from dials.array_family import flex
-
     folder = tmp_path_factory.mktemp("still_files")
-    table = flex.reflection_table.from_file(str(data_path("ssx_CuNiR/integrated.refl")))
-    for i in range(5):
-        table.select(table["id"] == i).as_file(str(folder / f"still_{i}.refl"))
+    split_stills("ssx_CuNiR/integrated.refl", folder)
     return data_path("ssx_CuNiR/integrated.expt"), folder
 
 
