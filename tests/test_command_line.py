@@ -216,3 +216,27 @@ def test_record_names_the_experiments_for_a_rerun(tmp_path):
         assert len(again.experiments) == len(first.experiments) == 1
         assert again.params.histogram.n_slots == 10
         assert parameters_record(again)["effective_phil"] == record
+
+
+@pytest.mark.parametrize(
+    "program,args",
+    [
+        ("per_image_statistics", [EXPT, "hit.min_spots=3", "mp.nproc=2"]),
+        ("strong_reflection_positions", [EXPT, "intensity.min=10", "n_bins=20"]),
+        ("refl_stats", [EXPT, "spot_size_histogram.histogram.n_slots=7"]),
+        ("intensity_per_frame", [EXPT]),
+    ],
+)
+def test_diff_of_parameters_without_reading_the_experiments_again(program, args):
+    """The logged and recorded diff equals the parser's own ``diff_phil`` (which reads
+    every experiment file again, twice), for DIALS's parser and the light one."""
+    from dials_refl_stats.pipeline.arguments import diff_phil, parse_command_line
+
+    module = __import__(f"dials_refl_stats.command_line.{program}", fromlist=["phil_scope"])
+    classes = getattr(module, "PROGRAM_CLASS", None)
+    light = bool(classes and classes.light_experiments)
+    invocation = parse_command_line(
+        [REFL, *args], module.phil_scope, "usage", "", light_experiments=light
+    )
+    assert diff_phil(invocation.parser).as_str() == invocation.parser.diff_phil.as_str()
+    assert EXPT in diff_phil(invocation.parser).as_str()

@@ -23,6 +23,7 @@ from dials_refl_stats.output import make_document, write_json
 from dials_refl_stats.pipeline.arguments import (
     EXPERIMENT_SUFFIXES,
     Invocation,
+    diff_phil,
     parameters_record,
     parse_command_line,
 )
@@ -338,7 +339,7 @@ def deferred_headers(program: Program, run: Run, reduced: RunPartial) -> None:
 def log_start(program: Program, invocation: Invocation) -> None:
     logger = program.logger
     logger.info("dials_refl_stats %s, %s", __version__, dials_version())
-    diff = invocation.parser.diff_phil.as_str()
+    diff = diff_phil(invocation.parser).as_str()
     if diff:
         logger.info("The following parameters have been modified:\n\n%s", diff)
 
