@@ -209,8 +209,8 @@ def check_column(
 
     Every column has ``nrows`` rows; ``id`` is -1 (no experiment) or, when the file
     has experiment identifiers, one of them (DIALS keeps the two consistent), and is
-    never below -1; a ``bbox`` (x0, x1, y0, y1, z0, z1) never has an upper bound below
-    its lower one.
+    never below -1; a ``panel`` is a number a detector can have; a ``bbox`` (x0, x1, y0,
+    y1, z0, z1) never has an upper bound below its lower one.
     """
     if len(values) != nrows:
         raise ReflectionLoadError(
@@ -218,6 +218,14 @@ def check_column(
         )
     if name == "id" and len(values):
         _check_ids(path, values, identifiers)
+    elif name == "panel" and len(values):
+        bad = impossible_panels(values)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise ReflectionLoadError(
+                f"{path}: column 'panel': row {row} has panel number {values[row]}, "
+                "which no detector has"
+            )
     elif name == "bbox" and values.ndim == 2 and values.shape[1] == 6:
         inverted = (values[:, 1::2] < values[:, 0::2]).any(axis=1)
         if inverted.any():
@@ -226,6 +234,19 @@ def check_column(
                 f"{path}: column 'bbox': row {row} has an invalid bounding box "
                 f"{values[row].tolist()} (an upper bound below its lower bound)"
             )
+
+
+#: Panel numbers from this one up are no detector's (a damaged ``size_t``: as a signed
+#: number it may even be negative).
+MAX_PANEL = 1 << 31
+
+
+def impossible_panels(panel: np.ndarray) -> np.ndarray:
+    """Per row: a panel number no detector has (negative, or :data:`MAX_PANEL` or more)."""
+    panel = np.asarray(panel)
+    if panel.dtype.kind == "u":
+        return panel >= MAX_PANEL
+    return (panel < 0) | (panel >= MAX_PANEL)
 
 
 def _check_ids(path: str, ids: np.ndarray, identifiers: dict[int, str]) -> None:

@@ -294,6 +294,22 @@ def test_ids_below_minus_one_or_unknown_are_errors(tmp_path, backend):
 
 
 @pytest.mark.parametrize("backend", ["fast", "dials"])
+def test_panel_numbers_no_detector_has_are_errors(tmp_path, backend):
+    """A damaged ``size_t`` panel (found by fuzzing: 2^64 - 2^32, negative as a signed
+    number, became a histogram of panel -4294967296) names the file, row and value."""
+    for value, ok in [(3, True), (2**31 - 1, True), (2**31, False), (2**64 - 2**32, False)]:
+        blob = bytearray(RAW)
+        struct.pack_into("<Q", blob, LAYOUT.columns["panel"].offset + 8 * 3, value)
+        path = _write(tmp_path, bytes(blob), f"panel{value}.refl")
+        if ok:
+            assert int(_source(path, backend).column("panel")[3]) == value
+            continue
+        pattern = rf"column 'panel': row 3 has panel number {value}, which no detector has$"
+        with pytest.raises(ReflectionLoadError, match=pattern):
+            _source(path, backend).column("panel")
+
+
+@pytest.mark.parametrize("backend", ["fast", "dials"])
 def test_ids_without_identifiers_only_need_to_be_at_least_minus_one(tmp_path, backend):
     src = data_path("centroid_test_data/integrated.refl")
     raw = src.read_bytes()

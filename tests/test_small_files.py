@@ -417,3 +417,25 @@ def test_a_damaged_still_among_small_files_with_experiments(
     else:
         assert_sorry(code, err)
         assert not list(out.iterdir())
+
+
+def test_a_panel_no_detector_has_among_small_files_is_named_or_skipped_as_file_by_file(
+    stills, tmp_path, monkeypatch
+):
+    """The small-file path refuses a damaged panel column as the one-file path does."""
+    folder = tmp_path / "bad_panel"
+    shutil.copytree(stills, folder)
+    victim = folder / "still_1_2.refl"
+    span = read_layout(victim).columns["panel"]
+    data = bytearray(victim.read_bytes())
+    data[span.offset + 8 * 5 + 4 : span.offset + 8 * 5 + 8] = b"\xff" * 4  # row 5: >= 2^32
+    victim.write_bytes(bytes(data))
+    program, args = "strong_reflection_positions", [folder, "output.plot=None"]
+    code, _out, err = run_inprocess(program, args, tmp_path)
+    assert_sorry(code, err, "still_1_2.refl", "column 'panel': row 5", "which no detector has")
+    assert not list(tmp_path.glob(f"*{program}*"))
+    fast = documents(program, [folder, "input.on_error=skip"], tmp_path, monkeypatch, True)
+    slow = documents(program, [folder, "input.on_error=skip"], tmp_path, monkeypatch, False)
+    assert fast["selection"]["skipped"] == slow["selection"]["skipped"]
+    assert [s["path"] for s in fast["selection"]["skipped"]] == [str(victim)]
+    assert fast["results"] == slow["results"]

@@ -21,6 +21,7 @@ from dials_refl_stats.analysis.statistic import Chunk, FileInfo, Statistic
 from dials_refl_stats.reader import msgpack_small
 from dials_refl_stats.reader.columns import FLAT_TYPES, SHOEBOX_TYPE, ColumnType
 from dials_refl_stats.reader.shoebox import joined_mask_counts
+from dials_refl_stats.reflections import impossible_panels
 
 from .execute import BASE_COLUMNS, FileRecord, SelectionPlan
 from .inputs import ColumnIndex, DeferredFileInfo, small_column_index, small_file
@@ -161,6 +162,8 @@ def _group_chunks(group: list, column_plan: _ColumnPlan, statistic: Statistic, p
         if bbox is not None and bbox.shape[1:] == (6,):  # inverted: the one-file path names it
             inverted = (bbox[:, 1::2] < bbox[:, 0::2]).any(axis=1)
             good &= ~_per_file_any(inverted, bounds)
+        if "panel" in columns:  # as check_column: the one-file path names it
+            good &= ~_per_file_any(impossible_panels(columns["panel"]), bounds)
     if not good.all():
         kept = [g for g, ok in zip(group, good) if ok]
         refused = [g[3] for g, ok in zip(group, good) if not ok]
