@@ -46,7 +46,7 @@ def once_per_list(experiments: Any, name: str, make: Callable[[Any], Any]) -> An
         if known is experiments and known_name == name:
             return value
     value = make(experiments)
-    _PER_LIST[:] = [(experiments, name, value), *_PER_LIST[:7]]
+    _PER_LIST[:] = [(experiments, name, value), *_PER_LIST[:3]]  # a few: they keep lists alive
     return value
 
 
