@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import data_path, split_stills
+from conftest import data_path, program_path, split_stills
 from test_programs_common import PROGRAMS, assert_sorry, run_inprocess
 
 N_FILES = 24
@@ -358,3 +358,26 @@ def test_logs_stay_small_with_many_series(tmp_path):
     log = (tmp_path / "dials.intensity_per_frame.log").read_text()
     assert "per-frame tables and per-series warnings are logged with -vv" in log
     assert len(log.splitlines()) < 60
+
+
+def test_a_local_dask_cluster_keeps_stderr_empty(stills_with_experiments, tmp_path):
+    """distributed logs to stderr, also from the worker processes (here: stale worker
+    directories of a killed run are purged, at INFO); a workflow's stderr stays empty."""
+    space = tmp_path / "dask" / "dask-worker-space"
+    space.mkdir(parents=True)
+    for name in ("worker-stale1", "worker-stale2"):
+        (space / name).mkdir()
+        (space / f"{name}.dirlock").write_text("")  # a lock nobody holds: stale
+    _expt, folder = stills_with_experiments
+    environment = {**os.environ, "DASK_TEMPORARY_DIRECTORY": str(tmp_path / "dask")}
+    done = subprocess.run(
+        [program_path("spot_size_histogram"), str(folder), "mp.method=dask", "mp.nproc=2"],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert not (space / "worker-stale1").exists()  # the purge happened, quietly

@@ -7,8 +7,10 @@ associative and commutative, the order does not change the result.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import os
 import pickle
 import uuid
 from typing import Any, Callable, Iterable
@@ -80,36 +82,60 @@ def dask_engine(
         from distributed import Client, LocalCluster
     except ImportError:
         raise Sorry("mp.method=dask needs dask and distributed (pip install dask distributed)")
-    cluster = None
+    # distributed logs to stderr (e.g. stale worker directories purged, at INFO):
+    # workflows keep stderr empty, and failures reach the user as one Sorry line
+    quiet = logging.getLogger("distributed")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
     try:
-        if address:
-            client = Client(address, timeout=f"{timeout}s")
-        elif scheduler_file:
-            client = Client(scheduler_file=scheduler_file, timeout=f"{timeout}s")
-        else:
-            cluster = LocalCluster(
-                n_workers=n_workers,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                host="127.0.0.1",
-                silence_logs=logging.CRITICAL,  # a failed task is the driver's Sorry
-            )
-            client = Client(cluster)
-    except (OSError, TimeoutError, ValueError) as error:
-        where = address or scheduler_file or "a local cluster"
-        raise Sorry(f"cannot connect to the Dask scheduler ({where}): {error}") from None
-    try:
-        packed = Packed(statistic, plan)
-        task = functools.partial(_packed_batch, packed, reader=reader, skip_errors=skip_errors)
-        merge = functools.partial(_packed_merge, packed)
-        bag = dask.bag.from_sequence(batches, npartitions=len(batches) or 1)
-        total = bag.map(task).fold(merge, merge, initial=RunPartial(None))
-        yield total.compute(scheduler=client)
+        cluster = None
+        try:
+            if address:
+                client = Client(address, timeout=f"{timeout}s")
+            elif scheduler_file:
+                client = Client(scheduler_file=scheduler_file, timeout=f"{timeout}s")
+            else:
+                with _environment(DASK_LOGGING__DISTRIBUTED="error"):  # for the workers
+                    cluster = LocalCluster(
+                        n_workers=n_workers,
+                        threads_per_worker=1,
+                        processes=True,
+                        dashboard_address=None,
+                        host="127.0.0.1",
+                        silence_logs=logging.CRITICAL,  # a failed task is the driver's Sorry
+                    )
+                client = Client(cluster)
+        except (OSError, TimeoutError, ValueError) as error:
+            where = address or scheduler_file or "a local cluster"
+            raise Sorry(f"cannot connect to the Dask scheduler ({where}): {error}") from None
+        try:
+            packed = Packed(statistic, plan)
+            task = functools.partial(_packed_batch, packed, reader=reader, skip_errors=skip_errors)
+            merge = functools.partial(_packed_merge, packed)
+            bag = dask.bag.from_sequence(batches, npartitions=len(batches) or 1)
+            total = bag.map(task).fold(merge, merge, initial=RunPartial(None))
+            yield total.compute(scheduler=client)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        quiet.setLevel(level)
+
+
+@contextlib.contextmanager
+def _environment(**values: str):
+    """Environment variables set while the block runs (worker processes inherit them)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 class WorkerError(ReflectionLoadError):
