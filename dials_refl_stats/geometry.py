@@ -18,6 +18,7 @@ the ``d`` of a Miller index (the integrated tables' ``d`` column).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -283,13 +284,9 @@ def _block_positions(xy, key, index, pairs: Pairs, mm, lab, d) -> None:
         _pair_positions(xy, k, pairs, mm, lab)
         d[:] = _d_of_lab(lab, pairs.s0[e], pairs.s0_length[e])
         return
-    simple = np.ones(key.size, dtype=bool)
-    if pairs.other_panels:  # one flex call per distinct panel model in the block
-        group = pairs.other_group[key]
-        for g in np.unique(group[group >= 0]).tolist():
-            these = np.flatnonzero(group == g)
-            simple[these] = False
-            mm[these], lab[these] = _flex_panel_positions(pairs.other_panels[g], xy[these])
+    simple = _other_panel_positions(
+        xy, pairs.other_group[key], pairs.other_panels.__getitem__, lab, mm
+    )
     some = np.flatnonzero(simple)
     if some.size == key.size:
         simple_panel_positions(xy, [c[key] for c in pairs.frames.T], mm, lab)
@@ -306,6 +303,23 @@ def _pair_positions(xy, k: int, pairs: Pairs, mm, lab) -> None:
         mm[:], lab[:] = _flex_panel_positions(pairs.others[k], xy)
     else:
         simple_panel_positions(xy, pairs.frames[k], mm, lab)
+
+
+def _other_panel_positions(xy, group, panel_of_group, lab, mm=None) -> np.ndarray:
+    """Fill ``lab`` (and ``mm``) of the rows whose panel converts positions itself
+    (``group >= 0``: which distinct panel model), one flex call per model present, the
+    rows grouped by one sort; the mask of the other rows (simple panels)."""
+    simple = group < 0
+    rows = np.flatnonzero(~simple)
+    if not rows.size:
+        return simple
+    rows = rows[np.argsort(group[rows], kind="stable")]
+    models, starts = np.unique(group[rows], return_index=True)
+    for g, these in zip(models.tolist(), np.split(rows, starts[1:])):
+        panel_mm, lab[these] = _flex_panel_positions(panel_of_group(g), xy[these])
+        if mm is not None:
+            mm[these] = panel_mm
+    return simple
 
 
 def _refuse_missing_panels(index: np.ndarray, number: np.ndarray, sizes, path: str) -> None:
@@ -534,6 +548,25 @@ class PanelFrames:
     s0: np.ndarray  # (n_experiments, 3)
     s0_length: np.ndarray  # (n_experiments,)
 
+    @cached_property
+    def other_group(self) -> np.ndarray:
+        """Per key: its position in ``others`` (-1: a simple panel)."""
+        group = np.full(self.frames.shape[0], -1, dtype=np.int64)
+        group[list(self.others)] = np.arange(len(self.others))
+        return group
+
+    @cached_property
+    def _other_panels(self) -> list:
+        """The dxtbx panels of ``others``, in its order."""
+        return [self.detectors[d].model[n] for d, n in self.others.values()]
+
+    def _panel(self, group: int):
+        return self._other_panels[group]
+
+    def __getstate__(self) -> dict:
+        """Without the cached panels (a dxtbx panel alone cannot be pickled)."""
+        return {k: v for k, v in self.__dict__.items() if k != "_other_panels"}
+
     @property
     def panel_counts(self) -> np.ndarray:
         """Panels of each experiment's detector."""
@@ -563,13 +596,7 @@ class PanelFrames:
             key = self.offsets[self.detector[index]] + (panel if every else panel[block])
             xy = xy_px if every else xy_px[block]
             block_lab = np.empty((block.size, 3))
-            simple = np.ones(block.size, dtype=bool)
-            for k, (detector, number) in self.others.items():
-                these = np.flatnonzero(key == k)
-                simple[these] = False
-                if these.size:
-                    p = self.detectors[detector].model[number]
-                    block_lab[these] = _flex_panel_positions(p, xy[these])[1]
+            simple = _other_panel_positions(xy, self.other_group[key], self._panel, block_lab)
             some = np.flatnonzero(simple)
             if some.size == block.size:
                 simple_panel_positions(xy, [c[key] for c in self.frames.T], lab=block_lab)

@@ -236,6 +236,33 @@ def test_parallax_corrected_panels_travel_to_workers_and_convert_as_dxtbx():
     assert np.isnan(d[:4]).all() and np.isfinite(d[experiment >= 0][4:]).all()
 
 
+def test_parallax_corrected_detectors_of_their_own_convert_as_dxtbx():
+    """Stills whose experiments each have their own detector model (one panel model per
+    still, not one for all): rows grouped by model, the doubles of ``map_positions``;
+    the geometry pickles again after use (its cached panels are left out)."""
+    import pickle
+
+    from dxtbx.model import Detector
+    from dxtbx.model.experiment_list import ExperimentListFactory
+
+    experiments = ExperimentListFactory.from_json_file(
+        str(data_path("ssx_CuNiR/imported_no_ref_5.expt")), check_format=False
+    )
+    for experiment in experiments:
+        experiment.detector = Detector.from_dict(experiment.detector.to_dict())
+    frames = panel_frames(experiments)
+    assert len(frames.others) == len(experiments)
+    rng = np.random.default_rng(9)
+    experiment = rng.integers(-1, len(experiments), size=5000)
+    panel = np.zeros(experiment.size, dtype=np.int64)
+    xy = rng.uniform(0, 1000, size=(experiment.size, 2))
+    expected = map_positions(experiments, experiment, panel, xy)
+    for geometry in (frames, pickle.loads(pickle.dumps(frames))):
+        lab, d = geometry.lab_and_d(experiment, panel, xy)
+        np.testing.assert_array_equal(lab, expected.lab)
+        np.testing.assert_array_equal(d, expected.d)
+
+
 @pytest.fixture(scope="module")
 def still_files(tmp_path_factory):
     """The five integrated stills of ``ssx_CuNiR``, one file each (cut with DIALS's
