@@ -11,20 +11,24 @@ import libtbx.phil
 import numpy as np
 from libtbx import Auto
 
-from dials_refl_stats.analysis.intensity_per_frame import (
-    SeriesIntensities,
-    intensities_by_series,
+from dials_refl_stats.analysis.intensity_frames import (
+    EXACT_MEDIAN_VALUES,
+    NUMBERING_NAMES,
+    ChoiceFrames,
+    IntensityColumns,
+    IntensityFrames,
+    IntensityFramesStatistic,
 )
-from dials_refl_stats.analysis.rows import FileRows, SelectedRows
+from dials_refl_stats.analysis.intensity_frames import IMAGE_NUMBER as IMAGE_NUMBER_CODE
+from dials_refl_stats.analysis.intensity_per_frame import FrameTable, IntensitySummary
+from dials_refl_stats.analysis.statistic import ID_BITS, split_group_key
 from dials_refl_stats.compact import FRAME_FIELDS, SUMMARY_FIELDS, encode_runs
+from dials_refl_stats.experiment_groups import ExperimentGroup
 from dials_refl_stats.frames import (
     AXIS_LABELS,
     EXPERIMENT_INDEX,
     NUMBERING_RULES,
-    ExperimentMatchError,
-    FileFrames,
-    Series,
-    SeriesCatalogue,
+    axis_for_experiment,
 )
 from dials_refl_stats.pipeline.errors import Sorry
 from dials_refl_stats.pipeline.execute import SelectionPlan
@@ -194,113 +198,111 @@ class NeverIntegratedFallback(SelectionPlan):
         return super().for_file(flags)
 
 
-@dataclass
-class PreparedFile:
-    """One file's selected rows on their frame axes (before any statistics)."""
+class SeriesTable:
+    """The run's series (columns of :class:`IntensityFrames`) with their labels and
+    experiments, made on demand (10^5 stills files: 10^5 series)."""
 
-    path: str
-    n_rows: int
-    rows: FileRows
-    masks: dict[str, np.ndarray]  # per intensity choice: selected rows
-    numbered: FileFrames  # frame and series of every kept row
-    z: np.ndarray
+    def __init__(self, frames: IntensityFrames, run: Run):
+        self.frames = frames
+        self.n_files = len(run.files)
+        self.infos = [f.info for f in run.files]
+        self.numbering = [NUMBERING_NAMES[int(c)] for c in frames.numbering]
+        bounds = np.searchsorted(frames.group_series, np.arange(frames.n_series + 1))
+        self.group_bounds = bounds
+
+    def __len__(self) -> int:
+        return self.frames.n_series
+
+    def groups(self, k: int) -> list[ExperimentGroup]:
+        keys = self.frames.group_key[self.group_bounds[k] : self.group_bounds[k + 1]]
+        groups = []
+        for key in keys.tolist():
+            file_index, table_id = split_group_key(key)
+            identifier = self.infos[file_index].identifiers.get(table_id)
+            groups.append(ExperimentGroup(file_index, table_id, identifier))
+        return groups
+
+    def label(self, k: int) -> str:
+        if self.numbering[k] == EXPERIMENT_INDEX:
+            file_index, _ = split_group_key(int(self.frames.series_key[k]))
+            label = "stills"
+        else:
+            group = self.groups(k)[0]
+            file_index, label = group.file_index, group.label(1)
+        return f"file {file_index}: {label}" if self.n_files > 1 else label
+
+    def image_range(self, k: int) -> tuple[int, int] | None:
+        return self.frames.image_range(k)
+
+    def describe(self, k: int) -> dict:
+        image_range = self.image_range(k)
+        return {
+            "label": self.label(k),
+            "numbering": self.numbering[k],
+            "experiments": [g.describe(self.n_files) for g in self.groups(k)],
+            "image_range": list(image_range) if image_range else None,
+        }
+
+    def has_unassigned(self) -> bool:
+        return bool(((self.frames.group_key & ((1 << ID_BITS) - 1)) == 0).any())
 
 
-def prepare_file(
-    file_index: int,
-    run: Run,
-    rows: FileRows,
-    selections,
-    frame_column: str,
-    catalogue,
-    experiments: list,
-) -> PreparedFile:
-    """Put one file's kept rows on their series' frame axes (``experiments``: the run's,
-    as a list made once)."""
-    info = run.files[file_index].info
-    flags = rows.columns["flags"]
-    masks = {c: s.apply(flags) for c, s in selections.items()}
-    if run.records and run.records[file_index].fallback:  # kept rows: the fallback's
-        masks = {c: np.ones(flags.size, dtype=bool) for c in selections}
-    used = np.logical_or.reduce(list(masks.values()))
-    z = np.asarray(rows.columns[frame_column])[:, 2].astype(np.float64)
-    check_frames(z, info.path, frame_column)
-    try:
-        numbered = catalogue.add_file(
-            file_index, experiments, info.identifiers, rows.columns["id"], z, used, info.path
-        )
-    except ExperimentMatchError as error:
-        raise Sorry(str(error)) from None
-    return PreparedFile(info.path, info.nrows, rows, masks, numbered, z)
+def series_summary(choice: ChoiceFrames, k: int) -> IntensitySummary:
+    """Series ``k``'s summary (``None`` statistics when it has no rows)."""
+    s = choice.summary
+    n, n_sigma = int(s["n"][k]), int(s["n_with_sigma"][k])
+    if n == 0:
+        return IntensitySummary(n=0, n_non_positive=0, n_with_sigma=0)
+    return IntensitySummary(
+        n=n,
+        n_non_positive=int(s["n_non_positive"][k]),
+        n_with_sigma=n_sigma,
+        mean=float(s["mean"][k]),
+        median=float(s["median"][k]),
+        mean_i_over_sigma=float(s["mean_i_over_sigma"][k]) if n_sigma else None,
+        frame_min=int(s["frame_min"][k]),
+        frame_max=int(s["frame_max"][k]),
+    )
 
 
-#: Frames further than this from image 0 are not real images (corrupt centroids); the
-#: per-frame tables are dense, so this also bounds their size.
-MAX_FRAME = 10**6
+def series_table(choice: ChoiceFrames, bounds: np.ndarray, k: int, bin_width: int) -> FrameTable:
+    """Series ``k``'s per-frame table (views of the run's bins)."""
+    rows = slice(int(bounds[k]), int(bounds[k + 1]))
+    b = choice.bins
+    return FrameTable(bin_width, *(b[name][rows] for name in TABLE_FIELDS))
 
 
-def check_frames(z: np.ndarray, path: str, frame_column: str) -> None:
-    """``Sorry`` for centroid z values that no scan has (NaN, infinite, absurd)."""
-    bad = ~np.isfinite(z) | (np.abs(z) > MAX_FRAME)
-    if bad.any():
-        value = z[np.flatnonzero(bad)[0]]
-        raise Sorry(
-            f"{path}: {int(bad.sum())} selected rows have {frame_column} z = {value:g} "
-            f"(beyond +-{MAX_FRAME} frames): corrupt centroids"
-        )
+#: :class:`FrameTable`'s columns after ``bin_width``, in order.
+TABLE_FIELDS = (
+    "frame_first",
+    "frame_last",
+    "count",
+    "mean",
+    "median",
+    "mean_i_over_sigma",
+    "n_with_sigma",
+    "n_non_positive",
+)
 
 
 @dataclass
 class IntensityResult:
-    """One intensity choice: its selected rows (``points``) and their statistics."""
+    """One intensity choice over the run."""
 
     choice: str
-    points: dict[str, np.ndarray]
-    stats: SeriesIntensities
+    frames: ChoiceFrames
+    bounds: np.ndarray  # bins of series k: bounds[k]:bounds[k + 1]
+
+    @property
+    def overall(self) -> IntensitySummary:
+        return self.frames.overall
 
 
-def compute(
-    choice: str, prepared: list[PreparedFile], series_list: list[Series], bin_width: int
-) -> IntensityResult:
-    """Per-frame tables of one intensity, per series."""
-    value_column, variance_column = INTENSITIES[choice][:2]
-    parts = {k: [] for k in ("file_index", "row", "series", "frame", "z", "intensity", "variance")}
-    for file_index, p in enumerate(prepared):
-        mask = p.masks[choice]
-        kept = None if mask.all() else np.flatnonzero(mask)  # None: every row, no copies
-        n_kept = mask.size if kept is None else kept.size
-        parts["file_index"].append(np.full(n_kept, file_index, dtype=np.int64))
-        parts["row"].append(_take(p.rows.rows, kept))
-        parts["series"].append(_take(p.numbered.series, kept))
-        parts["frame"].append(_take(p.numbered.frames, kept))
-        parts["z"].append(_take(p.z, kept))
-        for key, column in (("intensity", value_column), ("variance", variance_column)):
-            values = np.asarray(p.rows.columns[column], dtype=np.float64)
-            parts[key].append(_take(values, kept))
-    points = {k: v[0] if len(v) == 1 else np.concatenate(v) for k, v in parts.items()}
-    stats = intensities_by_series(
-        points["series"],
-        points["frame"],
-        points["z"],
-        points["intensity"],
-        points["variance"],
-        frame_ranges=[s.image_range for s in series_list],
-        continuous=[s.numbering != EXPERIMENT_INDEX for s in series_list],
-        bin_width=bin_width,
-    )
-    return IntensityResult(choice, points, stats)
-
-
-def _take(values: np.ndarray, kept: np.ndarray | None) -> np.ndarray:
-    """``values[kept]``; ``values`` itself for ``None`` (every row)."""
-    return values if kept is None else values[kept]
-
-
-def empty_selection_hint(prepared: list[PreparedFile], choice: str, automatic: bool) -> str:
+def empty_selection_hint(flag_counts: np.ndarray, choice: str, automatic: bool) -> str:
     """What else would select something, for the empty-selection warning."""
     hints = []
     for other in ("integrated_sum", "integrated_prf"):
-        n = sum(p.rows.n_with(FLAG_BITS[other]) for p in prepared)
+        n = int(flag_counts[int(FLAG_BITS[other]).bit_length() - 1])
         if n == 0:
             continue
         other_choice = "sum" if other == "integrated_sum" else "prf"
@@ -318,10 +320,26 @@ def empty_selection_hint(prepared: list[PreparedFile], choice: str, automatic: b
 class Computed:
     """The per-frame results of a run."""
 
-    prepared: list[PreparedFile]
-    series_list: list[Series]
+    frames: IntensityFrames
+    series: SeriesTable
     numberings: list[str]
     by_choice: list[IntensityResult]
+
+    def n_selected(self, result: IntensityResult) -> np.ndarray:
+        """Rows ``result``'s intensity uses in each file."""
+        per_file = np.zeros(self.series.n_files, dtype=np.int64)
+        per_file[result.frames.file_index] = result.frames.file_selected
+        return per_file
+
+
+def scan_ranges(experiments) -> dict[int, tuple[int, int]]:
+    """Image ranges of the experiments with a scan (the others are stills)."""
+    ranges = {}
+    for index, experiment in enumerate(experiments or []):
+        axis = axis_for_experiment(experiment, index)
+        if axis.image_range is not None:
+            ranges[index] = axis.image_range
+    return ranges
 
 
 class IntensityPerFrame(Program):
@@ -350,35 +368,28 @@ class IntensityPerFrame(Program):
     def check_file(self, opened, params) -> None:
         require_intensity_columns(opened, self.choices, params.frame.source)
 
-    def statistic(self, run: Run) -> SelectedRows:
-        columns = [self.frame_column]
-        for choice in self.choices:
-            columns.extend(INTENSITIES[choice][:2])
-        return SelectedRows(tuple(dict.fromkeys(columns)))
+    def statistic(self, run: Run) -> IntensityFramesStatistic:
+        with_experiments = bool(run.experiment_infos)
+        return IntensityFramesStatistic(
+            [IntensityColumns(c, *INTENSITIES[c][:2], self.selections[c]) for c in self.choices],
+            self.frame_column,
+            self.bin_width,
+            scans=scan_ranges(run.experiments) if with_experiments else None,
+            with_experiments=with_experiments,
+            points=bool(run.params.output.points),
+        )
 
-    def finalize(self, kept: dict[int, FileRows], run: Run) -> Computed:
-        catalogue = SeriesCatalogue(len(run.files))
-        experiments = list(run.experiments) if run.experiments else []  # once, not per file
-        no_rows = empty_rows(self.statistic(run), run)
-        prepared = [
-            prepare_file(
-                i,
-                run,
-                kept.get(i) or no_rows,
-                self.selections,
-                self.frame_column,
-                catalogue,
-                experiments,
-            )
-            for i in range(len(run.files))
+    def finalize(self, frames: IntensityFrames, run: Run) -> Computed:
+        series = SeriesTable(frames, run)
+        numberings = sorted(set(series.numbering))
+        by_choice = [
+            IntensityResult(c, f, f.bin_bounds(frames.n_series))
+            for c, f in zip(self.choices, frames.choices)
         ]
-        series_list = catalogue.series
-        numberings = sorted({s.numbering for s in series_list})
-        by_choice = [compute(c, prepared, series_list, self.bin_width) for c in self.choices]
-        return Computed(prepared, series_list, numberings, by_choice)
+        return Computed(frames, series, numberings, by_choice)
 
     def results(self, computed: Computed, run: Run) -> dict:
-        n_files = len(run.files)
+        series = computed.series
         return {
             "frame_source": self.frame_column,
             "frame_numbering": computed.numberings,
@@ -391,12 +402,12 @@ class IntensityPerFrame(Program):
                 "on the log-scale plot)"
             ),
             "series": (
-                compact_series(computed.series_list)
+                compact_series(computed.frames)
                 if run.compact
-                else [s.describe(n_files) for s in computed.series_list]
+                else [series.describe(k) for k in range(len(series))]
             ),
             "intensities": [
-                describe_result(r, computed.series_list, run.params.output.points, run.compact)
+                describe_result(r, series, computed.frames.bin_width, run.compact)
                 for r in computed.by_choice
             ],
         }
@@ -408,11 +419,11 @@ class IntensityPerFrame(Program):
         shared = describe_selection(run, reduced)
         per_intensity = []
         for r in computed.by_choice:
-            files = [int(p.masks[r.choice].sum()) for p in computed.prepared]
+            files = computed.n_selected(r).tolist()
             entry = {
                 "intensity": r.choice,
                 **self.selections[r.choice].describe(),
-                "n_selected": int(r.points["intensity"].size),
+                "n_selected": r.overall.n,
                 "files": {"n_selected": files},
             }
             if run.compact and files == shared["files"]["n_selected"]:
@@ -428,20 +439,16 @@ class IntensityPerFrame(Program):
         }
 
     def log_results(self, computed: Computed, run: Run) -> None:
-        log_selection(computed.prepared, self.selections, self.automatic)
-        log_numbering(
-            computed.series_list, computed.numberings, self.frame_column, bool(run.experiment_infos)
-        )
+        log_selection(computed, run, self.selections, self.automatic)
+        log_numbering(computed, self.frame_column, bool(run.experiment_infos))
         for result in computed.by_choice:
-            report(
-                result, computed.series_list, self.frame_column, computed.prepared, self.automatic
-            )
+            report(result, computed, self.frame_column, self.automatic)
 
     def summary_line(self, computed: Computed, run: Run) -> str:
         lines = []
         for r in computed.by_choice:
-            s = r.stats.overall
-            n_frames = sum(int((t.table.count > 0).sum()) for t in r.stats.per_series)
+            s = r.overall
+            n_frames = int((r.frames.bins["count"] > 0).sum())
             lines.append(
                 f"Intensity per frame [{r.choice}]: n={s.n} frames={n_frames} "
                 f"median_I={_fmt(s.median)} mean_I/sigma={_fmt(s.mean_i_over_sigma)} "
@@ -452,25 +459,7 @@ class IntensityPerFrame(Program):
 
     def plot(self, computed: Computed, run: Run, path: str) -> None:
         xlabel = " / ".join(AXIS_LABELS[n] for n in computed.numberings) or "Frame"
-        plot(
-            path,
-            computed.by_choice,
-            computed.series_list,
-            run,
-            self.frame_column,
-            xlabel,
-            run.params,
-        )
-
-
-def empty_rows(statistic: SelectedRows, run: Run) -> FileRows:
-    """The kept rows of a file with nothing selected."""
-    return FileRows(
-        rows=np.zeros(0, dtype=np.int64),
-        columns={"flags": np.zeros(0, np.int32), "id": np.zeros(0, np.int32)}
-        | {c: np.zeros((0, 3)) if c.startswith("xyz") else np.zeros(0) for c in statistic.wanted},
-        bit_counts=np.zeros(32, dtype=np.int64),
-    )
+        plot(path, computed, run, self.frame_column, xlabel)
 
 
 #: The program, for dials.refl_stats (which runs every program's statistic in one pass).
@@ -487,109 +476,132 @@ def _fmt(value) -> str:
 
 
 def describe_result(
-    result: IntensityResult, series_list, with_points: bool, compact: bool = False
+    result: IntensityResult, series: SeriesTable, bin_width: int, compact: bool = False
 ) -> dict:
     value_column, variance_column = INTENSITIES[result.choice][:2]
-    stats = result.stats
+    frames = result.frames
+    n_outside = frames.summary["n_outside"]
     described = {
         "intensity": result.choice,
         "value_column": value_column,
         "variance_column": variance_column,
-        "overall": stats.overall,
-        "n_outside_scan": int(sum(stats.n_outside_range)),
+        "overall": frames.overall,
+        "overall_median": "exact" if frames.median_exact else "sketch",
+        "n_outside_scan": int(n_outside.sum()),
     }
     if compact:
-        described.update(compact_intensity_series(stats.per_series, stats.n_outside_range))
+        described.update(compact_intensity_series(result, bin_width))
     else:
         described["series"] = [
-            {"label": s.label, "n_outside_scan": n, **r.as_dict()}
-            for s, r, n in zip(series_list, stats.per_series, stats.n_outside_range)
+            {
+                "label": series.label(k),
+                "n_outside_scan": int(n_outside[k]),
+                "summary": series_summary(frames, k),
+                "per_frame": series_table(frames, result.bounds, k, bin_width).as_dict(),
+            }
+            for k in range(len(series))
         ]
-    if with_points:
-        described["points"] = result.points
+    if frames.points is not None:
+        described["points"] = frames.points
     return described
 
 
-def compact_series(series_list) -> dict:
+def compact_series(frames: IntensityFrames) -> dict:
     """``results.series`` in the compact form: columns, and the series' experiments as
     one table (``series``, ``file_index``, ``id``; runs when regular)."""
-    members = [(k, g) for k, s in enumerate(series_list) for g in s.groups]
-    ranges = [s.image_range for s in series_list]
+    scan = frames.numbering == IMAGE_NUMBER_CODE
+    file_index = frames.group_key >> ID_BITS
+    table_id = (frames.group_key & ((1 << ID_BITS) - 1)) - 1
     return {
-        "numbering": encode_runs([s.numbering for s in series_list]),
-        "image_first": encode_runs([r[0] if r else None for r in ranges]),
-        "image_last": encode_runs([r[1] if r else None for r in ranges]),
+        "numbering": encode_runs([NUMBERING_NAMES[int(c)] for c in frames.numbering]),
+        "image_first": encode_runs(
+            [int(f) if s else None for f, s in zip(frames.image_first, scan)]
+        ),
+        "image_last": encode_runs([int(f) if s else None for f, s in zip(frames.image_last, scan)]),
         "experiments": {
-            "series": encode_runs(np.array([k for k, _ in members], dtype=np.int64)),
-            "file_index": encode_runs(np.array([g.file_index for _, g in members], np.int64)),
-            "id": encode_runs(np.array([g.id for _, g in members], dtype=np.int64)),
+            "series": encode_runs(frames.group_series.astype(np.int64)),
+            "file_index": encode_runs(file_index.astype(np.int64)),
+            "id": encode_runs(table_id.astype(np.int64)),
         },
     }
 
 
-def is_its_summary(series) -> bool:
-    """Whether a series' per-frame table is one bin holding all of its rows, with frames
-    ``frame_min..frame_max``: that bin is the summary."""
-    table, summary = series.table, series.summary
+def its_summaries(result: IntensityResult) -> np.ndarray:
+    """Per series: whether its per-frame table is one bin holding all of its rows, with
+    frames ``frame_min..frame_max``: that bin is the summary."""
+    summary, bins, bounds = result.frames.summary, result.frames.bins, result.bounds
+    one_bin = np.diff(bounds) == 1
+    first_bin = np.minimum(bounds[:-1], max(0, bins["count"].size - 1))
+    if not bins["count"].size:
+        return np.zeros(one_bin.size, dtype=bool)
     return (
-        table.n_bins == 1
-        and summary.n > 0
-        and int(table.count[0]) == summary.n
-        and int(table.frame_first[0]) == summary.frame_min
-        and int(table.frame_last[0]) == summary.frame_max
+        one_bin
+        & (summary["n"] > 0)
+        & (bins["count"][first_bin] == summary["n"])
+        & (bins["frame_first"][first_bin] == summary["frame_min"])
+        & (bins["frame_last"][first_bin] == summary["frame_max"])
     )
 
 
-def compact_intensity_series(per_series, n_outside) -> dict:
+def compact_intensity_series(result: IntensityResult, bin_width: int) -> dict:
     """One intensity's series in the compact form: the summaries as columns
     (``series``), and the per-frame bins concatenated (``per_frame``, with a ``series``
-    column) except for series whose one bin is their summary (:func:`is_its_summary`)."""
-    summaries = [r.summary for r in per_series]
-    columns: dict = {"n_outside_scan": np.asarray(n_outside, dtype=np.int64)}
+    column) except for series whose one bin is their summary (:func:`its_summaries`)."""
+    summary = result.frames.summary
+    filled = summary["n"] > 0
+    with_sigma = summary["n_with_sigma"] > 0
+    columns: dict = {"n_outside_scan": summary["n_outside"].astype(np.int64)}
     for name in SUMMARY_FIELDS:
-        columns[name] = [getattr(summary, name) for summary in summaries]
-    several = [k for k, r in enumerate(per_series) if not is_its_summary(r)]
-    tables = [per_series[k].table for k in several]
-    per_frame = {
-        "series": np.repeat(np.asarray(several, dtype=np.int64), [t.n_bins for t in tables])
-    }
+        values = summary[name]
+        known = with_sigma if name == "mean_i_over_sigma" else filled
+        if name in ("n", "n_non_positive", "n_with_sigma"):
+            columns[name] = values.astype(np.int64).tolist()
+        else:
+            cast = int if name.startswith("frame_") else float
+            columns[name] = [cast(v) if k else None for v, k in zip(values.tolist(), known)]
+    bins = result.frames.bins
+    kept = ~its_summaries(result)[bins["series"]]
+    per_frame = {"series": bins["series"][kept].astype(np.int64)}
     for name in FRAME_FIELDS:
-        parts = [np.asarray(getattr(t, name)) for t in tables]
-        per_frame[name] = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        per_frame[name] = np.asarray(bins[name])[kept]
     return {
         "series": value_columns(columns, compact=True),
         "per_frame": value_columns(per_frame, compact=True),
     }
 
 
-def log_selection(prepared, selections, automatic: bool) -> None:
+def log_selection(computed: Computed, run: Run, selections, automatic: bool) -> None:
     """Per-file, per-intensity selection lines (for at most 20 files; all with -vv)."""
-    level = logging.INFO if len(prepared) <= MAX_LOGGED_SERIES else logging.DEBUG
-    for p in prepared:
+    n_files = computed.series.n_files
+    level = logging.INFO if n_files <= MAX_LOGGED_SERIES else logging.DEBUG
+    if not logger.isEnabledFor(level):
+        return
+    selected = {r.choice: computed.n_selected(r) for r in computed.by_choice}
+    for index, file in enumerate(run.files):
         for choice, selection in selections.items():
             logger.log(
                 level,
                 "%s: %s: %d of %d reflections selected (%s%s, rule %s)",
-                p.path,
+                file.info.path,
                 choice,
-                int(p.masks[choice].sum()),
-                p.n_rows,
+                int(selected[choice][index]),
+                file.info.nrows,
                 ", ".join(selection.names) or "all",
                 " = default for this intensity" if automatic else "",
                 selection.rule,
             )
 
 
-def log_numbering(series_list, numberings, frame_column: str, have_experiments: bool) -> None:
+def log_numbering(computed: Computed, frame_column: str, have_experiments: bool) -> None:
     logger.info("Frames from the z of %s", frame_column)
-    for n in numberings:
+    for n in computed.numberings:
         logger.info("Frame numbering %s: %s", n, NUMBERING_RULES[n])
-    if not have_experiments and series_list:
+    if not have_experiments and len(computed.series):
         logger.warning(
             "No experiments given: frames are floor(z) (0-based), not image numbers;"
             " pass the .expt file to number frames by image"
         )
-    if have_experiments and any(g.id < 0 for s in series_list for g in s.groups):
+    if have_experiments and computed.series.has_unassigned():
         logger.warning("Reflections with id -1 (no experiment) are numbered by floor(z)")
 
 
@@ -597,15 +609,16 @@ def log_numbering(series_list, numberings, frame_column: str, have_experiments: 
 MAX_LOGGED_SERIES = 20
 
 
-def report(result: IntensityResult, series_list, frame_column, prepared, automatic) -> None:
+def report(result: IntensityResult, computed: Computed, frame_column, automatic) -> None:
     """Per-frame tables and warnings in the log."""
     choice = result.choice
-    overall = result.stats.overall
+    overall = result.overall
+    series = computed.series
     if overall.n == 0:
         logger.warning(
             "%s: no reflections selected: the per-frame tables are empty (%s)",
             choice,
-            empty_selection_hint(prepared, choice, automatic),
+            empty_selection_hint(computed.frames.flag_counts, choice, automatic),
         )
         return
     if overall.n_non_positive:
@@ -616,37 +629,45 @@ def report(result: IntensityResult, series_list, frame_column, prepared, automat
             overall.n_non_positive,
             overall.n,
         )
-    stats = result.stats
-    many = len(series_list) > MAX_LOGGED_SERIES and not logger.isEnabledFor(logging.DEBUG)
+    if not result.frames.median_exact:
+        logger.info(
+            "%s: overall median from a log-bucket sketch (within 1%%: more than %d "
+            "intensities); per-series and per-frame medians are exact",
+            choice,
+            EXACT_MEDIAN_VALUES,
+        )
+    many = len(series) > MAX_LOGGED_SERIES and not logger.isEnabledFor(logging.DEBUG)
     if many:
         logger.info(
             "%s: %d series: per-frame tables and per-series warnings are logged with -vv "
             "(and are in the JSON)",
             choice,
-            len(series_list),
+            len(series),
         )
         return
-    for series, outcome, outside in zip(series_list, stats.per_series, stats.n_outside_range):
+    for k in range(len(series)):
+        label = series.label(k)
+        outside = int(result.frames.summary["n_outside"][k])
         if outside:
-            first, last = series.image_range
+            first, last = series.image_range(k)
             logger.warning(
                 "%s, %s: %d reflections have %s z outside the scan's images %d-%d"
                 " (e.g. predicted centroids of partials at the scan ends); they are"
                 " kept, in frames outside the scan",
                 choice,
-                series.label,
+                label,
                 outside,
                 frame_column,
                 first,
                 last,
             )
-        table = outcome.table
+        table = series_table(result.frames, result.bounds, k, computed.frames.bin_width)
         level = logging.INFO if table.n_bins <= 200 else logging.DEBUG
         if not logger.isEnabledFor(level):
             logger.info(
                 "%s, %s: %d frame bins (the table is logged with -vv; or use frame.bin_width)",
                 choice,
-                series.label,
+                label,
                 table.n_bins,
             )
             continue
@@ -669,37 +690,51 @@ def report(result: IntensityResult, series_list, frame_column, prepared, automat
             level,
             "Intensity (%s) per frame, %s (%s):\n%s",
             choice,
-            series.label,
-            series.numbering,
+            label,
+            series.numbering[k],
             "\n".join(lines),
         )
 
 
-def plot(path, results_by_choice, series_list, run: Run, frame_column, xlabel, params) -> None:
+def plot(path, computed: Computed, run: Run, frame_column, xlabel) -> None:
     from dials_refl_stats.plotting.frames import (
         Panel,
         SeriesPoints,
         intensity_per_frame_figure,
     )
 
-    panels = [
-        Panel(
-            title=f"{INTENSITIES[r.choice][0]} against {xlabel.lower()} (z of {frame_column})",
-            series=[
-                SeriesPoints(s.label, x, i, outcome.table, s.image_range)
-                for s, x, i, outcome in zip(
-                    series_list, r.stats.plot_x, r.stats.plot_intensity, r.stats.per_series
-                )
-            ],
+    series = computed.series
+    bin_width = computed.frames.bin_width
+    panels = []
+    for r in computed.by_choice:
+        f = r.frames
+        points = np.searchsorted(f.sample_series, np.arange(len(series) + 1))
+        order = np.argsort(f.sample_series, kind="stable")
+        x, intensity = f.sample_x[order], f.sample_intensity[order]
+        panels.append(
+            Panel(
+                title=f"{INTENSITIES[r.choice][0]} against {xlabel.lower()} (z of {frame_column})",
+                series=[
+                    SeriesPoints(
+                        series.label(k),
+                        x[points[k] : points[k + 1]],
+                        intensity[points[k] : points[k + 1]],
+                        series_table(f, r.bounds, k, bin_width),
+                        series.image_range(k),
+                    )
+                    for k in range(len(series))
+                ],
+                n_points=r.overall.n,
+                n_hidden=r.overall.n_non_positive,
+                sampled=not f.sample_complete,
+            )
         )
-        for r in results_by_choice
-    ]
     intensity_per_frame_figure(
         path,
         panels,
         title=f"Intensity per frame: {run.title}",
         xlabel=xlabel,
-        format_from=params.output.plot,
+        format_from=run.params.output.plot,
     )
 
 

@@ -63,6 +63,11 @@ class Panel:
 
     title: str
     series: Sequence[SeriesPoints]
+    #: Points of the whole panel and how many are <= 0, when the series' points are a
+    #: sample of them (``sampled``); ``None``: the series' points are all of them.
+    n_points: int | None = None
+    n_hidden: int | None = None
+    sampled: bool = False
 
 
 def point_style(n_points: int) -> dict:
@@ -225,6 +230,9 @@ def _draw_panel(figure, column_axes, panel: Panel, colours: dict[str, str], xlab
     coloured = len(series) <= MAX_COLOURED_SERIES
     several = len(series) > 1
     n_points = sum(int(s.intensity.size) for s in series)
+    n_drawn = n_points
+    if panel.n_points is not None:
+        n_points = panel.n_points
     factor = display_factor(series)
     lined = series[:MAX_LINED_SERIES]  # lines for a few series; points for all
     binned_series = [binned(s, factor) for s in lined]
@@ -242,6 +250,8 @@ def _draw_panel(figure, column_axes, panel: Panel, colours: dict[str, str], xlab
         return
 
     hidden, mesh = _draw_points(top, series, colours, coloured)
+    if panel.n_hidden is not None:
+        hidden = panel.n_hidden
     for k, (s, b) in enumerate(zip(lined, binned_series)):
         colour = colours[s.label] if coloured else "C0"
         label = short_label(s.label) if coloured and several else None
@@ -292,8 +302,12 @@ def _draw_panel(figure, column_axes, panel: Panel, colours: dict[str, str], xlab
             f"plotted in bins of {width} frames ({why}{n_points} reflections, "
             f"{n_frames} frames); the JSON has every frame"
         )
+    if panel.sampled:
+        wide = ", and the medians of the plotted bins" if factor > 1 else ""
+        notes.append(f"points{wide}: a uniform sample of {n_drawn} of {n_points}")
     if mesh is not None:
-        notes.append(f"{n_points - hidden} points drawn as a density (log colour)")
+        drawn = "the sample's points" if panel.sampled else f"{n_points - hidden} points"
+        notes.append(f"{drawn} drawn as a density (log colour)")
     if not coloured:
         notes.append(
             f"{len(series)} series, one colour; lines for the first {len(lined)}, points for all"
