@@ -15,15 +15,11 @@ from conftest import data_path, needs_dials, run_program
 from dials_refl_stats.analysis.grouping import group_by_index, group_by_value
 from dials_refl_stats.analysis.intensity_per_frame import (
     image_numbers,
-    intensities_by_series,
-    intensity_series,
-    n_outside_range,
     per_frame_table,
     plot_positions,
     summarise_intensities,
     z_floor_frames,
 )
-from dials_refl_stats.frames import Z_FLOOR, SeriesCatalogue
 from dials_refl_stats.schemas import validate
 
 SIM = "sim_small/integrated"
@@ -192,56 +188,6 @@ def test_group_then_value_order_equals_lexsort(low, high):
     assert np.array_equal(groups[order], groups[reference])
     assert np.array_equal(values[order], values[reference], equal_nan=True)
     assert sorted(order.tolist()) == list(range(20_000))
-
-
-def test_intensities_by_series_equals_one_mask_per_series():
-    rng = np.random.default_rng(3)
-    n = 3000
-    series = rng.integers(0, 4, size=n)
-    frames = rng.integers(0, 25, size=n)
-    z = frames - 1 + rng.uniform(0, 1, size=n)
-    intensity = rng.normal(100, 150, size=n)
-    variance = rng.uniform(-10, 400, size=n)
-    ranges = [(1, 20), None, (5, 9), None]
-    continuous = [True, False, True, True]
-    stats = intensities_by_series(
-        series, frames, z, intensity, variance, frame_ranges=ranges, continuous=continuous
-    )
-    for k, (frame_range, smooth) in enumerate(zip(ranges, continuous)):
-        rows = series == k
-        expected = intensity_series(frames[rows], intensity[rows], variance[rows], 1, frame_range)
-        got = stats.per_series[k]
-        assert got.summary == expected.summary
-        np.testing.assert_array_equal(got.table.count, expected.table.count)
-        np.testing.assert_array_equal(got.table.mean, expected.table.mean)
-        np.testing.assert_array_equal(got.table.median, expected.table.median)
-        assert stats.n_outside_range[k] == n_outside_range(frames[rows], frame_range)
-        np.testing.assert_array_equal(
-            stats.plot_x[k], plot_positions(frames[rows], z[rows], continuous=smooth)
-        )
-        np.testing.assert_array_equal(stats.plot_intensity[k], intensity[rows])
-    assert stats.n_outside_range[1] == 0
-    assert stats.n_outside_range[0] == ((series == 0) & ((frames < 1) | (frames > 20))).sum()
-    assert stats.overall == summarise_intensities(frames, intensity, variance)
-
-
-def test_series_catalogue_without_experiments_numbers_by_floor_z():
-    catalogue = SeriesCatalogue(n_files=2)
-    ids = np.array([1, 0, 1, -1, 0])
-    z = np.array([0.5, 3.2, -0.5, 7.9, 2.0])
-    used = np.array([True, True, True, True, False])
-    numbered = catalogue.add_file(0, [], {0: "a", 1: "b"}, ids, z, used, "x.refl")
-    assert numbered.frames.tolist() == [0, 3, -1, 7, 0]
-    # series in order of id: -1, 0, 1
-    assert numbered.series.tolist() == [2, 1, 2, 0, -1]
-    assert [s.label for s in catalogue.series] == [
-        "file 0: unassigned (id -1)",
-        "file 0: experiment 0 (a)",
-        "file 0: experiment 1 (b)",
-    ]
-    assert {s.numbering for s in catalogue.series} == {Z_FLOOR}
-    again = catalogue.add_file(1, [], {}, np.array([0]), np.array([1.5]), np.array([True]), "y")
-    assert again.series.tolist() == [3] and len(catalogue.series) == 4
 
 
 # ---------------------------------------------------------------- the program

@@ -3,19 +3,17 @@
 Pure numpy: frame numbers, intensities and variances in, a :class:`FrameTable` out.
 How z becomes a frame number (image number from a scan, or floor(z) without one) is
 decided by the caller; :func:`image_numbers` and :func:`z_floor_frames` are the rules.
-:func:`intensities_by_series` applies the tables to every series (an experiment's scan,
-a file's stills, ...) of a run at once.
+:mod:`dials_refl_stats.analysis.intensity_frames` computes the same tables for every
+series of a task at once; these functions are the plain, one-series algorithm.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
 from dials_refl_stats.analysis.grouping import (
-    group_by_index,
     order_by_group_then_value,
     stable_order,
 )
@@ -269,61 +267,3 @@ def n_outside_range(frames: np.ndarray, frame_range: tuple[int, int] | None) -> 
     frames = np.asarray(frames)
     first, last = frame_range
     return int(((frames < first) | (frames > last)).sum())
-
-
-@dataclass(frozen=True)
-class SeriesIntensities:
-    """One intensity over every series of a run, in series order.
-
-    ``plot_x``/``plot_intensity`` are each series' scatter points (:func:`plot_positions`);
-    ``overall`` summarises all rows together.
-    """
-
-    per_series: list[IntensitySeries]
-    n_outside_range: list[int]
-    plot_x: list[np.ndarray]
-    plot_intensity: list[np.ndarray]
-    overall: IntensitySummary
-
-
-def intensities_by_series(
-    series_of_row: np.ndarray,
-    frames: np.ndarray,
-    z: np.ndarray,
-    intensity: np.ndarray,
-    variance: np.ndarray,
-    *,
-    frame_ranges: Sequence[tuple[int, int] | None],
-    continuous: Sequence[bool],
-    bin_width: int = 1,
-) -> SeriesIntensities:
-    """:func:`intensity_series` of every series ``0..len(frame_ranges)-1``.
-
-    ``series_of_row`` numbers each row's series; ``frame_ranges[k]`` is series ``k``'s
-    image range (``None``: unknown) and ``continuous[k]`` whether its z places points
-    within a frame (``False`` for stills). Rows are grouped with one stable sort, so
-    each series keeps its rows' order.
-    """
-    frames = np.asarray(frames, dtype=np.int64)
-    z = np.asarray(z, dtype=np.float64)
-    intensity = np.asarray(intensity, dtype=np.float64)
-    variance = np.asarray(variance, dtype=np.float64)
-    grouping = group_by_index(series_of_row, len(frame_ranges))
-    per_series, outside, xs, intensities = [], [], [], []
-    for rows, frame_range, smooth in zip(grouping, frame_ranges, continuous):
-        series_frames, series_intensity = frames[rows], intensity[rows]
-        per_series.append(
-            intensity_series(
-                series_frames, series_intensity, variance[rows], bin_width, frame_range
-            )
-        )
-        outside.append(n_outside_range(series_frames, frame_range))
-        xs.append(plot_positions(series_frames, z[rows], continuous=smooth))
-        intensities.append(series_intensity)
-    return SeriesIntensities(
-        per_series=per_series,
-        n_outside_range=outside,
-        plot_x=xs,
-        plot_intensity=intensities,
-        overall=summarise_intensities(frames, intensity, variance),
-    )

@@ -28,7 +28,7 @@ from dials_refl_stats.frames import (
     AXIS_LABELS,
     EXPERIMENT_INDEX,
     NUMBERING_RULES,
-    axis_for_experiment,
+    scan_image_range,
 )
 from dials_refl_stats.pipeline.errors import Sorry
 from dials_refl_stats.pipeline.execute import SelectionPlan
@@ -336,9 +336,9 @@ def scan_ranges(experiments) -> dict[int, tuple[int, int]]:
     """Image ranges of the experiments with a scan (the others are stills)."""
     ranges = {}
     for index, experiment in enumerate(experiments or []):
-        axis = axis_for_experiment(experiment, index)
-        if axis.image_range is not None:
-            ranges[index] = axis.image_range
+        image_range = scan_image_range(experiment)
+        if image_range is not None:
+            ranges[index] = image_range
     return ranges
 
 
