@@ -110,30 +110,28 @@ class MedianState:
     def bounded(self) -> "MedianState":
         if self.values is None or self.values.size <= EXACT_MEDIAN_VALUES:
             return self
-        values = self.values
-        nan = np.isnan(values)
-        buckets, counts = np.unique(value_buckets(values[~nan]), return_counts=True)
-        return MedianState(None, buckets, counts.astype(np.int64), int(nan.sum()))
+        return self.forced()
 
     def __add__(self, other: "MedianState") -> "MedianState":
         if self.values is not None and other.values is not None:
             return MedianState(np.concatenate([self.values, other.values])).bounded()
         first, second = (s if s.values is None else s.forced() for s in (self, other))
-        buckets = np.concatenate([first.buckets, second.buckets])
-        counts = np.concatenate([first.counts, second.counts])
-        distinct, inverse = np.unique(buckets, return_inverse=True)
-        summed = np.bincount(inverse.ravel(), weights=counts, minlength=distinct.size)
-        return MedianState(
-            None, distinct, np.rint(summed).astype(np.int64), first.n_nan + second.n_nan
-        )
+        buckets, counts = _summed([first.buckets, second.buckets], [first.counts, second.counts])
+        return MedianState(None, buckets, counts, first.n_nan + second.n_nan)
 
     def forced(self) -> "MedianState":
-        """This state as a sketch, whatever its size."""
+        """This state as a sketch, whatever its size (bucketed in blocks: few temporaries)."""
         if self.values is None:
             return self
-        nan = np.isnan(self.values)
-        buckets, counts = np.unique(value_buckets(self.values[~nan]), return_counts=True)
-        return MedianState(None, buckets, counts.astype(np.int64), int(nan.sum()))
+        buckets, counts, n_nan = [], [], 0
+        for start in range(0, self.values.size, SKETCH_BLOCK):
+            block = self.values[start : start + SKETCH_BLOCK]
+            nan = np.isnan(block)
+            n_nan += int(nan.sum())
+            distinct, count = np.unique(value_buckets(block[~nan]), return_counts=True)
+            buckets.append(distinct)
+            counts.append(count.astype(np.int64))
+        return MedianState(None, *_summed(buckets, counts), n_nan)
 
     @property
     def exact(self) -> bool:
@@ -151,6 +149,18 @@ class MedianState:
         low = self.buckets[np.searchsorted(cumulative, (total - 1) // 2, side="right")]
         high = self.buckets[np.searchsorted(cumulative, total // 2, side="right")]
         return float(0.5 * (bucket_value(low) + bucket_value(high)))
+
+
+#: Values bucketed at a time when a median state becomes a sketch.
+SKETCH_BLOCK = 1 << 20
+
+
+def _summed(buckets: list[np.ndarray], counts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct buckets (sorted) and their summed counts, exactly."""
+    distinct, inverse = np.unique(np.concatenate(buckets), return_inverse=True)
+    summed = np.zeros(distinct.size, dtype=np.int64)
+    np.add.at(summed, inverse.ravel(), np.concatenate(counts))
+    return distinct, summed
 
 
 #: Sketch buckets of infinite values (beyond every finite value's).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import logging
 import os
 import pickle
@@ -37,6 +38,10 @@ def make_engine(mp: Any) -> Engine:
     return serial_engine
 
 
+#: Batches submitted per local worker at a time (results are held until merged).
+IN_FLIGHT = 2
+
+
 def process_engine(batches, statistic, plan, reader, skip_errors, *, n_workers: int):
     """Batches on ``n_workers`` local processes (fork where available)."""
     import concurrent.futures
@@ -50,13 +55,26 @@ def process_engine(batches, statistic, plan, reader, skip_errors, *, n_workers: 
     task = functools.partial(
         process_batch, statistic=statistic, plan=plan, reader=reader, skip_errors=skip_errors
     )
+    waiting = iter(batches)
+    running: set = set()
     with concurrent.futures.ProcessPoolExecutor(n_workers, mp_context=context) as pool:
-        futures = [pool.submit(task, batch) for batch in batches]
+
+        def submit() -> None:  # a few batches per worker in flight, not all of them
+            for batch in itertools.islice(waiting, IN_FLIGHT * n_workers - len(running)):
+                running.add(pool.submit(task, batch))
+
         try:
-            for future in concurrent.futures.as_completed(futures):
-                yield future.result()
+            submit()
+            while running:
+                done, _ = concurrent.futures.wait(
+                    running, return_when=concurrent.futures.FIRST_COMPLETED
+                )
+                for future in done:  # a result is dropped here once it has been merged
+                    running.discard(future)
+                    submit()
+                    yield future.result()
         finally:
-            for future in futures:
+            for future in running:
                 future.cancel()
 
 

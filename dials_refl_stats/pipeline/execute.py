@@ -266,6 +266,28 @@ def merge_tree(statistic: Statistic, partials: Sequence[Any]) -> Any:
     return statistic.merge_all(level)
 
 
+class MergeStack:
+    """:func:`merge_tree` as the partials arrive: a partial of ``2^k`` tasks is merged
+    with the one below it when that covers as many, so that at most log2(tasks)
+    partials are held at once (a task's partial may hold up to a few MB: plot samples,
+    exact medians) and sizes stay balanced."""
+
+    def __init__(self, statistic: Statistic):
+        self.statistic = statistic
+        self.stack: list[tuple[int, Any]] = []  # (log2 of the tasks covered, partial)
+
+    def add(self, partial: Any) -> None:
+        rank = 0
+        while self.stack and self.stack[-1][0] == rank:
+            _, below = self.stack.pop()
+            partial = self.statistic.merge_all([below, partial])
+            rank += 1
+        self.stack.append((rank, partial))
+
+    def result(self) -> Any:
+        return self.statistic.merge_all(p for _, p in reversed(self.stack))
+
+
 def merge_runs(statistic: Statistic, first: RunPartial, second: RunPartial) -> RunPartial:
     return RunPartial(
         statistic.merge_all([first.partial, second.partial]), first.records + second.records
@@ -357,7 +379,7 @@ def reduce_files(
     engine = engine or serial_engine
     known = all(f.nrows >= 0 for f in files)  # deferred headers: rows not known yet
     progress = Progress(len(files), sum(f.nrows for f in files) if known else -1)
-    partials, records = [], []
+    merged, records = MergeStack(statistic), []
     # The per-file records pile up (10^5 files: ~10^6 objects); the cyclic garbage
     # collector's full passes over all of them cost 10-20% of a run. They hold no cycles,
     # so what exists after each batch is frozen (left out of collections) until the end.
@@ -365,13 +387,13 @@ def reduce_files(
     try:
         for result in engine(batches, statistic, plan, reader, skip_errors):
             progress.update(result)
-            partials.append(result.partial)
+            merged.add(result.partial)
             records.extend(result.records)
             gc.freeze()
     finally:
         gc.unfreeze()
     records.sort(key=lambda r: r.index)
-    return RunPartial(merge_tree(statistic, partials), records)
+    return RunPartial(merged.result(), records)
 
 
 def serial_engine(batches, statistic, plan, reader, skip_errors) -> Iterable[RunPartial]:
