@@ -381,3 +381,37 @@ def test_a_local_dask_cluster_keeps_stderr_empty(stills_with_experiments, tmp_pa
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     assert not (space / "worker-stale1").exists()  # the purge happened, quietly
+
+
+def test_task_results_are_merged_as_they_arrive_in_a_balanced_stack():
+    """The driver merges each task's result on arrival and holds at most log2(tasks) + 1
+    partials; merged sizes stay balanced (each merge joins equal numbers of tasks)."""
+    from dials_refl_stats.analysis.statistic import Statistic
+    from dials_refl_stats.pipeline.execute import MergeStack
+
+    merges = []
+
+    class Tasks(Statistic):
+        name = "tasks"
+
+        def columns(self, available):
+            return ()
+
+        def partial(self, chunk):
+            raise NotImplementedError
+
+        def merge(self, first, second):
+            merges.append((len(first), len(second)))
+            return first + second
+
+        def finalize(self, partial):
+            return partial
+
+    stack = MergeStack(Tasks())
+    held = []
+    for task in range(100):
+        stack.add((task,))
+        held.append(len(stack.stack))
+    assert sorted(stack.result()) == list(range(100))
+    assert max(held) <= 7  # log2(100) + 1
+    assert all(a == b for a, b in merges[:96])  # 2^k tasks with 2^k tasks, until the end
