@@ -157,11 +157,57 @@ def test_rows_joined_when_the_tasks_cannot(run_inprocess, tmp_path, option, reas
     assert f"{JOINED} ({reason})" in log
 
 
-def test_without_experiments_rows_are_joined(run_inprocess, tmp_path):
-    result = run_inprocess(PROGRAM, data_path("sim_small/integrated.refl"), cwd=tmp_path)
-    assert result.exit_code == 0
-    log = (tmp_path / f"dials.{PROGRAM}.log").read_text()
-    assert f"{JOINED} (no experiments: panel sizes come from the data)" in log
+NO_EXPERIMENTS = {
+    "rotation": (files("sim_small/integrated.refl"), ("intensity.min=1000",)),
+    "two experiments, I/sigma": (
+        files("sim_twoexp/integrated.refl"),
+        ("i_over_sigma.min=3", "intensity.choice=prf"),
+    ),
+    "d column": (files("centroid_test_data/integrated.refl"), ("resolution.d_source=column",)),
+    "two files on two processes": (
+        files("quartz_processed/strong.refl", "centroid_test_data/indexed.refl"),
+        ("mp.nproc=2", "selection.flags=strong"),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NO_EXPERIMENTS))
+def test_without_experiments_a_first_pass_finds_the_panel_sizes(run_inprocess, tmp_path, case):
+    """No detector: the panel sizes (largest x and y of each panel's rows, all files)
+    come from a first pass, then the tasks compute as with experiments."""
+    args, options = NO_EXPERIMENTS[case]
+    runs = both_ways(run_inprocess, tmp_path, *args, *options)
+    assert_same(runs)
+    histograms = runs["merged"][0]["results"]["position_histograms"]
+    assert histograms["extent_source"].startswith("data")
+    log = (tmp_path / "merged" / f"dials.{PROGRAM}.log").read_text()
+    assert "no experiments: a first pass over the files found each panel's size" in log
+
+
+def test_without_experiments_many_panels_and_stills_files(run_inprocess, tmp_path, monkeypatch):
+    """60 panels (the plot's small multiples draw the rows joined here; without a plot
+    the tasks compute), and one file per still on two processes, past the density
+    threshold."""
+    _, refl, _, n_panels = split_into_pilatus_modules(tmp_path)
+    assert n_panels == 60
+    (tmp_path / "panels").mkdir()
+    assert_same(both_ways(run_inprocess, tmp_path / "panels", refl, "n_bins=20"), merged_path=False)
+    log = (tmp_path / "panels" / "merged" / f"dials.{PROGRAM}.log").read_text()
+    assert "no experiments and several panels: the plot draws each panel's rows" in log
+    (tmp_path / "no plot").mkdir()
+    runs = both_ways(run_inprocess, tmp_path / "no plot", refl, "n_bins=20", "output.plot=None")
+    merged, joined = (runs[k][0]["results"] for k in ("merged", "joined"))
+    assert merged == joined
+    assert MERGED in (tmp_path / "no plot" / "merged" / f"dials.{PROGRAM}.log").read_text()
+    monkeypatch.setattr(detector, "DENSITY_THRESHOLD", 40)
+    monkeypatch.setattr(program, "DENSITY_THRESHOLD", 40)
+    stills = split_stills("ssx_CuNiR/strong_5.refl", tmp_path / "stills")
+    (tmp_path / "dense").mkdir()
+    runs = both_ways(
+        run_inprocess, tmp_path / "dense", stills, "mp.nproc=2", "selection.flags=strong"
+    )
+    assert runs["merged"][0]["results"]["n_selected"] > 40
+    assert_same(runs)
 
 
 def test_panel_frames_give_the_doubles_of_map_positions():

@@ -171,6 +171,27 @@ class MergedPositions:
     plot: PlotPart | None = field(default=None)
 
 
+class PanelExtentsStatistic(Statistic):
+    """Each panel's data extent over every row (:func:`data_panel_extents`): the panel
+    sizes when no detector is known, found by a first pass over the files."""
+
+    name = "panel_extents"
+    batchable = True
+
+    def columns(self, available: frozenset[str]) -> tuple[str, ...]:
+        return (POSITION, "panel")
+
+    def partial(self, chunk: Chunk) -> dict[int, tuple[float, float]]:
+        xyz = np.asarray(chunk.columns[POSITION], dtype=np.float64).reshape(-1, 3)
+        return data_panel_extents(np.asarray(chunk.columns["panel"]), xyz[:, 0], xyz[:, 1])
+
+    def merge(self, first, second) -> dict[int, tuple[float, float]]:
+        return merge_extents([first, second])
+
+    def finalize(self, partial) -> dict[int, tuple[float, float]]:
+        return dict(sorted((partial or {}).items()))
+
+
 class StrongPositionsStatistic(Statistic):
     """The statistic of ``dials.strong_reflection_positions`` computed in the tasks."""
 

@@ -159,7 +159,9 @@ class ReflStats(Program):
             if name in self.left_out:
                 continue
             params = getattr(run.params, name)
-            member_run = replace(run, params=params, plan=program.selection_plan(params))
+            member_run = replace(
+                run, params=params, plan=program.selection_plan(params), one_pass=True
+            )
             try:
                 statistics[name] = Member(program.statistic(member_run), member_run.plan)
             except Sorry as error:

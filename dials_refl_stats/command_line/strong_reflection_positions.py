@@ -25,6 +25,7 @@ from dials_refl_stats.analysis.strong_positions import (
 )
 from dials_refl_stats.analysis.strong_positions_merge import (
     MergedPositions,
+    PanelExtentsStatistic,
     PlotGrid,
     StrongPositionsStatistic,
 )
@@ -135,9 +136,9 @@ rows_on_driver = False
   .type = bool
   .expert_level = 2
   .help = "Join every selected row in the main process and compute there, even when"
-          "the tasks can compute the results (experiments with simple panels, no"
-          "top_fraction, no output.positions): the same results, with ~180 bytes per"
-          "selected row in memory instead of ~9."
+          "the tasks can compute the results (simple panels, no top_fraction, no"
+          "output.positions): the same results, with ~180 bytes per selected row in"
+          "memory instead of ~9."
 position_histogram
   .help = "2D histogram of strong-spot positions, one per panel."
 {
@@ -412,7 +413,11 @@ class StrongReflectionPositions(Program):
         if isinstance(final, MergedPositions):
             logger.info(
                 "Computed in the tasks: this process keeps 9 bytes per selected row "
-                "(d, strong) for the resolution shells and medians"
+                "(d, strong) for the resolution shells and medians%s",
+                ""
+                if experiments is not None
+                else "; no experiments: a first pass over the files found each panel's "
+                "size (its largest x and y)",
             )
             return self.finalize_merged(final, run)
         logger.info("Selected rows joined in this process (%s)", self.rows_reason)
@@ -435,7 +440,8 @@ class StrongReflectionPositions(Program):
 
     def finalize_merged(self, merged: MergedPositions, run: Run) -> Final:
         """:meth:`finalize` of the statistic the tasks computed (no rows here)."""
-        params, experiments = run.params, run.experiments
+        params = run.params
+        experiments = run.experiments if run.experiment_infos else None
         no_bits = np.zeros(32, dtype=np.int64)
         files = []
         for record in sorted(run.records, key=lambda r: r.index):
@@ -449,7 +455,7 @@ class StrongReflectionPositions(Program):
                 (keys >> ID_BITS).tolist(), ((keys & ((1 << ID_BITS) - 1)) - 1).tolist()
             )
         ]
-        lab_frame = geometry.n_panels(experiments) > 1
+        lab_frame = experiments is not None and geometry.n_panels(experiments) > 1
         computed = Computed(
             stats=merged.stats,
             xyz=None,
@@ -459,10 +465,14 @@ class StrongReflectionPositions(Program):
             d=None,
             d_source=self.d_source,
             image_sizes=merged.image_sizes,
-            extent_source="image size of each panel of the experiments' detectors",
+            extent_source=(
+                "image size of each panel of the experiments' detectors"
+                if experiments is not None
+                else DATA_EXTENTS
+            ),
             groups=groups,
-            beam_centres=geometry.beam_centres(experiments),
-            n_without_geometry=merged.n_without_geometry,
+            beam_centres=geometry.beam_centres(experiments) if experiments is not None else [],
+            n_without_geometry=merged.n_without_geometry if experiments is not None else None,
             merged=merged,
         )
         experiment_index = [run.files[g.file_index].info.experiment_of_id.get(g.id) for g in groups]
@@ -516,6 +526,10 @@ def run(args=None, *, phil=phil_scope) -> None:
     run_program(StrongReflectionPositions(), args, phil, help_message)
 
 
+#: Where panel sizes come from without experiments.
+DATA_EXTENTS = "data: largest x and y of each panel in the files"
+
+
 @dataclass
 class Computed:
     """The statistics of a run and the per-row arrays behind them (all files together)."""
@@ -554,7 +568,7 @@ def compute(files, params, criteria, experiments, d_source) -> Computed:
         d = joined([f.d_column for f in files])
 
     image_sizes = merge_extents(f.extent for f in files)
-    extent_source = "data: largest x and y of each panel in the files"
+    extent_source = DATA_EXTENTS
     if experiments is not None:
         image_sizes.update(geometry.panel_image_sizes(experiments))
         extent_source = "image size of each panel of the experiments' detectors"
@@ -853,7 +867,7 @@ def merged_view(computed: Computed, lab_experiments):
         lab_outlines=None if lab_experiments is None else geometry.lab_outlines(lab_experiments),
         panel=np.zeros(0, dtype=np.int64),
         experiment=np.zeros(0, dtype=np.int64),
-        extent_from_data=False,
+        extent_from_data=computed.extent_source == DATA_EXTENTS,
     )
     empty = np.zeros((0, 2))
     n_experiments = computed.merged.max_experiment + 1
@@ -875,25 +889,37 @@ def merged_statistic(
     run: Run, criteria: StrongCriteria, d_source: str | None
 ) -> tuple[StrongPositionsStatistic | None, str]:
     """The statistic computed in the tasks (:mod:`.strong_positions_merge`), or ``None``
-    and why only the rows joined here can give the results: no experiments (panel
-    sizes from the data), an experiment without detector or beam, ``top_fraction``
-    (compares all rows), ``output.positions`` (lists them), or ``rows_on_driver=True``."""
+    and why only the rows joined here can give the results: an experiment without
+    detector or beam, ``top_fraction`` (compares all rows), ``output.positions`` (lists
+    them), or ``rows_on_driver=True``. Without experiments the panel sizes come from the
+    data: a first pass over the files finds them (:class:`PanelExtentsStatistic`)."""
     params = run.params
     reasons = (
         (params.rows_on_driver, "rows_on_driver=True"),
-        (not run.experiment_infos, "no experiments: panel sizes come from the data"),
+        (
+            not run.experiment_infos and run.one_pass,
+            "no experiments: panel sizes come from the data, and each file is read once",
+        ),
         (criteria.top_fraction is not None, "top_fraction compares all selected rows"),
         (params.output.positions, "output.positions lists the rows"),
     )
     for applies, reason in reasons:
         if applies:
             return None, reason
-    experiments = run.experiments
-    frames = geometry.panel_frames(experiments)
-    if frames is None:
-        return None, "an experiment has no detector or beam"
-    lab_frame = geometry.n_panels(experiments) > 1
-    image_sizes = geometry.panel_image_sizes(experiments)
+    if run.experiment_infos:
+        experiments = run.experiments
+        frames = geometry.panel_frames(experiments)
+        if frames is None:
+            return None, "an experiment has no detector or beam"
+        lab_frame = geometry.n_panels(experiments) > 1
+        image_sizes = geometry.panel_image_sizes(experiments)
+    else:
+        experiments = frames = None
+        lab_frame = False
+        extents = PanelExtentsStatistic()
+        image_sizes = extents.finalize(run.reduce(extents).partial)
+        if len(image_sizes) > 1 and getattr(params.output, "plot", None):
+            return None, "no experiments and several panels: the plot draws each panel's rows"
     grid = None
     if getattr(params.output, "plot", None):  # dials.refl_stats draws no plot of its own
         from dials_refl_stats.plotting.detector import density_grid, positions_view
@@ -915,7 +941,7 @@ def merged_statistic(
         criteria=criteria,
         d_source=d_source,
         frames=frames,
-        shared_index=unassigned_rule(experiments)[0],
+        shared_index=unassigned_rule(experiments)[0] if experiments is not None else None,
         image_sizes=image_sizes,
         n_bins=params.position_histogram.n_bins,
         n_shells=params.resolution.n_shells,

@@ -56,6 +56,25 @@ class Run:
     records: list = field(default_factory=list)  # FileRecord of every file, once reduced
     #: the JSON's form: compact (past many files or experiments) or full
     compact: bool = False
+    #: every file is read once (dials.refl_stats): no first pass (:meth:`reduce`)
+    one_pass: bool = False
+
+    def reduce(self, statistic: Statistic) -> RunPartial:
+        """``statistic`` over every file of the run, on the engine ``mp`` asks for."""
+        params = self.params
+        try:
+            return reduce_files(
+                statistic,
+                self.plan,
+                [f.info for f in self.files],
+                [f.size_bytes for f in self.files],
+                reader=params.reader,
+                skip_errors=params.input.on_error == "skip",
+                engine=make_engine(params.mp),
+                n_workers=params.mp.nproc,
+            )
+        except ReflectionLoadError as error:
+            raise Sorry(str(error)) from None
 
     @functools.cached_property
     def paths(self) -> list[str]:
@@ -294,19 +313,7 @@ def run_program(program: Program, args: Sequence[str] | None, phil, help_message
     verbosity = invocation.options.verbose
     with run_outputs(program.output_targets(params), inputs, verbosity) as outputs:
         log_start(program, invocation)
-        try:
-            reduced = reduce_files(
-                statistic,
-                plan,
-                [f.info for f in run.files],
-                [f.size_bytes for f in run.files],
-                reader=params.reader,
-                skip_errors=skip_errors,
-                engine=make_engine(params.mp),
-                n_workers=params.mp.nproc,
-            )
-        except ReflectionLoadError as error:
-            raise Sorry(str(error)) from None
+        reduced = run.reduce(statistic)
         run.records = reduced.records
         deferred_headers(program, run, reduced)
         log_files(program, run, reduced)
