@@ -41,6 +41,20 @@ def test_each_statistic_equals_its_own_program(tmp_path):
     assert hist["n_slots"] == 37
 
 
+@pytest.mark.parametrize("nproc", [1, 2])
+def test_strong_positions_without_experiments_equal_the_joined_rows(tmp_path, nproc):
+    """Without experiments, in one pass: the tasks compute and the strong rows' panel and
+    position are binned here (panel sizes from the data): the program's joined rows."""
+    inputs = [data_path("quartz_processed/strong.refl"), data_path("sim_twoexp/indexed.refl")]
+    combined = run_refl_stats(tmp_path, *inputs, "output.html=None", f"mp.nproc={nproc}")
+    block = combined["results"]["statistics"]["strong_reflection_positions"]
+    joined = run_member(tmp_path, "strong_reflection_positions", *inputs, "rows_on_driver=True")
+    assert block["results"] == joined["results"]
+    assert block["results"]["position_histograms"]["extent_source"].startswith("data")
+    log = (tmp_path / "dials.refl_stats.log").read_text()
+    assert "strong rows' panel and position are kept here" in log
+
+
 def test_every_file_is_read_once(tmp_path, monkeypatch):
     calls = []
     original = execute.read_chunk

@@ -414,10 +414,7 @@ class StrongReflectionPositions(Program):
             logger.info(
                 "Computed in the tasks: this process keeps 9 bytes per selected row "
                 "(d, strong) for the resolution shells and medians%s",
-                ""
-                if experiments is not None
-                else "; no experiments: a first pass over the files found each panel's "
-                "size (its largest x and y)",
+                "" if experiments is not None else NO_EXPERIMENTS[run.one_pass],
             )
             return self.finalize_merged(final, run)
         logger.info("Selected rows joined in this process (%s)", self.rows_reason)
@@ -526,6 +523,13 @@ def run(args=None, *, phil=phil_scope) -> None:
     run_program(StrongReflectionPositions(), args, phil, help_message)
 
 
+#: How panel sizes are found without experiments (a first pass, or in one pass).
+NO_EXPERIMENTS = {
+    False: "; no experiments: a first pass over the files found each panel's size (its "
+    "largest x and y)",
+    True: "; no experiments: each panel's size is its largest x and y, so the strong rows' "
+    "panel and position are kept here (24 bytes each) to bin them",
+}
 #: Where panel sizes come from without experiments.
 DATA_EXTENTS = "data: largest x and y of each panel in the files"
 
@@ -897,7 +901,7 @@ def merged_statistic(
     reasons = (
         (params.rows_on_driver, "rows_on_driver=True"),
         (
-            not run.experiment_infos and run.one_pass,
+            not run.experiment_infos and run.one_pass and getattr(params.output, "plot", None),
             "no experiments: panel sizes come from the data, and each file is read once",
         ),
         (criteria.top_fraction is not None, "top_fraction compares all selected rows"),
@@ -913,6 +917,10 @@ def merged_statistic(
             return None, "an experiment has no detector or beam"
         lab_frame = geometry.n_panels(experiments) > 1
         image_sizes = geometry.panel_image_sizes(experiments)
+    elif run.one_pass:  # no plot: strong rows on panels of unknown size are kept
+        experiments = frames = None
+        lab_frame = False
+        image_sizes = {}
     else:
         experiments = frames = None
         lab_frame = False
