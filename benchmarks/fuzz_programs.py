@@ -329,7 +329,9 @@ class Setup:
     quiet: tuple[str, ...] = ()
 
 
-def _experiments_for(path: Path) -> list[Path | None]:
+def _experiments_for(path: Path, with_experiments: bool = True) -> list[Path | None]:
+    if not with_experiments:
+        return [None]
     stem = path.name.split(".")[0]
     beside = [path.with_name(f"{stem}.expt"), path.with_name("indexed.expt")]
     return [p for p in dict.fromkeys(beside) if p.exists()] + [None]
@@ -352,12 +354,15 @@ def _arguments(setup: Setup, refl: Path, plot: bool, reader: str | None = None) 
     return args + ([f"reader={reader}"] if reader else [])
 
 
-def find_setups(programs: dict, files: list[Path], scratch: Path) -> list[Setup]:
-    """For every program and file: the first experiments choice it runs cleanly with."""
+def find_setups(
+    programs: dict, files: list[Path], scratch: Path, with_experiments: bool = True
+) -> list[Setup]:
+    """For every program and file: the first experiments choice it runs cleanly with
+    (``with_experiments=False``: none)."""
     setups = []
     for name, module in programs.items():
         for path in files:
-            for expt in _experiments_for(path):
+            for expt in _experiments_for(path, with_experiments):
                 setup = Setup(name, path, expt, quiet_arguments(module))
                 work = Path(tempfile.mkdtemp(dir=scratch))
                 outcome = run_in_process(module, _arguments(setup, path, False), work)
@@ -578,6 +583,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot-every", type=int, default=25, help="0: never plot")
     parser.add_argument("--dials-every", type=int, default=10, help="0: never reader=dials")
     parser.add_argument("--measure-every", type=int, default=10, help="0: never trace memory")
+    parser.add_argument(
+        "--no-experiments", action="store_true", help="run every program without .expt files"
+    )
     parser.add_argument("--keep", type=Path, default=None, help="keep failing inputs here")
     parser.add_argument("--batch", type=int, default=200, help="cases per child process")
     parser.add_argument("--timeout", type=float, default=60, help="seconds allowed per case")
@@ -592,7 +600,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     with tempfile.TemporaryDirectory() as tmp:
         files = [Path(f) for f in (args.files or DEFAULT_FILES)]
-        setups = find_setups(discover_programs(), files, Path(tmp))
+        setups = find_setups(
+            discover_programs(), files, Path(tmp), with_experiments=not args.no_experiments
+        )
     stats, failures = supervise(args.iterations, options, setups, args.batch, args.timeout)
     took = time.perf_counter() - start
     print(f"{args.iterations} cases in {took:.1f} s over {len(setups)} program/file setups")

@@ -425,6 +425,9 @@ def test_resolution_shells_and_histograms_pure():
     assert shells.d_edges[0] == pytest.approx(10) and shells.d_edges[-1] == pytest.approx(2)
     nothing = resolution_shells(np.zeros(0), np.zeros(0, bool), n_shells=3)
     assert nothing.inv_d2_edges is None and nothing.n_all.tolist() == [0, 0, 0]
+    # d so small that 1/d^2 overflows (a damaged d column) has no shell
+    tiny = resolution_shells(np.array([5e-324, 1e-200, 2.0, 4.0]), np.ones(4, bool), 2)
+    assert tiny.n_without_d == 2 and np.isfinite(tiny.inv_d2_edges).all()
     (hist,) = position_histograms(
         np.array([0.5, 9.5, 9.5, 20.0]),
         np.array([0.5, 0.5, 4.9, 1.0]),
@@ -810,3 +813,22 @@ def test_unindexed_rows_with_one_detector_and_beam_use_it(tmp_path, run_ok):
     assert results["n_selected"] == results["n_strong"] == table.size()
     assert results["n_without_geometry"] == 0
     assert results["unassigned_rows"].startswith("rows with id -1 use experiment 0")
+
+
+@needs_dials
+@pytest.mark.parametrize("extra", [[], ["rows_on_driver=True"]])
+def test_a_d_column_with_overflowing_inverse_squares_is_plotted(run_ok, tmp_path, extra):
+    """d values so small that 1/d^2 is infinite (found by fuzzing: a plot axis of
+    infinite limits was a traceback, and the JSON's shell edges null)."""
+    from dials.array_family import flex
+
+    table = flex.reflection_table.from_file(str(data_path("quartz_processed/integrated.refl")))
+    d = table["d"]
+    d[0], d[1] = 5e-324, 1e-200
+    table["d"] = d
+    path = tmp_path / "tiny_d.refl"
+    table.as_file(str(path))
+    (tmp_path / "run").mkdir()
+    document, _ = run_ok(path, "selection.flags=all", *extra, cwd=tmp_path / "run")
+    shells = document["results"]["resolution_shells"]
+    assert shells["n_without_d"] == 2 and None not in shells["inv_d2_edges"]

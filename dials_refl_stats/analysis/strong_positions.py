@@ -211,7 +211,8 @@ def resolution_shells(
     """Count all and strong rows per shell equal in ``1/d^2``.
 
     The range is ``[1/d_max^2, 1/d_min^2]``; a missing bound comes from the rows with a
-    finite positive ``d``. Rows without one are counted in ``n_without_d``.
+    positive ``d`` whose ``1/d^2`` is finite. Rows without one are counted in
+    ``n_without_d``.
     """
     if n_shells < 1:
         raise ValueError(f"n_shells must be at least 1 (got {n_shells})")
@@ -222,8 +223,10 @@ def resolution_shells(
         raise ValueError(f"d_max ({d_max:g}) must be greater than d_min ({d_min:g})")
     d = np.asarray(d, dtype=np.float64)
     strong = np.asarray(strong, dtype=bool)
-    usable = np.isfinite(d) & (d > 0)
-    inv_d2 = 1.0 / d[usable] ** 2
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        all_inv_d2 = 1.0 / d**2
+    usable = np.isfinite(d) & (d > 0) & np.isfinite(all_inv_d2)  # 1e-200 A: no shell
+    inv_d2 = all_inv_d2[usable]
     strong_usable = strong[usable]
     low = 1.0 / d_max**2 if d_max is not None else None
     high = 1.0 / d_min**2 if d_min is not None else None
