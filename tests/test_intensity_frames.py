@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import data_path, needs_dials
 
-from dials_refl_stats.analysis import intensity_frames
+from dials_refl_stats.analysis import sketches
 from dials_refl_stats.analysis.intensity_frames import (
     EXPERIMENT_INDEX,
     IMAGE_NUMBER,
@@ -24,8 +24,6 @@ from dials_refl_stats.analysis.intensity_frames import (
     FrameError,
     IntensityColumns,
     IntensityFramesStatistic,
-    MedianState,
-    Sample,
 )
 from dials_refl_stats.analysis.intensity_per_frame import (
     image_numbers,
@@ -35,6 +33,7 @@ from dials_refl_stats.analysis.intensity_per_frame import (
     summarise_intensities,
     z_floor_frames,
 )
+from dials_refl_stats.analysis.sketches import MedianState, Sample
 from dials_refl_stats.analysis.statistic import Chunk, FileInfo
 from dials_refl_stats.output import to_plain
 from dials_refl_stats.selection import FlagSelection
@@ -218,8 +217,8 @@ def test_any_split_into_chunks_and_tasks_gives_identical_results(monkeypatch, li
     limits (then a sketch and a sample)."""
     exact, sample = limits
     if exact:
-        monkeypatch.setattr(intensity_frames, "EXACT_MEDIAN_VALUES", exact)
-        monkeypatch.setattr(intensity_frames, "PLOT_SAMPLE", sample)
+        monkeypatch.setattr(sketches, "EXACT_MEDIAN_VALUES", exact)
+        monkeypatch.setattr(sketches, "PLOT_SAMPLE", sample)
     chunks = make_chunks()
     stat = statistic(points=True)
     whole = result_json(stat, stat.merge_all(stat.partial(c) for c in chunks))
@@ -257,7 +256,7 @@ def test_any_split_into_chunks_and_tasks_gives_identical_results(monkeypatch, li
 
 
 def test_sketched_median_is_within_one_percent_whatever_the_split(monkeypatch):
-    monkeypatch.setattr(intensity_frames, "EXACT_MEDIAN_VALUES", 1000)
+    monkeypatch.setattr(sketches, "EXACT_MEDIAN_VALUES", 1000)
     rng = np.random.default_rng(5)
     for values in (rng.lognormal(3, 2, 20001), rng.normal(5, 40, 5000), -rng.lognormal(1, 1, 3001)):
         whole = MedianState.of(values)
@@ -275,7 +274,7 @@ def test_sketched_median_is_within_one_percent_whatever_the_split(monkeypatch):
 
 
 def test_plot_sample_is_the_same_set_for_any_split(monkeypatch):
-    monkeypatch.setattr(intensity_frames, "PLOT_SAMPLE", 100)
+    monkeypatch.setattr(sketches, "PLOT_SAMPLE", 100)
     keys = np.arange(5000, dtype=np.int64) * 7919 % 100_003
     values = keys.astype(np.float64)
 
@@ -322,8 +321,8 @@ def test_program_past_the_limits_samples_the_plot_and_sketches_the_median(
     exact_dir, sketch_dir = tmp_path / "exact", tmp_path / "sketch"
     exact_dir.mkdir(), sketch_dir.mkdir()
     exact = run_inprocess("intensity_per_frame", *args, cwd=exact_dir)
-    monkeypatch.setattr(intensity_frames, "EXACT_MEDIAN_VALUES", 100)
-    monkeypatch.setattr(intensity_frames, "PLOT_SAMPLE", 200)
+    monkeypatch.setattr(sketches, "EXACT_MEDIAN_VALUES", 100)
+    monkeypatch.setattr(sketches, "PLOT_SAMPLE", 200)
     sketched = run_inprocess("intensity_per_frame", *args, cwd=sketch_dir)
     assert exact.exit_code == sketched.exit_code == 0
     before, after = (r.document["results"]["intensities"][0] for r in (exact, sketched))

@@ -7,10 +7,10 @@ arithmetic as :func:`~dials_refl_stats.analysis.intensity_per_frame.per_frame_ta
 for every series at once). What a task returns does not grow with its rows, except:
 
 * the overall median of each intensity: exact while the run has at most
-  :data:`EXACT_MEDIAN_VALUES` selected intensities, else from a log-bucket sketch
-  (within 1%, as ``per_image_statistics``' medians; recorded in the JSON);
-* the points for the plot: the :data:`PLOT_SAMPLE` rows with the smallest hash of
-  (file, row) (all of them when there are fewer), the same whatever the split;
+  :data:`~.sketches.EXACT_MEDIAN_VALUES` selected intensities, else from a log-bucket
+  sketch (within 1%; recorded in the JSON), a :class:`~.sketches.MedianState`;
+* the points for the plot: the :data:`~.sketches.PLOT_SAMPLE` rows with the smallest
+  hash of (file, row) (all of them when there are fewer), a :class:`~.sketches.Sample`;
 * every selected row, only when asked for (``output.points``).
 
 Merging only joins finished series, so any split of the input gives identical results.
@@ -26,8 +26,8 @@ import numpy as np
 
 from dials_refl_stats.analysis.grouping import stable_order
 from dials_refl_stats.analysis.intensity_per_frame import IntensitySummary, bin_medians
-from dials_refl_stats.analysis.per_image import bucket_values, sketch_buckets
 from dials_refl_stats.analysis.rows import flag_bit_counts
+from dials_refl_stats.analysis.sketches import MedianState, Sample
 from dials_refl_stats.analysis.statistic import ID_BITS, Chunk, FileInfo, Statistic
 from dials_refl_stats.reflections import ReflectionLoadError
 from dials_refl_stats.selection import FlagSelection
@@ -39,10 +39,6 @@ NUMBERING_NAMES = ("image_number", "experiment_index", "z_floor")
 #: Frames further than this from image 0 are not real images (corrupt centroids); the
 #: per-frame tables are dense, so this also bounds their size.
 MAX_FRAME = 10**6
-#: Points kept for the plot (a deterministic uniform sample beyond this).
-PLOT_SAMPLE = 100_000
-#: The overall median is exact up to this many selected intensities per choice.
-EXACT_MEDIAN_VALUES = 1 << 22
 
 SUMMARY_COLUMNS = ("n", "n_non_positive", "n_with_sigma", "frame_min", "frame_max")
 TABLE_COLUMNS = ("count", "n_with_sigma", "n_non_positive")
@@ -65,16 +61,6 @@ class IntensityColumns:
     selection: FlagSelection
 
 
-def splitmix64(values: np.ndarray) -> np.ndarray:
-    """A bijective 64-bit mix (SplitMix64's finaliser): a fixed pseudo-random order."""
-    x = np.asarray(values).astype(np.uint64)
-    with np.errstate(over="ignore"):
-        x = x + np.uint64(0x9E3779B97F4A7C15)
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
-
-
 @dataclass(frozen=True)
 class Rows:
     """A chunk's selected rows, not yet on frame axes."""
@@ -86,128 +72,6 @@ class Rows:
     masks: np.ndarray  # (choices, rows): used by each intensity
     value: np.ndarray  # (choices, rows)
     variance: np.ndarray  # (choices, rows)
-
-
-@dataclass(frozen=True)
-class MedianState:
-    """Every value while there are few (exact median), else a log-bucket sketch."""
-
-    values: np.ndarray | None
-    buckets: np.ndarray | None = None  # sorted distinct buckets ...
-    counts: np.ndarray | None = None  # ... and their counts
-    n_nan: int = 0
-
-    @classmethod
-    def of(cls, values: np.ndarray) -> "MedianState":
-        return cls(np.asarray(values, dtype=np.float64)).bounded()
-
-    @property
-    def n(self) -> int:
-        if self.values is not None:
-            return int(self.values.size)
-        return int(self.counts.sum()) + self.n_nan
-
-    def bounded(self) -> "MedianState":
-        if self.values is None or self.values.size <= EXACT_MEDIAN_VALUES:
-            return self
-        return self.forced()
-
-    def __add__(self, other: "MedianState") -> "MedianState":
-        if self.values is not None and other.values is not None:
-            return MedianState(np.concatenate([self.values, other.values])).bounded()
-        first, second = (s if s.values is None else s.forced() for s in (self, other))
-        buckets, counts = _summed([first.buckets, second.buckets], [first.counts, second.counts])
-        return MedianState(None, buckets, counts, first.n_nan + second.n_nan)
-
-    def forced(self) -> "MedianState":
-        """This state as a sketch, whatever its size (bucketed in blocks: few temporaries)."""
-        if self.values is None:
-            return self
-        buckets, counts, n_nan = [], [], 0
-        for start in range(0, self.values.size, SKETCH_BLOCK):
-            block = self.values[start : start + SKETCH_BLOCK]
-            nan = np.isnan(block)
-            n_nan += int(nan.sum())
-            distinct, count = np.unique(value_buckets(block[~nan]), return_counts=True)
-            buckets.append(distinct)
-            counts.append(count.astype(np.int64))
-        return MedianState(None, *_summed(buckets, counts), n_nan)
-
-    @property
-    def exact(self) -> bool:
-        return self.values is not None
-
-    def median(self) -> float | None:
-        if self.n == 0:
-            return None
-        if self.values is not None:
-            return float(np.median(self.values))
-        if self.n_nan:
-            return float("nan")
-        total = int(self.counts.sum())
-        cumulative = np.cumsum(self.counts)
-        low = self.buckets[np.searchsorted(cumulative, (total - 1) // 2, side="right")]
-        high = self.buckets[np.searchsorted(cumulative, total // 2, side="right")]
-        return float(0.5 * (bucket_value(low) + bucket_value(high)))
-
-
-#: Values bucketed at a time when a median state becomes a sketch.
-SKETCH_BLOCK = 1 << 20
-
-
-def _summed(buckets: list[np.ndarray], counts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct buckets (sorted) and their summed counts, exactly."""
-    distinct, inverse = np.unique(np.concatenate(buckets), return_inverse=True)
-    summed = np.zeros(distinct.size, dtype=np.int64)
-    np.add.at(summed, inverse.ravel(), np.concatenate(counts))
-    return distinct, summed
-
-
-#: Sketch buckets of infinite values (beyond every finite value's).
-INFINITE_BUCKET = 1 << 40
-
-
-def value_buckets(values: np.ndarray) -> np.ndarray:
-    """:func:`sketch_buckets`, with infinities in buckets of their own."""
-    finite = np.isfinite(values)
-    buckets = np.where(values > 0, INFINITE_BUCKET, -INFINITE_BUCKET).astype(np.int64)
-    buckets[finite] = sketch_buckets(values[finite])
-    return buckets
-
-
-def bucket_value(bucket: int) -> float:
-    if abs(int(bucket)) == INFINITE_BUCKET:
-        return float(np.sign(bucket)) * np.inf
-    return float(bucket_values(np.array([bucket]))[0])
-
-
-@dataclass(frozen=True)
-class Sample:
-    """The plot's points: those with the :data:`PLOT_SAMPLE` smallest hashes."""
-
-    order_key: np.ndarray  # file << ID_BITS | row
-    series_key: np.ndarray
-    x: np.ndarray
-    intensity: np.ndarray
-    n_seen: int
-
-    def __add__(self, other: "Sample") -> "Sample":
-        joined = [np.concatenate([a, b]) for a, b in zip(self.arrays(), other.arrays())]
-        return Sample(*joined, n_seen=self.n_seen + other.n_seen).bounded()
-
-    def arrays(self) -> tuple[np.ndarray, ...]:
-        return (self.order_key, self.series_key, self.x, self.intensity)
-
-    def bounded(self) -> "Sample":
-        if self.order_key.size <= PLOT_SAMPLE:
-            return self
-        # hashes of distinct keys are distinct: the kept set does not depend on the split
-        keep = np.argpartition(splitmix64(self.order_key), PLOT_SAMPLE - 1)[:PLOT_SAMPLE]
-        return Sample(*(a[keep] for a in self.arrays()), n_seen=self.n_seen)
-
-    @property
-    def complete(self) -> bool:
-        return self.order_key.size == self.n_seen
 
 
 @dataclass(frozen=True)
@@ -231,6 +95,12 @@ class Finished:
     series: dict[str, np.ndarray]  # key, numbering, image_first, image_last
     groups: dict[str, np.ndarray]  # series_key, key (file, id)
     choices: tuple[ChoiceParts, ...]
+
+
+def _mean(total: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """``total / count``; NaN where ``count`` is 0."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def _joined(first: Finished | None, second: Finished | None) -> Finished | None:
@@ -420,39 +290,32 @@ class IntensityFramesStatistic(Statistic):
         order = np.argsort(parts.summary["series_key"], kind="stable")
         s = {k: v[order] for k, v in parts.summary.items()}
         n = s["n"]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            summary = {
-                "n": n,
-                "n_non_positive": s["n_non_positive"],
-                "n_with_sigma": s["n_with_sigma"],
-                "mean": np.where(n > 0, s["sum"] / np.maximum(n, 1), np.nan),
-                "median": s["median"],
-                "mean_i_over_sigma": np.where(
-                    s["n_with_sigma"] > 0, s["sum_ios"] / np.maximum(s["n_with_sigma"], 1), np.nan
-                ),
-                "frame_min": s["frame_min"],
-                "frame_max": s["frame_max"],
-                "n_outside": s["n_outside"],
-            }
+        summary = {
+            "n": n,
+            "n_non_positive": s["n_non_positive"],
+            "n_with_sigma": s["n_with_sigma"],
+            "mean": _mean(s["sum"], n),
+            "median": s["median"],
+            "mean_i_over_sigma": _mean(s["sum_ios"], s["n_with_sigma"]),
+            "frame_min": s["frame_min"],
+            "frame_max": s["frame_max"],
+            "n_outside": s["n_outside"],
+        }
         b = parts.bins
         bin_series = index_of(series_key, b["series_key"])
         order = np.lexsort((b["frame_first"], bin_series))
         b = {k: v[order] for k, v in b.items()}
-        count = b["count"]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            bins = {
-                "series": bin_series[order],
-                "frame_first": b["frame_first"],
-                "frame_last": b["frame_first"] + self.bin_width - 1,
-                "count": count,
-                "mean": np.where(count > 0, b["sum"] / np.maximum(count, 1), np.nan),
-                "median": b["median"],
-                "mean_i_over_sigma": np.where(
-                    b["n_with_sigma"] > 0, b["sum_ios"] / np.maximum(b["n_with_sigma"], 1), np.nan
-                ),
-                "n_with_sigma": b["n_with_sigma"],
-                "n_non_positive": b["n_non_positive"],
-            }
+        bins = {
+            "series": bin_series[order],
+            "frame_first": b["frame_first"],
+            "frame_last": b["frame_first"] + self.bin_width - 1,
+            "count": b["count"],
+            "mean": _mean(b["sum"], b["count"]),
+            "median": b["median"],
+            "mean_i_over_sigma": _mean(b["sum_ios"], b["n_with_sigma"]),
+            "n_with_sigma": b["n_with_sigma"],
+            "n_non_positive": b["n_non_positive"],
+        }
         total = int(n.sum())
         n_sigma = int(s["n_with_sigma"].sum())
         filled = n > 0

@@ -11,16 +11,16 @@ import libtbx.phil
 import numpy as np
 from libtbx import Auto
 
+from dials_refl_stats.analysis.intensity_frames import IMAGE_NUMBER as IMAGE_NUMBER_CODE
 from dials_refl_stats.analysis.intensity_frames import (
-    EXACT_MEDIAN_VALUES,
     NUMBERING_NAMES,
     ChoiceFrames,
     IntensityColumns,
     IntensityFrames,
     IntensityFramesStatistic,
 )
-from dials_refl_stats.analysis.intensity_frames import IMAGE_NUMBER as IMAGE_NUMBER_CODE
 from dials_refl_stats.analysis.intensity_per_frame import FrameTable, IntensitySummary
+from dials_refl_stats.analysis.sketches import EXACT_MEDIAN_VALUES
 from dials_refl_stats.analysis.statistic import ID_BITS, split_group_key
 from dials_refl_stats.compact import FRAME_FIELDS, SUMMARY_FIELDS, encode_runs
 from dials_refl_stats.experiment_groups import ExperimentGroup
@@ -269,20 +269,7 @@ def series_table(choice: ChoiceFrames, bounds: np.ndarray, k: int, bin_width: in
     """Series ``k``'s per-frame table (views of the run's bins)."""
     rows = slice(int(bounds[k]), int(bounds[k + 1]))
     b = choice.bins
-    return FrameTable(bin_width, *(b[name][rows] for name in TABLE_FIELDS))
-
-
-#: :class:`FrameTable`'s columns after ``bin_width``, in order.
-TABLE_FIELDS = (
-    "frame_first",
-    "frame_last",
-    "count",
-    "mean",
-    "median",
-    "mean_i_over_sigma",
-    "n_with_sigma",
-    "n_non_positive",
-)
+    return FrameTable(bin_width, *(b[name][rows] for name in FRAME_FIELDS))  # its order
 
 
 @dataclass
