@@ -372,10 +372,16 @@ def test_a_damaged_file_among_many_reads_as_one_by_one(stills, tmp_path, monkeyp
     victim.write_bytes(bytes(data))
     out = tmp_path / "out"
     out.mkdir()
+    programs = {
+        "spot_size_histogram": [],
+        "per_image_statistics": [],
+        "intensity_per_frame": ["frame.source=xyzobs"],  # series finished in the tasks
+        "strong_reflection_positions": [],  # no experiments: a first pass, then the tasks
+    }
     for args in ([folder, "selection.flags=strong"], [folder, "input.on_error=skip"]):
-        for program in ("spot_size_histogram", "per_image_statistics"):
-            fast = outcome(program, args, out, monkeypatch, small=True)
-            slow = outcome(program, args, out, monkeypatch, small=False)
+        for program, extra in programs.items():
+            fast = outcome(program, [*args, *extra], out, monkeypatch, small=True)
+            slow = outcome(program, [*args, *extra], out, monkeypatch, small=False)
             assert fast == slow, (program, args, victim.name)
 
 
@@ -387,7 +393,7 @@ def stills_with_experiments(tmp_path_factory) -> Path:
     return split_stills("ssx_CuNiR/strong_5.refl", folder, copies=2)
 
 
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", range(16))
 def test_a_damaged_still_among_small_files_with_experiments(
     stills_with_experiments, tmp_path, seed
 ):
@@ -404,8 +410,13 @@ def test_a_damaged_still_among_small_files_with_experiments(
     if rng.random() < 0.25:
         data = data[: rng.randrange(len(data))]
     victim.write_bytes(bytes(data))
-    program = ["per_image_statistics", "strong_reflection_positions", "refl_stats"][seed % 3]
-    extra = [[], ["input.on_error=skip"]][seed // 3 % 2]
+    program, extra = [
+        ("per_image_statistics", []),
+        ("strong_reflection_positions", []),
+        ("refl_stats", []),
+        ("intensity_per_frame", ["frame.source=xyzobs"]),
+    ][seed % 4]
+    extra = extra + [[], ["input.on_error=skip"]][seed // 4 % 2]
     no_plot = "output.html=None" if program == "refl_stats" else "output.plot=None"
     expt = data_path("ssx_CuNiR/imported_no_ref_5.expt")
     out = tmp_path / "out"
