@@ -40,9 +40,6 @@ NUMBERING_NAMES = ("image_number", "experiment_index", "z_floor")
 #: per-frame tables are dense, so this also bounds their size.
 MAX_FRAME = 10**6
 
-SUMMARY_COLUMNS = ("n", "n_non_positive", "n_with_sigma", "frame_min", "frame_max")
-TABLE_COLUMNS = ("count", "n_with_sigma", "n_non_positive")
-
 
 class FrameError(ReflectionLoadError):
     """Selected rows without a usable frame (corrupt centroids, an id without an
@@ -78,8 +75,12 @@ class Rows:
 class ChoiceParts:
     """One intensity's finished series: summaries (per series), bins, and the rest."""
 
-    summary: dict[str, np.ndarray]  # SUMMARY_COLUMNS + sum, sum_ios, median, n_outside
-    bins: dict[str, np.ndarray]  # series_key, frame_first, TABLE_COLUMNS, sum, sum_ios, median
+    #: per series (``series_key``): n, n_non_positive, n_with_sigma, sum, sum_ios, median,
+    #: frame_min, frame_max, n_outside
+    summary: dict[str, np.ndarray]
+    #: per frame bin: series_key, frame_first, count, n_with_sigma, n_non_positive, sum,
+    #: sum_ios, median
+    bins: dict[str, np.ndarray]
     file_index: np.ndarray  # files with selected rows ...
     file_selected: np.ndarray  # ... and how many
     median: MedianState
@@ -129,6 +130,10 @@ def _joined(first: Finished | None, second: Finished | None) -> Finished | None:
 
 @dataclass(frozen=True)
 class IntensityPartial:
+    """Chunks' selected rows until their task completes them, then finished series;
+    and how many rows (selected or not) carry each flag bit, for the empty-selection
+    hint."""
+
     rows: tuple[Rows, ...] = ()
     finished: Finished | None = None
     flag_counts: np.ndarray = field(default_factory=lambda: np.zeros(32, dtype=np.int64))
@@ -145,7 +150,9 @@ class IntensityPartial:
 class ChoiceFrames:
     """One intensity over the run: per-series summaries and per-frame bins (columns)."""
 
-    summary: dict[str, np.ndarray]  # per series: SUMMARY_COLUMNS, mean, median, ...
+    #: per series: n, n_non_positive, n_with_sigma, mean, median, mean_i_over_sigma,
+    #: frame_min, frame_max, n_outside
+    summary: dict[str, np.ndarray]
     bins: dict[str, np.ndarray]  # series (index), frame_first, frame_last, count, ...
     overall: IntensitySummary
     median_exact: bool
