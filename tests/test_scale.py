@@ -165,6 +165,28 @@ def test_dask_cluster_gives_identical_results(many_files, tmp_path, dask_cluster
     assert by_file["selection"] == serial["selection"]
 
 
+@pytest.mark.parametrize("program", ["intensity_per_frame", "refl_stats"])
+def test_dask_cluster_gives_identical_results_on_integrated_batches(
+    tmp_path, dask_cluster, program
+):
+    """The programs that need integrated tables, with their experiments paired by stem:
+    intensity per frame's series finished on the workers, and every statistic at once."""
+    folder = tmp_path / "batches"
+    folder.mkdir()
+    for i in range(4):
+        distinct_copy("ssx_CuNiR/integrated", folder / f"integrated_{i}")
+    quiet = "output.html=None" if program == "refl_stats" else "output.plot=None"
+    documents = []
+    for extra in ([], ["mp.method=dask", f"scheduler_address={dask_cluster['address']}"]):
+        code, _, err = run_inprocess(program, [str(folder), quiet, *extra], tmp_path)
+        assert code == 0, err
+        documents.append(json.loads((tmp_path / f"{program}.json").read_text()))
+    serial, on_dask = documents
+    assert on_dask["results"] == serial["results"]
+    assert on_dask["selection"] == serial["selection"]
+    assert len(serial["inputs"]["experiments"]["paths"]) == 4
+
+
 @pytest.fixture(scope="module")
 def stills_with_experiments(tmp_path_factory) -> tuple[Path, Path]:
     """The five stills of ``ssx_CuNiR/strong_5.refl``, one file each (DIALS's select and
