@@ -27,7 +27,12 @@ from dials_refl_stats.plotting.detector import (
     positions_view,
     strong_positions_figure,
 )
-from dials_refl_stats.plotting.frames import Panel, SeriesPoints, intensity_per_frame_figure
+from dials_refl_stats.plotting.frames import (
+    Crowd,
+    Panel,
+    SeriesPoints,
+    intensity_per_frame_figure,
+)
 from dials_refl_stats.plotting.histogram import histogram_bars
 from dials_refl_stats.reader import read_reflections
 
@@ -571,3 +576,71 @@ def test_coarse_slots_are_pointed_out(runs, tmp_path):
     assert axes.get_xlim()[1] <= 5 * width
     assert "a smaller data_max gives finer slots" in texts(figure)
     assert [t.get_text() for t in axes.get_legend().get_texts()] == [f"expt {k}" for k in range(5)]
+
+
+def summarised(series) -> Crowd:
+    """The :class:`Crowd` of ``series``, from their objects (the program makes it from
+    its columns)."""
+    tables = [s.table for s in series]
+    filled = [t for t in tables if t.n_bins]
+    counted = [t for t in tables if t.count.sum()]
+    return Crowd(
+        n_series=len(series),
+        x=np.concatenate([s.x for s in series]),
+        intensity=np.concatenate([s.intensity for s in series]),
+        frame_first=min(int(t.frame_first[0]) for t in filled) if filled else None,
+        frame_last=max(int(t.frame_last[-1]) for t in filled) if filled else None,
+        image_ranges=frozenset(s.image_range for s in series if s.image_range),
+        max_n_bins=max(t.n_bins for t in tables),
+        max_frames=max(t.n_bins * t.bin_width for t in tables),
+        count_total=int(sum(t.count.sum() for t in counted)),
+        bins_counted=sum(t.n_bins for t in counted),
+    )
+
+
+@pytest.mark.parametrize("points_per_series,threshold", [(6, None), (40, None), (40, 500)])
+def test_many_series_summarised_draw_the_same_figure(
+    tmp_path, monkeypatch, points_per_series, threshold
+):
+    """Past a few series the program passes the first ones and a summary of the rest
+    (10^5 stills files: no object per series): the same PNG, byte for byte, sparse or
+    not, as points or as a density."""
+    from dials_refl_stats.plotting import frames as frames_plot
+
+    if threshold:
+        monkeypatch.setattr(frames_plot, "DENSITY_THRESHOLD", threshold)
+    rng = np.random.default_rng(points_per_series)
+    series = []
+    for k in range(30):
+        n = points_per_series
+        scan = (k + 1, k + 25) if k % 3 == 0 else None
+        frames = rng.integers(k, k + 30, n)
+        intensity = rng.lognormal(3, 1.5, n) - 5
+        table = per_frame_table(frames, intensity, rng.uniform(-1, 50, n), 2, scan)
+        x = plot_positions(frames, frames - 1 + rng.random(n), k % 2 == 0)
+        series.append(SeriesPoints(f"file {k}: experiment 0", x, intensity, table, scan))
+    series.append(
+        SeriesPoints(
+            "file 30: stills",
+            np.zeros(0),
+            np.zeros(0),
+            per_frame_table(np.zeros(0, int), np.zeros(0), np.zeros(0), 2),
+            None,
+        )
+    )
+    shown = frames_plot.MAX_LINED_SERIES
+    whole = [Panel("I against frame", series)]
+    parts = [Panel("I against frame", series[:shown], crowd=summarised(series[shown:]))]
+    for name, panels in (("whole", whole), ("parts", parts)):
+        intensity_per_frame_figure(
+            str(tmp_path / f"{name}.png"), panels, title="many", xlabel="Image number"
+        )
+    assert (tmp_path / "whole.png").read_bytes() == (tmp_path / "parts.png").read_bytes()
+    assert "31 series, one colour" in " ".join(
+        t.get_text()
+        for t in intensity_per_frame_figure(
+            str(tmp_path / "again.png"), parts, title="many", xlabel="Image number"
+        )
+        .axes[0]
+        .texts
+    )

@@ -58,11 +58,33 @@ class SeriesPoints:
 
 
 @dataclass(frozen=True)
+class Crowd:
+    """The series after the first few, summarised: they are drawn as points in one
+    colour and never as lines, so the plot needs only their number, frame span, scan
+    image ranges, bin counts (:func:`display_factor`) and points (in series order).
+    10^5 stills files are 10^5 series: no object per series."""
+
+    n_series: int
+    x: np.ndarray
+    intensity: np.ndarray
+    frame_first: int | None  # smallest first frame of a non-empty table
+    frame_last: int | None  # largest last frame of a non-empty table
+    image_ranges: frozenset
+    max_n_bins: int
+    max_frames: int  # largest n_bins * bin_width
+    count_total: int  # rows of the tables with any row ...
+    bins_counted: int  # ... and those tables' bins
+
+
+@dataclass(frozen=True)
 class Panel:
     """One intensity choice: a column of the figure."""
 
     title: str
     series: Sequence[SeriesPoints]
+    #: series after ``series`` (only when there are more than :data:`MAX_COLOURED_SERIES`
+    #: in all and ``series`` holds the first :data:`MAX_LINED_SERIES`)
+    crowd: Crowd | None = None
     #: Points of the whole panel and how many are <= 0, when the series' points are a
     #: sample of them (``sampled``); ``None``: the series' points are all of them.
     n_points: int | None = None
@@ -75,20 +97,21 @@ def point_style(n_points: int) -> dict:
     return _style.point_style(n_points)
 
 
-def display_factor(series: Sequence[SeriesPoints]) -> int:
+def display_factor(series: Sequence[SeriesPoints], crowd: Crowd | None = None) -> int:
     """How many table bins make one plotted bin: 1 unless the series are sparse (fewer
     than :data:`SPARSE_PER_BIN` reflections per bin on average) or have more than
     :data:`MAX_DISPLAY_BINS` bins; at least 5 plotted bins remain."""
     tables = [s.table for s in series if s.table.n_bins]
-    if not tables:
+    crowd_bins = crowd.max_n_bins if crowd is not None else 0
+    if not tables and not crowd_bins:
         return 1
-    n_bins = max(t.n_bins for t in tables)
+    n_bins = max([t.n_bins for t in tables] + [crowd_bins])
     counted = [t for t in tables if t.count.sum()]
-    per_bin = (
-        sum(float(t.count.sum()) for t in counted) / sum(t.n_bins for t in counted)
-        if counted
-        else 0.0
-    )
+    rows = sum(float(t.count.sum()) for t in counted)
+    bins = sum(t.n_bins for t in counted)
+    if crowd is not None:
+        rows, bins = rows + crowd.count_total, bins + crowd.bins_counted
+    per_bin = rows / bins if bins else 0.0
     factor = 1
     if 0 < per_bin < SPARSE_PER_BIN:
         factor = int(np.ceil(TARGET_PER_BIN / per_bin))
@@ -175,6 +198,14 @@ def _x_limits(panel: Panel, binned_series: Sequence[Binned]) -> tuple[float, flo
         if s.image_range:
             lows.append(s.image_range[0] - 0.5)
             highs.append(s.image_range[1] + 0.5)
+    crowd = panel.crowd
+    if crowd is not None:
+        if crowd.frame_first is not None:
+            lows.append(float(crowd.frame_first) - 0.5)
+            highs.append(float(crowd.frame_last) + 0.5)
+        for first, last in crowd.image_ranges:
+            lows.append(first - 0.5)
+            highs.append(last + 0.5)
     if not lows:
         return None
     low, high = min(lows), max(highs)
@@ -186,16 +217,26 @@ def _x_limits(panel: Panel, binned_series: Sequence[Binned]) -> tuple[float, flo
     return low, high
 
 
-def _draw_points(top, series: Sequence[SeriesPoints], colours: dict[str, str], coloured: bool):
-    """Scatter (or density image) of the positive intensities; returns how many <= 0."""
-    positive = [s.intensity > 0 for s in series]
+def _draw_points(
+    top, series: Sequence[SeriesPoints], colours: dict[str, str], coloured: bool, crowd=None
+):
+    """Scatter (or density image) of the positive intensities; returns how many <= 0.
+    Series in one colour are one scatter of all their points, in series order."""
+    xs = [s.x for s in series] + ([crowd.x] if crowd is not None else [])
+    intensities = [s.intensity for s in series] + ([crowd.intensity] if crowd else [])
+    positive = [i > 0 for i in intensities]
     hidden = int(sum((~p).sum() for p in positive))
     n_drawn = int(sum(p.sum() for p in positive))
     if n_drawn == 0:
         return hidden, None
+    if n_drawn > DENSITY_THRESHOLD or not coloured:
+        x = np.concatenate([x[p] for x, p in zip(xs, positive)])
+        kept = np.concatenate([i[p] for i, p in zip(intensities, positive)])
+    if not coloured and n_drawn <= DENSITY_THRESHOLD:
+        top.scatter(x, kept, color="C0", rasterized=True, zorder=1, **point_style(n_drawn))
+        return hidden, None
     if n_drawn > DENSITY_THRESHOLD:
-        x = np.concatenate([s.x[p] for s, p in zip(series, positive)])
-        log_i = np.log10(np.concatenate([s.intensity[p] for s, p in zip(series, positive)]))
+        log_i = np.log10(kept)
         x_range = (float(np.floor(x.min())) - 0.5, float(np.ceil(x.max())) + 0.5)
         y_range = (float(log_i.min()), float(log_i.max()) + 1e-9)
         nx = int(min(400, max(20, x_range[1] - x_range[0])))
@@ -214,26 +255,23 @@ def _draw_points(top, series: Sequence[SeriesPoints], colours: dict[str, str], c
     for s, p in zip(series, positive):
         if p.any():
             top.scatter(
-                s.x[p],
-                s.intensity[p],
-                color=colours[s.label] if coloured else "C0",
-                rasterized=True,
-                zorder=1,
-                **style,
+                s.x[p], s.intensity[p], color=colours[s.label], rasterized=True, zorder=1, **style
             )
     return hidden, None
 
 
 def _draw_panel(figure, column_axes, panel: Panel, colours: dict[str, str], xlabel: str) -> None:
     top, middle, bottom = column_axes
-    series = list(panel.series)
-    coloured = len(series) <= MAX_COLOURED_SERIES
-    several = len(series) > 1
+    series, crowd = list(panel.series), panel.crowd
+    n_series = len(series) + (crowd.n_series if crowd is not None else 0)
+    coloured = n_series <= MAX_COLOURED_SERIES
+    several = n_series > 1
     n_points = sum(int(s.intensity.size) for s in series)
+    n_points += int(crowd.intensity.size) if crowd is not None else 0
     n_drawn = n_points
     if panel.n_points is not None:
         n_points = panel.n_points
-    factor = display_factor(series)
+    factor = display_factor(series, crowd)
     lined = series[:MAX_LINED_SERIES]  # lines for a few series; points for all
     binned_series = [binned(s, factor) for s in lined]
     # y given: nothing is above these axes, and matplotlib's automatic placement of the
@@ -249,7 +287,7 @@ def _draw_panel(figure, column_axes, panel: Panel, colours: dict[str, str], xlab
             write_no_data(ax, text, xlim=limits or (0.0, 1.0))
         return
 
-    hidden, mesh = _draw_points(top, series, colours, coloured)
+    hidden, mesh = _draw_points(top, series, colours, coloured, crowd)
     if panel.n_hidden is not None:
         hidden = panel.n_hidden
     for k, (s, b) in enumerate(zip(lined, binned_series)):
@@ -257,7 +295,7 @@ def _draw_panel(figure, column_axes, panel: Panel, colours: dict[str, str], xlab
         label = short_label(s.label) if coloured and several else None
         median_label = f"median: {label}" if label else "median per frame bin"
         if not coloured:  # many series: one legend entry for the few drawn as lines
-            median_label = f"{median_label} (first {len(lined)} of {len(series)} series)"
+            median_label = f"{median_label} (first {len(lined)} of {n_series} series)"
             median_label = median_label if k == 0 else None
         markers = {"marker": "o", "ms": 2.5} if b.count.size <= MARKERS_UP_TO else {}
         median = np.where(b.median > 0, b.median, np.nan)
@@ -277,7 +315,8 @@ def _draw_panel(figure, column_axes, panel: Panel, colours: dict[str, str], xlab
         bottom.plot(b.centres, b.mean_i_over_sigma, "-", color=colour, lw=1, label=label, **markers)
 
     ranges = {s.image_range for s in series if s.image_range}
-    for first, last in ranges:
+    ranges |= crowd.image_ranges if crowd is not None else set()
+    for first, last in sorted(ranges):
         for edge in (first - 0.5, last + 0.5):
             for ax in (top, middle, bottom):
                 ax.axvline(edge, color="0.5", lw=0.8, ls="--", zorder=0)
@@ -296,7 +335,10 @@ def _draw_panel(figure, column_axes, panel: Panel, colours: dict[str, str], xlab
     ]
     width = series[0].table.bin_width * factor
     if factor > 1:
-        n_frames = max(s.table.n_bins * s.table.bin_width for s in series)
+        n_frames = max(
+            [s.table.n_bins * s.table.bin_width for s in series]
+            + [crowd.max_frames if crowd is not None else 0]
+        )
         why = "sparse: " if n_points < SPARSE_PER_BIN * n_frames else ""
         notes.append(
             f"plotted in bins of {width} frames ({why}{n_points} reflections, "
@@ -310,7 +352,7 @@ def _draw_panel(figure, column_axes, panel: Panel, colours: dict[str, str], xlab
         notes.append(f"{drawn} drawn as a density (log colour)")
     if not coloured:
         notes.append(
-            f"{len(series)} series, one colour; lines for the first {len(lined)}, points for all"
+            f"{n_series} series, one colour; lines for the first {len(lined)}, points for all"
         )
     top.text(
         0.01,
