@@ -144,10 +144,21 @@ def dask_cluster(tmp_path_factory):
     scheduler, workers, scheduler_file = start_cluster(tmp_path_factory.mktemp("dask"), 2)
     address = json.loads(scheduler_file.read_text())["address"]
     yield {"address": address, "file": scheduler_file, "workers": workers}
-    for process in [*workers, scheduler]:
+    stop_processes([*workers, scheduler])
+
+
+def stop_processes(processes, grace: float = 1.0) -> None:
+    """Terminate, and kill what has not ended after ``grace`` seconds (Dask workers take
+    seconds to shut down gracefully; nothing of theirs is needed after the tests)."""
+    for process in processes:
         process.terminate()
-    for process in [*workers, scheduler]:
-        process.wait(timeout=30)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=30)
 
 
 @pytest.mark.parametrize("program", SPOT_PROGRAMS)
