@@ -377,3 +377,24 @@ def test_a_bad_panel_among_small_files_names_its_file(
         messages.append(result.stderr.strip())
     assert messages[0] == messages[1]
     assert messages[0].startswith(f"Sorry: {folder / 'still_2.refl'}: reflections on panel 3")
+
+
+def test_without_experiments_a_huge_panel_number_is_one_more_panel(run_inprocess, tmp_path):
+    """Panel numbers index the tasks' histogram cells, not a dense array over every
+    number up to the largest (found by fuzzing: panel 33554432 asked for 625 GiB)."""
+    from dials.array_family import flex
+
+    table = flex.reflection_table.from_file(str(data_path("sim_small/integrated.refl")))
+    panel = table["panel"]
+    for row in range(0, table.size(), 7):
+        panel[row] = 33554432
+    table["panel"] = panel
+    path = tmp_path / "huge_panel.refl"
+    table.as_file(str(path))
+    runs = both_ways(run_inprocess, tmp_path, path, "output.plot=None", "intensity.min=1000")
+    (merged, merged_dir), (joined, _) = runs["merged"], runs["joined"]
+    assert merged["results"] == joined["results"]
+    assert MERGED in (merged_dir / f"dials.{PROGRAM}.log").read_text()
+    panels = merged["results"]["position_histograms"]["panels"]
+    assert [p["panel"] for p in panels] == [0, 33554432]
+    assert sum(p["n_in_range"] + p["n_outside"] for p in panels) == merged["results"]["n_strong"]

@@ -492,10 +492,14 @@ class StrongPositionsStatistic(Statistic):
         }
         size = self.n_bins * self.n_bins
         panels = sorted(self.image_sizes)
-        grids = dense(partial.histogram_cells, (max(panels, default=-1) + 1) * size)
-        for number in panels:
+        # by position among the panels, not by panel number (a table may number a panel
+        # 33554432: one grid per panel there is)
+        keys, counts = partial.histogram_cells
+        grids = np.zeros((len(panels), size), dtype=np.int64)
+        grids[np.searchsorted(np.array(panels, dtype=np.int64), keys // size), keys % size] = counts
+        for position, number in enumerate(panels):
             width, height = self.image_sizes[number]
-            counts = grids[number * size : (number + 1) * size].reshape(self.n_bins, self.n_bins)
+            counts = grids[position].reshape(self.n_bins, self.n_bins)
             binned[number] = PanelHistogram(
                 panel=int(number),
                 image_size=(int(round(width)), int(round(height))),
