@@ -178,8 +178,13 @@ class PanelExtentsStatistic(Statistic):
     name = "panel_extents"
     batchable = True
 
+    def __init__(self, reads: tuple[str, ...] = (POSITION, "panel")):
+        #: the columns the pass after it reads: the same files are read, or skipped
+        #: (``input.on_error=skip``), in both passes
+        self.reads = tuple(dict.fromkeys((POSITION, "panel", *reads)))
+
     def columns(self, available: frozenset[str]) -> tuple[str, ...]:
-        return (POSITION, "panel")
+        return self.reads
 
     def partial(self, chunk: Chunk) -> dict[int, tuple[float, float]]:
         xyz = np.asarray(chunk.columns[POSITION], dtype=np.float64).reshape(-1, 3)

@@ -898,6 +898,9 @@ def merged_statistic(
     them), or ``rows_on_driver=True``. Without experiments the panel sizes come from the
     data: a first pass over the files finds them (:class:`PanelExtentsStatistic`)."""
     params = run.params
+    value, variance = INTENSITY_COLUMNS[params.intensity.choice]
+    reads = (value, *([variance] if criteria.needs_variance else []))
+    reads += ("d",) if d_source == "column" else ()
     reasons = (
         (params.rows_on_driver, "rows_on_driver=True"),
         (
@@ -924,7 +927,7 @@ def merged_statistic(
     else:
         experiments = frames = None
         lab_frame = False
-        extents = PanelExtentsStatistic()
+        extents = PanelExtentsStatistic(reads)
         image_sizes = extents.finalize(run.reduce(extents).partial)
         if len(image_sizes) > 1 and getattr(params.output, "plot", None):
             return None, "no experiments and several panels: the plot draws each panel's rows"
@@ -942,7 +945,6 @@ def merged_statistic(
         )
         bounds, bins = density_grid(view)
         grid = PlotGrid("lab" if lab_frame else "pixel", bounds, bins)
-    value, variance = INTENSITY_COLUMNS[params.intensity.choice]
     statistic = StrongPositionsStatistic(
         intensity=value,
         variance=variance if criteria.needs_variance else None,
