@@ -1,10 +1,9 @@
-"""From reflection z coordinates to frame numbers, using each experiment's scan.
+"""The frame numberings of ``dials.intensity_per_frame``: names, rules and axis labels.
 
-DIALS side of ``dials.intensity_per_frame``: how an experiment's frames are numbered
-(:func:`axis_for_experiment`), and the names and rules of the numberings. The tasks
-number the rows and collect them into series (one frame axis each: an experiment's scan,
-or all stills of a file) in :mod:`dials_refl_stats.analysis.intensity_frames`. dxtbx
-models are only used through the objects the caller passes in (never imported here).
+The tasks number the rows and collect them into series (one frame axis each: an
+experiment's scan, or all stills of a file) in
+:mod:`dials_refl_stats.analysis.intensity_frames`, from each experiment's image range
+(``ExperimentInfo.image_range``: a scan of at least one image that is not a still).
 
 Numbering kinds (recorded as ``numbering`` in the JSON):
 
@@ -13,7 +12,7 @@ Numbering kinds (recorded as ``numbering`` in the JSON):
     with images first..last has array range (first - 1, last), image k covers z in
     [k - 1, k)). Correct for scans starting at image 0 (dials/dials#1153).
 ``experiment_index``
-    Stills (no scan): every reflection of an experiment is on that experiment's one
+    Stills (no scan, or a one-image scan without oscillation): every reflection of an experiment is on that experiment's one
     image; the frame is the experiment's index in the experiment list.
 ``z_floor``
     No experiment known (no .expt given, or rows with id -1): frame = floor(z), the
@@ -21,8 +20,6 @@ Numbering kinds (recorded as ``numbering`` in the JSON):
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from dials_refl_stats.analysis.intensity_frames import NUMBERING_NAMES
 
@@ -48,12 +45,3 @@ AXIS_LABELS = {
     EXPERIMENT_INDEX: "Experiment (still image) index",
     Z_FLOOR: "Frame = floor(z) (no scan known)",
 }
-
-
-def scan_image_range(experiment: Any) -> tuple[int, int] | None:
-    """The image range of a dxtbx experiment's scan (``None``: a still, no images)."""
-    scan = experiment.scan
-    if scan is None or scan.get_num_images() < 1:
-        return None
-    first, last = scan.get_image_range()
-    return int(first), int(last)

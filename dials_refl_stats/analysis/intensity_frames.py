@@ -25,12 +25,27 @@ from typing import Sequence
 import numpy as np
 
 from dials_refl_stats.analysis.grouping import stable_order
-from dials_refl_stats.analysis.intensity_per_frame import IntensitySummary, bin_medians
+from dials_refl_stats.analysis.intensity_per_frame import (
+    IntensitySummary,
+    bin_medians,
+    image_numbers,
+    plot_positions,
+    z_floor_frames,
+)
 from dials_refl_stats.analysis.rows import flag_bit_counts
 from dials_refl_stats.analysis.sketches import MedianState, Sample
-from dials_refl_stats.analysis.statistic import ID_BITS, Chunk, FileInfo, Statistic
+from dials_refl_stats.analysis.statistic import (
+    ID_BITS,
+    Chunk,
+    FileInfo,
+    Statistic,
+    experiments_of_keys,
+    split_group_key,
+)
 from dials_refl_stats.reflections import ReflectionLoadError
 from dials_refl_stats.selection import FlagSelection
+
+ID_MASK = (1 << ID_BITS) - 1
 
 #: Numbering codes of a series (see :mod:`dials_refl_stats.frames`).
 IMAGE_NUMBER, EXPERIMENT_INDEX, Z_FLOOR = 0, 1, 2
@@ -64,7 +79,7 @@ class Rows:
 
     files: tuple[FileInfo, ...]
     key: np.ndarray  # run-wide (file, id) key
-    row: np.ndarray  # row number in its file
+    order_key: np.ndarray  # run-wide (file, row) key (:meth:`Chunk.order_keys`)
     z: np.ndarray
     masks: np.ndarray  # (choices, rows): used by each intensity
     value: np.ndarray  # (choices, rows)
@@ -238,15 +253,10 @@ class IntensityFramesStatistic(Statistic):
         )
         # a file that fell back (never integrated) uses its fallback rows for every choice
         masks = wanted | ~wanted.any(axis=0)
-        files = chunk.files or (chunk.file,)
-        starts = np.zeros(rows.size, dtype=np.int64)
-        if chunk.files:  # row numbers within each file
-            first_row = np.concatenate([[0], np.cumsum(chunk.file_rows)[:-1]])
-            starts = np.repeat(first_row, chunk.file_rows)[rows]
         block = Rows(
-            files=tuple(files),
+            files=tuple(chunk.files or (chunk.file,)),
             key=chunk.group_keys()[rows],
-            row=rows - starts + chunk.start,
+            order_key=chunk.order_keys(rows),
             z=np.asarray(chunk.columns[self.frame_column], dtype=np.float64)[rows, 2],
             masks=masks,
             value=np.array(
@@ -378,18 +388,14 @@ class IntensityFramesStatistic(Statistic):
             return np.concatenate(parts, axis=-1)
 
         key = cat("key").astype(np.int64)
-        row = cat("row").astype(np.int64)
+        order_key = cat("order_key").astype(np.int64)
         z = cat("z")
         masks = cat("masks", (n_choices, 0)).astype(bool).reshape(n_choices, -1)
         value = cat("value", (n_choices, 0)).reshape(n_choices, -1)
         variance = cat("variance", (n_choices, 0)).reshape(n_choices, -1)
-        file_of_row = key >> ID_BITS
-        order_key = (file_of_row << ID_BITS) | row
-        if order_key.size > 1 and (np.diff(order_key) < 0).any():
+        if order_key.size > 1 and (np.diff(order_key) < 0).any():  # into file, row order
             order = np.argsort(order_key, kind="stable")
-            key, row, z, file_of_row, order_key = (
-                a[order] for a in (key, row, z, file_of_row, order_key)
-            )
+            key, z, order_key = key[order], z[order], order_key[order]
             masks, value, variance = masks[:, order], value[:, order], variance[:, order]
         self._check_frames(z, key, files)
 
@@ -409,8 +415,8 @@ class IntensityFramesStatistic(Statistic):
         g = group_of_row
         frames = np.where(
             numbering[g] == IMAGE_NUMBER,
-            np.floor(z - (first[g] - 1)).astype(np.int64) + first[g],
-            np.where(numbering[g] == EXPERIMENT_INDEX, experiment[g], np.floor(z).astype(np.int64)),
+            image_numbers(z, first[g]),
+            np.where(numbering[g] == EXPERIMENT_INDEX, experiment[g], z_floor_frames(z)),
         )
         series_of_row = series_of_group[g]
         choices = tuple(
@@ -442,19 +448,16 @@ class IntensityFramesStatistic(Statistic):
     def _axes(self, group_key: np.ndarray, files: dict[int, FileInfo]):
         """Numbering, experiment index and image range (-1, -2: none) of each group."""
         n = group_key.size
-        ids = (group_key & ((1 << ID_BITS) - 1)) - 1
         experiment = np.full(n, -1, dtype=np.int64)
         if self.with_experiments:
-            for k, (f, i) in enumerate(zip((group_key >> ID_BITS).tolist(), ids.tolist())):
-                if i < 0:
-                    continue
-                info = files[f]
-                found = info.experiment_of_id.get(i)
-                if found is None:
-                    raise FrameError(
-                        f"{info.path}: rows with id {i} match none of the experiments given"
-                    )
-                experiment[k] = found
+            experiment = experiments_of_keys(list(files.values()), group_key)
+            unknown = np.flatnonzero((experiment < 0) & ((group_key & ID_MASK) > 0))
+            if unknown.size:
+                file_index, table_id = split_group_key(group_key[unknown[0]])
+                raise FrameError(
+                    f"{files[file_index].path}: rows with id {table_id} match none of the "
+                    "experiments given"
+                )
         first = np.full(n, -1, dtype=np.int64)
         last = np.full(n, -2, dtype=np.int64)
         numbering = np.full(n, Z_FLOOR, dtype=np.int64)
@@ -512,11 +515,9 @@ class IntensityFramesStatistic(Statistic):
         }
         bins = self._bins(series, s, frames, intensity, has_sigma, ios, summary)
 
-        rank = np.empty(s.size, dtype=np.int64)
+        rank = np.empty(s.size, dtype=np.int64)  # each row's index in its series
         rank[grouped] = np.arange(s.size) - np.repeat(starts, n)
-        spread = np.modf(rank * 0.6180339887498949)[0]
-        still = series["numbering"][s] == EXPERIMENT_INDEX
-        x = np.where(still, frames + 0.6 * (spread - 0.5), frames + (z - np.floor(z)) - 0.5)
+        x = plot_positions(frames, z, series["numbering"][s] != EXPERIMENT_INDEX, rank)
         sample = Sample(order_key, series["key"][s], x, intensity, int(s.size)).bounded()
         files, file_counts = np.unique(order_key >> ID_BITS, return_counts=True)
         points = None

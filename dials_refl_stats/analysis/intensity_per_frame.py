@@ -36,19 +36,28 @@ def z_floor_frames(z: np.ndarray) -> np.ndarray:
     return np.floor(np.asarray(z, dtype=np.float64)).astype(np.int64)
 
 
-def plot_positions(frames: np.ndarray, z: np.ndarray, continuous: bool = True) -> np.ndarray:
+def plot_positions(
+    frames: np.ndarray,
+    z: np.ndarray,
+    continuous: bool | np.ndarray = True,
+    rank: np.ndarray | None = None,
+) -> np.ndarray:
     """x positions for a scatter on an integer frame axis, frame ``f`` centred on ``f``.
 
     The fractional part of z places a point within its frame: ``f + frac(z) - 0.5``.
     ``continuous=False`` (stills, where z says nothing) spreads each frame's points
-    evenly and deterministically over ``f - 0.3 .. f + 0.3`` so they stay visible.
+    evenly and deterministically over ``f - 0.3 .. f + 0.3`` so they stay visible, by
+    ``rank``, each point's index in its series (default: its position). ``continuous``
+    may be one value per point.
     """
     frames = np.asarray(frames, dtype=np.float64)
-    if not continuous:
-        spread = np.modf(np.arange(frames.size) * 0.6180339887498949)[0]
-        return frames + 0.6 * (spread - 0.5)
+    rank = np.arange(frames.size) if rank is None else np.asarray(rank)
+    spread = frames + 0.6 * (np.modf(rank * 0.6180339887498949)[0] - 0.5)
+    if continuous is False:
+        return spread
     z = np.asarray(z, dtype=np.float64)
-    return frames + (z - np.floor(z)) - 0.5
+    within = frames + (z - np.floor(z)) - 0.5
+    return within if continuous is True else np.where(continuous, within, spread)
 
 
 @dataclass(frozen=True)

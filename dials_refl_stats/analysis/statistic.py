@@ -129,6 +129,17 @@ class Chunk:
         index = np.repeat(np.array([f.index for f in self.files], dtype=np.int64), rows)
         return (index << ID_BITS) | (ids + 1)
 
+    def order_keys(self, rows: np.ndarray) -> np.ndarray:
+        """Run-wide order keys of ``rows`` (of this chunk): ``file << ID_BITS | row`` with
+        the row numbered in its own file."""
+        if not self.files:
+            return (np.int64(self.file.index) << ID_BITS) | (rows + self.start)
+        starts = np.zeros(len(self.files) + 1, dtype=np.int64)
+        np.cumsum(self.file_rows, out=starts[1:])
+        position = np.searchsorted(starts, rows, side="right") - 1
+        index = np.array([file.index for file in self.files], dtype=np.int64)
+        return (index[position] << ID_BITS) | (rows - starts[position])
+
     def rows(self, start: int, stop: int) -> "Chunk":
         """The sub-chunk of rows ``start .. stop`` (relative to this one-file chunk)."""
         if self.files:

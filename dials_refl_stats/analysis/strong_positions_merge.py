@@ -299,7 +299,7 @@ class StrongPositionsStatistic(Statistic):
             max_experiment=int(experiment.max()) if experiment.size else -1,
         )
         if self.plot_grid is not None:
-            order = _row_order(chunk, rows)
+            order = chunk.order_keys(rows)
             partial.plot = self._plot_part(xy, lab, strong, experiment, order)
         return partial
 
@@ -557,17 +557,6 @@ def _file_flag_counts(chunk: Chunk) -> np.ndarray:
     for column, bit in ((1, SUM_BIT), (2, PRF_BIT)):
         out[:, column] = np.bincount(position, weights=(flags >> bit) & 1, minlength=len(files))
     return out
-
-
-def _row_order(chunk: Chunk, rows: np.ndarray) -> np.ndarray:
-    """Run-wide order keys of ``rows``: file index, then row number in the file."""
-    if not chunk.files:
-        return (np.int64(chunk.file.index) << ID_BITS) | (rows + chunk.start)
-    starts = np.zeros(len(chunk.files) + 1, dtype=np.int64)
-    np.cumsum(chunk.file_rows, out=starts[1:])
-    position = np.searchsorted(starts, rows, side="right") - 1
-    index = np.array([file.index for file in chunk.files], dtype=np.int64)
-    return (index[position] << ID_BITS) | (rows - starts[position])
 
 
 def _joined_medians(first: PositionsPartial, second: PositionsPartial) -> np.ndarray | None:

@@ -28,7 +28,6 @@ from dials_refl_stats.frames import (
     AXIS_LABELS,
     EXPERIMENT_INDEX,
     NUMBERING_RULES,
-    scan_image_range,
 )
 from dials_refl_stats.pipeline.errors import Sorry
 from dials_refl_stats.pipeline.execute import SelectionPlan
@@ -319,16 +318,6 @@ class Computed:
         return per_file
 
 
-def scan_ranges(experiments) -> dict[int, tuple[int, int]]:
-    """Image ranges of the experiments with a scan (the others are stills)."""
-    ranges = {}
-    for index, experiment in enumerate(experiments or []):
-        image_range = scan_image_range(experiment)
-        if image_range is not None:
-            ranges[index] = image_range
-    return ranges
-
-
 class IntensityPerFrame(Program):
     name = PROGRAM
     light_experiments = True
@@ -361,7 +350,7 @@ class IntensityPerFrame(Program):
             [IntensityColumns(c, *INTENSITIES[c][:2], self.selections[c]) for c in self.choices],
             self.frame_column,
             self.bin_width,
-            scans=scan_ranges(run.experiments) if with_experiments else None,
+            scans={e.index: e.image_range for e in run.experiment_infos if e.image_range},
             with_experiments=with_experiments,
             points=bool(run.params.output.points),
         )
