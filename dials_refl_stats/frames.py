@@ -12,8 +12,9 @@ Numbering kinds (recorded as ``numbering`` in the JSON):
     with images first..last has array range (first - 1, last), image k covers z in
     [k - 1, k)). Correct for scans starting at image 0 (dials/dials#1153).
 ``experiment_index``
-    Stills (no scan, or a one-image scan without oscillation): every reflection of an experiment is on that experiment's one
-    image; the frame is the experiment's index in the experiment list.
+    Stills (no scan, or a one-image scan without oscillation): every reflection of an
+    experiment is on that experiment's one image; the frame is the experiment's index in
+    the experiment list.
 ``z_floor``
     No experiment known (no .expt given, or rows with id -1): frame = floor(z), the
     0-based array frame. For a DIALS scan this is image number - 1.

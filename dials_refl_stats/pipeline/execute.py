@@ -254,21 +254,19 @@ def process_batch(
     return RunPartial(statistic.complete(merge_tree(statistic, partials)), records)
 
 
-def merge_tree(statistic: Statistic, partials: Sequence[Any]) -> Any:
-    """Merge partials pairwise, level by level (``merge`` is associative).
-
-    Merged sizes stay balanced: n per-file partials with their own groups (one still per
-    file) cost O(n log n), where a left fold re-merges a growing partial n times.
-    """
-    level = list(partials)
-    while len(level) > 1:
-        level = [statistic.merge_all(level[i : i + 2]) for i in range(0, len(level), 2)]
-    return statistic.merge_all(level)
+def merge_tree(statistic: Statistic, partials: Iterable[Any]) -> Any:
+    """Merge partials in a balanced tree (``merge`` is associative): n per-file partials
+    with their own groups (one still per file) cost O(n log n), where a left fold
+    re-merges a growing partial n times. See :class:`MergeStack`."""
+    stack = MergeStack(statistic)
+    for partial in partials:
+        stack.add(partial)
+    return stack.result()
 
 
 class MergeStack:
-    """:func:`merge_tree` as the partials arrive: a partial of ``2^k`` tasks is merged
-    with the one below it when that covers as many, so that at most log2(tasks)
+    """A balanced merge as the partials arrive: a partial of ``2^k`` inputs is merged
+    with the one below it when that covers as many, so that at most log2(inputs)
     partials are held at once (a task's partial may hold up to a few MB: plot samples,
     exact medians) and sizes stay balanced."""
 
