@@ -403,7 +403,9 @@ class StrongReflectionPositions(Program):
             wanted.append(variance)
         if self.d_source == "column":
             wanted.append("d")
-        merged, self.rows_reason = merged_statistic(run, self.criteria, self.d_source)
+        merged, self.rows_reason = merged_statistic(
+            run, self.criteria, self.d_source, tuple(wanted)
+        )
         return merged if merged is not None else PositionRows(tuple(wanted))
 
     def finalize(self, final: dict[int, FileRows] | MergedPositions, run: Run) -> Final:
@@ -890,17 +892,15 @@ def merged_view(computed: Computed, lab_experiments):
 
 
 def merged_statistic(
-    run: Run, criteria: StrongCriteria, d_source: str | None
+    run: Run, criteria: StrongCriteria, d_source: str | None, reads: tuple[str, ...]
 ) -> tuple[StrongPositionsStatistic | None, str]:
     """The statistic computed in the tasks (:mod:`.strong_positions_merge`), or ``None``
     and why only the rows joined here can give the results: an experiment without
     detector or beam, ``top_fraction`` (compares all rows), ``output.positions`` (lists
     them), or ``rows_on_driver=True``. Without experiments the panel sizes come from the
-    data: a first pass over the files finds them (:class:`PanelExtentsStatistic`)."""
+    data: a first pass over the files, reading the columns of ``reads`` as the
+    statistic will, finds them (:class:`PanelExtentsStatistic`)."""
     params = run.params
-    value, variance = INTENSITY_COLUMNS[params.intensity.choice]
-    reads = (value, *([variance] if criteria.needs_variance else []))
-    reads += ("d",) if d_source == "column" else ()
     reasons = (
         (params.rows_on_driver, "rows_on_driver=True"),
         (
@@ -945,6 +945,7 @@ def merged_statistic(
         )
         bounds, bins = density_grid(view)
         grid = PlotGrid("lab" if lab_frame else "pixel", bounds, bins)
+    value, variance = INTENSITY_COLUMNS[params.intensity.choice]
     statistic = StrongPositionsStatistic(
         intensity=value,
         variance=variance if criteria.needs_variance else None,
