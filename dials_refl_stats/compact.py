@@ -20,6 +20,7 @@ Readers of our JSON call :func:`expand` (or :func:`decode`) on column tables and
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from typing import Any, Sequence
@@ -40,6 +41,8 @@ RUNS_FRACTION = 0.25
 TEMPLATE_DIGIT = "#"
 
 _DIGITS = re.compile(r"\d+")
+#: Numbers in names are encoded up to this many digits (all of them fit in an int64).
+_MAX_NUMBER_DIGITS = 18
 
 
 def is_compact(n_files: int, n_groups: int, form: str = "auto") -> bool:
@@ -144,6 +147,12 @@ def encode_names(names: Sequence[str]) -> list[str] | dict:
         prefix, suffix = names[0][: match.start()], names[0][match.end() :]
         if TEMPLATE_DIGIT in prefix + suffix:
             continue
+        digits = _fixed_width_digits(names, prefix, suffix)
+        if digits is not None:  # the usual listing: one width, no pattern per name
+            encoded = _numbered(prefix, suffix, digits, padded=True)
+            if encoded is not None:
+                return encoded
+            continue
         pattern = re.compile(re.escape(prefix) + r"(\d+)" + re.escape(suffix))
         digits = []
         for name in names:
@@ -158,11 +167,34 @@ def encode_names(names: Sequence[str]) -> list[str] | dict:
     return names
 
 
-def _numbered(prefix: str, suffix: str, digits: list[str]) -> dict | None:
-    width = min(len(d) for d in digits)
-    numbers = np.array([int(d) for d in digits], dtype=np.int64)
-    if any(f"{k:0{width}d}" != d for k, d in zip(numbers.tolist(), digits)):
+def _fixed_width_digits(names: list[str], prefix: str, suffix: str) -> list[str] | None:
+    """The numbers of ``names`` when every name is ``prefix``, ASCII digits and ``suffix``
+    and all have the same length (``None``: not that simple, or not all)."""
+    size = len(names[0])
+    start, end = len(prefix), size - len(suffix)
+    if set(map(len, names)) != {size}:
         return None
+    if not all(map(str.startswith, names, itertools.repeat(prefix))):
+        return None
+    if not all(map(str.endswith, names, itertools.repeat(suffix))):
+        return None
+    digits = [name[start:end] for name in names]
+    joined = "".join(digits)
+    return digits if joined.isascii() and joined.isdigit() else None
+
+
+def _numbered(prefix: str, suffix: str, digits: list[str], padded: bool = False) -> dict | None:
+    """``padded``: the digits are known to be of one width (then zero-padded)."""
+    width = min(len(d) for d in digits)
+    if max(len(d) for d in digits) > _MAX_NUMBER_DIGITS:
+        return None  # numbers past int64: the names are listed as they are
+    if padded:  # the ASCII digits as a (names, width) array of 0-9: one dot product
+        codes = np.frombuffer("".join(digits).encode("ascii"), np.uint8).reshape(-1, width)
+        numbers = (codes - ord("0")).astype(np.int64) @ 10 ** np.arange(width - 1, -1, -1)
+    else:
+        numbers = np.array([int(d) for d in digits], dtype=np.int64)
+        if any(f"{k:0{width}d}" != d for k, d in zip(numbers.tolist(), digits)):
+            return None
     breaks = np.flatnonzero(np.diff(numbers) != 1) + 1
     if breaks.size + 1 > max(1, len(digits) * RUNS_FRACTION):
         return None

@@ -77,6 +77,8 @@ def test_names_without_one_numbered_pattern_stay_a_list():
         ["a.refl", "b.refl", "c.refl"],
         [f"x_{k:02d}.refl" for k in range(5)] + ["x_7.refl"],  # padding differs
         [f"x_{k}.refl" for k in np.random.default_rng(1).permutation(40)],  # no order
+        [f"x_{10**24 + k}.refl" for k in range(5)],  # numbers past int64
+        [f"x_{k:03d}.refl" for k in range(5)] + ["x_\u0664\u0665\u0666.refl"],  # Arabic digits
     ):
         assert encode_names(names) == names
         assert decode_names(names) == names
@@ -288,3 +290,25 @@ def test_compact_decodes_to_the_full_form(program, tmp_path, clean_logging):
 
     # the report reads both forms (no section falls back to the generic view)
     assert _report_status(full) == _report_status(compact) == "ok"
+
+
+def test_names_numbered_past_int64_are_listed_as_they_are(tmp_path):
+    """A run named with 25-digit numbers (once a traceback: int64 overflow): compact
+    JSON with the names listed plainly."""
+    from test_programs_common import run_inprocess
+
+    directory = tmp_path / "runs"
+    directory.mkdir()
+    names = [f"shot_{10**24 + k}.refl" for k in range(3)]
+    for name in names:
+        shutil.copyfile(data_path("ssx_CuNiR/strong_5.refl"), directory / name)
+    code, _, err = run_inprocess(
+        "spot_size_histogram",
+        [str(directory), "output.json_form=compact", "output.plot=None"],
+        tmp_path,
+    )
+    assert code == 0, err
+    document = json.loads((tmp_path / "spot_size_histogram.json").read_text())
+    assert document["form"] == "compact"
+    assert document["inputs"]["reflections"]["paths"] == names
+    validate(document)

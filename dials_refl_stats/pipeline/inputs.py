@@ -3,11 +3,14 @@ headers, and how their rows map to the experiments given."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import glob
+import itertools
 import os
 import struct
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from dials_refl_stats.analysis.statistic import PER_FILE, ExperimentInfo, FileInfo
 from dials_refl_stats.compact import common_directory, compact_column, encode_names, split_paths
@@ -100,12 +103,12 @@ def refuse_duplicates(paths: Sequence[str]) -> None:
     symbolic links are resolved one by one (a directory of many files is listed once to
     find them, instead of one ``lstat`` per file).
     """
+    if _distinct_in_one_directory(paths):
+        return
     seen: dict[str, str] = {}
     real_dirs: dict[str, str] = {}
     parts = split_paths(paths)
     listed, links = _symbolic_links(parts)
-    if _distinct_in_one_directory(parts, listed, links):
-        return
     for path, part in zip(paths, parts):
         directory, name = part
         real_dir = real_dirs.get(directory)
@@ -124,16 +127,27 @@ def refuse_duplicates(paths: Sequence[str]) -> None:
         seen[real] = path
 
 
-def _distinct_in_one_directory(
-    parts: list[tuple[str, str]], listed: set[str], links: set[tuple[str, str]]
-) -> bool:
-    """Whether the paths are distinct plain names (no link) in one listed directory, so
-    that no file can be given twice (a directory of 10^5 stills: no real path each)."""
-    directories = {d for d, _n in parts}
-    if len(directories) != 1 or not directories <= listed or links:
+def _distinct_in_one_directory(paths: Sequence[str]) -> bool:
+    """Whether the paths are distinct plain names in one directory that holds no
+    symbolic link, so that no file can be given twice (a directory of 10^5 stills: one
+    listing, no real path or split per file)."""
+    if len(paths) < _LIST_DIRECTORY_FROM or os.sep != "/" or os.altsep:
         return False
-    names = {n for _d, n in parts}
-    return len(names) == len(parts) and not names & {"", ".", ".."}
+    if not all(type(p) is str for p in paths):
+        return False
+    head, slash, _name = paths[0].rpartition("/")
+    prefix = head + slash
+    if not all(map(str.startswith, paths, itertools.repeat(prefix))):
+        return False
+    names = [p[len(prefix) :] for p in paths]
+    unique = set(names)
+    if "/" in "".join(names) or len(unique) != len(names) or unique & {"", ".", ".."}:
+        return False
+    try:
+        with os.scandir(prefix or ".") as entries:
+            return not any(e.is_symlink() for e in entries)
+    except OSError:
+        return False
 
 
 #: Paths in one directory from which the directory is listed to find symbolic links.
@@ -295,6 +309,9 @@ def one_sweep_id(
 #: experiments (never changed: one dict for 10^5 files instead of one each).
 _NO_MAPPING: dict = {}
 
+#: The column names of a file not read yet.
+_NONE: frozenset[str] = frozenset()
+
 #: Runs of at least this many files may leave small files' headers to the tasks.
 DEFER_MIN_FILES = 64
 
@@ -306,6 +323,19 @@ class DeferredFileInfo(FileInfo):
     files."""
 
     size_bytes: int = -1
+
+
+@contextlib.contextmanager
+def collection_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while the block makes many objects that hold no
+    cycles (its passes over a growing heap would cost more than making them)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def open_files(
@@ -330,18 +360,16 @@ def open_files(
         and len(paths) >= DEFER_MIN_FILES
         and msgpack_small.available()
     )
+    if deferring:  # not even a stat: the task reads the file whole, or refers it on
+        with collection_paused():  # 2 x 10^5 objects without cycles: nothing to collect
+            return [
+                OpenedFile(
+                    DeferredFileInfo(index, path, -1, _NO_MAPPING, _NO_MAPPING), _NONE, -1, "fast"
+                )
+                for index, path in enumerate(paths)
+            ]
     opened = []
     for index, path in enumerate(paths):
-        if deferring:  # not even a stat: the task reads the file whole, or refers it on
-            info = DeferredFileInfo(
-                index=index,
-                path=path,
-                nrows=-1,
-                identifiers=_NO_MAPPING,
-                experiment_of_id=_NO_MAPPING,
-            )
-            opened.append(OpenedFile(info, frozenset(), -1, "fast"))
-            continue
         try:
             opened.append(open_file(path, index, reader, experiments, len(paths)))
         except ReflectionLoadError as error:
