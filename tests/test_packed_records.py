@@ -14,6 +14,7 @@ import pytest
 from conftest import split_stills
 
 from dials_refl_stats.pipeline import execute
+from dials_refl_stats.pipeline.combined import CombinedStatistic, Member
 from dials_refl_stats.pipeline.execute import FileRecord, RunPartial, SelectionPlan
 from dials_refl_stats.pipeline.inputs import DEFER_MIN_FILES, open_files
 from dials_refl_stats.pipeline.packed_records import pack, unpack
@@ -65,4 +66,26 @@ def test_empty_and_unusual_records_round_trip():
         """Not exactly a FileRecord: pickled as an object."""
 
     special = RunPartial(None, [Special(1, 2, 3, ("all",))])
-    assert special.__reduce__()[0] is RunPartial
+    assert special.__reduce__()[1][1] == special.records  # as objects
+
+
+def test_combined_records_survive_the_trip_to_the_driver(stills):
+    """``dials.refl_stats``'s one pass: each member's own records, as columns."""
+    files = [o.info for o in open_files(stills, "auto", [], True, True)]
+    statistics = registered_statistics()
+    members = {
+        "sizes": Member(statistics["spot_size"](), SelectionPlan(FlagSelection(names=("strong",)))),
+        "rows": Member(
+            statistics["selected_rows"](),
+            SelectionPlan(FlagSelection(names=("integrated_sum",)), fallback=True),
+        ),
+    }
+    combined = CombinedStatistic(members, members["sizes"].statistic.shoebox_code)
+    plan = SelectionPlan(FlagSelection(names=("all",)))
+    result = execute.process_batch(files, combined, plan, "auto", skip_errors=True)
+    records = result.partial.records
+    assert {name: len(r) for name, r in records.items()} == {"sizes": 64, "rows": 64}
+    assert all(r.fallback for r in records["rows"] if r.n_rows)
+    clone = pickle.loads(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+    assert clone.partial.records == records
+    assert clone.records == result.records

@@ -13,7 +13,13 @@ from typing import Any
 import numpy as np
 
 from dials_refl_stats.analysis.statistic import Chunk, Statistic
-from dials_refl_stats.pipeline.execute import FileRecord, SelectionPlan, merge_tree
+from dials_refl_stats.pipeline.execute import (
+    FileRecord,
+    SelectionPlan,
+    merge_tree,
+    pack_records,
+    unpack_records,
+)
 from dials_refl_stats.pipeline.small_files import select_per_file
 
 
@@ -27,6 +33,15 @@ class Member:
 class CombinedPartial:
     partials: dict[str, Any]
     records: dict[str, list[FileRecord]] = field(default_factory=dict)
+
+    def __reduce__(self):
+        """Pickled with each member's records as columns (:func:`pack_records`)."""
+        packed = {name: pack_records(records) for name, records in self.records.items()}
+        return _unpacked_combined, (self.partials, packed)
+
+
+def _unpacked_combined(partials: dict[str, Any], records: dict) -> CombinedPartial:
+    return CombinedPartial(partials, {name: unpack_records(r) for name, r in records.items()})
 
 
 class CombinedStatistic(Statistic):
