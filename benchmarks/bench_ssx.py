@@ -11,6 +11,7 @@ sampled), workers' sampled with psutil every 50 ms. Data: ``benchmarks/make_ssx_
     .venv/bin/python benchmarks/bench_ssx.py                    # 10^4 files, joint table
     .venv/bin/python benchmarks/bench_ssx.py --files 100000 --cases ours-serial ours-nproc2
     .venv/bin/python benchmarks/bench_ssx.py --sizes            # JSON/log sizes, 4 programs
+    .venv/bin/python benchmarks/bench_ssx.py --scaling --files 100000  # serial vs nproc=2
     .venv/bin/python benchmarks/bench_ssx.py --integrated --no-joint --cases none
         # 200 files x 50 integrated stills: reciprocalspaceship (its own virtualenv,
         # benchmarks/work/rs-venv) next to dials.intensity_per_frame
@@ -325,6 +326,58 @@ def output_sizes(target: Path) -> None:
         print(f"| {program} | {r['wall_s']:.1f} s | {r['driver_rss_mb']:.0f} MB | {sizes} |")
 
 
+#: Programs whose serial and 2-process runs ``--scaling`` compares (no plot; refl_stats
+#: with its HTML report), with what
+#: strong-spot files need (intensity per frame: observed centroids, strong rows).
+SCALING_PROGRAMS = {
+    "spot_size_histogram": ["selection.flags=strong"],
+    "intensity_per_frame": ["frame.source=xyzobs", "selection.flags=strong"],
+    "strong_reflection_positions": [],
+    "per_image_statistics": [],
+    "refl_stats": [],
+}
+
+
+def scaling(target: Path, name: str, repeats: int) -> list[dict]:
+    """Every program, serial next to ``mp.nproc=2`` (rounds as in :func:`run_cases`):
+    wall times, the speed-up and whether the two JSON documents' results are identical."""
+    n_files, n_bytes = warm(target)
+    rows = []
+    print(
+        "| set | program | serial s | nproc=2 s | speed-up | CPU s serial / nproc=2 | identical |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for program, extra in SCALING_PROGRAMS.items():
+        report = program == "refl_stats"  # its HTML report cannot be left out
+        commands = {
+            "serial": ours(program, target, *extra, "mp.nproc=1", plot=report),
+            "nproc2": ours(program, target, *extra, "mp.nproc=2", plot=report),
+        }
+        runs: dict[str, list[dict]] = {case: [] for case in commands}
+        for _round in range(repeats):
+            for case, command in commands.items():
+                runs[case].append(best_of(command, 1, outputs=True))
+        best = {case: min(found, key=lambda r: r["wall_s"]) for case, found in runs.items()}
+        serial, parallel = best["serial"], best["nproc2"]
+        same = all(
+            json.dumps([r["json"][k] for k in ("results", "selection")], sort_keys=True)
+            == json.dumps([serial["json"][k] for k in ("results", "selection")], sort_keys=True)
+            for found in runs.values()
+            for r in found
+        )
+        print(
+            f"| {name} | {program} | {serial['wall_s']:.2f} | {parallel['wall_s']:.2f} | "
+            f"{serial['wall_s'] / parallel['wall_s']:.2f}x | {serial['cpu_s']:.1f} / "
+            f"{parallel['cpu_s']:.1f} | {same} |",
+            flush=True,
+        )
+        for case, r in best.items():
+            r.pop("json", None)
+            r.update(set=name, case=f"{program}-{case}", files=n_files, bytes=n_bytes)
+            rows.append(r)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, action="append", help="still files (10^4)")
@@ -344,12 +397,21 @@ def main() -> None:
     parser.add_argument("--no-joint", action="store_true", help="skip the joint table")
     parser.add_argument("--integrated", action="store_true", help="200 x 50 integrated stills")
     parser.add_argument("--sizes", action="store_true", help="output sizes of the 4 programs")
+    parser.add_argument(
+        "--scaling", action="store_true", help="every program: serial vs mp.nproc=2"
+    )
     args = parser.parse_args()
     files = args.files or [10000]
     data = ensure_data(files)
     if args.sizes:
         for n in files:
             output_sizes(data[f"files_{n}"])
+        return
+    if args.scaling:
+        rows = []
+        for n in files:
+            rows += scaling(data[f"files_{n}"], f"{n} files", args.repeats)
+        (WORK / "bench_ssx_scaling.json").write_text(json.dumps(rows, indent=1))
         return
     print(HEADER)
     rows = []

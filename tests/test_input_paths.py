@@ -52,6 +52,32 @@ def test_links_to_other_files_and_odd_spellings(directory, tmp_path, monkeypatch
         inputs.refuse_duplicates([*paths, spelled])
 
 
+def test_the_one_directory_shortcut_never_hides_a_duplicate(directory, monkeypatch):
+    """Random mixes of spellings of the same names (doubled slashes, ``./``, relative):
+    whenever the shortcut finds the paths distinct, resolving each one agrees."""
+    monkeypatch.chdir(directory.parent)
+    names = sorted(os.listdir(directory))
+    spellings = [f"{directory}/", f"{directory}//", f"{directory}/./", "stills/", "./stills/"]
+    rng = random.Random(11)
+    shortcuts = 0
+    for _ in range(300):
+        prefix = rng.choice(spellings)
+        paths = [prefix + name for name in rng.sample(names, rng.randint(64, 70))]
+        if rng.random() < 0.3:  # the same file again, or spelled another way
+            paths.append(rng.choice(spellings) + rng.choice(paths).rsplit("/", 1)[1])
+        shortcut = inputs._distinct_in_one_directory(paths)
+        shortcuts += shortcut
+        with monkeypatch.context() as patched:
+            patched.setattr(inputs, "_distinct_in_one_directory", lambda paths: False)
+            try:
+                inputs.refuse_duplicates(paths)
+                distinct = True
+            except Sorry:
+                distinct = False
+        assert distinct or not shortcut, paths
+    assert shortcuts > 100
+
+
 def test_names_relative_to_the_common_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     here = str(tmp_path)

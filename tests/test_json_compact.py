@@ -312,3 +312,34 @@ def test_names_numbered_past_int64_are_listed_as_they_are(tmp_path):
     assert document["form"] == "compact"
     assert document["inputs"]["reflections"]["paths"] == names
     validate(document)
+
+
+@pytest.mark.parametrize(
+    "program, extra",
+    [
+        ("spot_size_histogram", []),
+        ("intensity_per_frame", ["frame.source=xyzobs", "selection.flags=strong"]),
+        ("per_image_statistics", []),
+    ],
+)
+def test_the_form_counts_identifiers_of_headers_the_tasks_read(
+    tmp_path, monkeypatch, program, extra
+):
+    """70 files of 5 stills each: with the threshold at 200, the files alone are few but
+    their 350 identifiers are many, so the document is compact, though the driver only
+    listed the files and the tasks read their headers (once: full)."""
+    from test_programs_common import run_inprocess
+
+    from dials_refl_stats import compact
+    from dials_refl_stats.pipeline.inputs import DEFER_MIN_FILES
+
+    monkeypatch.setattr(compact, "COMPACT_THRESHOLD", 200)
+    directory = tmp_path / "runs"
+    directory.mkdir()
+    for k in range(max(70, DEFER_MIN_FILES)):
+        shutil.copyfile(data_path("ssx_CuNiR/strong_5.refl"), directory / f"run_{k:03d}.refl")
+    code, _, err = run_inprocess(program, [str(directory), *extra, "output.plot=None"], tmp_path)
+    assert code == 0, err
+    document = json.loads((tmp_path / f"{program}.json").read_text())
+    assert document["form"] == "compact"
+    validate(document)

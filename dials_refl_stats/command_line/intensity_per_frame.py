@@ -322,6 +322,7 @@ class IntensityPerFrame(Program):
     name = PROGRAM
     light_experiments = True
     wants_experiments = True
+    defers_headers = True
     usage = "dials.intensity_per_frame [options] [integrated.expt] integrated.refl"
 
     def validate(self, params) -> None:

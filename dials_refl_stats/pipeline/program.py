@@ -303,10 +303,9 @@ def run_program(program: Program, args: Sequence[str] | None, phil, help_message
     for opened in files:
         if not opened.info.problem and not isinstance(opened.info, DeferredFileInfo):
             program.check_file(opened, params)
-    n_groups = sum(max(1, len(f.info.identifiers)) for f in files)
-    form = str(getattr(params.output, "json_form", "auto")).lower()
-    compact = is_compact(len(files), n_groups, form)
-    run = Run(invocation, params, files, experiments, infos, plan, compact=compact)
+    run = Run(
+        invocation, params, files, experiments, infos, plan, compact=compact_form(files, params)
+    )
     del files  # run.files only: deferred headers replace the listing (10^5 files: ~50 MB)
     statistic = program.statistic(run)
 
@@ -329,6 +328,14 @@ def run_program(program: Program, args: Sequence[str] | None, phil, help_message
         program.logger.info(program.summary_line(final, run))
 
 
+def compact_form(files: Sequence[OpenedFile], params: Any) -> bool:
+    """Whether the run's JSON takes the compact form (``output.json_form``; by default
+    past :data:`~dials_refl_stats.compact.COMPACT_THRESHOLD` files or identifiers)."""
+    n_groups = sum(max(1, len(f.info.identifiers)) for f in files)
+    form = str(getattr(params.output, "json_form", "auto")).lower()
+    return is_compact(len(files), n_groups, form)
+
+
 def deferred_headers(program: Program, run: Run, reduced: RunPartial) -> None:
     """Headers the tasks read (deferred small files) into ``run.files``, checked by the
     program once per distinct set of columns (a ``Sorry`` names the first such file)."""
@@ -336,6 +343,8 @@ def deferred_headers(program: Program, run: Run, reduced: RunPartial) -> None:
         return
     headers = {r.index: r.opened for r in reduced.records if r.opened is not None}
     run.files = [headers.get(i, f) for i, f in enumerate(run.files)]
+    # the form counts experiment identifiers, which only the headers tell
+    run.compact = compact_form(run.files, run.params)
     checked: set[frozenset[str]] = set()
     for opened in run.files:
         if not opened.info.problem and opened.columns not in checked:
