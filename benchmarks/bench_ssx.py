@@ -338,7 +338,7 @@ SCALING_PROGRAMS = {
 }
 
 
-def scaling(target: Path, name: str, repeats: int) -> list[dict]:
+def scaling(target: Path, name: str, repeats: int, programs=None) -> list[dict]:
     """Every program, serial next to ``mp.nproc=2`` (rounds as in :func:`run_cases`):
     wall times, the speed-up and whether the two JSON documents' results are identical."""
     n_files, n_bytes = warm(target)
@@ -348,6 +348,8 @@ def scaling(target: Path, name: str, repeats: int) -> list[dict]:
     )
     print("|---|---|---|---|---|---|---|")
     for program, extra in SCALING_PROGRAMS.items():
+        if programs and program not in programs:
+            continue
         report = program == "refl_stats"  # its HTML report cannot be left out
         commands = {
             "serial": ours(program, target, *extra, "mp.nproc=1", plot=report),
@@ -400,6 +402,7 @@ def main() -> None:
     parser.add_argument(
         "--scaling", action="store_true", help="every program: serial vs mp.nproc=2"
     )
+    parser.add_argument("--programs", nargs="+", help="with --scaling: only these programs")
     args = parser.parse_args()
     files = args.files or [10000]
     data = ensure_data(files)
@@ -410,7 +413,7 @@ def main() -> None:
     if args.scaling:
         rows = []
         for n in files:
-            rows += scaling(data[f"files_{n}"], f"{n} files", args.repeats)
+            rows += scaling(data[f"files_{n}"], f"{n} files", args.repeats, args.programs)
         (WORK / "bench_ssx_scaling.json").write_text(json.dumps(rows, indent=1))
         return
     print(HEADER)

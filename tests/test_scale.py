@@ -448,3 +448,58 @@ def test_task_results_are_merged_as_they_arrive_in_a_balanced_stack():
     assert sorted(stack.result()) == list(range(100))
     assert max(held) <= 7  # log2(100) + 1
     assert all(a == b for a, b in merges[:96])  # 2^k tasks with 2^k tasks, until the end
+
+
+@pytest.fixture(scope="module")
+def listed_files(tmp_path_factory) -> Path:
+    """Enough copies of a real stills table for the driver only to list them."""
+    from dials_refl_stats.pipeline.inputs import DEFER_MIN_FILES
+
+    folder = tmp_path_factory.mktemp("listed")
+    for i in range(DEFER_MIN_FILES + 6):
+        shutil.copy(data_path("ssx_CuNiR/strong_5.refl"), folder / f"still_{i:04d}.refl")
+    return folder
+
+
+@pytest.mark.parametrize("program", ["strong_reflection_positions", "refl_stats"])
+def test_headers_a_program_needs_first_are_read_by_the_workers(
+    listed_files, tmp_path, monkeypatch, program
+):
+    """A program that needs the headers before its run (panel sizes, columns for each
+    statistic) gets them from a first pass on the workers: the same results as the
+    serial run, whose driver reads them itself; a damaged file among them stops the run
+    with the same ``Sorry``, or is skipped and reported alike."""
+    from dials_refl_stats.pipeline import program as program_module
+
+    passes = []
+    original = program_module.headers_first
+    monkeypatch.setattr(
+        program_module, "headers_first", lambda *a: passes.append(1) or original(*a)
+    )
+    quiet = "output.html=None" if program == "refl_stats" else "output.plot=None"
+    folder = tmp_path / "with_bad"
+    shutil.copytree(listed_files, folder)
+    bad = folder / "still_0033.refl"
+    os.truncate(bad, bad.stat().st_size // 3)
+    for where in ("stop", "skip"):
+        documents, errors = [], []
+        for nproc in (1, 2):
+            work = tmp_path / f"{where}_{nproc}"
+            work.mkdir()
+            args = [str(folder), quiet, f"mp.nproc={nproc}", f"input.on_error={where}"]
+            code, _, err = run_inprocess(program, args, work)
+            if where == "stop":
+                assert_sorry(code, err, bad.name)
+                assert not list(work.iterdir())
+                errors.append(err)
+                continue
+            assert code == 0, err
+            documents.append(json.loads((work / f"{program}.json").read_text()))
+        if where == "stop":
+            assert errors[0] == errors[1]
+            continue
+        serial, parallel = documents
+        assert parallel["results"] == serial["results"]
+        assert parallel["selection"] == serial["selection"]
+        assert parallel["inputs"] == serial["inputs"]
+    assert len(passes) == 2  # the runs on 2 processes, not the serial ones

@@ -290,6 +290,27 @@ def process_batch(
     return RunPartial(statistic.complete(merge_tree(statistic, partials)), records)
 
 
+class HeaderPass(Statistic):
+    """Nothing but the files' headers, read by the tasks: a program that needs them
+    before its run gets those of 10^5 files from its workers instead of reading them
+    one by one (the rows are read again by the run itself)."""
+
+    name = "headers"
+    batchable = True
+
+    def columns(self, available: frozenset[str]) -> tuple[str, ...]:
+        return ()
+
+    def partial(self, chunk: Chunk) -> None:
+        return None
+
+    def merge(self, first: Any, second: Any) -> None:
+        return None
+
+    def finalize(self, partial: Any) -> None:
+        return None
+
+
 def merge_tree(statistic: Statistic, partials: Iterable[Any]) -> Any:
     """Merge partials in a balanced tree (``merge`` is associative): n per-file partials
     with their own groups (one still per file) cost O(n log n), where a left fold

@@ -29,7 +29,7 @@ from dials_refl_stats.pipeline.arguments import (
 )
 from dials_refl_stats.pipeline.engines import make_engine
 from dials_refl_stats.pipeline.errors import Sorry
-from dials_refl_stats.pipeline.execute import RunPartial, SelectionPlan, reduce_files
+from dials_refl_stats.pipeline.execute import HeaderPass, RunPartial, SelectionPlan, reduce_files
 from dials_refl_stats.pipeline.inputs import (
     DeferredFileInfo,
     OpenedFile,
@@ -297,8 +297,15 @@ def run_program(program: Program, args: Sequence[str] | None, phil, help_message
     experiments = invocation.experiments
     infos = experiment_infos(experiments)
     skip_errors = params.input.on_error == "skip"
+    # many files on several workers: their headers are read in the tasks, with the rows
+    # when the program needs none before the run, else in a first pass of their own
+    parallel = params.mp.method == "dask" or params.mp.nproc > 1
     files = open_files(
-        invocation.reflection_paths, params.reader, infos, skip_errors, program.defers_headers
+        invocation.reflection_paths,
+        params.reader,
+        infos,
+        skip_errors,
+        program.defers_headers or parallel,
     )
     for opened in files:
         if not opened.info.problem and not isinstance(opened.info, DeferredFileInfo):
@@ -307,6 +314,8 @@ def run_program(program: Program, args: Sequence[str] | None, phil, help_message
         invocation, params, files, experiments, infos, plan, compact=compact_form(files, params)
     )
     del files  # run.files only: deferred headers replace the listing (10^5 files: ~50 MB)
+    if not program.defers_headers and any(isinstance(f.info, DeferredFileInfo) for f in run.files):
+        headers_first(program, run)
     statistic = program.statistic(run)
 
     verbosity = invocation.options.verbose
@@ -326,6 +335,12 @@ def run_program(program: Program, args: Sequence[str] | None, phil, help_message
         )
         program.write_files(outputs, final, run, document)
         program.logger.info(program.summary_line(final, run))
+
+
+def headers_first(program: Program, run: Run) -> None:
+    """The listed files' headers, read by a first pass of the run's engine
+    (:class:`HeaderPass`), into ``run.files`` (checked as in :func:`deferred_headers`)."""
+    deferred_headers(program, run, run.reduce(HeaderPass()))
 
 
 def compact_form(files: Sequence[OpenedFile], params: Any) -> bool:
