@@ -11,6 +11,7 @@ from dials_refl_stats.analysis import statistic
 def sorted_only(keys, counts, monkeypatch):
     with monkeypatch.context() as patch:
         patch.setattr(statistic, "_dense_counts", lambda *args: None)
+        patch.setattr(statistic, "_ranked_dense_counts", lambda *args: None)
         return statistic.merge_counts(keys, counts)
 
 
@@ -31,6 +32,27 @@ def test_dense_and_sorted_counts_agree(seed, monkeypatch):
         assert all(np.array_equal(a, b) for a, b in zip(result[0], expected[0]))
         assert np.array_equal(result[1], expected[1])
         assert all(a.dtype == np.int64 for a in result[0]) and result[1].dtype == np.int64
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_never_decreasing_wide_first_key_is_counted_densely_alike(seed, monkeypatch):
+    """Run-wide group keys of rows in file order (wide range, few values, sorted) with
+    values: numbered in order and counted densely, the same as sorting."""
+    rng = np.random.default_rng(100 + seed)
+    n = int(rng.choice([2, 9, 3000, 30000]))
+    groups = np.sort(rng.choice(rng.integers(0, 1 << 45, 50), n)) + int(rng.choice([0, -7]))
+    keys = (groups, rng.integers(-3, int(rng.choice([3, 10])), n))  # a box of <= 650 cells
+    counts = rng.integers(-2, 6, n)
+    ranked = statistic._ranked_dense_counts(keys, counts)
+    assert ranked is not None
+    expected = sorted_only(keys, counts, monkeypatch)
+    for result in (ranked, statistic.merge_counts(keys, counts)):
+        assert all(np.array_equal(a, b) for a, b in zip(result[0], expected[0]))
+        assert np.array_equal(result[1], expected[1])
+        assert all(a.dtype == np.int64 for a in result[0]) and result[1].dtype == np.int64
+    shuffled = (rng.permutation(groups), *keys[1:])
+    if not np.array_equal(shuffled[0], np.sort(shuffled[0])):
+        assert statistic._ranked_dense_counts(shuffled, counts) is None
 
 
 def test_wide_key_ranges_are_sorted_not_counted_densely():

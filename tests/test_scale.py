@@ -503,3 +503,28 @@ def test_headers_a_program_needs_first_are_read_by_the_workers(
         assert parallel["selection"] == serial["selection"]
         assert parallel["inputs"] == serial["inputs"]
     assert len(passes) == 2  # the runs on 2 processes, not the serial ones
+
+
+def test_workers_are_forked_only_from_a_driver_without_threads(many_files, tmp_path):
+    """A thread of the driver holding a lock at the fork would leave the worker waiting
+    for ever (seen with a Dask client's threads in the test process): with another
+    thread running, the workers start from a fork server instead, with the same results."""
+    import threading
+
+    from dials_refl_stats.pipeline.engines import start_method
+
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, daemon=True)
+    args = [str(many_files), "selection.flags=all"]
+    serial = results_of("spot_size_histogram", args, tmp_path)
+    alone = threading.active_count() == 1
+    assert (start_method() == "fork") == alone
+    other.start()
+    try:
+        assert start_method() == "forkserver"
+        parallel = results_of("spot_size_histogram", [*args, "mp.nproc=2"], tmp_path)
+    finally:
+        stop.set()
+        other.join()
+    assert parallel["results"] == serial["results"]
+    assert parallel["selection"] == serial["selection"]

@@ -231,6 +231,8 @@ def merge_counts(
     if not counts.size:
         return keys, counts
     dense = _dense_counts(keys, counts)
+    if dense is None:
+        dense = _ranked_dense_counts(keys, counts)
     if dense is not None:
         return dense
     order = np.lexsort(keys[::-1])
@@ -265,6 +267,25 @@ def merge_count_tables(
         np.concatenate([a, b]).astype(np.int64, copy=False) for a, b in zip(keys_a, keys_b)
     )
     return keys, np.concatenate([counts_a, counts_b]).astype(np.int64, copy=False)
+
+
+def _ranked_dense_counts(keys: tuple[np.ndarray, ...], counts: np.ndarray):
+    """:func:`_dense_counts` with the first key's distinct values numbered in order, when
+    it never decreases (rows in file order keyed by run-wide group keys, whose range is
+    wide but whose values are few); ``None`` otherwise or if still too big."""
+    first = keys[0]
+    if len(keys) < 2 or first.size < 2 or (first[1:] < first[:-1]).any():
+        return None
+    new_value = np.empty(first.size, dtype=bool)
+    new_value[0] = False
+    np.not_equal(first[1:], first[:-1], out=new_value[1:])
+    rank = np.cumsum(new_value)  # 0, 1, ... in the order of the values: order kept
+    dense = _dense_counts((rank, *keys[1:]), counts)
+    if dense is None:
+        return None
+    (ranks, *others), summed = dense
+    values = first[np.flatnonzero(np.concatenate(([True], new_value[1:])))]
+    return (values[ranks], *others), summed
 
 
 def _dense_counts(keys: tuple[np.ndarray, ...], counts: np.ndarray):

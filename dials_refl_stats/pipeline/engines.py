@@ -42,16 +42,29 @@ def make_engine(mp: Any) -> Engine:
 IN_FLIGHT = 2
 
 
+def start_method() -> str | None:
+    """``fork`` (workers start at once, sharing the driver's imports) where the platform
+    has it and this process runs no other thread: a thread holding a lock at the fork
+    (a Dask client's event loop, say) would leave it held for ever in the worker. Else
+    ``forkserver`` (or the platform's default): workers forked from a clean process."""
+    import multiprocessing
+    import threading
+
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return "fork"
+    return "forkserver" if "forkserver" in methods else None
+
+
 def process_engine(batches, statistic, plan, reader, skip_errors, *, n_workers: int):
-    """Batches on ``n_workers`` local processes (fork where available)."""
+    """Batches on ``n_workers`` local processes (:func:`start_method`)."""
     import concurrent.futures
     import multiprocessing
 
     if len(batches) <= 1:
         yield from serial_engine(batches, statistic, plan, reader, skip_errors)
         return
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    context = multiprocessing.get_context(start_method())
     task = functools.partial(
         process_batch, statistic=statistic, plan=plan, reader=reader, skip_errors=skip_errors
     )
