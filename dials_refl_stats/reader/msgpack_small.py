@@ -151,8 +151,8 @@ def _checked(value: Any, size: int) -> SmallTable | None:
     # name: [type, [count, payload]]; a column or body of another length or kind fails
     # the unpacking (ValueError, TypeError) or the type checks below (a map decodes as
     # pairs, so its items are tuples, never str, int or bytes)
-    data = {name: (type_name, body) for name, (type_name, body) in columns}
-    for name, (type_name, (count, payload)) in data.items():
+    data = {}
+    for name, (type_name, (count, payload)) in columns:
         if (
             type(payload) is not bytes
             or type(count) is not int
@@ -161,7 +161,7 @@ def _checked(value: Any, size: int) -> SmallTable | None:
             or type(type_name) is not str
         ):
             return None
-    data = {name: (type_name, body[1]) for name, (type_name, body) in data.items()}
+        data[name] = (type_name, payload)
     if len(data) != len(columns):
         return None  # a duplicate column
     if size > _SHORT and not _short_strings(data, identifiers):
