@@ -528,3 +528,54 @@ def test_workers_are_forked_only_from_a_driver_without_threads(many_files, tmp_p
         other.join()
     assert parallel["results"] == serial["results"]
     assert parallel["selection"] == serial["selection"]
+
+
+@pytest.mark.parametrize(
+    "program, extra, lacking",
+    [
+        ("spot_size_histogram", ["source=shoebox"], "ssx_CuNiR/integrated.refl"),
+        ("intensity_per_frame", [], "ssx_CuNiR/strong_5.refl"),
+    ],
+)
+def test_a_file_lacking_a_column_gets_the_programs_own_sorry_when_tasks_read_headers(
+    listed_files, tmp_path, program, extra, lacking
+):
+    """The driver only lists the files (the tasks read the headers), yet a file without a
+    column the program needs stops the run with the program's explanation, as when the
+    driver reads the header itself (two files)."""
+    folder = tmp_path / "mixed"
+    shutil.copytree(listed_files, folder)
+    odd = folder / "still_0020.refl"
+    shutil.copyfile(data_path(lacking), odd)
+    if program == "intensity_per_frame":  # every file lacks xyzcal: the first one is named
+        odd = folder / "still_0000.refl"
+    expected = None
+    for files, nproc in (([str(odd), str(folder / "still_0001.refl")], 1), ([str(folder)], 1),
+                         ([str(folder)], 2)):  # fmt: skip
+        work = tmp_path / f"w{len(files)}_{nproc}"
+        work.mkdir()
+        code, _, err = run_inprocess(program, [*files, *extra, f"mp.nproc={nproc}"], work)
+        assert_sorry(code, err, odd.name)
+        assert not list(work.iterdir())
+        assert "(" in err  # the program's reason, not only the missing column
+        expected = expected or err
+        assert err == expected
+
+
+def test_the_first_bad_file_in_order_stops_a_run_on_several_processes(listed_files, tmp_path):
+    """Two damaged files in different tasks: whichever task fails first, the run names the
+    first of them in file order, as the serial run does."""
+    folder = tmp_path / "two_bad"
+    shutil.copytree(listed_files, folder)
+    (folder / "still_0030.refl").write_bytes(b"not a reflection table")
+    late = folder / "still_0060.refl"
+    os.truncate(late, late.stat().st_size // 2)
+    errors = set()
+    for attempt, nproc in enumerate((1, 2, 2, 2)):
+        work = tmp_path / f"run{attempt}"
+        work.mkdir()
+        args = [str(folder), "output.plot=None", f"mp.nproc={nproc}"]
+        code, _, err = run_inprocess("strong_reflection_positions", args, work)
+        assert_sorry(code, err, "still_0030.refl")
+        errors.add(err)
+    assert len(errors) == 1

@@ -70,25 +70,44 @@ def process_engine(batches, statistic, plan, reader, skip_errors, *, n_workers: 
     )
     waiting = iter(batches)
     running: set = set()
-    with concurrent.futures.ProcessPoolExecutor(n_workers, mp_context=context) as pool:
+    pool = concurrent.futures.ProcessPoolExecutor(n_workers, mp_context=context)
 
-        def submit() -> None:  # a few batches per worker in flight, not all of them
-            for batch in itertools.islice(waiting, IN_FLIGHT * n_workers - len(running)):
-                running.add(pool.submit(task, batch))
+    number: dict = {}  # future -> batch number (batches are handed out in order)
 
-        try:
-            submit()
-            while running:
-                done, _ = concurrent.futures.wait(
-                    running, return_when=concurrent.futures.FIRST_COMPLETED
-                )
-                for future in done:  # a result is dropped here once it has been merged
-                    running.discard(future)
-                    submit()
-                    yield future.result()
-        finally:
-            for future in running:
-                future.cancel()
+    def submit() -> None:  # a few batches per worker in flight, not all of them
+        for batch in itertools.islice(waiting, IN_FLIGHT * n_workers - len(running)):
+            future = pool.submit(task, batch)
+            number[future] = len(number)
+            running.add(future)
+
+    finished = False
+    try:
+        submit()
+        while running:
+            done, _ = concurrent.futures.wait(
+                running, return_when=concurrent.futures.FIRST_COMPLETED
+            )
+            for future in sorted(done, key=number.get):  # dropped here once merged
+                running.discard(future)
+                if future.exception() is not None:
+                    # every earlier batch was handed out: once they are done, the
+                    # failure of the first file in order stops the run, as serially
+                    concurrent.futures.wait(running)
+                    failed = [f for f in (future, *running) if f.exception() is not None]
+                    min(failed, key=number.get).result()
+                submit()
+                yield future.result()
+        finished = True
+    finally:
+        # on a failure: nothing more is started, and the workers are stopped at once
+        # (waiting for batches already handed out could take long, and Python 3.11's
+        # executor was seen to hang there)
+        pool.shutdown(wait=finished, cancel_futures=True)
+        if not finished:
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.terminate()
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.join()
 
 
 def dask_engine(

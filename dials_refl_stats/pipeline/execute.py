@@ -140,6 +140,18 @@ class ChunkError(ReflectionLoadError):
     """A file whose rows cannot be used (bad ids, missing column); one line."""
 
 
+class MissingColumnError(ChunkError):
+    """A column the statistic needs is not in the file at ``path`` (a file whose header
+    only the task read: the driver then asks the program why, see ``Run.explain``)."""
+
+    def __init__(self, path: str, name: str):
+        super().__init__(f"{path}: no '{name}' column")
+        self.path, self.name = path, name
+
+    def __reduce__(self):
+        return MissingColumnError, (self.path, self.name)
+
+
 def read_chunk(file: FileInfo, statistic: Statistic, plan: SelectionPlan, reader: str):
     """All rows of ``file`` as a :class:`Chunk`, and its :class:`FileRecord`."""
     columns = read_msgpack_columns(file, statistic) if reader in ("auto", "fast") else None
@@ -161,7 +173,7 @@ def read_source_columns(file: FileInfo, statistic: Statistic, reader: str) -> di
     wanted = statistic.columns(available)
     for name in (*BASE_COLUMNS, *wanted):
         if name not in available:
-            raise ChunkError(f"{file.path}: no '{name}' column")
+            raise MissingColumnError(file.path, name)
     columns = {name: source.column(name) for name in BASE_COLUMNS}
     for name in wanted:
         if name == "shoebox":
@@ -195,7 +207,7 @@ def read_msgpack_columns(file: FileInfo, statistic: Statistic) -> dict | None:
         wanted = statistic.columns(frozenset(spans))
         for name in (*BASE_COLUMNS, *wanted):
             if name not in spans:
-                raise ChunkError(f"{file.path}: no '{name}' column")
+                raise MissingColumnError(file.path, name)
         columns = {}
         for name in (*BASE_COLUMNS, *wanted):
             if name == "shoebox":

@@ -14,7 +14,7 @@ import logging
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from dials_refl_stats import __version__
 from dials_refl_stats.analysis.statistic import ExperimentInfo, Statistic
@@ -29,12 +29,19 @@ from dials_refl_stats.pipeline.arguments import (
 )
 from dials_refl_stats.pipeline.engines import make_engine
 from dials_refl_stats.pipeline.errors import Sorry
-from dials_refl_stats.pipeline.execute import HeaderPass, RunPartial, SelectionPlan, reduce_files
+from dials_refl_stats.pipeline.execute import (
+    HeaderPass,
+    MissingColumnError,
+    RunPartial,
+    SelectionPlan,
+    reduce_files,
+)
 from dials_refl_stats.pipeline.inputs import (
     DeferredFileInfo,
     OpenedFile,
     describe_inputs,
     experiment_infos,
+    open_file,
     open_files,
     split_collections,
 )
@@ -58,6 +65,9 @@ class Run:
     compact: bool = False
     #: every file is read once (dials.refl_stats): no first pass (:meth:`reduce`)
     one_pass: bool = False
+    #: given the path of a file lacking a column, raises the program's own ``Sorry``
+    #: for it (its headers read by the tasks, the driver has not checked it)
+    explain: Callable[[str], None] | None = None
 
     def reduce(self, statistic: Statistic) -> RunPartial:
         """``statistic`` over every file of the run, on the engine ``mp`` asks for."""
@@ -74,7 +84,10 @@ class Run:
                 n_workers=params.mp.nproc,
             )
         except ReflectionLoadError as error:
-            raise Sorry(str(error)) from None
+            failure = error
+        if isinstance(failure, MissingColumnError) and self.explain is not None:
+            self.explain(failure.path)  # outside the handler: one line, no chained error
+        raise Sorry(str(failure))
 
     @functools.cached_property
     def paths(self) -> list[str]:
@@ -314,6 +327,7 @@ def run_program(program: Program, args: Sequence[str] | None, phil, help_message
         invocation, params, files, experiments, infos, plan, compact=compact_form(files, params)
     )
     del files  # run.files only: deferred headers replace the listing (10^5 files: ~50 MB)
+    run.explain = functools.partial(explain_missing_column, program, params)
     if not program.defers_headers and any(isinstance(f.info, DeferredFileInfo) for f in run.files):
         headers_first(program, run)
     statistic = program.statistic(run)
@@ -335,6 +349,17 @@ def run_program(program: Program, args: Sequence[str] | None, phil, help_message
         )
         program.write_files(outputs, final, run, document)
         program.logger.info(program.summary_line(final, run))
+
+
+def explain_missing_column(program: Program, params: Any, path: str) -> None:
+    """The program's ``Sorry`` for the file at ``path`` (which lacks a column a task
+    needed), from its header as the driver would have checked it; nothing if the header
+    cannot be read or the program finds nothing wrong with it."""
+    try:
+        opened = open_file(path, 0, params.reader, [], 1)
+    except ReflectionLoadError:
+        return
+    program.check_file(opened, params)
 
 
 def headers_first(program: Program, run: Run) -> None:
