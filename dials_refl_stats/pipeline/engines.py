@@ -73,11 +73,12 @@ def process_engine(batches, statistic, plan, reader, skip_errors, *, n_workers: 
     pool = concurrent.futures.ProcessPoolExecutor(n_workers, mp_context=context)
 
     number: dict = {}  # future -> batch number (batches are handed out in order)
+    numbers = itertools.count()
 
     def submit() -> None:  # a few batches per worker in flight, not all of them
         for batch in itertools.islice(waiting, IN_FLIGHT * n_workers - len(running)):
             future = pool.submit(task, batch)
-            number[future] = len(number)
+            number[future] = next(numbers)
             running.add(future)
 
     finished = False
@@ -95,13 +96,14 @@ def process_engine(batches, statistic, plan, reader, skip_errors, *, n_workers: 
                     concurrent.futures.wait(running)
                     failed = [f for f in (future, *running) if f.exception() is not None]
                     min(failed, key=number.get).result()
+                del number[future]  # the result is dropped once merged: no reference
                 submit()
                 yield future.result()
         finished = True
     finally:
-        # on a failure: nothing more is started, and the workers are stopped at once
-        # (waiting for batches already handed out could take long, and Python 3.11's
-        # executor was seen to hang there)
+        # on a failure (or the driver's own error): nothing more starts and the workers
+        # are stopped (Python 3.11's executor was seen to hang in a graceful shutdown
+        # after cancelled batches)
         pool.shutdown(wait=finished, cancel_futures=True)
         if not finished:
             for process in list((getattr(pool, "_processes", None) or {}).values()):
