@@ -579,3 +579,18 @@ def test_the_first_bad_file_in_order_stops_a_run_on_several_processes(listed_fil
         assert_sorry(code, err, "still_0030.refl")
         errors.add(err)
     assert len(errors) == 1
+
+
+def test_headers_first_on_a_dask_cluster(listed_files, tmp_path, dask_cluster):
+    """The header pass of a program that needs the headers before its run, on real Dask
+    workers: the same document as the serial run."""
+    documents = []
+    for extra in ([], ["mp.method=dask", f"scheduler_address={dask_cluster['address']}"]):
+        code, _, err = run_inprocess(
+            "strong_reflection_positions", [str(listed_files), "output.plot=None", *extra], tmp_path
+        )
+        assert code == 0, err
+        documents.append(json.loads((tmp_path / "strong_reflection_positions.json").read_text()))
+    serial, on_dask = documents
+    for block in ("results", "selection", "inputs"):
+        assert on_dask[block] == serial[block]
