@@ -291,7 +291,7 @@ def common_directory(paths: Sequence[str]) -> tuple[str, list[str]]:
     file's directory) and each path relative to it."""
     if not paths:
         return "", []
-    same = _one_directory(paths)
+    same = one_directory(paths)
     if same is not None:
         return same
     # abspath once per distinct directory (10^5 files usually share one or a few)
@@ -306,7 +306,7 @@ def common_directory(paths: Sequence[str]) -> tuple[str, list[str]]:
     return directory, [prefix[d] + n for d, n in parts]
 
 
-def _one_directory(paths: Sequence[str]) -> tuple[str, list[str]] | None:
+def one_directory(paths: Sequence[str]) -> tuple[str, list[str]] | None:
     """:func:`common_directory` of paths that all name files of one directory (a
     directory's listing), from their common prefix; ``None`` for any other paths."""
     if os.sep != "/" or os.altsep:

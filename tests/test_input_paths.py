@@ -107,7 +107,7 @@ def test_paths_of_one_directory_take_the_short_way_to_the_same_answer(tmp_path, 
         paths += [stem + rng.choice(parts) + rng.choice(["x.refl", "y.refl", ".", ""])]
         expected = common_directory(paths)
         with monkeypatch.context() as patch:
-            patch.setattr(compact, "_one_directory", lambda paths: None)
+            patch.setattr(compact, "one_directory", lambda paths: None)
             assert common_directory(paths) == expected, paths
 
 

@@ -284,8 +284,8 @@ def _ranked_dense_counts(keys: tuple[np.ndarray, ...], counts: np.ndarray):
     if dense is None:
         return None
     (ranks, *others), summed = dense
-    values = first[np.flatnonzero(np.concatenate(([True], new_value[1:])))]
-    return (values[ranks], *others), summed
+    new_value[0] = True  # each value's first row
+    return (first[new_value][ranks], *others), summed
 
 
 def _dense_counts(keys: tuple[np.ndarray, ...], counts: np.ndarray):

@@ -6,14 +6,19 @@ from __future__ import annotations
 import contextlib
 import gc
 import glob
-import itertools
 import os
 import struct
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 from dials_refl_stats.analysis.statistic import PER_FILE, ExperimentInfo, FileInfo
-from dials_refl_stats.compact import common_directory, compact_column, encode_names, split_paths
+from dials_refl_stats.compact import (
+    common_directory,
+    compact_column,
+    encode_names,
+    one_directory,
+    split_paths,
+)
 from dials_refl_stats.experiment_groups import identifier_index
 from dials_refl_stats.pipeline.errors import Sorry
 from dials_refl_stats.reader import msgpack_small, read_layout
@@ -131,20 +136,16 @@ def _distinct_in_one_directory(paths: Sequence[str]) -> bool:
     """Whether the paths are distinct plain names in one directory that holds no
     symbolic link, so that no file can be given twice (a directory of 10^5 stills: one
     listing, no real path or split per file)."""
-    if len(paths) < _LIST_DIRECTORY_FROM or os.sep != "/" or os.altsep:
+    if len(paths) < _LIST_DIRECTORY_FROM or not all(type(p) is str for p in paths):
         return False
-    if not all(type(p) is str for p in paths):
+    found = one_directory(paths)
+    if found is None:
         return False
-    head, slash, _name = paths[0].rpartition("/")
-    prefix = head + slash
-    if not all(map(str.startswith, paths, itertools.repeat(prefix))):
-        return False
-    names = [p[len(prefix) :] for p in paths]
-    unique = set(names)
-    if "/" in "".join(names) or len(unique) != len(names) or unique & {"", ".", ".."}:
+    directory, names = found
+    if len(set(names)) != len(names):
         return False
     try:
-        with os.scandir(prefix or ".") as entries:
+        with os.scandir(directory) as entries:
             return not any(e.is_symlink() for e in entries)
     except OSError:
         return False
@@ -310,7 +311,7 @@ def one_sweep_id(
 _NO_MAPPING: dict = {}
 
 #: The column names of a file not read yet.
-_NONE: frozenset[str] = frozenset()
+_NO_COLUMNS: frozenset[str] = frozenset()
 
 #: Runs of at least this many files may leave small files' headers to the tasks.
 DEFER_MIN_FILES = 64
@@ -364,7 +365,10 @@ def open_files(
         with collection_paused():  # 2 x 10^5 objects without cycles: nothing to collect
             return [
                 OpenedFile(
-                    DeferredFileInfo(index, path, -1, _NO_MAPPING, _NO_MAPPING), _NONE, -1, "fast"
+                    DeferredFileInfo(index, path, -1, _NO_MAPPING, _NO_MAPPING),
+                    _NO_COLUMNS,
+                    -1,
+                    "fast",
                 )
                 for index, path in enumerate(paths)
             ]

@@ -61,7 +61,7 @@ def unpack(packed: tuple, cls: type, nested: Nested | None = None) -> list:
 
 class FileBatch(list):
     """A task's files (a list), pickled as columns when they are all of one class (a
-    batch of 2000 listed files: ~5x less to pickle on the driver and to read in the
+    batch of 2000 listed files: ~3x less to pickle on the driver and to read in the
     worker); it arrives as a plain list."""
 
     def __reduce__(self):

@@ -35,6 +35,7 @@ from dials_refl_stats.pipeline.execute import (
     RunPartial,
     SelectionPlan,
     reduce_files,
+    serial_engine,
 )
 from dials_refl_stats.pipeline.inputs import (
     DeferredFileInfo,
@@ -312,7 +313,7 @@ def run_program(program: Program, args: Sequence[str] | None, phil, help_message
     skip_errors = params.input.on_error == "skip"
     # many files on several workers: their headers are read in the tasks, with the rows
     # when the program needs none before the run, else in a first pass of their own
-    parallel = params.mp.method == "dask" or params.mp.nproc > 1
+    parallel = make_engine(params.mp) is not serial_engine
     files = open_files(
         invocation.reflection_paths,
         params.reader,
