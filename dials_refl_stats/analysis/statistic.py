@@ -29,6 +29,9 @@ class ExperimentInfo:
     index: int  # position in the run's experiment list
     identifier: str | None
     image_range: tuple[int, int] | None  # scan's first and last image; None for stills
+    #: experiments with the same number share one scan model (lattices of one sweep);
+    #: ``None`` for stills
+    sweep: int | None = None
 
     @property
     def is_still(self) -> bool:

@@ -247,13 +247,17 @@ class OpenedFile:
 def experiment_infos(experiments: Any) -> list[ExperimentInfo]:
     """Plain descriptions of a dxtbx ``ExperimentList``."""
     infos = []
+    sweeps: dict[int, int] = {}  # id of a scan model -> its sweep number
     for index, experiment in enumerate(experiments or []):
         scan = experiment.scan
-        image_range = None
+        image_range = sweep = None
         if scan is not None and scan.get_num_images() >= 1 and not _is_still(experiment):
             first, last = scan.get_image_range()
             image_range = (int(first), int(last))
-        infos.append(ExperimentInfo(index, experiment.identifier or None, image_range))
+            # experiments naming one scan entry of a file share its model (dxtbx and the
+            # light reader alike); equal scans of different sweeps are different models
+            sweep = sweeps.setdefault(id(scan), len(sweeps))
+        infos.append(ExperimentInfo(index, experiment.identifier or None, image_range, sweep))
     return infos
 
 
@@ -294,14 +298,15 @@ def one_sweep_id(
     identifiers: dict[int, str], mapping: dict[int, int], experiments: list[ExperimentInfo]
 ) -> int | None:
     """The id whose images unassigned rows (``id`` -1) are on: the file's only experiment,
-    or, with experiments, the first of several sharing one scan (multiple lattices)."""
+    or, with experiments, the first of several sharing one scan (multiple lattices of one
+    sweep; two sweeps with equal image ranges are not one)."""
     ids = sorted(mapping) if mapping else sorted(identifiers)
     if not ids:
         return None
     if len(ids) == 1:
         return ids[0]
-    scans = {experiments[mapping[i]].image_range for i in ids} if mapping else set()
-    if len(scans) == 1 and None not in scans:
+    sweeps = {experiments[mapping[i]].sweep for i in ids} if mapping else set()
+    if len(sweeps) == 1 and None not in sweeps:
         return ids[0]
     return None
 
