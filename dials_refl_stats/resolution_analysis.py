@@ -31,6 +31,10 @@ FIELDS = (
     "noisiness_method_2",
 )
 
+#: Per image: DIALS's resolution estimates failed on its spots (math errors on spots
+#: that are not strong spots); the image has DIALS's counts and -1 for the estimates.
+RESOLUTION_FAILED = "resolution_failed"
+
 
 class AnalysisError(ReflectionLoadError):
     """DIALS's per-image analysis failed on one image (one line naming the file); the
@@ -89,6 +93,7 @@ def analyse_images(
     out["n_spots_no_ice"] = np.zeros(n_images, dtype=np.int64)
     out["n_spots_4A"] = np.zeros(n_images, dtype=np.int64)
     out["total_intensity_no_ice"] = np.zeros(n_images)
+    out[RESOLUTION_FAILED] = np.zeros(n_images, dtype=bool)
     usable = (image_of_spot >= 0) & np.isfinite(d) & (d > 0)
     order = np.argsort(image_of_spot[usable], kind="stable")
     rows = np.flatnonzero(usable)[order]
@@ -104,7 +109,16 @@ def analyse_images(
         table["intensity.sum.value"] = flex.double(intensity[these])
         table["intensity.sum.variance"] = flex.double(variance[these])
         try:
-            stats = stats_for_reflection_table(table, resolution_analysis=resolution_analysis)
+            try:
+                stats = stats_for_reflection_table(table, resolution_analysis=resolution_analysis)
+            except (ValueError, ZeroDivisionError):
+                if not resolution_analysis:
+                    raise
+                # DIALS's estimates are written for strong spots: a math error on other
+                # rows (logarithms and square roots of intensities <= 0, as weak
+                # integrated reflections have) leaves this image without them
+                stats = stats_for_reflection_table(table, resolution_analysis=False)
+                out[RESOLUTION_FAILED][image] = True
         except (RuntimeError, IndexError, ValueError, ZeroDivisionError) as error:
             detail = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise AnalysisFailure(int(image), detail) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -95,6 +96,135 @@ def test_counts_sizes_and_intensities_match_flex(tmp_path):
     assert document["results"]["overall"]["n_strong"] == sum(
         w["n_strong"] for w in expected.values()
     )
+
+
+def flex_rows_per_image(table, unassigned_experiment=None) -> dict:
+    """(experiment, image) -> rows, written plainly with flex: image number floor(z) + 1
+    on a sweep's images; id -1 rows on ``unassigned_experiment``'s images, else numbered
+    floor(z) (``z_floor``: no experiment known)."""
+    from dials.array_family import flex
+
+    z = flex.floor(table["xyzobs.px.value"].parts()[2])
+    counts: dict = {}
+    for i, frame in zip(table["id"], z):
+        i = unassigned_experiment if i < 0 and unassigned_experiment is not None else i
+        key = (int(i), int(frame) + 1) if i >= 0 else (-1, int(frame))
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def ours_rows_per_image(results) -> dict:
+    """(experiment, image) -> rows of our per-image table (images with rows)."""
+    table = results["per_image"]
+    keys = zip(table["experiment"], table["image"])
+    return {key: n for key, n in zip(keys, table["n_rows"]) if n}
+
+
+def test_unassigned_rows_of_two_sweeps_stay_their_own_group(tmp_path):
+    """sim_twoexp: two sweeps with equal image ranges (1-30) but their own scans and
+    images; id -1 rows belong to neither, so each sweep's images count only its rows."""
+    from dials.array_family import flex
+
+    refl = data_path("sim_twoexp/indexed.refl")
+    table = flex.reflection_table.from_file(str(refl))
+    assert (table["id"] == -1).count(True) > 0
+    results = run_ours(tmp_path, data_path("sim_twoexp/indexed.expt"), refl)["results"]
+    assert ours_rows_per_image(results) == flex_rows_per_image(table)
+
+
+def test_unassigned_rows_of_lattices_sharing_a_scan_count_on_its_images(tmp_path):
+    """Two lattices of one sweep (experiments naming one scan, as dials.index writes
+    them): id -1 rows count on the sweep's images, with the first lattice."""
+    from dials.array_family import flex
+    from dxtbx.model import Experiment
+    from dxtbx.model.experiment_list import ExperimentListFactory
+
+    experiments = ExperimentListFactory.from_json_file(
+        str(data_path("sim_small/indexed.expt")), check_format=False
+    )
+    first = experiments[0]
+    experiments.append(
+        Experiment(
+            beam=first.beam,
+            detector=first.detector,
+            goniometer=first.goniometer,
+            scan=first.scan,
+            imageset=first.imageset,
+            crystal=copy.deepcopy(first.crystal),
+            identifier="second-lattice",
+        )
+    )
+    experiments.as_file(str(tmp_path / "two.expt"))
+    table = flex.reflection_table.from_file(str(data_path("sim_small/indexed.refl")))
+    ids = table["id"]
+    second = flex.bool([i % 3 == 0 and n >= 0 for i, n in enumerate(ids)])
+    ids.set_selected(second, 1)
+    table["id"] = ids
+    table.experiment_identifiers()[1] = "second-lattice"
+    table.as_file(str(tmp_path / "two.refl"))
+    unassigned = (table["id"] == -1).count(True)
+    assert unassigned > 0 and (table["id"] == 1).count(True) > 0
+
+    results = run_ours(tmp_path, tmp_path / "two.expt", tmp_path / "two.refl")["results"]
+    assert ours_rows_per_image(results) == flex_rows_per_image(table, unassigned_experiment=0)
+
+
+def test_resolution_estimates_failing_on_weak_integrated_rows_leave_the_counts(tmp_path):
+    """DIALS's resolution estimates fail (math errors) on images of integrated rows with
+    intensities <= 0: the run goes on, those images keep DIALS's counts and get -1, and
+    the JSON and the log say how many. Checked against DIALS on its own rlp mapping."""
+    from dials.algorithms.spot_finding.per_image_analysis import stats_for_reflection_table
+    from dials.array_family import flex
+    from dxtbx.model.experiment_list import ExperimentListFactory
+
+    expt = data_path("sim_small/integrated.expt")
+    refl = data_path("sim_small/integrated.refl")
+    document = run_ours(tmp_path, expt, refl, "selection.flags=integrated_sum")
+    results = document["results"]
+
+    table = flex.reflection_table.from_file(str(refl))
+    table = table.select(table.get_flags(table.flags.integrated_sum))
+    experiments = ExperimentListFactory.from_json_file(str(expt), check_format=False)
+    observed = table.get_flags(table.flags.observed) | table.get_flags(table.flags.strong)
+    z = np.where(
+        observed.as_numpy_array(),
+        table["xyzobs.px.value"].parts()[2].as_numpy_array(),
+        table["xyzcal.px"].parts()[2].as_numpy_array(),
+    )
+    image_of_row = np.floor(z).astype(int) + 1
+    table.centroid_px_to_mm(experiments)
+    table.map_centroids_to_reciprocal_space(experiments)
+    failed, no_ice = set(), {}
+    for image in sorted(set(image_of_row.tolist())):
+        rows = table.select(flex.bool(image_of_row == image))
+        spots = flex.reflection_table()
+        for column in ("rlp", "intensity.sum.value", "intensity.sum.variance"):
+            spots[column] = rows[column]
+        try:
+            stats_for_reflection_table(spots)
+        except ValueError:
+            failed.add(image)
+        no_ice[image] = stats_for_reflection_table(spots, resolution_analysis=False)
+    assert failed  # the case this test is about
+
+    per_image = results["per_image"]
+    assert results["resolution_failed"]["n_images"] == len(failed)
+    assert results["resolution_failed"]["first"] == f"image {min(failed)} of experiment 0"
+    for i, image in enumerate(per_image["image"]):
+        if image in no_ice:
+            assert per_image["n_spots_no_ice"][i] == no_ice[image].n_spots_no_ice
+            assert per_image["n_spots_4A"][i] == no_ice[image].n_spots_4A
+        if image in failed:
+            assert per_image["estimated_d_min"][i] == -1
+            assert per_image["noisiness_method_1"][i] == -1
+    log = (tmp_path / "dials.per_image_statistics.log").read_text()
+    assert f"resolution estimates failed on {len(failed)} of " in log
+
+    strong = run_ours(
+        tmp_path, data_path("sim_small/indexed.expt"), data_path("sim_small/indexed.refl")
+    )
+    assert strong["results"]["resolution_failed"]["n_images"] == 0
+    assert run_ours(tmp_path, refl)["results"]["resolution_failed"] is None  # no experiments
 
 
 def test_isigma_histogram_counts_every_selected_spot(tmp_path):

@@ -22,7 +22,7 @@ from dials_refl_stats.image_numbering import STILL, NumberedImages, number_image
 from dials_refl_stats.pipeline.errors import Sorry
 from dials_refl_stats.pipeline.phil import INPUT_PHIL, output_phil, selection_phil
 from dials_refl_stats.pipeline.program import Program, Run, run_program
-from dials_refl_stats.resolution_analysis import DialsSpotAnalysis
+from dials_refl_stats.resolution_analysis import RESOLUTION_FAILED, DialsSpotAnalysis
 
 PROGRAM = "per_image_statistics"
 
@@ -118,9 +118,12 @@ class PerImageStatistics(Program):
     def finalize(self, table: ImageTable, run: Run) -> dict:
         numbered = number_images(table, [f.info for f in run.files], run.experiment_infos)
         columns = per_image_columns(table, numbered)
+        failed = None
         if table.analysis is not None:
-            columns.update(analysis_columns(table.analysis, numbered.source_row))
-        return {"numbered": numbered, "columns": columns, "table": table}
+            analysis = dict(table.analysis)
+            failed = take(analysis.pop(RESOLUTION_FAILED), numbered.source_row, False)
+            columns.update(analysis_columns(analysis, numbered.source_row))
+        return {"numbered": numbered, "columns": columns, "table": table, "failed": failed}
 
     def results(self, final: dict, run: Run) -> dict:
         return self.describe(final, run, run.compact)
@@ -154,11 +157,21 @@ class PerImageStatistics(Program):
                 "total_intensity": float(np.sum(columns["total_intensity"])),
             },
             "stills": stills_summary(columns, stills, run, compact) if stills.any() else None,
+            "resolution_failed": describe_failures(final["failed"], numbered),
             "definitions": DEFINITIONS
             | {"mask_bits": [MASK_NAMES[m] for m in params.spot_size.mask_bits]},
         }
 
     def log_results(self, final: dict, run: Run) -> None:
+        failures = describe_failures(final["failed"], final["numbered"])
+        if failures and failures["n_images"]:
+            self.logger.warning(
+                "DIALS's resolution estimates failed on %d of %d images (first: %s): %s",
+                failures["n_images"],
+                final["numbered"].n_images,
+                failures["first"],
+                FAILURE_NOTE,
+            )
         columns = final["columns"]
         n = final["numbered"].n_images
         shown = n if n <= 50 or run.invocation.options.verbose else 50
@@ -263,6 +276,31 @@ def analysis_columns(analysis: dict[str, np.ndarray], source_row: np.ndarray) ->
         name: take(values, source_row, values.dtype.type(0) if name in ZERO_FILLED else -1.0)
         for name, values in analysis.items()
     }
+
+
+#: Why DIALS's resolution estimates may fail on an image, and what the image then has.
+FAILURE_NOTE = (
+    "DIALS's estimates are written for strong spots and fail with a math error on others "
+    "(e.g. intensities <= 0 of weak integrated reflections); those images have DIALS's "
+    "counts and -1 for estimated_d_min, d_min_distl_method_1/2 and noisiness_method_1/2 "
+    "(selection.flags=strong, the default, gives the estimates)"
+)
+
+
+def describe_failures(failed: np.ndarray | None, numbered: NumberedImages) -> dict | None:
+    """The images on which DIALS's resolution estimates failed (``None``: no analysis)."""
+    if failed is None:
+        return None
+    where = np.flatnonzero(failed)
+    first = None
+    if where.size:
+        i = int(where[0])
+        image, experiment = int(numbered.image[i]), int(numbered.experiment[i])
+        if numbered.numbering[i] == STILL:
+            first = f"still {image} (experiment {experiment})"
+        else:
+            first = f"image {image} of experiment {experiment}"
+    return {"n_images": int(where.size), "first": first, "note": FAILURE_NOTE}
 
 
 #: DIALS's per-image fields that are 0 (not -1) on an image without spots.
