@@ -407,6 +407,10 @@ def test_tables_never_integrated_fall_back_to_strong(run_ok, tmp_path):
     block = intensity_block(document)
     assert block["overall"]["n"] == strong.count(True)
     np.testing.assert_allclose(np.sort(block["points"]["intensity"]), np.sort(intensity), rtol=1e-5)
+    # the per-intensity log line names the rows used, not the intensity's default flags
+    log = (tmp_path / "dials.intensity_per_frame.log").read_text()
+    n = strong.count(True)
+    assert f"sum: {n} of {table.size()} reflections selected (strong: selection fallback)" in log
 
     off = run_ok(expt, refl, "selection.fallback=False", "json=off.json")
     assert off["selection"]["n_selected"] == 0 and off["selection"]["fallbacks"] == []

@@ -554,18 +554,25 @@ def log_selection(computed: Computed, run: Run, selections, automatic: bool) -> 
     if not logger.isEnabledFor(level):
         return
     selected = {r.choice: computed.n_selected(r) for r in computed.by_choice}
+    fell_back = {r.index: r.selection for r in run.records if r.fallback}
     for index, file in enumerate(run.files):
         for choice, selection in selections.items():
+            if index in fell_back:  # a table never integrated: the shared fallback's rows
+                rows = f"{', '.join(fell_back[index]) or 'all'}: selection fallback"
+            else:
+                rows = (
+                    f"{', '.join(selection.names) or 'all'}"
+                    f"{' = default for this intensity' if automatic else ''}, "
+                    f"rule {selection.rule}"
+                )
             logger.log(
                 level,
-                "%s: %s: %d of %d reflections selected (%s%s, rule %s)",
+                "%s: %s: %d of %d reflections selected (%s)",
                 file.info.path,
                 choice,
                 int(selected[choice][index]),
                 file.info.nrows,
-                ", ".join(selection.names) or "all",
-                " = default for this intensity" if automatic else "",
-                selection.rule,
+                rows,
             )
 
 
