@@ -130,6 +130,9 @@ def test_unassigned_rows_of_two_sweeps_stay_their_own_group(tmp_path):
     assert (table["id"] == -1).count(True) > 0
     results = run_ours(tmp_path, data_path("sim_twoexp/indexed.expt"), refl)["results"]
     assert ours_rows_per_image(results) == flex_rows_per_image(table)
+    # image numbers repeat across the sweeps: the log's table names the experiment
+    log = (tmp_path / "dials.per_image_statistics.log").read_text()
+    assert "expt    image  strong" in log and "\n   0        1     164 " in log
 
 
 def test_unassigned_rows_of_lattices_sharing_a_scan_count_on_its_images(tmp_path):

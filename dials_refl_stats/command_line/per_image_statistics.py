@@ -175,7 +175,10 @@ class PerImageStatistics(Program):
         columns = final["columns"]
         n = final["numbered"].n_images
         shown = n if n <= 50 or run.invocation.options.verbose else 50
+        # an experiment column where image numbers repeat (several sweeps, id -1 rows)
+        experiments = len(np.unique(columns["image"])) < n
         lines = [
+            f"{'expt ' if experiments else ''}"
             f"{'image':>8} {'strong':>7} {'indexed':>7} {'%idx':>6} {'median I':>10} {'d_min':>6}"
         ]
         d_min = columns.get("estimated_d_min", np.full(n, -1.0))
@@ -183,8 +186,9 @@ class PerImageStatistics(Program):
         percent = 100 * columns["fraction_indexed"]
         for i in range(shown):
             image, strong, indexed = (columns[k][i] for k in ("image", "n_strong", "n_indexed"))
+            experiment = f"{columns['experiment'][i]:4d} " if experiments else ""
             lines.append(
-                f"{image:8d} {strong:7d} {indexed:7d} "
+                f"{experiment}{image:8d} {strong:7d} {indexed:7d} "
                 f"{'-' if np.isnan(percent[i]) else f'{percent[i]:5.1f}%':>6} "
                 f"{_g(columns['median_intensity'][i]):>10} {_g(d_min[i]):>6}"
             )
