@@ -451,14 +451,17 @@ def reduce_files(
     # collector's full passes over all of them cost 10-20% of a run. They hold no cycles,
     # so what exists after each batch is frozen (left out of collections) until the end.
     gc.freeze()
+    results = engine(batches, statistic, plan, reader, skip_errors)
     try:
-        for result in engine(batches, statistic, plan, reader, skip_errors):
+        for result in results:
             progress.update(result)
             merged.add(result.partial)
             records.extend(result.records)
             gc.freeze()
     finally:
         gc.unfreeze()
+        # an engine stops its workers as soon as the run fails or is interrupted here
+        getattr(results, "close", lambda: None)()
     records.sort(key=lambda r: r.index)
     return RunPartial(merged.result(), records)
 

@@ -51,6 +51,15 @@ def is_input_collection(argument: str) -> bool:
     return argument.endswith(LIST_SUFFIXES) and os.path.isfile(argument)
 
 
+def list_files(args: Sequence[str]) -> list[str]:
+    """The list files among ``args`` (inputs too: never to be overwritten)."""
+    return [
+        a[1:] if a.startswith("@") else a
+        for a in args
+        if is_input_collection(a) and (a.startswith("@") or a.endswith(LIST_SUFFIXES))
+    ]
+
+
 def expand_collection(argument: str) -> list[str]:
     """The reflection files a directory, glob or list file names (sorted; ``Sorry`` if none)."""
     if argument.startswith("@") or argument.endswith(LIST_SUFFIXES):
@@ -59,7 +68,9 @@ def expand_collection(argument: str) -> list[str]:
             with open(path, encoding="utf-8") as handle:
                 lines = [line.strip() for line in handle]
         except (OSError, UnicodeDecodeError) as error:
-            raise Sorry(f"{path}: cannot read the list of files ({error.__class__.__name__})")
+            raise Sorry(
+                f"{path}: cannot read the list of files ({error.__class__.__name__})"
+            ) from None
         base = os.path.dirname(path)
         found = [
             line if os.path.isabs(line) else os.path.join(base, line)

@@ -41,8 +41,15 @@ def check_targets(targets: Mapping[str, str | None], inputs: Sequence[str]) -> N
             raise Sorry(f"output.{name}={path}: would overwrite an input file")
         if os.path.isdir(real):
             raise Sorry(f"output.{name}={path}: is a directory")
+        if os.path.exists(real) and not os.path.isfile(real):
+            raise Sorry(
+                f"output.{name}={path}: not a regular file (a device, pipe or socket would be "
+                f"replaced: outputs are renamed into place); output.{name}=None writes none"
+            )
         if not os.path.isdir(directory):
             raise Sorry(f"output.{name}={path}: directory {directory} does not exist")
+        if len(os.fsencode(os.path.basename(real))) > _name_max(directory):
+            raise Sorry(f"output.{name}={path}: file name too long")
         if not os.access(directory, os.W_OK | os.X_OK):
             raise Sorry(f"output.{name}={path}: directory {directory} is not writable")
         if os.path.exists(real) and not os.access(real, os.W_OK):
@@ -55,6 +62,18 @@ def check_targets(targets: Mapping[str, str | None], inputs: Sequence[str]) -> N
         seen[real] = name
 
 
+def _name_max(directory: str) -> int:
+    """The longest file name ``directory``'s file system takes (bytes)."""
+    try:
+        return os.pathconf(directory, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
+#: Characters of a target's suffix kept on its temporary (longer ones are left off).
+TEMPORARY_SUFFIX_MAX = 16
+
+
 class OutputFiles:
     """The outputs of one run: temporaries now, renamed into place by :meth:`commit`."""
 
@@ -62,24 +81,69 @@ class OutputFiles:
         check_targets(targets, inputs)
         self.targets = {k: v for k, v in targets.items() if v}
         self._temporaries: dict[str, str] = {}
+        self._handed: set[str] = set()
+
+    def prepare(self) -> None:
+        """Make every target's temporary now, before any work: a directory where no file
+        can be made (``/proc``, a full or read-only file system) is a ``Sorry`` here."""
+        for name in self.targets:
+            self._make(name)
 
     def temporary(self, name: str) -> str:
-        """A temporary path beside output ``name``'s target (same suffix)."""
+        """The temporary path of output ``name`` (beside its target), to be written: only
+        the outputs asked for here are renamed into place."""
+        self._handed.add(name)
+        return self._make(name)
+
+    def _make(self, name: str) -> str:
+        """Output ``name``'s temporary file (its target's suffix, when short; named after
+        the target within the file system's name length), made once."""
+        if name in self._temporaries:
+            return self._temporaries[name]
         target = self.targets[name]
         directory = os.path.dirname(os.path.abspath(target))
         base = os.path.basename(target)
         suffix = os.path.splitext(base)[1]
-        fd, path = tempfile.mkstemp(prefix=f".{base}.", suffix=suffix, dir=directory)
+        suffix = suffix if len(suffix) <= TEMPORARY_SUFFIX_MAX else ""
+        room = _name_max(directory) - len(os.fsencode(suffix)) - 10  # ".", ".", 8 random
+        stem = os.fsencode(base)[: max(room, 0)].decode(errors="ignore")
+        try:
+            fd, path = tempfile.mkstemp(prefix=f".{stem}.", suffix=suffix, dir=directory)
+        except OSError as error:
+            raise Sorry(
+                f"output.{name}={target}: cannot make a file in {directory} "
+                f"({error.strerror or error.__class__.__name__})"
+            ) from None
         os.close(fd)
         self._temporaries[name] = path
         return path
 
     def commit(self) -> None:
-        """Rename every written temporary into place."""
-        for name, path in self._temporaries.items():
-            os.chmod(path, 0o644)
-            os.replace(path, self.targets[name])
-        self._temporaries.clear()
+        """Rename every temporary into place, all or none: the targets are checked
+        again first (one may have changed during the run); should a rename still fail,
+        the outputs already renamed are removed and a ``Sorry`` names the target."""
+        written = [(n, p) for n, p in self._temporaries.items() if n in self._handed]
+        for name, _ in written:
+            target = self.targets[name]
+            if os.path.exists(target) and not os.path.isfile(target):
+                raise Sorry(f"output.{name}={target}: is no longer a regular file")
+        renamed: list[str] = []
+        for name, path in written:
+            target = self.targets[name]
+            try:
+                os.chmod(path, 0o644)
+                os.replace(path, target)
+            except OSError as error:
+                for done in renamed:
+                    with contextlib.suppress(OSError):
+                        os.unlink(done)
+                raise Sorry(
+                    f"output.{name}={target}: cannot be written "
+                    f"({error.strerror or error.__class__.__name__}); no output was kept"
+                ) from None
+            renamed.append(target)
+            del self._temporaries[name]
+        self.discard()  # temporaries made but never written
 
     def discard(self) -> None:
         """Remove every temporary (after a failure)."""
@@ -97,6 +161,7 @@ def run_outputs(
     outputs = OutputFiles(targets, inputs)
     before = {n: set(logging.getLogger(n).handlers) for n in DIALS_LOGGERS}
     try:
+        outputs.prepare()
         from dials.util import log
 
         logfile = outputs.temporary("log") if "log" in outputs.targets else None

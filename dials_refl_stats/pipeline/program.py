@@ -42,10 +42,12 @@ from dials_refl_stats.pipeline.inputs import (
     OpenedFile,
     describe_inputs,
     experiment_infos,
+    list_files,
     open_file,
     open_files,
     split_collections,
 )
+from dials_refl_stats.pipeline.interrupts import interrupts_end_the_run
 from dials_refl_stats.pipeline.outputs import OutputFiles, run_outputs
 from dials_refl_stats.pipeline.phil import make_flag_selection
 from dials_refl_stats.reflections import ReflectionLoadError
@@ -258,12 +260,20 @@ def restore_auto_choices(system_phil, params) -> None:
 def paired_experiments(reflections: Sequence[str], others: Sequence[str]) -> list[str]:
     """``X.expt`` for every ``X.refl`` when each has one, no experiments were given and
     ``input.pair_experiments`` is not switched off (as ``name=False`` on the command line)."""
-    if any(a.endswith(EXPERIMENT_SUFFIXES) or a.startswith("input.experiments") for a in others):
+    if any(_names_experiments(a) for a in others):
         return []
     if any(a.replace(" ", "").endswith("pair_experiments=False") for a in others):
         return []
     stems = [os.path.splitext(path)[0] + ".expt" for path in reflections]
     return stems if all(os.path.isfile(p) for p in stems) else []
+
+
+def _names_experiments(argument: str) -> bool:
+    """An experiment file given on the command line: a bare ``.expt`` path or
+    ``[input.]experiments=...`` (not an output named ``x.expt``)."""
+    if "=" in argument:
+        return argument.split("=", 1)[0].strip().split(".")[-1] == "experiments"
+    return argument.endswith(EXPERIMENT_SUFFIXES)
 
 
 def dials_version() -> str | None:
@@ -278,8 +288,14 @@ def run_program(program: Program, args: Sequence[str] | None, phil, help_message
     """Run ``program`` on a command line, as a DIALS program does.
 
     Every user error is a ``Sorry`` raised before anything is written, or, when found
-    while reading the data, with every output removed again.
+    while reading the data, with every output removed again; an interrupted run leaves
+    nothing either (:mod:`~dials_refl_stats.pipeline.interrupts`).
     """
+    with interrupts_end_the_run(f"dials.{program.name}"):
+        _run_program(program, args, phil, help_message)
+
+
+def _run_program(program: Program, args: Sequence[str] | None, phil, help_message: str) -> None:
     import sys
 
     args = list(sys.argv[1:] if args is None else args)
@@ -306,7 +322,7 @@ def run_program(program: Program, args: Sequence[str] | None, phil, help_message
     restore_auto_choices(invocation.parser.system_phil, params)
     program.validate(params)
     plan = program.selection_plan(params)
-    inputs = [*invocation.reflection_paths, *invocation.experiment_paths]
+    inputs = [*invocation.reflection_paths, *invocation.experiment_paths, *list_files(args)]
     OutputFiles(program.output_targets(params), inputs)  # checks the targets only
     experiments = invocation.experiments
     infos = experiment_infos(experiments)
