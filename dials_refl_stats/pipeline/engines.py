@@ -10,14 +10,17 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import json
 import logging
 import os
 import pickle
+import time
 import uuid
 from typing import Any, Callable, Iterable
 
 from dials_refl_stats.pipeline.errors import Sorry
 from dials_refl_stats.pipeline.execute import RunPartial, process_batch, serial_engine
+from dials_refl_stats.pipeline.interrupts import ignore_interrupts
 from dials_refl_stats.reflections import ReflectionLoadError
 
 Engine = Callable[..., Iterable[RunPartial]]
@@ -70,7 +73,9 @@ def process_engine(batches, statistic, plan, reader, skip_errors, *, n_workers: 
     )
     waiting = iter(batches)
     running: set = set()
-    pool = concurrent.futures.ProcessPoolExecutor(n_workers, mp_context=context)
+    pool = concurrent.futures.ProcessPoolExecutor(
+        n_workers, mp_context=context, initializer=ignore_interrupts
+    )
 
     number: dict = {}  # future -> batch number (batches are handed out in order)
     numbers = itertools.count()
@@ -101,14 +106,15 @@ def process_engine(batches, statistic, plan, reader, skip_errors, *, n_workers: 
                 yield future.result()
         finished = True
     finally:
-        # on a failure (or the driver's own error): nothing more starts and the workers
-        # are stopped (Python 3.11's executor was seen to hang in a graceful shutdown
-        # after cancelled batches)
+        # on a failure (or the driver's own error, or an interruption): nothing more
+        # starts and the workers are stopped (Python 3.11's executor was seen to hang in
+        # a graceful shutdown after cancelled batches); its shutdown forgets them
+        processes = list((getattr(pool, "_processes", None) or {}).values())
         pool.shutdown(wait=finished, cancel_futures=True)
         if not finished:
-            for process in list((getattr(pool, "_processes", None) or {}).values()):
+            for process in processes:
                 process.terminate()
-            for process in list((getattr(pool, "_processes", None) or {}).values()):
+            for process in processes:
                 process.join()
 
 
@@ -127,25 +133,30 @@ def dask_engine(
     """Batches on a Dask cluster; partials merged in a tree on the workers.
 
     With neither a scheduler address nor a scheduler file, a local cluster of
-    ``n_workers`` worker processes is started for the run.
+    ``n_workers`` worker processes is started for the run. ``timeout`` seconds bound the
+    wait for the scheduler file, for the connection, and for a worker while the
+    scheduler has none (:func:`_result_while_workers`).
     """
     try:
         import dask.bag
         from distributed import Client, LocalCluster
     except ImportError:
         raise Sorry("mp.method=dask needs dask and distributed (pip install dask distributed)")
-    # distributed logs to stderr (e.g. stale worker directories purged, at INFO):
-    # workflows keep stderr empty, and failures reach the user as one Sorry line
-    quiet = logging.getLogger("distributed")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
+    # distributed logs to stderr (e.g. stale worker directories purged, at INFO; a lost
+    # scheduler, at ERROR on its client's logger, which has a level of its own): workflows
+    # keep stderr empty, and failures reach the user as one Sorry line
+    quiet = [logging.getLogger(name) for name in ("distributed", "distributed.client")]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.CRITICAL)
     try:
         cluster = None
+        where = address or scheduler_file or "a local cluster"
         try:
+            if not address and scheduler_file:
+                address = _scheduler_file_address(scheduler_file, timeout)
             if address:
                 client = Client(address, timeout=f"{timeout}s")
-            elif scheduler_file:
-                client = Client(scheduler_file=scheduler_file, timeout=f"{timeout}s")
             else:
                 with _environment(DASK_LOGGING__DISTRIBUTED="error"):  # for the workers
                     cluster = LocalCluster(
@@ -157,8 +168,8 @@ def dask_engine(
                         silence_logs=logging.CRITICAL,  # a failed task is the driver's Sorry
                     )
                 client = Client(cluster)
+                address = cluster.scheduler_address
         except (OSError, TimeoutError, ValueError) as error:
-            where = address or scheduler_file or "a local cluster"
             raise Sorry(f"cannot connect to the Dask scheduler ({where}): {error}") from None
         try:
             packed = Packed(statistic, plan)
@@ -166,13 +177,93 @@ def dask_engine(
             merge = functools.partial(_packed_merge, packed)
             bag = dask.bag.from_sequence(batches, npartitions=len(batches) or 1)
             total = bag.map(task).fold(merge, merge, initial=RunPartial(None))
-            yield total.compute(scheduler=client)
+            yield _result_while_workers(client, client.compute(total), address, timeout)
         finally:
             client.close()
             if cluster is not None:
                 cluster.close()
     finally:
-        quiet.setLevel(level)
+        for logger, level in zip(quiet, levels):
+            logger.setLevel(level)
+
+
+#: Reads of a scheduler file that is not (yet) a scheduler's JSON: a scheduler starting
+#: with the run may be writing it (``distributed`` itself reads it 10 times).
+SCHEDULER_FILE_READS = 10
+
+#: Seconds between checks of a scheduler file's existence, and of a run's workers.
+DASK_POLL = 0.5
+
+
+def _scheduler_file_address(path: str, timeout: float) -> str:
+    """The scheduler's address in a scheduler file (``dask scheduler --scheduler-file``,
+    dask-jobqueue, dask-mpi). A ``Sorry`` if the file has not appeared within ``timeout``
+    seconds (``distributed`` would wait for ever), cannot be read, or holds no address
+    (``distributed`` fails with a TypeError)."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() >= deadline:
+            raise Sorry(f"Dask scheduler file {path} does not exist (waited {timeout:g} s)")
+        time.sleep(min(DASK_POLL, timeout))
+    for _ in range(SCHEDULER_FILE_READS):
+        try:
+            with open(path, encoding="utf-8") as stream:
+                content = json.load(stream)
+        except OSError as error:
+            raise Sorry(
+                f"cannot read the Dask scheduler file {path}: {error.strerror or error}"
+            ) from None
+        except ValueError:  # not JSON (nor text), or not yet written out
+            content = None
+        address = content.get("address") if isinstance(content, dict) else None
+        if isinstance(address, str) and address:
+            return address
+        time.sleep(0.05)
+    raise Sorry(
+        f"{path} is not a Dask scheduler file (JSON with the scheduler's address, as "
+        "'dask scheduler --scheduler-file' writes)"
+    )
+
+
+def _result_while_workers(client: Any, future: Any, address: str, timeout: float) -> RunPartial:
+    """The result of ``future``, or a ``Sorry`` once the scheduler at ``address`` has had no
+    worker for ``timeout`` seconds (all died, or none ever came) while the run is
+    unfinished: Dask would wait for ever. Also a ``Sorry`` if the scheduler is lost (the
+    client cancels the run once it cannot reconnect). The run is cancelled on failure."""
+    from distributed import CancelledError, wait
+
+    finished = False
+    without_workers_since: float | None = None
+    try:
+        while True:
+            try:
+                wait(future, timeout=DASK_POLL)
+            except TimeoutError:
+                pass
+            except CancelledError:
+                raise Sorry(f"lost the Dask scheduler at {address} (run cancelled)") from None
+            else:
+                result = future.result()  # a task's error is raised as it is
+                finished = True
+                return result
+            try:
+                has_workers = bool(client.nthreads())
+            except OSError as error:
+                raise Sorry(f"lost the Dask scheduler at {address}: {error}") from None
+            now = time.monotonic()
+            if has_workers:
+                without_workers_since = None
+            elif without_workers_since is None:
+                without_workers_since = now
+            elif now - without_workers_since >= timeout:
+                raise Sorry(
+                    f"no Dask workers for {timeout:g} s at {address}; start workers for "
+                    "this scheduler, or raise mp.dask.timeout"
+                )
+    finally:
+        if not finished and client.status == "running":
+            with contextlib.suppress(OSError, TimeoutError):
+                future.cancel()
 
 
 @contextlib.contextmanager

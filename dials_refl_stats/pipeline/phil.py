@@ -74,7 +74,10 @@ mp
               "dask-jobqueue or dask-mpi."
     timeout = 30
       .type = float(value_min=0.1, value_max=3600)
-      .help = "Seconds to wait for the scheduler before giving up (Sorry)."
+      .help = "Seconds to wait for the scheduler (its scheduler file to appear, then"
+              " the connection) and, during a run, for a worker while the scheduler"
+              " has none, before giving up (Sorry). Raise it when workers wait in a"
+              " batch queue (dask-jobqueue)."
   }
 }
 """
