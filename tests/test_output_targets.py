@@ -152,3 +152,41 @@ def test_an_interrupted_run_leaves_nothing(tmp_path, monkeypatch, nproc, how):
     assert leftovers(work) == []
     assert multiprocessing.active_children() == []
     assert signal.getsignal(signal.SIGTERM) == handler
+
+
+INTERRUPT_AT_FIRST_RESULT = """
+import os, signal, sys
+from dials_refl_stats.command_line import spot_size_histogram
+from dials_refl_stats.pipeline import execute
+
+def interrupted(self, result):
+    os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+
+execute.Progress.update = interrupted
+spot_size_histogram.run(sys.argv[2:])
+"""
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM"])
+def test_an_interrupted_process_pool_exits_at_once(tmp_path, how):
+    """Interrupted while batches are still in the pipe to the workers (long paths: the
+    pipe is full): the process ends at once (its exit once waited for ever on the
+    executor's feeder thread), with no worker and no file left."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / ("d" * 200) / ("e" * 200)
+    split_stills("ssx_CuNiR/strong_5.refl", folder, copies=300)
+    work = tmp_path / "work"
+    work.mkdir()
+    process = subprocess.run(
+        [sys.executable, "-c", INTERRUPT_AT_FIRST_RESULT, how, str(folder), "mp.nproc=2"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert process.returncode == 128 + getattr(signal, how), process.stderr
+    assert leftovers(work) == []
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(folder) not in ps

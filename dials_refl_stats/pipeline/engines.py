@@ -20,7 +20,11 @@ from typing import Any, Callable, Iterable
 
 from dials_refl_stats.pipeline.errors import Sorry
 from dials_refl_stats.pipeline.execute import RunPartial, process_batch, serial_engine
-from dials_refl_stats.pipeline.interrupts import ignore_interrupts
+from dials_refl_stats.pipeline.interrupts import (
+    ignore_interrupts,
+    interrupts_ignored,
+    stop_if_terminated,
+)
 from dials_refl_stats.reflections import ReflectionLoadError
 
 Engine = Callable[..., Iterable[RunPartial]]
@@ -110,12 +114,29 @@ def process_engine(batches, statistic, plan, reader, skip_errors, *, n_workers: 
         # starts and the workers are stopped (Python 3.11's executor was seen to hang in
         # a graceful shutdown after cancelled batches); its shutdown forgets them
         processes = list((getattr(pool, "_processes", None) or {}).values())
+        call_queue = getattr(pool, "_call_queue", None)
+        result_queue = getattr(pool, "_result_queue", None)
         pool.shutdown(wait=finished, cancel_futures=True)
         if not finished:
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                process.join()
+            _stop_workers(processes, call_queue, result_queue)
+
+
+def _stop_workers(processes: list, call_queue: Any, result_queue: Any) -> None:
+    """Stop a process pool's workers at once, and let the executor's threads end, which
+    Python 3.11's would not (its exit then waited for them for ever, seen on Ctrl-C):
+    batches still in the pipe to the workers keep its feeder thread from finishing, and
+    a worker stopped while sending a result leaves its manager thread waiting for the
+    rest, which comes once no process holds the pipe's writing end any more."""
+    if call_queue is not None:
+        call_queue.cancel_join_thread()
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join()
+    writer = getattr(result_queue, "_writer", None)
+    if writer is not None:
+        with contextlib.suppress(OSError):
+            writer.close()
 
 
 def dask_engine(
@@ -145,7 +166,7 @@ def dask_engine(
     # distributed logs to stderr (e.g. stale worker directories purged, at INFO; a lost
     # scheduler, at ERROR on its client's logger, which has a level of its own): workflows
     # keep stderr empty, and failures reach the user as one Sorry line
-    quiet = [logging.getLogger(name) for name in ("distributed", "distributed.client")]
+    quiet = [logging.getLogger(n) for n in ("distributed", "distributed.client", "asyncio")]
     levels = [logger.level for logger in quiet]
     for logger in quiet:
         logger.setLevel(logging.CRITICAL)
@@ -158,7 +179,8 @@ def dask_engine(
             if address:
                 client = Client(address, timeout=f"{timeout}s")
             else:
-                with _environment(DASK_LOGGING__DISTRIBUTED="error"):  # for the workers
+                # the workers keep to the driver's log level, and leave Ctrl-C to it
+                with _environment(DASK_LOGGING__DISTRIBUTED="error"), interrupts_ignored():
                     cluster = LocalCluster(
                         n_workers=n_workers,
                         threads_per_worker=1,
@@ -246,6 +268,7 @@ def _result_while_workers(client: Any, future: Any, address: str, timeout: float
                 result = future.result()  # a task's error is raised as it is
                 finished = True
                 return result
+            stop_if_terminated()  # a SIGTERM that Dask's own code swallowed
             try:
                 has_workers = bool(client.nthreads())
             except OSError as error:

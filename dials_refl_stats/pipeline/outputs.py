@@ -19,6 +19,7 @@ from typing import Iterator, Mapping, Sequence
 
 from dials_refl_stats.output import plot_format
 from dials_refl_stats.pipeline.errors import Sorry
+from dials_refl_stats.pipeline.interrupts import stop_if_terminated
 
 #: Loggers that ``dials.util.log.config`` attaches handlers to.
 DIALS_LOGGERS = ("dials", "dxtbx", "py.warnings")
@@ -122,6 +123,7 @@ class OutputFiles:
         """Rename every temporary into place, all or none: the targets are checked
         again first (one may have changed during the run); should a rename still fail,
         the outputs already renamed are removed and a ``Sorry`` names the target."""
+        stop_if_terminated()
         written = [(n, p) for n, p in self._temporaries.items() if n in self._handed]
         for name, _ in written:
             target = self.targets[name]
