@@ -142,11 +142,14 @@ def scheduler(tmp_path):
         stop_processes([process])
 
 
-def start_worker(address: str, folder: Path, delay: float) -> subprocess.Popen:
+def start_worker(
+    address: str, folder: Path, delay: float, preload: Path | None = None
+) -> subprocess.Popen:
     """A ``dask worker`` (nanny and worker, in a session of their own) whose batches take
-    ``delay`` seconds longer."""
-    preload = folder / f"slow_tasks_{free_port()}.py"
-    preload.write_text(SLOW_TASKS.format(delay=delay))
+    ``delay`` seconds longer (or with another ``preload``)."""
+    if preload is None:
+        preload = folder / f"slow_tasks_{free_port()}.py"
+        preload.write_text(SLOW_TASKS.format(delay=delay))
     return subprocess.Popen(
         [
             sys.executable,
@@ -264,3 +267,27 @@ def test_one_of_two_workers_killed_mid_run_gives_the_same_result(tmp_path, sched
     expected = json.loads((serial / f"{PROGRAM}.json").read_text())
     assert on_dask["results"] == expected["results"]
     assert on_dask["selection"] == expected["selection"]
+
+
+#: A worker preload whose batches kill the worker (the nanny starts another, Dask hands
+#: the batch to it, until it gives up on the batch: ``KilledWorker``).
+DYING_TASKS = """\
+import os
+
+from dials_refl_stats.pipeline import engines
+
+engines._packed_batch = lambda *args, **kwargs: os._exit(1)
+"""
+
+
+def test_a_task_that_kills_its_workers_is_sorry(tmp_path, scheduler):
+    """Dask gives up on a batch whose workers die each time (KilledWorker): one Sorry,
+    nothing written (was a traceback)."""
+    preload = tmp_path / "dying_tasks.py"
+    preload.write_text(DYING_TASKS)
+    worker = start_worker(scheduler, tmp_path, 0, preload=preload)
+    try:
+        line, _ = run_sorry(tmp_path, f"scheduler_address={scheduler}", timeout=20)
+    finally:
+        kill_worker(worker)
+    assert "Dask gave up on a task after the workers running it died" in line

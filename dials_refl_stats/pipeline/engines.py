@@ -254,6 +254,11 @@ def _result_while_workers(client: Any, future: Any, address: str, timeout: float
     client cancels the run once it cannot reconnect). The run is cancelled on failure."""
     from distributed import CancelledError, wait
 
+    try:
+        from distributed import KilledWorker
+    except ImportError:  # older distributed
+        from distributed.scheduler import KilledWorker
+
     finished = False
     without_workers_since: float | None = None
     try:
@@ -265,7 +270,13 @@ def _result_while_workers(client: Any, future: Any, address: str, timeout: float
             except CancelledError:
                 raise Sorry(f"lost the Dask scheduler at {address} (run cancelled)") from None
             else:
-                result = future.result()  # a task's error is raised as it is
+                try:
+                    result = future.result()  # a task's error is raised as it is
+                except KilledWorker as error:
+                    raise Sorry(
+                        f"Dask gave up on a task after the workers running it died "
+                        f"({error}); the workers' logs tell why (a memory limit?)"
+                    ) from None
                 finished = True
                 return result
             stop_if_terminated()  # a SIGTERM that Dask's own code swallowed
