@@ -418,6 +418,17 @@ def panel_image_sizes(experiments) -> dict[int, tuple[int, int]]:
     return sizes
 
 
+def detector_layouts(experiments) -> int:
+    """How many different detectors the experiments have, by their panels' image and
+    pixel sizes (10^4 stills' copies of one detector are one)."""
+    return len(
+        {
+            tuple((p.get_image_size(), p.get_pixel_size()) for p in detector)
+            for detector in experiments.detectors()
+        }
+    )
+
+
 def n_panels(experiments) -> int:
     """The largest panel count of the experiments' detectors (0 without experiments)."""
     return max((len(d) for d in experiments.detectors()), default=0)

@@ -832,3 +832,40 @@ def test_a_d_column_with_overflowing_inverse_squares_is_plotted(run_ok, tmp_path
     document, _ = run_ok(path, "selection.flags=all", *extra, cwd=tmp_path / "run")
     shells = document["results"]["resolution_shells"]
     assert shells["n_without_d"] == 2 and None not in shells["inv_d2_edges"]
+
+
+def test_experiments_with_different_detectors_say_their_positions_share_panels(run_ok, tmp_path):
+    """A directory of sim_small's and quartz's integrated files: two different detectors,
+    whose pixel positions share one histogram per panel number on the largest panel; the
+    JSON, the log and the plot say so (one detector's files say nothing of it)."""
+    from dxtbx.model.experiment_list import ExperimentListFactory
+
+    folder = tmp_path / "two_detectors"
+    folder.mkdir()
+    sizes = []
+    for name in ("sim_small", "quartz_processed"):
+        for suffix in ("refl", "expt"):
+            source = data_path(f"{name}/integrated.{suffix}")
+            (folder / f"{name}.{suffix}").write_bytes(source.read_bytes())
+        experiments = ExperimentListFactory.from_json_file(
+            str(data_path(f"{name}/integrated.expt")), check_format=False
+        )
+        sizes.append(experiments[0].detector[0].get_image_size())
+    assert sizes[0] != sizes[1]  # the case this test is about
+
+    work = tmp_path / "work"
+    work.mkdir()
+    document, log = run_ok(folder, cwd=work)
+    histograms = document["results"]["position_histograms"]
+    assert histograms["extent_source"].startswith(
+        "largest image size of each panel over 2 different detectors"
+    )
+    panel = histograms["panels"][0]
+    assert [panel["x_edges"][-1], panel["y_edges"][-1]] == [max(s) for s in zip(*sizes)]
+    assert "Position histograms: largest image size of each panel over 2 different" in log
+
+    document, log = run_ok(*args_of("sim_small/integrated.expt", "sim_small/integrated.refl"))
+    assert document["results"]["position_histograms"]["extent_source"] == (
+        "image size of each panel of the experiments' detectors"
+    )
+    assert "Position histograms" not in log

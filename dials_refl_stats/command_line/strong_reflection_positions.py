@@ -465,9 +465,7 @@ class StrongReflectionPositions(Program):
             d_source=self.d_source,
             image_sizes=merged.image_sizes,
             extent_source=(
-                "image size of each panel of the experiments' detectors"
-                if experiments is not None
-                else DATA_EXTENTS
+                detector_extents(experiments) if experiments is not None else DATA_EXTENTS
             ),
             groups=groups,
             beam_centres=geometry.beam_centres(experiments) if experiments is not None else [],
@@ -493,6 +491,9 @@ class StrongReflectionPositions(Program):
 
     def log_results(self, final: Final, run: Run) -> None:
         report(final.result, final.files, self.criteria, run.params)
+        extent = final.computed.extent_source
+        if extent not in (DATA_EXTENTS, DETECTOR_EXTENTS):
+            logger.warning("Position histograms: %s", extent)
 
     def summary_line(self, final: Final, run: Run) -> str:
         result = final.result
@@ -534,6 +535,20 @@ NO_EXPERIMENTS = {
 }
 #: Where panel sizes come from without experiments.
 DATA_EXTENTS = "data: largest x and y of each panel in the files"
+DETECTOR_EXTENTS = "image size of each panel of the experiments' detectors"
+
+
+def detector_extents(experiments) -> str:
+    """The histogram extent with experiments: their detector's panels, or, for
+    experiments with different detectors, the largest panel of each number (their pixel
+    positions are then binned together: said in the JSON, the log and the plot)."""
+    layouts = geometry.detector_layouts(experiments)
+    if layouts <= 1:
+        return DETECTOR_EXTENTS
+    return (
+        f"largest image size of each panel over {layouts} different detectors (their "
+        "pixel positions share one histogram per panel number)"
+    )
 
 
 @dataclass
@@ -577,7 +592,7 @@ def compute(files, params, criteria, experiments, d_source) -> Computed:
     extent_source = DATA_EXTENTS
     if experiments is not None:
         image_sizes.update(geometry.panel_image_sizes(experiments))
-        extent_source = "image size of each panel of the experiments' detectors"
+        extent_source = detector_extents(experiments)
     groups, group_of_row = [], []
     for f in files:
         file_groups, rows_group = group_rows_by_experiment(f.index, f.identifiers, f.ids)
@@ -842,11 +857,20 @@ def plot(path, computed: Computed, lab_experiments, run: Run, criteria, params) 
     )
 
 
+def with_extent_note(view, computed: Computed):
+    """``view``, its extent note saying so when different detectors share the panels."""
+    if computed.extent_source in (DATA_EXTENTS, DETECTOR_EXTENTS):
+        return view
+    layouts = computed.extent_source.split(" over ", 1)[1].split(" ", 1)[0]
+    note = f"extent: largest panel of {layouts} different detectors, their positions overlaid"
+    return dataclasses.replace(view, extent_note=note)
+
+
 def legacy_view(computed: Computed, lab_experiments):
     """The plot's view of the rows joined here."""
     from dials_refl_stats.plotting.detector import positions_view
 
-    return positions_view(
+    view = positions_view(
         computed.xyz[:, :2],
         computed.stats.selection.strong,
         computed.image_sizes,
@@ -857,6 +881,7 @@ def legacy_view(computed: Computed, lab_experiments):
         experiment=computed.experiment,
         extent_from_data=computed.extent_source.startswith("data"),
     )
+    return with_extent_note(view, computed)
 
 
 def merged_view(computed: Computed, lab_experiments):
@@ -875,6 +900,7 @@ def merged_view(computed: Computed, lab_experiments):
         experiment=np.zeros(0, dtype=np.int64),
         extent_from_data=computed.extent_source == DATA_EXTENTS,
     )
+    view = with_extent_note(view, computed)
     empty = np.zeros((0, 2))
     n_experiments = computed.merged.max_experiment + 1
     return dataclasses.replace(
