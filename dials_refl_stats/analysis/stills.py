@@ -66,10 +66,30 @@ def thin_images(
     return binned, {
         "images_per_bin": size,
         "n_bins": int(starts.size),
-        "rule": "consecutive images binned: counts and totals summed, other values are "
-        "the median of the images' values (ignoring -1 and NaN); image is the first "
-        "image of the bin, image_last the last",
+        "rule": "consecutive images binned: counts and totals summed, fraction_indexed "
+        "from those sums, other values are the median of the images' values (ignoring -1 "
+        "and NaN); image is the first image of the bin, image_last the last",
     }
+
+
+#: Values within this fraction of their magnitude are one value (float noise, and below
+#: the 6 significant digits of the JSON): one bin holds them all.
+EQUAL_RELATIVE = 1e-6
+#: Narrowest bin, relative to the values' magnitude, so that edges print distinctly.
+MIN_BIN_RELATIVE = 1e-5
+
+
+def histogram_of(values: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(counts, edges)`` of ``values``: one bin ``[v - 0.5, v + 0.5]`` holding every
+    value when they are equal within :data:`EQUAL_RELATIVE`, else at most ``n_bins``
+    bins no narrower than :data:`MIN_BIN_RELATIVE`."""
+    low, high = float(values.min()), float(values.max())
+    scale = max(abs(low), abs(high), 1.0)
+    if high - low <= EQUAL_RELATIVE * scale:
+        centre = float(np.median(values))
+        return np.array([values.size]), np.array([centre - 0.5, centre + 0.5])
+    n_bins = int(min(n_bins, max(1, np.ceil((high - low) / (MIN_BIN_RELATIVE * scale)))))
+    return np.histogram(values, bins=n_bins, range=(low, high))
 
 
 def cell_histograms(cells: np.ndarray, n_bins: int = 30) -> dict:
@@ -81,10 +101,7 @@ def cell_histograms(cells: np.ndarray, n_bins: int = 30) -> dict:
         if not values.size:
             result[name] = None
             continue
-        low, high = float(values.min()), float(values.max())
-        if not high > low:
-            low, high = low - 0.5, high + 0.5
-        counts, edges = np.histogram(values, bins=n_bins, range=(low, high))
+        counts, edges = histogram_of(values, n_bins)
         result[name] = {
             "edges": edges,
             "counts": counts,
