@@ -10,6 +10,7 @@ from typing import Any
 import dials.util
 import libtbx.phil
 
+from dials_refl_stats.pipeline.arguments import system_phil, without_input_files
 from dials_refl_stats.pipeline.combined import CombinedStatistic, Member
 from dials_refl_stats.pipeline.errors import Sorry
 from dials_refl_stats.pipeline.execute import RunPartial
@@ -227,7 +228,7 @@ class ReflStats(Program):
                 member = build_document(
                     name, run, selection=entry["selection"], results=entry["results"]
                 )
-                member["parameters"] = document["parameters"]
+                member["parameters"] = member_parameters(name, document["parameters"])
                 documents.append(member)
             documents += [
                 not_computed(f"dials.{e['statistic']}", e["reason"])
@@ -236,6 +237,41 @@ class ReflStats(Program):
             html = render_report(documents, title=f"DIALS reflection statistics: {run.title}")
             with open(outputs.temporary("html"), "w", encoding="utf-8") as handle:
                 handle.write(html)
+
+
+#: The scopes of the ``dials.refl_stats`` phil that its members share as they are.
+SUITE_SHARED = ("reader", "input", "mp")
+
+
+def member_parameters(name: str, suite: dict) -> dict:
+    """The parameters of member ``name`` as its own program's phil (its ``phil_scope``
+    filled from the suite's ``reader``, ``input``, ``mp``, ``output.json_form`` and the
+    member's scope), so that ``dials.<name> ... saved.phil`` reruns its statistic. If the
+    suite's text cannot be read so, the suite's parameters, naming ``dials.refl_stats``
+    (``rerun_program``) as the program that takes them."""
+    try:
+        return _member_parameters(name, suite["effective_phil"])
+    except (RuntimeError, ValueError, KeyError):  # libtbx.phil errors are RuntimeErrors
+        return {**suite, "rerun_program": f"dials.{PROGRAM}"}
+
+
+def _member_parameters(name: str, suite_text: str) -> dict:
+    suite = libtbx.phil.parse(suite_text)
+    (member,) = [o for o in suite.objects if o.name == name and o.is_scope]
+    master = system_phil(member_module(name).phil_scope)
+    sources = [o for o in suite.objects if o.name in SUITE_SHARED]
+    json_form = suite.get("output.json_form").objects
+    if json_form:
+        sources.append(libtbx.phil.parse("output {\n%s}\n" % json_form[0].as_str()))
+    sources += member.objects
+    source = libtbx.phil.parse("".join(o.as_str() for o in sources))
+    working, unused = master.fetch(sources=[source], track_unused_definitions=True)
+    if unused:
+        raise ValueError(f"not parameters of dials.{name}: {[u.path for u in unused]}")
+    return {
+        "effective_phil": without_input_files(working.as_str()),
+        "diff_phil": without_input_files(master.fetch_diff(source=working).as_str()),
+    }
 
 
 @dials.util.show_mail_handle_errors()

@@ -578,8 +578,8 @@ def parameters_record(invocation: Invocation) -> dict:
     """
     parser = invocation.parser
     working = parser.system_phil.format(python_object=invocation.params)
-    effective = _without_input_files(working.as_str())
-    diff = _without_input_files(diff_phil(parser).as_str())
+    effective = without_input_files(working.as_str())
+    diff = without_input_files(diff_phil(parser).as_str())
     return {"effective_phil": effective, "diff_phil": diff}
 
 
@@ -630,7 +630,7 @@ def _file_names_only(scope):
 INPUT_FILE_PARAMETERS = ("reflections",)
 
 
-def _without_input_files(text: str) -> str:
+def without_input_files(text: str) -> str:
     scope = libtbx.phil.parse(text)
     kept = []
     for obj in scope.objects:

@@ -42,6 +42,9 @@ class Section:
     json_view: str | None = None
     rerun_inputs: str = ""
     phil_truncated: bool = False
+    #: The program that accepts ``effective_phil`` (the document's ``program``, unless its
+    #: parameters name another: ``dials.refl_stats`` for a suite phil)
+    rerun_program: str = ""
 
 
 #: Longest parameter text shown (a rerunnable phil file is far shorter).
@@ -212,6 +215,7 @@ def build_section(document: dict, index: int, budget: Budget) -> Section:
     if status == "ok" and selection.get("n_selected") == 0:
         status = "empty"
     parameters = document.get("parameters") or {}
+    rerun_program = parameters.get("rerun_program") or program
     files, _, _ = _input_files(document.get("inputs") or {})
     phil = parameters.get("effective_phil")
     phil_chars = 0 if budget.compact else PHIL_CHARS
@@ -239,4 +243,5 @@ def build_section(document: dict, index: int, budget: Budget) -> Section:
         if budget.compact
         else bounded_json(document.get("results"), budget.list_items, budget.json_chars),
         rerun_inputs=rerun_inputs(document.get("inputs"), budget.list_items),
+        rerun_program=rerun_program,
     )

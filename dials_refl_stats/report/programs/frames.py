@@ -30,10 +30,11 @@ from dials_refl_stats.report.thin import (
     plain,
 )
 
+#: Axis text of each frame numbering (``numbering_rules`` of the JSON say how each is made).
 NUMBERING = {
-    "image_number": "image number",
+    "image_number": "image number (floor(z) + 1)",
     "experiment_index": "experiment index (stills: one image per experiment)",
-    "z_floor": "frame (floor(z) + 1, no scan)",
+    "z_floor": "frame = floor(z) (no scan)",
 }
 
 
@@ -117,12 +118,14 @@ def _frame_figures(results: dict, budget: Budget) -> list[Figure]:
     )
     scale = "log" if positive else "linear"
     scan = _scan_shapes(results)
+    title = "Median (solid) and mean (dotted) intensity per frame; gaps: empty bins"
+    if scan:
+        title += "; dashed: scan limits"
     return [
         Figure(
             intensity_traces,
             layout(
-                "Median (solid) and mean (dotted) intensity per frame; gaps: empty bins; "
-                "dashed: scan limits",
+                title,
                 xtitle,
                 "intensity (counts)",
                 yaxis={"type": scale},

@@ -144,11 +144,21 @@ def _integer_ticks(x: list) -> dict:
     return {"dtick": 1} if finite and max(finite) - min(finite) < 10 else {}
 
 
-def _merge_note(k: int, what: str = "point", rule: str = MERGE_RULE) -> str:
-    return f"{k} images merged per {what} ({rule})" if k > 1 else ""
+def _merge_note(k: int, what: str = "point", rule: str = MERGE_RULE, unit: str = "images") -> str:
+    return f"{k} {unit} merged per {what} ({rule})" if k > 1 else ""
 
 
-def _spots_figure(c, x, text, xtitle, note, overall) -> Figure:
+def _images_per_bin(results: dict) -> int:
+    """Consecutive images per row of the JSON's per-image series (1 unless binned)."""
+    return int((results.get("binned") or {}).get("images_per_bin") or 1)
+
+
+def _per_point(images: int) -> str:
+    """What one plotted count sums: ``image`` or ``bin of N images``."""
+    return "image" if images == 1 else f"bin of {images} images"
+
+
+def _spots_figure(c, x, text, xtitle, note, overall, per: str = "image") -> Figure:
     series = [("n_strong", "strong"), ("n_indexed", "indexed"), ("n_spots_4A", "to 4 Å (DIALS)")]
     series += [
         (name, label)
@@ -166,9 +176,9 @@ def _spots_figure(c, x, text, xtitle, note, overall) -> Figure:
     return Figure(
         traces,
         layout(
-            "Spots per image",
+            f"Spots per {per}",
             xtitle,
-            "spots",
+            "spots" if per == "image" else f"spots per {per}",
             xaxis=_integer_ticks(x),
             updatemenus=scale_buttons(),
         ),
@@ -201,11 +211,12 @@ def _fraction_figure(c, x, text, xtitle, note) -> Figure:
 def _isigma_figure(results: dict, x, xtitle: str, k: int) -> Figure:
     labels = [ptext(label) for label in results["isigma"]["labels"]]
     counts = block_sum_2d(results["isigma"]["counts"], k, 1).reshape(-1, len(labels))
-    title = "Spots per image and I/σ(I) bin (log colour; blank: none)"
+    per = _per_point(k * _images_per_bin(results))
+    title = f"Spots per {per} and I/σ(I) bin (log colour; blank: none)"
     top = float(counts.max()) if counts.size else 0.0
     if top <= 0:
         fig = layout(title, xtitle, "I/σ(I)", annotations=[empty_note("no I/σ (no intensities)")])
-        return Figure([], fig, _merge_note(k, "column", "counts summed"))
+        return Figure([], fig, _merge_note(k, "column", "counts summed", _row_unit(results)))
     with np.errstate(divide="ignore"):
         z = np.where(counts > 0, np.log10(np.maximum(counts, 1)), np.nan).T
     zmax = max(math.log10(top), 1.0)
@@ -228,7 +239,13 @@ def _isigma_figure(results: dict, x, xtitle: str, k: int) -> Figure:
         "<extra></extra>",
     }
     fig = layout(title, xtitle, "I/σ(I)", xaxis=_integer_ticks(x))
-    return Figure([trace], fig, _merge_note(k, "column", "counts summed"))
+    return Figure([trace], fig, _merge_note(k, "column", "counts summed", _row_unit(results)))
+
+
+def _row_unit(results: dict) -> str:
+    """What one row of the JSON's per-image series is: ``images`` or ``bins of N images``."""
+    n = _images_per_bin(results)
+    return "images" if n == 1 else f"bins of {n} images"
 
 
 def _d_min_figure(c, x, text, xtitle, note) -> Figure:
@@ -387,7 +404,7 @@ def _percent(value) -> str:
     return "–" if value is None else f"{100 * value:.1f} %"
 
 
-def _image_table(per_image: dict, budget: Budget) -> Table:
+def _image_table(per_image: dict, budget: Budget, unit: str = "images") -> Table:
     k = factor(len(per_image["image"]), budget.table_rows)
     c = coarse_images(per_image, k)
     names = [
@@ -407,7 +424,7 @@ def _image_table(per_image: dict, budget: Budget) -> Table:
     text = _images_text(c)
     rows = [[text[i]] + [fmt(col[i]) for col in columns] for i in range(len(text))]
     rows, note = bounded_rows(rows, budget.table_rows, "rows")
-    note = "; ".join(n for n in (note, _merge_note(k, "row")) if n)
+    note = "; ".join(n for n in (note, _merge_note(k, "row", unit=unit)) if n)
     return Table("Per-image table", ["images"] + [label for _, label in names], rows, note)
 
 
@@ -449,13 +466,15 @@ def per_image_statistics(document: dict, budget: Budget) -> Content:
         by_image = _by_image(per_image)
         x, xtitle = _x(c, results, by_image)
         text = _images_text(c)
-        note = _merge_note(k)
+        note = _merge_note(k, unit=_row_unit(results))
         n_bins = max(1, len(results["isigma"]["labels"]))
         k_heat = factor(n, max(1, budget.heatmap_cells // n_bins))
         c_heat = coarse_images(per_image, k_heat) if k_heat != k else c
         x_heat, _ = _x(c_heat, results, by_image)
         content.figures += [
-            _spots_figure(c, x, text, xtitle, note, overall),
+            _spots_figure(
+                c, x, text, xtitle, note, overall, _per_point(k * _images_per_bin(results))
+            ),
             _fraction_figure(c, x, text, xtitle, note),
             _isigma_figure(results, x_heat, xtitle, k_heat),
         ]
@@ -473,7 +492,7 @@ def per_image_statistics(document: dict, budget: Budget) -> Content:
         content.figures.append(_cells_figure(cells))
     content.tables.append(_overall_table(results))
     if n:
-        content.tables.append(_image_table(per_image, budget))
+        content.tables.append(_image_table(per_image, budget, _row_unit(results)))
     definitions = results.get("definitions") or {}
     content.tables.append(
         Table("Definitions", ["column", "meaning"], [[k, fmt(v)] for k, v in definitions.items()])
