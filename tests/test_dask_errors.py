@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import data_path, program_path
 from test_programs_common import assert_sorry, run_inprocess
-from test_scale import free_port, stop_processes
+from test_scale import free_port, start_scheduler, stop_processes
 
 pytest.importorskip("distributed")
 
@@ -114,26 +114,7 @@ def test_scheduler_file_of_a_dead_scheduler_is_sorry_within_the_timeout(tmp_path
 def scheduler(tmp_path):
     """A real ``dask scheduler`` on 127.0.0.1 with no workers (as in test_scale's
     ``start_cluster``, which waits for at least one): its address."""
-    scheduler_file = tmp_path / "scheduler.json"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "distributed.cli.dask_scheduler",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(free_port()),
-            "--dashboard-address",
-            ":0",
-            "--scheduler-file",
-            str(scheduler_file),
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
+    process, scheduler_file, _ = start_scheduler(tmp_path)
     try:
         wait_until(scheduler_file.exists)
         time.sleep(0.2)  # written out

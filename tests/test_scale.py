@@ -274,10 +274,9 @@ def test_experiments_are_paired_by_stem_for_collections(tmp_path):
     assert alone["results"]["frame_numbering"] == ["z_floor"]
 
 
-def start_cluster(folder: Path, n_workers: int):
-    """A ``dask scheduler`` and ``n_workers`` ``dask worker`` processes on 127.0.0.1."""
-    from distributed import Client
-
+def start_scheduler(folder: Path) -> tuple[subprocess.Popen, Path, int]:
+    """A ``dask scheduler`` on 127.0.0.1 writing ``folder/scheduler.json``: the process,
+    its scheduler file and its port."""
     scheduler_file = folder / "scheduler.json"
     port = free_port()
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
@@ -298,6 +297,16 @@ def start_cluster(folder: Path, n_workers: int):
         ],
         **quiet,
     )
+    return scheduler, scheduler_file, port
+
+
+def start_cluster(folder: Path, n_workers: int):
+    """A ``dask scheduler`` and ``n_workers`` ``dask worker`` processes on 127.0.0.1."""
+    from distributed import Client
+
+    scheduler, scheduler_file, port = start_scheduler(folder)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    quiet = {"cwd": folder, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
     workers = [
         subprocess.Popen(
             [
