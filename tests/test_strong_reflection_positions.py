@@ -227,7 +227,7 @@ def test_d_column_on_request_and_shell_limits(tmp_path, run_ok):
     n_strong, _ = np.histogram(inv_d2[strong], bins=edges)
     outside = ((inv_d2 < edges[0]) | (inv_d2 > edges[-1])).sum()
 
-    document, _ = run_ok(
+    document, log = run_ok(
         *args_of(*INTEGRATED[0]),
         "d_source=column",
         "n_shells=5",
@@ -238,6 +238,7 @@ def test_d_column_on_request_and_shell_limits(tmp_path, run_ok):
     assert shells["n_all"] == n_all.tolist()
     assert shells["n_strong"] == n_strong.tolist()
     assert shells["n_outside"] == outside > 0
+    assert f"{outside} selected reflections outside these shells" in log
     assert shells["d_max"] == pytest.approx(20) and shells["d_min"] == pytest.approx(2)
 
 

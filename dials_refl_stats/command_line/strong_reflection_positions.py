@@ -829,6 +829,8 @@ def report(result, files, criteria, params) -> None:
                 f"{shells['n_strong'][i]:8d} "
                 f"{'-' if fraction is None else f'{100 * fraction:8.2f}%':>9}"
             )
+        if shells["n_outside"]:
+            lines.append(f"{shells['n_outside']} selected reflections outside these shells")
         logger.info(
             "Strong reflections per resolution shell (d from %s):\n%s",
             result["d_source"],
