@@ -271,6 +271,24 @@ def test_long_series_are_binned_and_say_so(tmp_path):
     assert binned["per_image"]["n_strong"] == pairs.tolist()
 
 
+def test_bins_never_span_two_experiments(tmp_path):
+    """sim_twoexp: unassigned rows, then two sweeps of 30 images; binned to at most 10
+    bins, each bin's rows are of one experiment, and its counts are theirs."""
+    expt, refl = data_path("sim_twoexp/indexed.expt"), data_path("sim_twoexp/indexed.refl")
+    whole = run_ours(tmp_path, expt, refl)["results"]["per_image"]
+    binned = run_ours(tmp_path, expt, refl, "output.max_images=10")["results"]
+    table = binned["per_image"]
+    assert binned["binned"]["n_bins"] == len(table["image"]) <= 10
+    assert set(table["experiment"]) == {-1, 0, 1}
+    rows = list(zip(whole["experiment"], whole["image"], whole["n_strong"]))
+    for experiment, first, last, n_strong in zip(
+        table["experiment"], table["image"], table["image_last"], table["n_strong"]
+    ):
+        mine = [n for e, image, n in rows if e == experiment and first <= image <= last]
+        assert n_strong == sum(mine)
+    assert sum(table["n_strong"]) == sum(whole["n_strong"])
+
+
 def test_integrated_table_counts_integrated_rows(tmp_path):
     from dials.array_family import flex
 

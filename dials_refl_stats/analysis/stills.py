@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from dials_refl_stats.analysis.per_image import COUNT_FIELDS, group_medians
+from dials_refl_stats.image_numbering import STILL
 
 #: Columns summed when images are binned; the others are medians of the images' values.
 SUMMED = (
@@ -40,9 +41,9 @@ def thin_images(
     n = next(iter(shown.values())).shape[0] if shown else 0
     if n <= max_images:
         return shown, None
-    size = -(-n // max_images)
-    bin_of = np.arange(n) // size
-    starts = np.arange(0, n, size)
+    series = series_of(shown)
+    size, starts = bin_starts(np.zeros(n, np.int64) if series is None else series, max_images)
+    bin_of = np.cumsum(np.isin(np.arange(n), starts)) - 1
     binned = {}
     for name, values in shown.items():
         values = np.asarray(values)
@@ -59,16 +60,15 @@ def thin_images(
         with np.errstate(invalid="ignore", divide="ignore"):
             binned["fraction_indexed"] = binned["n_indexed"] / binned["n_selected"]
     binned["image_last"] = (
-        np.asarray(shown["image"])[np.minimum(starts + size - 1, n - 1)]
-        if "image" in shown
-        else None
+        np.asarray(shown["image"])[np.append(starts[1:], n) - 1] if "image" in shown else None
     )
     return binned, {
         "images_per_bin": size,
         "n_bins": int(starts.size),
-        "rule": "consecutive images binned: counts and totals summed, fraction_indexed "
-        "from those sums, other values are the median of the images' values (ignoring -1 "
-        "and NaN); image is the first image of the bin, image_last the last",
+        "rule": "consecutive images of one experiment (stills: of the run) binned: counts "
+        "and totals summed, fraction_indexed from those sums, other values are the median "
+        "of the images' values (ignoring -1 and NaN); image is the first image of the bin, "
+        "image_last the last",
     }
 
 
@@ -90,6 +90,31 @@ def histogram_of(values: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarra
         return np.array([values.size]), np.array([centre - 0.5, centre + 0.5])
     n_bins = int(min(n_bins, max(1, np.ceil((high - low) / (MIN_BIN_RELATIVE * scale)))))
     return np.histogram(values, bins=n_bins, range=(low, high))
+
+
+def series_of(columns: dict) -> np.ndarray | None:
+    """Per row, the series a bin stays within: its experiment, or one series for every
+    still (consecutive stills are binned together); ``None`` when not known."""
+    if "experiment" not in columns:
+        return None
+    experiment = np.asarray(columns["experiment"], dtype=np.int64)
+    if "numbering" not in columns:
+        return experiment
+    return np.where(np.asarray(columns["numbering"]) == STILL, -2, experiment)
+
+
+def bin_starts(series: np.ndarray, max_images: int) -> tuple[int, np.ndarray]:
+    """(images per bin, first row of each bin): bins of consecutive rows that never span
+    two series, at most ``max_images`` of them (the smallest bin size that allows it)."""
+    if not series.size:
+        return 1, np.zeros(0, np.int64)
+    first = np.flatnonzero(np.append(True, series[1:] != series[:-1]))
+    lengths = np.diff(np.append(first, series.size))
+    size = max(1, -(-series.size // max_images))
+    while (-(-lengths // size)).sum() > max_images:
+        size += 1
+    position = np.arange(series.size) - np.repeat(first, lengths)
+    return size, np.flatnonzero(position % size == 0)
 
 
 def cell_histograms(cells: np.ndarray, n_bins: int = 30) -> dict:
