@@ -268,3 +268,24 @@ def test_experiment_list_named_refl_is_called_what_it_is(tmp_path, program):
     code, _, err = run_inprocess(program, [renamed], work)
     assert_sorry(code, err, "renamed.refl", "experiment list")
     assert not list(work.iterdir())
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_dials_usage_error_for_a_phil_value_is_one_sorry(tmp_path, program, monkeypatch):
+    """DIALS 3.14+ (dials/dials d3ccc0289) ends a bad phil value with argparse's usage
+    error (usage on stderr, exit status 2); emulated on this DIALS, the program still
+    gives one Sorry line, exit 1, and writes nothing."""
+    from dials.util.options import ArgumentParser
+
+    parse_args = ArgumentParser.parse_args
+
+    def newer_parse_args(self, *args, **kwargs):
+        try:
+            return parse_args(self, *args, **kwargs)
+        except RuntimeError as error:
+            self.error(message=f"Invalid phil parameter: {error}")
+
+    monkeypatch.setattr(ArgumentParser, "parse_args", newer_parse_args)
+    code, out, err = run_inprocess(program, [*inputs(), "mp.nproc=abc"], tmp_path)
+    assert_sorry(code, err, "Invalid phil parameter", "mp.nproc")
+    assert "usage" not in err and not list(tmp_path.iterdir())

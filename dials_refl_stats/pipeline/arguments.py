@@ -18,7 +18,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 from urllib.parse import urlparse
 
 import libtbx.phil
@@ -467,9 +467,10 @@ def _parse_with_dials(
 
     parser = dials_argument_parser(phil, usage, epilog)
     try:
-        params, options, unhandled = parser.parse_args(
-            others, show_diff_phil=False, return_unhandled=True
-        )
+        with usage_errors_as_sorry():
+            params, options, unhandled = parser.parse_args(
+                others, show_diff_phil=False, return_unhandled=True
+            )
     except PHIL_ERRORS as error:
         raise _dials_phil_error(parser, others, error) from None
     except FileNotFoundError as error:  # --phil missing.phil
@@ -505,6 +506,24 @@ def _parse_with_dials(
     )
 
 
+@contextlib.contextmanager
+def usage_errors_as_sorry() -> Iterator[None]:
+    """DIALS's parser ending the program with argparse's usage error (exit status 2,
+    the usage on stderr; DIALS 3.14+ does so for a bad phil value) raises the error's
+    message as a ``Sorry`` instead: one line, exit status 1, as for every other error."""
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            yield
+    except SystemExit as stop:
+        if stop.code != 2:
+            sys.stderr.write(captured.getvalue())
+            raise
+        lines = captured.getvalue().strip().splitlines() or ["invalid command line"]
+        raise Sorry(lines[-1].split(": error: ", 1)[-1]) from None
+    sys.stderr.write(captured.getvalue())
+
+
 def _dials_phil_error(parser, others: list[str], error: BaseException | None) -> Sorry:
     """The error DIALS's own ``parse_args(others)`` gives for the phil of ``others``.
 
@@ -514,8 +533,8 @@ def _dials_phil_error(parser, others: list[str], error: BaseException | None) ->
     Its text is kept, on one line naming the file for a phil file's problem.
     """
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # its warnings are shown already
-            parser.parse_args(others, quick_parse=True)
+        with contextlib.redirect_stdout(io.StringIO()), usage_errors_as_sorry():
+            parser.parse_args(others, quick_parse=True)  # its warnings are shown already
     except (*PHIL_ERRORS, UnicodeDecodeError) as first:
         error = first
     if error is None:  # pragma: no cover - DIALS set an argument aside, then accepted it
