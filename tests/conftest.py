@@ -101,7 +101,7 @@ class ProgramResult(NamedTuple):
 
 
 #: Loggers ``dials.util.log.config`` adds handlers to (the pipeline must remove them).
-DIALS_LOGGERS = ("dials", "dxtbx", "py.warnings")
+DIALS_LOGGERS = ("dials", "dxtbx", "py.warnings", "xfel")  # xfel: DIALS 3.13+
 
 
 def run_handlers() -> dict[str, list[logging.Handler]]:

@@ -120,7 +120,15 @@ def test_files_the_light_reader_leaves_to_dxtbx(tmp_path):
     out_of_range["experiment"][0]["crystal"] = 7
     broken_scan = sim_twoexp()
     broken_scan["scan"][0]["image_range"] = [30, 1]
+    # newer dxtbx: its own class for a polychromatic beam (3.16+), dx/dy maps read even
+    # without the images (3.22+): left to the installed dxtbx
+    polychromatic = sim_twoexp()
+    polychromatic["beam"][0]["__id__"] = "polychromatic"
+    corrected = sim_twoexp()
+    corrected["imageset"][0].update(dx="dx.pickle", dy="dy.pickle")
     cases = {
+        "polychromatic": polychromatic,
+        "dx dy maps": corrected,
         "not json": "not json {",
         "a datablock": [{"__id__": "DataBlock"}],
         "by file": by_file,

@@ -207,6 +207,8 @@ def _decode(obj: dict, path: str) -> LightExperimentList:
     for kind, shapes in (("beam", (dict,)), ("detector", (dict, list))):
         if not all(d is None or type(d) in shapes for d in lists[kind]):
             raise NotLight(f"a {kind} that is not a dictionary")  # e.g. a file name
+    if any(d is not None and d.get("__id__") == "polychromatic" for d in lists["beam"]):
+        raise NotLight("a polychromatic beam (dxtbx 3.16+ makes its own class of it)")
     models = FileModels(path, lists)
     scans = _scans(models)
     experiments = LightExperimentList()
@@ -284,6 +286,10 @@ def _check_imageset(data: Any, scan: Any) -> None:
     kind = data.get("__id__") if isinstance(data, dict) else None
     if kind not in IMAGESET_KINDS:
         raise NotLight(f"imageset kind {kind!r}")
+    if data.get("dx") or data.get("dy"):
+        # dxtbx 3.22+ reads them even with check_format=False: the detector's px/mm
+        # strategy then corrects positions by them (or refuses missing maps)
+        raise NotLight("an imageset with dx/dy correction maps")
     if kind in ("ImageSequence", "ImageSweep") and (scan is None or "template" not in data):
         raise NotLight("a sequence without a scan or template (dxtbx looks for its images)")
     if kind in ("ImageSet", "ImageGrid"):

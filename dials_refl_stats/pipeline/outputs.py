@@ -22,7 +22,7 @@ from dials_refl_stats.pipeline.errors import Sorry
 from dials_refl_stats.pipeline.interrupts import stop_if_terminated
 
 #: Loggers that ``dials.util.log.config`` attaches handlers to.
-DIALS_LOGGERS = ("dials", "dxtbx", "py.warnings")
+DIALS_LOGGERS = ("dials", "dxtbx", "py.warnings", "xfel")  # xfel: DIALS 3.13+
 
 
 def check_targets(targets: Mapping[str, str | None], inputs: Sequence[str]) -> None:
