@@ -44,7 +44,9 @@ FLAG_BITS: dict[str, int] = {
     "bad_for_scaling": (1 << 22) | (1 << 23) | (1 << 24),
     "scaled": 1 << 26,
     "excluded_for_refinement": 1 << 25,
+    # DIALS 3.12-3.24's: 3.25+ (dials/dials ada4cf988) adds not_suitable_for_refinement
     "bad_for_refinement": (1 << 25) | (1 << 17),
+    "not_suitable_for_refinement": 1 << 27,  # DIALS 3.25+
 }
 
 #: Pseudo flag name selecting every reflection.
