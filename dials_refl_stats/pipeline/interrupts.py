@@ -33,6 +33,7 @@ def interrupts_end_the_run(program: str) -> Iterator[None]:
         sys.stderr.write(f"{program}: interrupted\n")
         raise SystemExit(128 + signal.SIGINT) from None
     finally:
+        _RECEIVED[0] = None  # a later run (in this process) starts afresh
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
             sys.unraisablehook = hook
