@@ -21,6 +21,17 @@ pytestmark = needs_dials
 PROGRAM = "per_image_statistics"
 
 
+#: Shipped inputs (experiments, reflections).
+TWO_SWEEPS = ("sim_twoexp/indexed.expt", "sim_twoexp/indexed.refl")
+STILLS = ("ssx_CuNiR/integrated.expt", "ssx_CuNiR/integrated.refl")
+LONG_SCAN = ("quartz_processed/indexed.expt", "quartz_processed/indexed.refl")
+STRONG_SPOTS = ("sim_small/imported.expt", "sim_small/strong.refl")
+
+
+def data_paths(files: tuple[str, ...]) -> list:
+    return [data_path(f) for f in files]
+
+
 def run_and_capture(tmp_path, monkeypatch, *args) -> tuple[dict, object]:
     """Run the program (PNG on) and return its JSON document and the figure it saved."""
     figures = []
@@ -54,12 +65,7 @@ def texts(ax) -> list[str]:
 
 @pytest.fixture
 def two_experiments(tmp_path, monkeypatch):
-    return run_and_capture(
-        tmp_path,
-        monkeypatch,
-        data_path("sim_twoexp/indexed.expt"),
-        data_path("sim_twoexp/indexed.refl"),
-    )
+    return run_and_capture(tmp_path, monkeypatch, *data_paths(TWO_SWEEPS))
 
 
 def test_two_experiments_draw_one_line_per_experiment_that_never_goes_back(two_experiments):
@@ -101,12 +107,7 @@ def test_two_experiments_heatmap_is_by_table_row_with_separators(two_experiments
 
 
 def test_stills_stay_one_series_in_input_order(tmp_path, monkeypatch):
-    document, figure = run_and_capture(
-        tmp_path,
-        monkeypatch,
-        data_path("ssx_CuNiR/integrated.expt"),
-        data_path("ssx_CuNiR/integrated.refl"),
-    )
+    document, figure = run_and_capture(tmp_path, monkeypatch, *data_paths(STILLS))
     assert set(document["results"]["per_image"]["numbering"]) == {"still"}
     spots = panel(figure, "Spots per image")
     assert [line.get_label() for line in data_lines(spots)] == ["strong", "indexed", "to 4 Å"]
@@ -117,11 +118,7 @@ def test_stills_stay_one_series_in_input_order(tmp_path, monkeypatch):
 
 def test_binned_series_say_per_bin_and_sit_at_the_bin_centres(tmp_path, monkeypatch):
     document, figure = run_and_capture(
-        tmp_path,
-        monkeypatch,
-        data_path("quartz_processed/indexed.expt"),
-        data_path("quartz_processed/indexed.refl"),
-        "output.max_images=10",
+        tmp_path, monkeypatch, *data_paths(LONG_SCAN), "output.max_images=10"
     )
     results = document["results"]
     assert results["binned"]["images_per_bin"] == 10
@@ -142,11 +139,7 @@ def test_binned_series_say_per_bin_and_sit_at_the_bin_centres(tmp_path, monkeypa
 
 def test_d_min_note_when_dials_gave_no_estimate(tmp_path, monkeypatch):
     document, figure = run_and_capture(
-        tmp_path,
-        monkeypatch,
-        data_path("sim_small/imported.expt"),
-        data_path("sim_small/strong.refl"),
-        "selection.flags=integrated_prf",
+        tmp_path, monkeypatch, *data_paths(STRONG_SPOTS), "selection.flags=integrated_prf"
     )
     assert set(document["results"]["per_image"]["estimated_d_min"]) == {-1.0}
     assert "DIALS gave no d_min estimate" in texts(panel(figure, "d_min"))
@@ -160,22 +153,13 @@ def test_d_min_note_asks_for_experiments_only_without_them(tmp_path, monkeypatch
 
 def test_d_min_note_when_the_analysis_was_switched_off(tmp_path, monkeypatch):
     _, figure = run_and_capture(
-        tmp_path,
-        monkeypatch,
-        data_path("sim_small/imported.expt"),
-        data_path("sim_small/strong.refl"),
-        "resolution_analysis=False",
+        tmp_path, monkeypatch, *data_paths(STRONG_SPOTS), "resolution_analysis=False"
     )
     assert per_image.NOT_RUN_NOTE in texts(panel(figure, "d_min"))
 
 
 def test_constant_cell_angles_are_one_bin_holding_every_crystal(tmp_path, monkeypatch):
-    document, figure = run_and_capture(
-        tmp_path,
-        monkeypatch,
-        data_path("ssx_CuNiR/integrated.expt"),
-        data_path("ssx_CuNiR/integrated.refl"),
-    )
+    document, figure = run_and_capture(tmp_path, monkeypatch, *data_paths(STILLS))
     cells = document["results"]["stills"]["unit_cells"]
     n = cells["n_crystals"]
     for name in ("alpha", "beta", "gamma"):

@@ -43,7 +43,7 @@ def thin_images(
         return shown, None
     series = series_of(shown)
     size, starts = bin_starts(np.zeros(n, np.int64) if series is None else series, max_images)
-    bin_of = np.cumsum(np.isin(np.arange(n), starts)) - 1
+    bin_of = np.repeat(np.arange(starts.size), np.diff(np.append(starts, n)))
     binned = {}
     for name, values in shown.items():
         values = np.asarray(values)

@@ -464,9 +464,7 @@ class StrongReflectionPositions(Program):
             d=None,
             d_source=self.d_source,
             image_sizes=merged.image_sizes,
-            extent_source=(
-                detector_extents(experiments) if experiments is not None else DATA_EXTENTS
-            ),
+            n_detectors=n_detectors(experiments),
             groups=groups,
             beam_centres=geometry.beam_centres(experiments) if experiments is not None else [],
             n_without_geometry=merged.n_without_geometry if experiments is not None else None,
@@ -491,9 +489,8 @@ class StrongReflectionPositions(Program):
 
     def log_results(self, final: Final, run: Run) -> None:
         report(final.result, final.files, self.criteria, run.params)
-        extent = final.computed.extent_source
-        if extent not in (DATA_EXTENTS, DETECTOR_EXTENTS):
-            logger.warning("Position histograms: %s", extent)
+        if final.computed.n_detectors > 1:
+            logger.warning("Position histograms: %s", final.computed.extent_source)
 
     def summary_line(self, final: Final, run: Run) -> str:
         result = final.result
@@ -538,15 +535,21 @@ DATA_EXTENTS = "data: largest x and y of each panel in the files"
 DETECTOR_EXTENTS = "image size of each panel of the experiments' detectors"
 
 
-def detector_extents(experiments) -> str:
-    """The histogram extent with experiments: their detector's panels, or, for
-    experiments with different detectors, the largest panel of each number (their pixel
-    positions are then binned together: said in the JSON, the log and the plot)."""
-    layouts = geometry.detector_layouts(experiments)
-    if layouts <= 1:
+def n_detectors(experiments) -> int:
+    """How many different detectors the experiments have (0 without experiments)."""
+    return 0 if experiments is None else geometry.detector_layouts(experiments)
+
+
+def extent_source(n_detectors: int) -> str:
+    """Where the histograms' extents come from: the data, the experiments' detector, or,
+    for experiments with different detectors, the largest panel of each number (their
+    pixel positions are then binned together: said in the JSON, the log and the plot)."""
+    if n_detectors == 0:
+        return DATA_EXTENTS
+    if n_detectors == 1:
         return DETECTOR_EXTENTS
     return (
-        f"largest image size of each panel over {layouts} different detectors (their "
+        f"largest image size of each panel over {n_detectors} different detectors (their "
         "pixel positions share one histogram per panel number)"
     )
 
@@ -563,11 +566,16 @@ class Computed:
     d: np.ndarray | None
     d_source: str | None
     image_sizes: dict[int, tuple[float, float]]
-    extent_source: str
+    #: different detectors of the experiments (0: no experiments, extents from the data)
+    n_detectors: int
     groups: list[ExperimentGroup]
     beam_centres: list[dict]
     n_without_geometry: int | None = None
     merged: MergedPositions | None = None  # what the tasks computed (then no rows here)
+
+    @property
+    def extent_source(self) -> str:
+        return extent_source(self.n_detectors)
 
 
 def joined(arrays: list[np.ndarray]) -> np.ndarray:
@@ -589,10 +597,8 @@ def compute(files, params, criteria, experiments, d_source) -> Computed:
         d = joined([f.d_column for f in files])
 
     image_sizes = merge_extents(f.extent for f in files)
-    extent_source = DATA_EXTENTS
     if experiments is not None:
         image_sizes.update(geometry.panel_image_sizes(experiments))
-        extent_source = detector_extents(experiments)
     groups, group_of_row = [], []
     for f in files:
         file_groups, rows_group = group_rows_by_experiment(f.index, f.identifiers, f.ids)
@@ -624,7 +630,7 @@ def compute(files, params, criteria, experiments, d_source) -> Computed:
         d=d,
         d_source=d_source,
         image_sizes=image_sizes,
-        extent_source=extent_source,
+        n_detectors=n_detectors(experiments),
         groups=groups,
         beam_centres=[] if experiments is None else geometry.beam_centres(experiments),
         n_without_geometry=None if positions is None else positions.n_without_geometry,
@@ -861,10 +867,12 @@ def plot(path, computed: Computed, lab_experiments, run: Run, criteria, params) 
 
 def with_extent_note(view, computed: Computed):
     """``view``, its extent note saying so when different detectors share the panels."""
-    if computed.extent_source in (DATA_EXTENTS, DETECTOR_EXTENTS):
+    if computed.n_detectors <= 1:
         return view
-    layouts = computed.extent_source.split(" over ", 1)[1].split(" ", 1)[0]
-    note = f"extent: largest panel of {layouts} different detectors, their positions overlaid"
+    note = (
+        f"extent: largest panel of {computed.n_detectors} different detectors, "
+        "their positions overlaid"
+    )
     return dataclasses.replace(view, extent_note=note)
 
 
@@ -881,7 +889,7 @@ def legacy_view(computed: Computed, lab_experiments):
         lab_outlines=None if lab_experiments is None else geometry.lab_outlines(lab_experiments),
         panel=computed.panel,
         experiment=computed.experiment,
-        extent_from_data=computed.extent_source.startswith("data"),
+        extent_from_data=computed.n_detectors == 0,
     )
     return with_extent_note(view, computed)
 
@@ -900,7 +908,7 @@ def merged_view(computed: Computed, lab_experiments):
         lab_outlines=None if lab_experiments is None else geometry.lab_outlines(lab_experiments),
         panel=np.zeros(0, dtype=np.int64),
         experiment=np.zeros(0, dtype=np.int64),
-        extent_from_data=computed.extent_source == DATA_EXTENTS,
+        extent_from_data=computed.n_detectors == 0,
     )
     view = with_extent_note(view, computed)
     empty = np.zeros((0, 2))

@@ -51,19 +51,24 @@ def is_input_collection(argument: str) -> bool:
     return argument.endswith(LIST_SUFFIXES) and os.path.isfile(argument)
 
 
+def list_file_path(argument: str) -> str | None:
+    """The list file an input collection names (``@paths.txt`` or ``paths.txt``), else
+    ``None`` (a directory or a glob pattern)."""
+    if argument.startswith("@"):
+        return argument[1:]
+    return argument if argument.endswith(LIST_SUFFIXES) else None
+
+
 def list_files(args: Sequence[str]) -> list[str]:
     """The list files among ``args`` (inputs too: never to be overwritten)."""
-    return [
-        a[1:] if a.startswith("@") else a
-        for a in args
-        if is_input_collection(a) and (a.startswith("@") or a.endswith(LIST_SUFFIXES))
-    ]
+    paths = (list_file_path(a) for a in args if is_input_collection(a))
+    return [p for p in paths if p is not None]
 
 
 def expand_collection(argument: str) -> list[str]:
     """The reflection files a directory, glob or list file names (sorted; ``Sorry`` if none)."""
-    if argument.startswith("@") or argument.endswith(LIST_SUFFIXES):
-        path = argument[1:] if argument.startswith("@") else argument
+    path = list_file_path(argument)
+    if path is not None:
         try:
             with open(path, encoding="utf-8") as handle:
                 lines = [line.strip() for line in handle]
