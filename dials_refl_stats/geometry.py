@@ -523,19 +523,51 @@ class PicklableDetector:
     """A dxtbx detector that pickles as its ``to_dict()`` (as in a ``.expt`` file) and is
     rebuilt by ``Detector.from_dict``: a plain pickle of the model can only be read where
     scitbx's converters are already registered (a forked worker, not a Dask worker that
-    has imported nothing of DIALS)."""
+    has imported nothing of DIALS). ``to_dict()`` leaves out the dx/dy correction maps of
+    offset px/mm strategies (dxtbx keeps them with the imageset; 3.22+ applies them
+    without the images): they travel beside it as numpy arrays and are set again."""
 
     def __init__(self, model) -> None:
         self.model = model
 
     def __reduce__(self):
-        return (_detector_from_dict, (self.model.to_dict(),))
+        return (_detector_from_dict, (self.model.to_dict(), _offset_maps(self.model)))
 
 
-def _detector_from_dict(description: dict) -> PicklableDetector:
+#: px/mm strategies with dx/dy maps (dxtbx names), and whether they correct parallax
+_OFFSET_STRATEGIES = {"OffsetPxMmStrategy": False, "OffsetParallaxCorrectedPxMmStrategy": True}
+
+
+def _offset_maps(detector) -> dict[int, tuple[str, np.ndarray, np.ndarray]]:
+    """Panel number -> (strategy name, dx, dy) of panels with offset strategies."""
+    maps = {}
+    for number, panel in enumerate(detector):
+        strategy = panel.get_px_mm_strategy()
+        if strategy.name() in _OFFSET_STRATEGIES:
+            dx, dy = (m.as_numpy_array() for m in (strategy.dx(), strategy.dy()))
+            maps[number] = (strategy.name(), dx, dy)
+    return maps
+
+
+def _detector_from_dict(description: dict, offset_maps: dict | None = None) -> PicklableDetector:
     from dxtbx.model import Detector
 
-    return PicklableDetector(Detector.from_dict(description))
+    detector = Detector.from_dict(description)
+    if offset_maps:
+        import dxtbx.model
+        from scitbx.array_family import flex
+
+        for number, (name, dx, dy) in offset_maps.items():
+            panel = detector[number]
+            # flex.double of a 2-d array keeps its grid (the maps' shape)
+            dx_map, dy_map = (flex.double(np.ascontiguousarray(m, np.float64)) for m in (dx, dy))
+            strategy = getattr(dxtbx.model, name)
+            if _OFFSET_STRATEGIES[name]:
+                made = strategy(panel.get_mu(), panel.get_thickness(), dx_map, dy_map)
+            else:
+                made = strategy(dx_map, dy_map)
+            panel.set_px_mm_strategy(made)
+    return PicklableDetector(detector)
 
 
 @dataclass(frozen=True)

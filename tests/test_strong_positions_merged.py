@@ -398,3 +398,42 @@ def test_without_experiments_a_huge_panel_number_is_one_more_panel(run_inprocess
     panels = merged["results"]["position_histograms"]["panels"]
     assert [p["panel"] for p in panels] == [0, 33554432]
     assert sum(p["n_in_range"] + p["n_outside"] for p in panels) == merged["results"]["n_strong"]
+
+
+@pytest.mark.parametrize("parallax", [True, False])
+def test_offset_maps_travel_to_workers(parallax):
+    """Panels with dx/dy correction maps (dxtbx 3.22+ sets them from a ``.expt`` without
+    the images): the maps travel with the pickled geometry (``to_dict()`` leaves them
+    out), so tasks on workers convert rows as ``map_positions`` does here."""
+    import pickle
+
+    from dxtbx.model import OffsetParallaxCorrectedPxMmStrategy, OffsetPxMmStrategy
+    from dxtbx.model.experiment_list import ExperimentListFactory
+    from scitbx.array_family import flex
+
+    experiments = ExperimentListFactory.from_json_file(
+        str(data_path("ssx_CuNiR/imported_no_ref_5.expt")), check_format=False
+    )
+    panel = experiments[0].detector[0]
+    nx, ny = panel.get_image_size()
+    rng = np.random.default_rng(11)
+    dx, dy = (flex.double(rng.normal(0, 0.4, size=(ny, nx))) for _ in range(2))
+    if parallax:
+        strategy = OffsetParallaxCorrectedPxMmStrategy(
+            panel.get_mu(), panel.get_thickness(), dx, dy
+        )
+    else:
+        strategy = OffsetPxMmStrategy(dx, dy)
+    experiment = rng.integers(0, len(experiments), size=4000)
+    panels = np.zeros(experiment.size, dtype=np.int64)
+    xy = rng.uniform(0, 1000, size=(experiment.size, 2))
+    without_maps = map_positions(experiments, experiment, panels, xy)
+    panel.set_px_mm_strategy(strategy)
+    expected = map_positions(experiments, experiment, panels, xy)
+    assert not np.array_equal(expected.lab, without_maps.lab)  # the maps matter
+    travelled = pickle.loads(pickle.dumps(panel_frames(experiments)))
+    name = travelled.detectors[0].model[0].get_px_mm_strategy().name()
+    assert name == strategy.name()
+    lab, d = travelled.lab_and_d(experiment, panels, xy)
+    np.testing.assert_array_equal(lab, expected.lab)
+    np.testing.assert_array_equal(d, expected.d)
