@@ -104,6 +104,35 @@ def row_experiments(
     return experiment
 
 
+@dataclass(frozen=True)
+class ModelIndex:
+    """The distinct detector and beam models of an experiment list (by object, in order
+    of first use, as dxtbx's ``detectors()`` and ``beams()``) and each experiment's
+    position among them (-1: none): one pass over 10^5 stills, then numpy."""
+
+    detectors: list
+    beams: list
+    detector_of: np.ndarray
+    beam_of: np.ndarray
+
+
+def model_index(experiments) -> ModelIndex:
+    """:class:`ModelIndex` of ``experiments``, made once per list."""
+    return once_per_list(experiments, "model_index", _model_index)
+
+
+def _model_index(experiments) -> ModelIndex:
+    found: tuple[dict, dict] = ({}, {})  # id of a model -> (position, model)
+    positions = np.full((2, len(experiments)), -1, dtype=np.int64)
+    for n, experiment in enumerate(experiments):
+        for kind, model in enumerate((experiment.detector, experiment.beam)):
+            if model is not None:
+                known = found[kind]
+                positions[kind, n] = known.setdefault(id(model), (len(known), model))[0]
+    detectors, beams = ([model for _n, model in known.values()] for known in found)
+    return ModelIndex(detectors, beams, positions[0], positions[1])
+
+
 def shared_models(experiments) -> tuple[int | None, str]:
     """The experiment whose detector and beam serve rows with ``id`` -1, and why.
 
@@ -112,7 +141,13 @@ def shared_models(experiments) -> tuple[int | None, str]:
     """
     if len(experiments) == 0:
         return None, "no experiments"
-    if len(experiments.detectors()) == 1 and len(experiments.beams()) == 1:
+    models = model_index(experiments)
+    if (
+        len(models.detectors) == 1
+        and len(models.beams) == 1
+        and (models.detector_of == 0).all()
+        and (models.beam_of == 0).all()
+    ):
         return 0, "all experiments share one detector and one beam"
     return None, "experiments have different detector or beam models"
 
@@ -502,15 +537,21 @@ def beam_centres(experiments) -> list[dict]:
     are left out.
     """
     identifiers = list(experiments.identifiers())
+    models = model_index(experiments)
+    # one intersection per distinct (detector, beam) pair: 10^5 stills usually share one
+    pairs = models.detector_of * max(len(models.beams), 1) + models.beam_of
+    of_pair: dict[int, dict | None] = {}
     centres = []
-    for index, experiment in enumerate(experiments):
-        if experiment.detector is None or experiment.beam is None:
-            continue
-        centre = beam_centre(experiment.detector, experiment.beam)
+    for index in np.flatnonzero((models.detector_of >= 0) & (models.beam_of >= 0)).tolist():
+        pair = int(pairs[index])
+        if pair not in of_pair:
+            detector = models.detectors[models.detector_of[index]]
+            centre = beam_centre(detector, models.beams[models.beam_of[index]])
+            of_pair[pair] = None if centre is None else centre.as_dict()
+        centre = of_pair[pair]
         if centre is not None:
-            centres.append(
-                {"experiment": index, "identifier": identifiers[index] or None, **centre.as_dict()}
-            )
+            identifier = identifiers[index] or None
+            centres.append({"experiment": index, "identifier": identifier, **centre})
     return centres
 
 
@@ -657,35 +698,29 @@ class PanelFrames:
 def panel_frames(experiments) -> PanelFrames | None:
     """:class:`PanelFrames` of ``experiments``; ``None`` when an experiment has no
     detector or beam."""
-    detectors: dict[int, int] = {}  # id of the model -> its index
-    models, offsets, frames, others, index, s0 = [], [0], [], {}, [], []
+    models = model_index(experiments)
+    if (models.detector_of < 0).any() or (models.beam_of < 0).any():
+        return None
+    offsets, frames, others = [0], [], {}
     kept: list = []  # detectors with panels of other px/mm strategies
-    for experiment in experiments:
-        detector, beam = experiment.detector, experiment.beam
-        if detector is None or beam is None:
-            return None
-        k = detectors.get(id(detector))
-        if k is None:
-            k = detectors[id(detector)] = len(models)
-            models.append(detector)  # keeps the object (and so its id) alive
-            for number, p in enumerate(detector):
-                if p.get_px_mm_strategy().name() != "SimplePxMmStrategy":
-                    if not kept or kept[-1] is not detector:
-                        kept.append(detector)
-                    others[len(frames)] = (len(kept) - 1, number)
-                    frames.append((np.nan,) * 11)
-                else:
-                    frames.append((*p.get_pixel_size(), *p.get_d_matrix()))
-            offsets.append(offsets[-1] + len(detector))
-        index.append(k)
-        s0.append(beam.get_s0())
-    s0_array = np.asarray(s0, dtype=np.float64).reshape(-1, 3)
+    for detector in models.detectors:
+        for number, p in enumerate(detector):
+            if p.get_px_mm_strategy().name() != "SimplePxMmStrategy":
+                if not kept or kept[-1] is not detector:
+                    kept.append(detector)
+                others[len(frames)] = (len(kept) - 1, number)
+                frames.append((np.nan,) * 11)
+            else:
+                frames.append((*p.get_pixel_size(), *p.get_d_matrix()))
+        offsets.append(offsets[-1] + len(detector))
+    beam_s0 = np.asarray([b.get_s0() for b in models.beams], dtype=np.float64).reshape(-1, 3)
+    beam_length = np.array([np.linalg.norm(v) for v in beam_s0])
     return PanelFrames(
         offsets=np.asarray(offsets, dtype=np.int64),
-        detector=np.asarray(index, dtype=np.int64),
+        detector=models.detector_of.copy(),
         frames=np.asarray(frames, dtype=np.float64).reshape(-1, 11),
         others=others,
         detectors=[PicklableDetector(d) for d in kept],
-        s0=s0_array,
-        s0_length=np.array([np.linalg.norm(v) for v in s0_array]),
+        s0=beam_s0[models.beam_of],
+        s0_length=beam_length[models.beam_of],
     )

@@ -603,3 +603,19 @@ def test_headers_first_on_a_dask_cluster(listed_files, tmp_path, dask_cluster):
     serial, on_dask = documents
     for block in ("results", "selection", "inputs"):
         assert on_dask[block] == serial[block]
+
+
+@pytest.mark.parametrize("program", ["per_image_statistics", "strong_reflection_positions"])
+def test_headers_with_experiments_on_a_dask_cluster(tmp_path, dask_cluster, program):
+    """Many stills with their experiments, headers read by Dask workers (which map each
+    table's ids to the experiments shipped with the run): the serial run's document."""
+    from dials_refl_stats.pipeline.inputs import DEFER_MIN_FILES
+
+    folder = split_stills("ssx_CuNiR/indexed.refl", tmp_path / "stills", copies=13)
+    assert len(list(folder.iterdir())) > DEFER_MIN_FILES
+    args = [str(data_path("ssx_CuNiR/indexed.expt")), str(folder)]
+    serial = results_of(program, args, tmp_path)
+    address = f"scheduler_address={dask_cluster['address']}"
+    on_dask = results_of(program, [*args, "mp.method=dask", address], tmp_path)
+    for block in ("results", "selection", "inputs"):
+        assert on_dask[block] == serial[block]

@@ -728,11 +728,17 @@ def per_experiment_columns(
 def distinct_beam_centres(centres: list[dict]) -> list[dict]:
     """The compact form of ``beam_centres``: one entry per distinct centre (to 6
     significant digits) with its ``experiments`` (runs when regular)."""
-    distinct: dict[tuple, tuple[dict, list[int]]] = {}
+    distinct: dict[str, tuple[dict, list[int]]] = {}
+    keys: dict[tuple, str] = {}  # the centre's own values -> its JSON key (made once)
+    fields = ("panel", "px", "mm", "lab")
     for centre in centres:
-        plain = to_plain({k: centre[k] for k in ("panel", "px", "mm", "lab")})
-        key = json.dumps(plain, sort_keys=True)
-        distinct.setdefault(key, (plain, []))[1].append(centre["experiment"])
+        values = tuple(centre[k] for k in fields)
+        key = keys.get(values)
+        if key is None:
+            plain = to_plain(dict(zip(fields, values)))
+            key = keys[values] = json.dumps(plain, sort_keys=True)
+            distinct.setdefault(key, (plain, []))
+        distinct[key][1].append(centre["experiment"])
     return [
         {"experiments": encode_runs(experiments), **plain}
         for plain, experiments in distinct.values()

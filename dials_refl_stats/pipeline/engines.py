@@ -72,13 +72,16 @@ def process_engine(batches, statistic, plan, reader, skip_errors, *, n_workers: 
         yield from serial_engine(batches, statistic, plan, reader, skip_errors)
         return
     context = multiprocessing.get_context(start_method())
-    task = functools.partial(
-        process_batch, statistic=statistic, plan=plan, reader=reader, skip_errors=skip_errors
-    )
+    # the statistic and plan reach each worker once, when it starts (a task carries only
+    # its files: with 10^5 experiments the geometry alone is ~4 MB)
+    task = functools.partial(_started_batch, reader=reader, skip_errors=skip_errors)
     waiting = iter(batches)
     running: set = set()
     pool = concurrent.futures.ProcessPoolExecutor(
-        n_workers, mp_context=context, initializer=ignore_interrupts
+        n_workers,
+        mp_context=context,
+        initializer=_start_worker,
+        initargs=(Packed(statistic, plan),),
     )
 
     number: dict = {}  # future -> batch number (batches are handed out in order)
@@ -358,6 +361,21 @@ _LOADED: list = [None]
 def _packed_batch(packed: Packed, batch, *, reader: str, skip_errors: bool) -> RunPartial:
     statistic, plan = packed.load()
     return process_batch(batch, statistic, plan, reader, skip_errors)
+
+
+#: The run's packed statistic and plan in a local worker process (:func:`_start_worker`).
+_STARTED: list = [None]
+
+
+def _start_worker(packed: Packed) -> None:
+    """Initializer of a local worker process: interrupts left to the main process, and
+    the run's statistic and plan kept for its tasks."""
+    ignore_interrupts()
+    _STARTED[0] = packed
+
+
+def _started_batch(batch, *, reader: str, skip_errors: bool) -> RunPartial:
+    return _packed_batch(_STARTED[0], batch, reader=reader, skip_errors=skip_errors)
 
 
 def _packed_merge(packed: Packed, first: RunPartial, second: RunPartial) -> RunPartial:

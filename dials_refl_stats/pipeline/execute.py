@@ -21,7 +21,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Sequence
 
 import numpy as np
 
-from dials_refl_stats.analysis.statistic import PER_FILE, Chunk, FileInfo, Statistic
+from dials_refl_stats.analysis.statistic import PER_FILE, Chunk, ExperimentInfo, FileInfo, Statistic
 from dials_refl_stats.pipeline import packed_records
 from dials_refl_stats.pipeline.inputs import (
     DeferredFileInfo,
@@ -68,6 +68,10 @@ class SelectionPlan:
 
     requested: FlagSelection
     fallback: bool = False
+    #: the run's experiments and file count, for headers the tasks read (deferred files:
+    #: each file's ``id`` -> experiment mapping, as the driver would have made it)
+    experiments: Sequence[ExperimentInfo] = field(default=(), compare=False)
+    n_files: int = 1
 
     def for_file(self, flags: np.ndarray) -> tuple[FlagSelection, str | None]:
         """The selection used for one file, and why it differs from the request."""
@@ -288,7 +292,7 @@ def process_batch(
         opened = None
         try:
             if isinstance(file, DeferredFileInfo):
-                opened = open_file(file.path, file.index, reader, [], 1)
+                opened = open_file(file.path, file.index, reader, plan.experiments, plan.n_files)
                 file = opened.info
             chunk, record = read_chunk(file, statistic, plan, reader)
             partials.append(statistic.partial(chunk))

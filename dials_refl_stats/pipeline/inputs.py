@@ -282,13 +282,24 @@ def _is_still(experiment: Any) -> bool:
     return scan is None or (scan.get_oscillation()[1] == 0 and scan.get_num_images() == 1)
 
 
+class ExperimentMismatchError(ReflectionLoadError):
+    """A readable table whose identifiers do not fit the experiments given: the inputs
+    disagree, so ``input.on_error=skip`` stops too (found by the driver or by a task
+    that reads the header)."""
+
+    skippable = False
+
+
 def experiment_of_id(
-    path: str, identifiers: dict[int, str], experiments: list[ExperimentInfo], n_files: int
+    path: str,
+    identifiers: dict[int, str],
+    experiments: Sequence[ExperimentInfo],
+    n_files: int,
 ) -> dict[int, int]:
     """Table ``id`` -> experiment index, by identifier (else by position; one file only).
 
     One rule for every program: with experiments given, every experiment identifier of
-    the table must be in the experiment list.
+    the table must be in the experiment list (:class:`ExperimentMismatchError`).
     """
     if not experiments:
         return {}
@@ -297,13 +308,13 @@ def experiment_of_id(
         missing = [(i, s) for i, s in sorted(identifiers.items()) if s not in index]
         if missing:
             i, identifier = missing[0]
-            raise Sorry(
+            raise ExperimentMismatchError(
                 f"{path}: experiment identifier {identifier} (id {i}) is not in the "
                 "experiments given; pass the .expt file written with this table"
             )
         return {i: index[s] for i, s in identifiers.items()}
     if n_files > 1:
-        raise Sorry(
+        raise ExperimentMismatchError(
             f"{path}: the table has no experiment identifiers, so its rows cannot be "
             "matched to experiments when several reflection files are given"
         )
@@ -311,7 +322,7 @@ def experiment_of_id(
 
 
 def one_sweep_id(
-    identifiers: dict[int, str], mapping: dict[int, int], experiments: list[ExperimentInfo]
+    identifiers: dict[int, str], mapping: dict[int, int], experiments: Sequence[ExperimentInfo]
 ) -> int | None:
     """The id whose images unassigned rows (``id`` -1) are on: the file's only experiment,
     or, with experiments, the first of several sharing one scan (multiple lattices of one
@@ -363,21 +374,21 @@ def collection_paused() -> Iterator[None]:
 def open_files(
     paths: Sequence[str],
     reader: str,
-    experiments: list[ExperimentInfo],
+    experiments: Sequence[ExperimentInfo],
     skip_errors: bool = False,
     defer: bool = False,
 ) -> list[OpenedFile]:
     """Read every file's header once; any problem is a one-line ``Sorry`` (or, with
     ``skip_errors``, recorded as the file's ``problem``).
 
-    ``defer``: in a run of many files without experiments, the files are only listed
-    (:class:`DeferredFileInfo`, size unknown); the tasks read the headers of small files
-    with their rows, and open any other file as the driver would have.
+    ``defer``: in a run of many files, the files are only listed (:class:`DeferredFileInfo`,
+    size unknown); the tasks read the headers of small files with their rows, and open
+    any other file as the driver would have (with the experiments of the run's
+    :class:`~dials_refl_stats.pipeline.execute.SelectionPlan`).
     """
     refuse_duplicates(paths)
     deferring = (
         defer
-        and not experiments
         and reader in ("auto", "fast")
         and len(paths) >= DEFER_MIN_FILES
         and msgpack_small.available()
@@ -398,14 +409,14 @@ def open_files(
         try:
             opened.append(open_file(path, index, reader, experiments, len(paths)))
         except ReflectionLoadError as error:
-            if not skip_errors:
+            if not (skip_errors and error.skippable):
                 raise Sorry(str(error)) from None
             opened.append(problem_file(path, index, reader, error))
     return opened
 
 
 def open_file(
-    path: str, index: int, reader: str, experiments: list[ExperimentInfo], n_files: int
+    path: str, index: int, reader: str, experiments: Sequence[ExperimentInfo], n_files: int
 ) -> OpenedFile:
     """One file's header (``ReflectionLoadError`` when it cannot be read)."""
     check_regular(path)
@@ -440,7 +451,7 @@ def problem_file(path: str, index: int, reader: str, error: Exception) -> Opened
 
 
 def _open_msgpack(
-    path: str, index: int, experiments: list[ExperimentInfo], n_files: int
+    path: str, index: int, experiments: Sequence[ExperimentInfo], n_files: int
 ) -> OpenedFile | None:
     """A msgpack file's header read through one open handle, kept for the tasks (None
     for anything else: other formats and errors take the general path). A small file
@@ -477,7 +488,7 @@ def _open_msgpack(
 
 
 def _open_small(
-    path: str, index: int, experiments: list[ExperimentInfo], n_files: int
+    path: str, index: int, experiments: Sequence[ExperimentInfo], n_files: int
 ) -> OpenedFile | None:
     """A small msgpack file's header from one read and one C decode (None otherwise)."""
     if not msgpack_small.available():
@@ -510,7 +521,7 @@ def small_file(
     index: int,
     table: msgpack_small.SmallTable,
     size: int,
-    experiments: list[ExperimentInfo],
+    experiments: Sequence[ExperimentInfo],
     n_files: int,
 ) -> OpenedFile:
     """The :class:`OpenedFile` of a small file decoded whole."""

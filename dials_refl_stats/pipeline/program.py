@@ -9,6 +9,7 @@ way for every program.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -340,6 +341,9 @@ def _run_program(program: Program, args: Sequence[str] | None, phil, help_messag
     for opened in files:
         if not opened.info.problem and not isinstance(opened.info, DeferredFileInfo):
             program.check_file(opened, params)
+    if infos and any(isinstance(f.info, DeferredFileInfo) for f in files):
+        # the tasks read these headers and map their ids to the experiments, as here
+        plan = dataclasses.replace(plan, experiments=infos, n_files=len(files))
     run = Run(
         invocation, params, files, experiments, infos, plan, compact=compact_form(files, params)
     )

@@ -21,7 +21,7 @@ from dials_refl_stats.analysis.statistic import Chunk, FileInfo, Statistic
 from dials_refl_stats.reader import msgpack_small
 from dials_refl_stats.reader.columns import FLAT_TYPES, SHOEBOX_TYPE, ColumnType
 from dials_refl_stats.reader.shoebox import joined_mask_counts
-from dials_refl_stats.reflections import impossible_panels
+from dials_refl_stats.reflections import ReflectionLoadError, impossible_panels
 
 from .execute import BASE_COLUMNS, FileRecord, SelectionPlan
 from .inputs import ColumnIndex, DeferredFileInfo, small_column_index, small_file
@@ -90,7 +90,13 @@ def read_small_files(
             left.append(file)
             continue
         if isinstance(file, DeferredFileInfo):  # the header, read here: with its rows
-            opened = small_file(file.path, file.index, table, nbytes, [], 1)
+            try:
+                opened = small_file(
+                    file.path, file.index, table, nbytes, plan.experiments, plan.n_files
+                )
+            except ReflectionLoadError:  # not the experiments' table: named there
+                left.append(file)
+                continue
             info, index = opened.info, opened.info.columns
         elif table.nrows == file.nrows and nbytes == file.size_bytes:
             opened, info, index = None, file, small_column_index(table)

@@ -1,0 +1,146 @@
+"""Many files with their experiments: the tasks read the headers and map ids as the
+driver would.
+
+In a run of many files (``inputs.DEFER_MIN_FILES`` or more) the driver only lists them
+when the program takes the headers with the rows (or runs on several processes); with
+experiments, the tasks then match each table's identifiers to the experiments (the
+run's :class:`~dials_refl_stats.pipeline.execute.SelectionPlan` carries them). The
+results, the ``Sorry`` of a table of other experiments and the order of errors must be
+those of the driver reading every header itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from conftest import data_path, needs_dials, split_stills
+from test_programs_common import PROGRAMS, assert_sorry, run_inprocess
+
+pytestmark = needs_dials
+
+EXPT = "ssx_CuNiR/indexed.expt"
+#: 5 stills x 13 copies, one still per file: more than DEFER_MIN_FILES (64)
+COPIES = 13
+#: Programs that take the headers with the rows (the others need them before the run:
+#: a first pass of the tasks on several processes, the driver itself serially)
+WITH_THE_ROWS = ("intensity_per_frame", "per_image_statistics", "spot_size_histogram")
+
+
+def quiet(program: str) -> str:
+    return "output.html=None" if program == "refl_stats" else "output.plot=None"
+
+
+@pytest.fixture(scope="module")
+def stills(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("stills")
+    return split_stills("ssx_CuNiR/indexed.refl", folder, copies=COPIES)
+
+
+def run_recording(program, args, cwd, monkeypatch, defer: bool) -> tuple[int, str, bool]:
+    """(exit code, stderr, whether the driver only listed the files) of one run; with
+    ``defer=False`` the driver reads every header itself."""
+    from dials_refl_stats.pipeline import inputs
+    from dials_refl_stats.pipeline import program as program_module
+
+    listed = []
+    original = program_module.open_files
+
+    def open_files(*a, **k):
+        files = original(*a, **k)
+        listed.append(any(isinstance(f.info, inputs.DeferredFileInfo) for f in files))
+        return files
+
+    with monkeypatch.context() as patch:
+        patch.setattr(program_module, "open_files", open_files)
+        if not defer:
+            patch.setattr(inputs, "DEFER_MIN_FILES", 10**9)
+        code, _, err = run_inprocess(program, args, cwd)
+    return code, err, any(listed)
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_headers_read_in_the_tasks_map_ids_as_the_driver_does(
+    stills, tmp_path, monkeypatch, program
+):
+    """Every program, serially and on 2 processes: the same document whether the tasks
+    or the driver read the headers."""
+    documents = {}
+    for nproc in (1, 2):
+        for defer in (True, False):
+            work = tmp_path / f"{nproc}_{defer}"
+            work.mkdir()
+            args = [data_path(EXPT), stills, quiet(program), f"mp.nproc={nproc}"]
+            code, err, listed = run_recording(program, args, work, monkeypatch, defer)
+            assert code == 0, err
+            assert err == ""
+            assert listed == (defer and (nproc == 2 or program in WITH_THE_ROWS))
+            documents[nproc, defer] = json.loads((work / f"{program}.json").read_text())
+    reference = documents[1, False]
+    assert reference["inputs"]["reflections"]["n_files"] == 5 * COPIES
+    for key, document in documents.items():
+        for part in ("inputs", "selection", "results"):
+            assert document[part] == reference[part], (key, part)
+
+
+@pytest.fixture(scope="module")
+def with_stranger(tmp_path_factory) -> tuple[Path, Path]:
+    """The stills with one file (``still_9_3.refl``) of an experiment not in the list,
+    written by DIALS, and the name of that file."""
+    from dials.array_family import flex
+
+    folder = split_stills("ssx_CuNiR/indexed.refl", tmp_path_factory.mktemp("x"), COPIES)
+    stranger = folder / "still_9_3.refl"
+    table = flex.reflection_table.from_file(str(stranger))
+    mapping = table.experiment_identifiers()
+    for key in list(mapping.keys()):
+        mapping[key] = "not-in-the-experiments"
+    table.as_file(str(stranger))
+    return folder, stranger
+
+
+@pytest.mark.parametrize("program", ["spot_size_histogram", "strong_reflection_positions"])
+@pytest.mark.parametrize("on_error", ["stop", "skip"])
+def test_a_table_of_other_experiments_among_many_is_the_same_sorry(
+    with_stranger, tmp_path, monkeypatch, program, on_error
+):
+    """Not skippable (the inputs disagree): one line naming the file, no outputs, the
+    same words whoever reads the header."""
+    folder, stranger = with_stranger
+    errors = set()
+    for nproc in (1, 2):
+        for defer in (True, False):
+            work = tmp_path / f"{nproc}_{defer}"
+            work.mkdir()
+            args = [data_path(EXPT), folder, quiet(program), f"mp.nproc={nproc}"]
+            args.append(f"input.on_error={on_error}")
+            code, err, _listed = run_recording(program, args, work, monkeypatch, defer)
+            assert_sorry(code, err, stranger.name, "not-in-the-experiments")
+            assert "is not in the experiments given" in err
+            assert not list(work.iterdir())
+            errors.add(err)
+    assert len(errors) == 1
+
+
+def test_the_first_problem_in_file_order_is_named(with_stranger, tmp_path, monkeypatch):
+    """A damaged file before the table of other experiments: both are found by the
+    tasks (the damaged one on the one-file path), yet the run names the damaged file,
+    as the driver reading the headers in order does."""
+    import shutil
+
+    folder = tmp_path / "files"
+    shutil.copytree(with_stranger[0], folder)
+    damaged = folder / "still_2_1.refl"
+    os.truncate(damaged, damaged.stat().st_size // 2)
+    errors = set()
+    for attempt, (nproc, defer) in enumerate(((1, False), (1, True), (2, True), (2, True))):
+        work = tmp_path / f"run{attempt}"
+        work.mkdir()
+        args = [data_path(EXPT), folder, "output.plot=None", f"mp.nproc={nproc}"]
+        code, err, listed = run_recording("spot_size_histogram", args, work, monkeypatch, defer)
+        assert listed == defer
+        assert_sorry(code, err, damaged.name)
+        errors.add(err)
+    assert len(errors) == 1
