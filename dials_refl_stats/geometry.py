@@ -445,7 +445,7 @@ def d_spacing(lab: np.ndarray, s0: Sequence[float]) -> np.ndarray:
 def panel_image_sizes(experiments) -> dict[int, tuple[int, int]]:
     """Panel number -> ``(width, height)`` in pixels, the largest over all detectors."""
     sizes: dict[int, tuple[int, int]] = {}
-    for detector in experiments.detectors():
+    for detector in model_index(experiments).detectors:
         for number, p in enumerate(detector):
             width, height = p.get_image_size()
             old = sizes.get(number, (0, 0))
@@ -459,7 +459,7 @@ def detector_layouts(experiments) -> int:
     return len(
         {
             tuple((p.get_image_size(), p.get_pixel_size()) for p in detector)
-            for detector in experiments.detectors()
+            for detector in model_index(experiments).detectors
             if detector is not None
         }
     )
@@ -467,7 +467,7 @@ def detector_layouts(experiments) -> int:
 
 def n_panels(experiments) -> int:
     """The largest panel count of the experiments' detectors (0 without experiments)."""
-    return max((len(d) for d in experiments.detectors()), default=0)
+    return max((len(d) for d in model_index(experiments).detectors), default=0)
 
 
 @dataclass(frozen=True)
@@ -557,7 +557,9 @@ def beam_centres(experiments) -> list[dict]:
 
 def lab_outlines(experiments) -> list[np.ndarray]:
     """Every panel outline (``(5, 3)`` lab mm) of every detector of ``experiments``."""
-    return [o.lab for detector in experiments.detectors() for o in panel_outlines(detector)]
+    return [
+        o.lab for detector in model_index(experiments).detectors for o in panel_outlines(detector)
+    ]
 
 
 class PicklableDetector:

@@ -24,9 +24,15 @@ pytestmark = needs_dials
 EXPT = "ssx_CuNiR/indexed.expt"
 #: 5 stills x 13 copies, one still per file: more than DEFER_MIN_FILES (64)
 COPIES = 13
-#: Programs that take the headers with the rows (the others need them before the run:
-#: a first pass of the tasks on several processes, the driver itself serially)
-WITH_THE_ROWS = ("intensity_per_frame", "per_image_statistics", "spot_size_histogram")
+#: Programs that take the headers with the rows when given experiments (refl_stats needs
+#: them before the run: a first pass of the tasks on several processes, the driver
+#: itself serially)
+WITH_THE_ROWS = (
+    "intensity_per_frame",
+    "per_image_statistics",
+    "spot_size_histogram",
+    "strong_reflection_positions",
+)
 
 
 def quiet(program: str) -> str:
@@ -142,5 +148,33 @@ def test_the_first_problem_in_file_order_is_named(with_stranger, tmp_path, monke
         code, err, listed = run_recording("spot_size_histogram", args, work, monkeypatch, defer)
         assert listed == defer
         assert_sorry(code, err, damaged.name)
+        errors.add(err)
+    assert len(errors) == 1
+
+
+def test_a_table_lacking_a_column_gets_the_programs_sorry(stills, tmp_path, monkeypatch):
+    """Strong positions with experiments take the headers with the rows: a file without
+    the intensity column among many still stops the run with the program's own reason,
+    as when the driver checks every header first, and writes nothing."""
+    import shutil
+
+    from dials.array_family import flex
+
+    folder = tmp_path / "files"
+    shutil.copytree(stills, folder)
+    lacking = folder / "still_7_2.refl"
+    table = flex.reflection_table.from_file(str(lacking))
+    del table["intensity.sum.value"]
+    table.as_file(str(lacking))
+    errors = set()
+    for attempt, (nproc, defer) in enumerate(((1, False), (1, True), (2, True))):
+        work = tmp_path / f"run{attempt}"
+        work.mkdir()
+        args = [data_path(EXPT), folder, "output.plot=None", f"mp.nproc={nproc}"]
+        program = "strong_reflection_positions"
+        code, err, listed = run_recording(program, args, work, monkeypatch, defer)
+        assert listed == defer
+        assert_sorry(code, err, lacking.name, "no 'intensity.sum.value' column (")
+        assert not list(work.iterdir())
         errors.add(err)
     assert len(errors) == 1

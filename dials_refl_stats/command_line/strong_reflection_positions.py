@@ -382,6 +382,11 @@ class StrongReflectionPositions(Program):
         self.criteria = make_criteria(params)
         validate_parameters(params)
 
+    def headers_with_rows(self, params, with_experiments: bool) -> bool:
+        # with experiments, d and the panel sizes come from them: no header is needed
+        # before the run (without, the d column and the data's panel extents are)
+        return with_experiments and params.resolution.d_source != "column"
+
     def check_file(self, opened, params) -> None:
         value, variance = INTENSITY_COLUMNS[params.intensity.choice]
         require_columns(opened, [POSITION], "spot centroids, written by dials.find_spots")

@@ -125,6 +125,11 @@ class Program(ABC):
     #: that need no header before the run (``check_file`` runs after it).
     defers_headers: bool = False
 
+    def headers_with_rows(self, params: Any, with_experiments: bool) -> bool:
+        """Whether this run needs no header before it (:attr:`defers_headers`, or what
+        ``params`` and the experiments make of it)."""
+        return self.defers_headers
+
     @property
     def logger(self) -> logging.Logger:
         return logging.getLogger(f"dials.{self.name}")
@@ -331,12 +336,13 @@ def _run_program(program: Program, args: Sequence[str] | None, phil, help_messag
     # many files on several workers: their headers are read in the tasks, with the rows
     # when the program needs none before the run, else in a first pass of their own
     parallel = make_engine(params.mp) is not serial_engine
+    with_rows = program.headers_with_rows(params, bool(infos))
     files = open_files(
         invocation.reflection_paths,
         params.reader,
         infos,
         skip_errors,
-        program.defers_headers or parallel,
+        with_rows or parallel,
     )
     for opened in files:
         if not opened.info.problem and not isinstance(opened.info, DeferredFileInfo):
@@ -349,7 +355,7 @@ def _run_program(program: Program, args: Sequence[str] | None, phil, help_messag
     )
     del files  # run.files only: deferred headers replace the listing (10^5 files: ~50 MB)
     run.explain = functools.partial(explain_missing_column, program, params)
-    if not program.defers_headers and any(isinstance(f.info, DeferredFileInfo) for f in run.files):
+    if not with_rows and any(isinstance(f.info, DeferredFileInfo) for f in run.files):
         headers_first(program, run)
     statistic = program.statistic(run)
 
