@@ -338,10 +338,15 @@ SCALING_PROGRAMS = {
 }
 
 
-def scaling(target: Path, name: str, repeats: int, programs=None) -> list[dict]:
+def scaling(
+    target: Path, name: str, repeats: int, programs=None, experiments: Path | None = None
+) -> list[dict]:
     """Every program, serial next to ``mp.nproc=2`` (rounds as in :func:`run_cases`):
-    wall times, the speed-up and whether the two JSON documents' results are identical."""
+    wall times, the speed-up and whether the two JSON documents' results are identical.
+    With ``experiments``, every program is given them."""
     n_files, n_bytes = warm(target)
+    if experiments is not None:
+        name = f"{name} + .expt"
     rows = []
     print(
         "| set | program | serial s | nproc=2 s | speed-up | CPU s serial / nproc=2 | identical |"
@@ -351,6 +356,8 @@ def scaling(target: Path, name: str, repeats: int, programs=None) -> list[dict]:
         if programs and program not in programs:
             continue
         report = program == "refl_stats"  # its HTML report cannot be left out
+        if experiments is not None:
+            extra = [*extra, str(experiments)]
         commands = {
             "serial": ours(program, target, *extra, "mp.nproc=1", plot=report),
             "nproc2": ours(program, target, *extra, "mp.nproc=2", plot=report),
@@ -403,6 +410,11 @@ def main() -> None:
         "--scaling", action="store_true", help="every program: serial vs mp.nproc=2"
     )
     parser.add_argument("--programs", nargs="+", help="with --scaling: only these programs")
+    parser.add_argument(
+        "--with-experiments",
+        action="store_true",
+        help="with --scaling: give the programs the stills' experiments (ssx_strong_<n>.expt)",
+    )
     args = parser.parse_args()
     files = args.files or [10000]
     data = ensure_data(files)
@@ -413,7 +425,9 @@ def main() -> None:
     if args.scaling:
         rows = []
         for n in files:
-            rows += scaling(data[f"files_{n}"], f"{n} files", args.repeats, args.programs)
+            target = data[f"files_{n}"]
+            expt = target.with_suffix(".expt") if args.with_experiments else None
+            rows += scaling(target, f"{n} files", args.repeats, args.programs, expt)
         (WORK / "bench_ssx_scaling.json").write_text(json.dumps(rows, indent=1))
         return
     print(HEADER)
