@@ -439,6 +439,45 @@ def test_resolution_shells_and_histograms_pure():
     assert hist.counts.tolist() == [[1, 1], [0, 1]] and hist.n_outside == 1
 
 
+def plain_shells(d, strong, n_shells, d_min=None, d_max=None):
+    """The shells written plainly, row by row (an independent computation)."""
+    inv = [1.0 / x**2 if math.isfinite(x) and x > 0 else math.nan for x in d]
+    usable = [i for i, v in enumerate(inv) if math.isfinite(v)]
+    low = 1.0 / d_max**2 if d_max else min(inv[i] for i in usable)
+    high = 1.0 / d_min**2 if d_min else max(inv[i] for i in usable)
+    edges = np.linspace(low, high, n_shells + 1)
+    n_all, n_strong, outside = [0] * n_shells, [0] * n_shells, 0
+    for i in usable:
+        if not edges[0] <= inv[i] <= edges[-1]:
+            outside += 1
+            continue
+        shell = min(max(int(np.searchsorted(edges, inv[i], side="right")) - 1, 0), n_shells - 1)
+        n_all[shell] += 1
+        n_strong[shell] += bool(strong[i])
+    return n_all, n_strong, len(d) - len(usable), outside
+
+
+@pytest.mark.parametrize("bounds", [(None, None), (2.0, None), (None, 20.0), (1.5, 30.0)])
+def test_resolution_shells_block_by_block_equal_a_plain_count(monkeypatch, bounds):
+    """Blocks of a few rows (monkeypatched) give the counts of one pass and of the plain
+    row-by-row computation, with unusable d (NaN, inf, 0, negative, 1e-200) among them."""
+    from dials_refl_stats.analysis import strong_positions
+
+    rng = np.random.default_rng(7)
+    d = rng.uniform(1.0, 40.0, size=997)
+    d[rng.integers(0, d.size, 40)] = rng.choice([np.nan, np.inf, 0.0, -3.0, 1e-200], 40)
+    strong = rng.random(d.size) < 0.3
+    whole = resolution_shells(d, strong, 7, *bounds)
+    monkeypatch.setattr(strong_positions, "SHELL_BLOCK", 13)
+    blocks = resolution_shells(d, strong, 7, *bounds)
+    n_all, n_strong, n_without_d, n_outside = plain_shells(d, strong, 7, *bounds)
+    for shells in (whole, blocks):
+        assert shells.n_all.tolist() == n_all and shells.n_strong.tolist() == n_strong
+        assert shells.n_without_d == n_without_d and shells.n_outside == n_outside
+    np.testing.assert_array_equal(whole.inv_d2_edges, blocks.inv_d2_edges)
+    assert whole.n_strong_outside == blocks.n_strong_outside
+
+
 # --- tables that were never integrated; stills ---------------------------------------------
 
 

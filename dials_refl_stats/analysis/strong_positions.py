@@ -223,35 +223,64 @@ def resolution_shells(
         raise ValueError(f"d_max ({d_max:g}) must be greater than d_min ({d_min:g})")
     d = np.asarray(d, dtype=np.float64)
     strong = np.asarray(strong, dtype=bool)
-    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        all_inv_d2 = 1.0 / d**2
-    usable = np.isfinite(d) & (d > 0) & np.isfinite(all_inv_d2)  # 1e-200 A: no shell
-    inv_d2 = all_inv_d2[usable]
-    strong_usable = strong[usable]
     low = 1.0 / d_max**2 if d_max is not None else None
     high = 1.0 / d_min**2 if d_min is not None else None
-    if inv_d2.size:
-        low = float(inv_d2.min()) if low is None else low
-        high = float(inv_d2.max()) if high is None else high
+    n_without_d = 0
+    if low is None or high is None:  # the data's range: a first pass, block by block
+        data_low, data_high = math.inf, -math.inf
+        for rows in _blocks(d.size):
+            inv_d2, _usable = _usable_inv_d2(d[rows])
+            n_without_d += _usable.size - inv_d2.size
+            if inv_d2.size:
+                data_low = min(data_low, float(inv_d2.min()))
+                data_high = max(data_high, float(inv_d2.max()))
+        if data_low <= data_high:
+            low = data_low if low is None else low
+            high = data_high if high is None else high
     zeros = np.zeros(n_shells, dtype=np.int64)
     if low is None or high is None:
-        return ResolutionShells(n_shells, None, zeros, zeros.copy(), int((~usable).sum()), 0, 0)
+        return ResolutionShells(n_shells, None, zeros, zeros.copy(), n_without_d, 0, 0)
     if not high > low:
         high = low + max(abs(low) * 1e-6, 1e-12)
     edges = np.linspace(low, high, n_shells + 1)
-    inside = (inv_d2 >= edges[0]) & (inv_d2 <= edges[-1])
-    shell = np.clip(np.searchsorted(edges, inv_d2[inside], side="right") - 1, 0, n_shells - 1)
-    n_all = np.bincount(shell, minlength=n_shells).astype(np.int64)
-    n_strong = np.bincount(shell[strong_usable[inside]], minlength=n_shells).astype(np.int64)
+    n_all, n_strong = zeros.copy(), zeros.copy()
+    n_without_d = n_outside = n_strong_outside = 0
+    for rows in _blocks(d.size):  # bounded temporaries: 10^7 rows cost no extra GB
+        inv_d2, usable = _usable_inv_d2(d[rows])
+        strong_usable = strong[rows][usable]
+        inside = (inv_d2 >= edges[0]) & (inv_d2 <= edges[-1])
+        shell = np.clip(np.searchsorted(edges, inv_d2[inside], side="right") - 1, 0, n_shells - 1)
+        n_all += np.bincount(shell, minlength=n_shells)
+        n_strong += np.bincount(shell[strong_usable[inside]], minlength=n_shells)
+        n_without_d += int(usable.size - inv_d2.size)
+        n_outside += int((~inside).sum())
+        n_strong_outside += int((strong_usable & ~inside).sum())
     return ResolutionShells(
         n_shells=n_shells,
         inv_d2_edges=edges,
         n_all=n_all,
         n_strong=n_strong,
-        n_without_d=int((~usable).sum()),
-        n_outside=int((~inside).sum()),
-        n_strong_outside=int((strong_usable & ~inside).sum()),
+        n_without_d=n_without_d,
+        n_outside=n_outside,
+        n_strong_outside=n_strong_outside,
     )
+
+
+#: Rows per block of :func:`resolution_shells`.
+SHELL_BLOCK = 1 << 20
+
+
+def _blocks(n: int) -> list[slice]:
+    return [slice(start, start + SHELL_BLOCK) for start in range(0, n, SHELL_BLOCK)]
+
+
+def _usable_inv_d2(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``1/d^2`` of the rows with a positive ``d`` whose ``1/d^2`` is finite (1e-200 A:
+    no shell), and which rows those are."""
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        all_inv_d2 = 1.0 / d**2
+    usable = np.isfinite(d) & (d > 0) & np.isfinite(all_inv_d2)
+    return all_inv_d2[usable], usable
 
 
 @dataclass(frozen=True)
@@ -419,8 +448,8 @@ def merge_extents(
 def median_or_none(values: np.ndarray) -> float | None:
     """Median of the finite values, ``None`` when there are none."""
     values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    return float(np.median(values)) if values.size else None
+    values = values[np.isfinite(values)]  # a copy: partitioned in place by np.median
+    return float(np.median(values, overwrite_input=True)) if values.size else None
 
 
 @dataclass(frozen=True)
