@@ -371,3 +371,25 @@ def test_without_experiments_every_id_of_a_file_is_a_series_numbered_by_floor_z(
     points = final.choices[0].points
     assert points["frame"].tolist() == [0, 3, -1, 7]
     assert points["series"].tolist() == [2, 1, 2, 0]
+
+
+@pytest.mark.parametrize("case", ["positive", "mixed", "infinite", "wide", "empty", "only_inf"])
+def test_distinct_bucket_counts_equal_numpy_unique(case):
+    """The sketch's bucket counts by bincount: exactly ``np.unique``'s (sorted, int64)."""
+    from dials_refl_stats.analysis.sketches import distinct_counts, value_buckets
+
+    rng = np.random.default_rng(len(case))
+    values = {
+        "positive": rng.lognormal(5, 2, 50_000),
+        "mixed": rng.normal(0, 1e3, 200_000),
+        "infinite": np.concatenate([rng.lognormal(3, 1, 5000), [np.inf, -np.inf, np.inf]]),
+        "wide": np.array([1e-300, -1e300, 3.0, 0.0]),
+        "empty": np.zeros(0),
+        "only_inf": np.array([np.inf, -np.inf, -np.inf]),
+    }[case]
+    buckets = value_buckets(values)
+    expected = np.unique(buckets, return_counts=True)
+    distinct, counts = distinct_counts(buckets)
+    np.testing.assert_array_equal(distinct, expected[0])
+    np.testing.assert_array_equal(counts, expected[1])
+    assert distinct.dtype == np.int64 and counts.dtype == np.int64

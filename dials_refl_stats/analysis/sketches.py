@@ -72,9 +72,9 @@ class MedianState:
             block = self.values[start : start + SKETCH_BLOCK]
             nan = np.isnan(block)
             n_nan += int(nan.sum())
-            distinct, count = np.unique(value_buckets(block[~nan]), return_counts=True)
+            distinct, count = distinct_counts(value_buckets(block[~nan]))
             buckets.append(distinct)
-            counts.append(count.astype(np.int64))
+            counts.append(count)
         return MedianState(None, *_summed(buckets, counts), n_nan)
 
     @property
@@ -109,6 +109,29 @@ def _summed(buckets: list[np.ndarray], counts: list[np.ndarray]) -> tuple[np.nda
 
 #: Sketch buckets of infinite values (beyond every finite value's).
 INFINITE_BUCKET = 1 << 40
+
+
+def distinct_counts(buckets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(buckets, return_counts=True)`` (counts as int64), by one ``bincount``
+    when the finite buckets span a range of the order of their number (no sort)."""
+    infinite = np.abs(buckets) >= INFINITE_BUCKET
+    finite = buckets[~infinite] if infinite.any() else buckets
+    if not finite.size:
+        distinct, counts = np.unique(buckets, return_counts=True)
+        return distinct, counts.astype(np.int64)
+    low, high = int(finite.min()), int(finite.max())
+    if high - low > 4 * finite.size + (1 << 16):
+        distinct, counts = np.unique(buckets, return_counts=True)
+        return distinct, counts.astype(np.int64)
+    binned = np.bincount(finite - low, minlength=high - low + 1)
+    present = np.flatnonzero(binned)
+    distinct, counts = present + low, binned[present].astype(np.int64)
+    if infinite.any():  # -inf's bucket first, +inf's last
+        ends = np.array([-INFINITE_BUCKET, INFINITE_BUCKET], dtype=np.int64)
+        n = np.array([np.count_nonzero(buckets == e) for e in ends], dtype=np.int64)
+        distinct = np.concatenate([ends[:1][n[:1] > 0], distinct, ends[1:][n[1:] > 0]])
+        counts = np.concatenate([n[:1][n[:1] > 0], counts, n[1:][n[1:] > 0]])
+    return distinct.astype(np.int64), counts
 
 
 def value_buckets(values: np.ndarray) -> np.ndarray:
