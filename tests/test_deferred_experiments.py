@@ -178,3 +178,36 @@ def test_a_table_lacking_a_column_gets_the_programs_sorry(stills, tmp_path, monk
         assert not list(work.iterdir())
         errors.add(err)
     assert len(errors) == 1
+
+
+def test_the_header_pass_leaves_row_problems_to_the_run(stills, tmp_path, monkeypatch):
+    """refl_stats on 2 processes reads the headers in a first pass: a later file's bad
+    ``id`` value (a row problem) must not be named before an earlier file's rows on a
+    panel the detector lacks, which the serial run finds first (found by
+    ``benchmarks/fuzz_many_files.py``)."""
+    import shutil
+
+    from dials.array_family import flex
+
+    folder = tmp_path / "files"
+    shutil.copytree(stills, folder)
+    on_panel_2, bad_id = folder / "still_8_0.refl", folder / "still_8_3.refl"
+    table = flex.reflection_table.from_file(str(on_panel_2))
+    panel = table["panel"]
+    panel[0] = 2
+    table.as_file(str(on_panel_2))
+    table = flex.reflection_table.from_file(str(bad_id))
+    ids = table["id"]
+    ids[0] = 7
+    table.as_file(str(bad_id))
+    errors = set()
+    for nproc in (1, 2):
+        work = tmp_path / f"run{nproc}"
+        work.mkdir()
+        args = [data_path(EXPT), folder, "output.html=None", f"mp.nproc={nproc}"]
+        code, err, listed = run_recording("refl_stats", args, work, monkeypatch, True)
+        assert listed == (nproc == 2)
+        assert_sorry(code, err, on_panel_2.name, "reflections on panel 2")
+        assert not list(work.iterdir())
+        errors.add(err)
+    assert len(errors) == 1

@@ -276,6 +276,8 @@ def process_batch(
     """
     from .small_files import is_small, read_small_files
 
+    if isinstance(statistic, HeaderPass):
+        return _headers(files, plan, reader, skip_errors)
     partials, records = [], []
     alone = list(files)
     if reader in ("auto", "fast"):
@@ -306,10 +308,29 @@ def process_batch(
     return RunPartial(statistic.complete(merge_tree(statistic, partials)), records)
 
 
+def _headers(files: Sequence[FileInfo], plan: SelectionPlan, reader: str, skip_errors: bool):
+    """The headers of a batch's deferred files, read as the driver reads them (no rows:
+    a row's problem is the run's to find, in file order)."""
+    records = []
+    for file in files:
+        if not isinstance(file, DeferredFileInfo):
+            records.append(FileRecord(file.index, max(file.nrows, 0), 0, ()))
+            continue
+        try:
+            opened = open_file(file.path, file.index, reader, plan.experiments, plan.n_files)
+        except ReflectionLoadError as error:
+            if not (skip_errors and error.skippable):
+                raise
+            opened = problem_file(file.path, file.index, reader, error)
+        records.append(FileRecord(file.index, max(opened.info.nrows, 0), 0, (), opened=opened))
+    return RunPartial(None, records)
+
+
 class HeaderPass(Statistic):
     """Nothing but the files' headers, read by the tasks: a program that needs them
     before its run gets those of 10^5 files from its workers instead of reading them
-    one by one (the rows are read again by the run itself)."""
+    one by one (the rows are read by the run itself; :func:`process_batch` reads only
+    the headers for this statistic, with the driver's errors)."""
 
     name = "headers"
     batchable = True
