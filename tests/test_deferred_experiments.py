@@ -211,3 +211,40 @@ def test_the_header_pass_leaves_row_problems_to_the_run(stills, tmp_path, monkey
         assert not list(work.iterdir())
         errors.add(err)
     assert len(errors) == 1
+
+
+def test_per_image_analysis_without_variances_is_a_missing_column(stills, tmp_path, monkeypatch):
+    """DIALS's per-image analysis needs ``intensity.sum.variance``: a file without it is
+    the program's missing-column ``Sorry`` when read (in file order: before a later
+    file's bad id, on 1 or 2 processes), not DIALS's assertion at a task's end; with
+    ``resolution_analysis=False`` the run needs no variances."""
+    import shutil
+
+    from dials.array_family import flex
+
+    folder = tmp_path / "files"
+    shutil.copytree(stills, folder)
+    no_variance, bad_id = folder / "still_10_1.refl", folder / "still_12_0.refl"
+    table = flex.reflection_table.from_file(str(no_variance))
+    del table["intensity.sum.variance"]
+    table.as_file(str(no_variance))
+    table = flex.reflection_table.from_file(str(bad_id))
+    ids = table["id"]
+    ids[0] = 7
+    table.as_file(str(bad_id))
+    errors = set()
+    for nproc in (1, 2):
+        work = tmp_path / f"run{nproc}"
+        work.mkdir()
+        args = [data_path(EXPT), folder, "output.plot=None", f"mp.nproc={nproc}"]
+        code, err, _listed = run_recording("per_image_statistics", args, work, monkeypatch, True)
+        assert_sorry(code, err, no_variance.name, "no 'intensity.sum.variance' column (")
+        assert not list(work.iterdir())
+        errors.add(err)
+    assert len(errors) == 1
+    shutil.copyfile(stills / bad_id.name, bad_id)
+    work = tmp_path / "no_analysis"
+    work.mkdir()
+    args = [data_path(EXPT), folder, "output.plot=None", "resolution_analysis=False"]
+    code, err, _listed = run_recording("per_image_statistics", args, work, monkeypatch, True)
+    assert code == 0, err

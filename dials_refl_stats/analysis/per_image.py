@@ -265,7 +265,8 @@ class PerImageStatistic(Statistic):
         if PREDICTED in available:
             wanted.append(PREDICTED)
         for name in (INTENSITY, VARIANCE):
-            if name in available:
+            # DIALS's analysis needs both: a file without them is a missing column
+            if name in available or self.analysis is not None:
                 wanted.append(name)
         if self.analysis is not None:
             wanted.append("panel")

@@ -105,15 +105,26 @@ class PerImageStatistics(Program):
         if self.code == 0:
             raise Sorry("mask_bits: choose at least one MaskCode bit (e.g. foreground)")
 
+    #: whether DIALS's per-image analysis runs (known once the run's statistic is made)
+    analysing = False
+
     def check_file(self, opened, params) -> None:
         if "xyzobs.px.value" not in opened.columns:
             raise Sorry(
                 f"{opened.info.path}: no 'xyzobs.px.value' column (observed centroids, "
                 "written by dials.find_spots)"
             )
+        for column in ("intensity.sum.value", "intensity.sum.variance") if self.analysing else ():
+            if column not in opened.columns:
+                raise Sorry(
+                    f"{opened.info.path}: no '{column}' column (DIALS's per-image analysis "
+                    "needs it; resolution_analysis=False skips the analysis)"
+                )
 
     def statistic(self, run: Run) -> PerImageStatistic:
-        return PerImageStatistic(mask_code=self.code, analysis=spot_analysis(run))
+        analysis = spot_analysis(run)
+        self.analysing = analysis is not None
+        return PerImageStatistic(mask_code=self.code, analysis=analysis)
 
     def finalize(self, table: ImageTable, run: Run) -> dict:
         numbered = number_images(table, [f.info for f in run.files], run.experiment_infos)
