@@ -14,7 +14,10 @@ and ``flags`` values, re-encoded with msgpack), and runs one program in-process 
 * ``serial``: serially, by default (deferred headers where the program takes them);
 * ``nproc2``: ``mp.nproc=2``, by default (the tasks read every header).
 
-The modes must agree: the same exit code and stderr; on success the same ``results``,
+The modes must agree: the same exit code and stderr (``serial`` and ``nproc2`` always;
+against ``driver``, a deferred run with two mutated files may name the other one: it
+finds problems file by file in order, where the driver finds every header's problem
+before any row's, see docs/pipeline.md); on success the same ``results``,
 ``selection`` and ``inputs`` blocks (schema-valid JSON, nothing on stderr, skipped files
 only mutated ones and never one that disagrees with the experiments); on failure one
 ``Sorry:`` line naming the first mutated file that fails, in name order, and an empty
@@ -391,12 +394,26 @@ def compare(case: Case, runs: dict[str, ModeRun]) -> list[str]:
     codes = {mode: run.outcome.code for mode, run in runs.items()}
     if len(set(codes.values())) > 1:
         problems.append(f"exit codes differ: {codes}")
+    names = [f"/{name}" for name, _kind, _blob in case.mutated]
     for mode, run in runs.items():
-        if run.outcome.stderr != reference.stderr:
-            problems.append(
-                f"stderr differs: driver {reference.stderr.strip()[:400]!r}, "
-                f"{mode} {run.outcome.stderr.strip()[:400]!r}"
-            )
+        if run.outcome.stderr == reference.stderr:
+            continue
+        # by design (docs/pipeline.md, deferred headers): with the headers read by the
+        # tasks, problems are found file by file in order, where the driver finds every
+        # header's problem before any row's; both name a mutated file
+        if run.deferred and not runs["driver"].deferred and len(names) > 1:
+            firsts = [r.outcome.stderr.splitlines()[:1] for r in (runs["driver"], run)]
+            if all(f and any(n in f[0] for n in names) for f in firsts):
+                continue
+        problems.append(
+            f"stderr differs: driver {reference.stderr.strip()[:400]!r}, "
+            f"{mode} {run.outcome.stderr.strip()[:400]!r}"
+        )
+    if runs["serial"].outcome.stderr != runs["nproc2"].outcome.stderr:
+        problems.append(
+            f"stderr differs: serial {runs['serial'].outcome.stderr.strip()[:400]!r}, "
+            f"nproc2 {runs['nproc2'].outcome.stderr.strip()[:400]!r}"
+        )
     documents = {mode: run.document for mode, run in runs.items() if run.document is not None}
     if "driver" in documents:
         for mode, document in documents.items():
