@@ -216,6 +216,11 @@ def check_column(
         raise ReflectionLoadError(
             f"{path}: column '{name}' has {len(values)} rows, the table has {nrows}"
         )
+    if name in ("flags", "id", "panel") and values.dtype.kind not in "iu":
+        raise ReflectionLoadError(
+            f"{path}: column '{name}' holds {values.dtype} values, not the integers DIALS "
+            "writes there"
+        )
     if name == "id" and len(values):
         _check_ids(path, values, identifiers)
     elif name == "panel" and len(values):

@@ -233,11 +233,14 @@ def test_per_image_analysis_without_variances_is_a_missing_column(stills, tmp_pa
     ids[0] = 7
     table.as_file(str(bad_id))
     errors = set()
-    for nproc in (1, 2):
-        work = tmp_path / f"run{nproc}"
+    # a missing column is the program's Sorry, never skipped, whoever reads the header
+    for nproc, on_error, defer in ((1, "stop", True), (2, "stop", True), (2, "skip", True),
+                                   (1, "skip", False)):  # fmt: skip
+        work = tmp_path / f"run{nproc}{on_error}{defer}"
         work.mkdir()
         args = [data_path(EXPT), folder, "output.plot=None", f"mp.nproc={nproc}"]
-        code, err, _listed = run_recording("per_image_statistics", args, work, monkeypatch, True)
+        args.append(f"input.on_error={on_error}")
+        code, err, _listed = run_recording("per_image_statistics", args, work, monkeypatch, defer)
         assert_sorry(code, err, no_variance.name, "no 'intensity.sum.variance' column (")
         assert not list(work.iterdir())
         errors.add(err)
@@ -248,3 +251,40 @@ def test_per_image_analysis_without_variances_is_a_missing_column(stills, tmp_pa
     args = [data_path(EXPT), folder, "output.plot=None", "resolution_analysis=False"]
     code, err, _listed = run_recording("per_image_statistics", args, work, monkeypatch, True)
     assert code == 0, err
+
+
+@pytest.mark.parametrize(
+    "column, program",
+    [
+        ("flags", "intensity_per_frame"),
+        ("id", "intensity_per_frame"),
+        ("panel", "strong_reflection_positions"),
+    ],
+)
+def test_integer_columns_of_another_type_are_one_sorry(
+    stills, tmp_path, monkeypatch, column, program
+):
+    """A table whose ``flags`` (``id``, ``panel``) DIALS was made to write as doubles:
+    one ``Sorry`` naming the file, alone or among many, on 1 or 2 processes (``flags``
+    went into the bit selection and raised numpy's TypeError; found by
+    ``benchmarks/fuzz_many_files.py``)."""
+    import shutil
+
+    from dials.array_family import flex
+
+    folder = tmp_path / "files"
+    shutil.copytree(stills, folder)
+    odd = folder / "still_7_0.refl"
+    table = flex.reflection_table.from_file(str(odd))
+    table[column] = flex.double([float(v) for v in table[column]])
+    table.as_file(str(odd))
+    errors = set()
+    for attempt, (inputs, nproc) in enumerate((([odd], 1), ([folder], 1), ([folder], 2))):
+        work = tmp_path / f"run{attempt}"
+        work.mkdir()
+        args = [data_path(EXPT), *inputs, "output.plot=None", f"mp.nproc={nproc}"]
+        code, err, _listed = run_recording(program, args, work, monkeypatch, True)
+        assert_sorry(code, err, odd.name, f"column '{column}' holds float64 values")
+        assert not list(work.iterdir())
+        errors.add(err.replace(str(odd), "X"))
+    assert len(errors) == 1

@@ -105,8 +105,11 @@ class PerImageStatistics(Program):
         if self.code == 0:
             raise Sorry("mask_bits: choose at least one MaskCode bit (e.g. foreground)")
 
-    #: whether DIALS's per-image analysis runs (known once the run's statistic is made)
+    #: whether DIALS's per-image analysis runs (experiments and resolution_analysis)
     analysing = False
+
+    def experiments_known(self, params, experiments) -> None:
+        self.analysing = bool(experiments) and bool(params.resolution_analysis)
 
     def check_file(self, opened, params) -> None:
         if "xyzobs.px.value" not in opened.columns:
@@ -122,9 +125,7 @@ class PerImageStatistics(Program):
                 )
 
     def statistic(self, run: Run) -> PerImageStatistic:
-        analysis = spot_analysis(run)
-        self.analysing = analysis is not None
-        return PerImageStatistic(mask_code=self.code, analysis=analysis)
+        return PerImageStatistic(mask_code=self.code, analysis=spot_analysis(run))
 
     def finalize(self, table: ImageTable, run: Run) -> dict:
         numbered = number_images(table, [f.info for f in run.files], run.experiment_infos)

@@ -138,6 +138,10 @@ class ReflStats(Program):
             program.validate(getattr(params, name))
             self.programs[name] = program
 
+    def experiments_known(self, params, experiments) -> None:
+        for name, program in self.programs.items():
+            program.experiments_known(getattr(params, name), experiments)
+
     def selection_plan(self, params):
         return self.programs["spot_size_histogram"].selection_plan(params.spot_size_histogram)
 

@@ -125,6 +125,9 @@ class Program(ABC):
     #: that need no header before the run (``check_file`` runs after it).
     defers_headers: bool = False
 
+    def experiments_known(self, params: Any, experiments: Sequence[ExperimentInfo]) -> None:
+        """Told the run's experiments before any file is checked (``check_file``)."""
+
     def headers_with_rows(self, params: Any, with_experiments: bool) -> bool:
         """Whether this run needs no header before it (:attr:`defers_headers`, or what
         ``params`` and the experiments make of it)."""
@@ -332,6 +335,7 @@ def _run_program(program: Program, args: Sequence[str] | None, phil, help_messag
     OutputFiles(program.output_targets(params), inputs)  # checks the targets only
     experiments = invocation.experiments
     infos = experiment_infos(experiments)
+    program.experiments_known(params, infos)
     skip_errors = params.input.on_error == "skip"
     # many files on several workers: their headers are read in the tasks, with the rows
     # when the program needs none before the run, else in a first pass of their own

@@ -50,6 +50,10 @@ class _ColumnPlan:
     bbox: bool
 
 
+#: Columns DIALS writes as integers (another type: the one-file path names the problem).
+INTEGER_COLUMNS = ("flags", "id", "panel")
+
+
 def _column_plan(index: ColumnIndex, statistic: Statistic) -> _ColumnPlan | None:
     """The plan for files with ``index``'s columns (``None``: a needed column is missing
     or of another type: the one-file path names the problem)."""
@@ -63,7 +67,7 @@ def _column_plan(index: ColumnIndex, statistic: Statistic) -> _ColumnPlan | None
                 return None
             continue
         ctype = FLAT_TYPES.get(type_name)
-        if ctype is None:
+        if ctype is None or (name in INTEGER_COLUMNS and np.dtype(ctype.dtype).kind not in "iu"):
             return None
         flat.append((name, type_name, ctype))
     has_bbox = "shoebox" in wanted and types.get("bbox") == "int6"
