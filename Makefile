@@ -72,6 +72,7 @@ FUZZ_ITERATIONS ?= 10000
 fuzz: setup
 	$(BIN)/python benchmarks/fuzz_programs.py --iterations $(FUZZ_ITERATIONS) --keep fuzz-failures
 	$(BIN)/python benchmarks/fuzz_reader.py --iterations $(FUZZ_ITERATIONS) --read-ahead
+	$(BIN)/python benchmarks/fuzz_many_files.py --iterations $(FUZZ_ITERATIONS) --keep fuzz-failures
 
 clean:
 	rm -rf $(VENV) demo build *.egg-info

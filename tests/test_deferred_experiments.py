@@ -288,3 +288,40 @@ def test_integer_columns_of_another_type_are_one_sorry(
         assert not list(work.iterdir())
         errors.add(err.replace(str(odd), "X"))
     assert len(errors) == 1
+
+
+@pytest.mark.parametrize("on_error", ["stop", "skip"])
+def test_a_problem_of_files_taken_together_names_the_first_file(
+    stills, tmp_path, monkeypatch, on_error
+):
+    """Small files are computed together: a later file's rows on a missing panel (found
+    in that joined computation) must not be named before an earlier file of other
+    experiments (handed back to the one-file path); serially as on 2 processes (found by
+    ``benchmarks/fuzz_many_files.py``)."""
+    import shutil
+
+    from dials.array_family import flex
+
+    folder = tmp_path / "files"
+    shutil.copytree(stills, folder)
+    stranger, on_panel_2 = folder / "still_4_2.refl", folder / "still_6_4.refl"
+    table = flex.reflection_table.from_file(str(stranger))
+    mapping = table.experiment_identifiers()
+    for key in list(mapping.keys()):
+        mapping[key] = "not-in-the-experiments"
+    table.as_file(str(stranger))
+    table = flex.reflection_table.from_file(str(on_panel_2))
+    panel = table["panel"]
+    panel[0] = 2
+    table.as_file(str(on_panel_2))
+    errors = set()
+    for nproc in (1, 2):
+        work = tmp_path / f"run{nproc}"
+        work.mkdir()
+        args = [data_path(EXPT), folder, "output.plot=None", f"mp.nproc={nproc}"]
+        args.append(f"input.on_error={on_error}")
+        code, err, _ = run_recording("strong_reflection_positions", args, work, monkeypatch, True)
+        assert_sorry(code, err, stranger.name, "not-in-the-experiments")
+        assert not list(work.iterdir())
+        errors.add(err)
+    assert len(errors) == 1

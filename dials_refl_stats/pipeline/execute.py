@@ -283,8 +283,13 @@ def process_batch(
     if reader in ("auto", "fast"):
         small = [f for f in files if is_small(f)]
         if len(small) > 1:
-            chunks, records, left = read_small_files(small, statistic, plan)
-            partials = [statistic.partial(chunk) for chunk in chunks]
+            try:
+                chunks, records, left = read_small_files(small, statistic, plan)
+                partials = [statistic.partial(chunk) for chunk in chunks]
+            except ReflectionLoadError:
+                # a problem found in the files taken together: one by one, so that the
+                # first problem in file order is the one named (or skipped), as serially
+                chunks, records, left, partials = [], [], small, []
             done = {f.index for f in small} - {f.index for f in left}
             alone = [f for f in files if f.index not in done]
     for file in alone:
