@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 from conftest import data_path, needs_dials, split_stills
@@ -67,6 +68,40 @@ def run_recording(program, args, cwd, monkeypatch, defer: bool) -> tuple[int, st
     return code, err, any(listed)
 
 
+def edited(folder: Path, name: str, edit: Callable[[Any], None]) -> Path:
+    """``folder/name`` read by DIALS, changed by ``edit(table)`` and written by DIALS."""
+    from dials.array_family import flex
+
+    path = folder / name
+    table = flex.reflection_table.from_file(str(path))
+    edit(table)
+    table.as_file(str(path))
+    return path
+
+
+def stranger(table) -> None:
+    """The table's experiment identifiers replaced by one the experiments lack."""
+    mapping = table.experiment_identifiers()
+    for key in list(mapping.keys()):
+        mapping[key] = "not-in-the-experiments"
+
+
+def first_row(column: str, value) -> Callable[[Any], None]:
+    """An edit setting row 0 of ``column`` to ``value``."""
+
+    def edit(table) -> None:
+        values = table[column]
+        values[0] = value
+
+    return edit
+
+
+def copy_of(stills: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(stills, tmp_path / "files"))
+
+
 @pytest.mark.parametrize("program", PROGRAMS)
 def test_headers_read_in_the_tasks_map_ids_as_the_driver_does(
     stills, tmp_path, monkeypatch, program
@@ -95,16 +130,8 @@ def test_headers_read_in_the_tasks_map_ids_as_the_driver_does(
 def with_stranger(tmp_path_factory) -> tuple[Path, Path]:
     """The stills with one file (``still_9_3.refl``) of an experiment not in the list,
     written by DIALS, and the name of that file."""
-    from dials.array_family import flex
-
     folder = split_stills("ssx_CuNiR/indexed.refl", tmp_path_factory.mktemp("x"), COPIES)
-    stranger = folder / "still_9_3.refl"
-    table = flex.reflection_table.from_file(str(stranger))
-    mapping = table.experiment_identifiers()
-    for key in list(mapping.keys()):
-        mapping[key] = "not-in-the-experiments"
-    table.as_file(str(stranger))
-    return folder, stranger
+    return folder, edited(folder, "still_9_3.refl", stranger)
 
 
 @pytest.mark.parametrize("program", ["spot_size_histogram", "strong_reflection_positions"])
@@ -114,7 +141,7 @@ def test_a_table_of_other_experiments_among_many_is_the_same_sorry(
 ):
     """Not skippable (the inputs disagree): one line naming the file, no outputs, the
     same words whoever reads the header."""
-    folder, stranger = with_stranger
+    folder, odd_one = with_stranger
     errors = set()
     for nproc in (1, 2):
         for defer in (True, False):
@@ -123,7 +150,7 @@ def test_a_table_of_other_experiments_among_many_is_the_same_sorry(
             args = [data_path(EXPT), folder, quiet(program), f"mp.nproc={nproc}"]
             args.append(f"input.on_error={on_error}")
             code, err, _listed = run_recording(program, args, work, monkeypatch, defer)
-            assert_sorry(code, err, stranger.name, "not-in-the-experiments")
+            assert_sorry(code, err, odd_one.name, "not-in-the-experiments")
             assert "is not in the experiments given" in err
             assert not list(work.iterdir())
             errors.add(err)
@@ -134,10 +161,7 @@ def test_the_first_problem_in_file_order_is_named(with_stranger, tmp_path, monke
     """A damaged file before the table of other experiments: both are found by the
     tasks (the damaged one on the one-file path), yet the run names the damaged file,
     as the driver reading the headers in order does."""
-    import shutil
-
-    folder = tmp_path / "files"
-    shutil.copytree(with_stranger[0], folder)
+    folder = copy_of(with_stranger[0], tmp_path)
     damaged = folder / "still_2_1.refl"
     os.truncate(damaged, damaged.stat().st_size // 2)
     errors = set()
@@ -156,16 +180,8 @@ def test_a_table_lacking_a_column_gets_the_programs_sorry(stills, tmp_path, monk
     """Strong positions with experiments take the headers with the rows: a file without
     the intensity column among many still stops the run with the program's own reason,
     as when the driver checks every header first, and writes nothing."""
-    import shutil
-
-    from dials.array_family import flex
-
-    folder = tmp_path / "files"
-    shutil.copytree(stills, folder)
-    lacking = folder / "still_7_2.refl"
-    table = flex.reflection_table.from_file(str(lacking))
-    del table["intensity.sum.value"]
-    table.as_file(str(lacking))
+    folder = copy_of(stills, tmp_path)
+    lacking = edited(folder, "still_7_2.refl", lambda t: t.__delitem__("intensity.sum.value"))
     errors = set()
     for attempt, (nproc, defer) in enumerate(((1, False), (1, True), (2, True))):
         work = tmp_path / f"run{attempt}"
@@ -185,21 +201,9 @@ def test_the_header_pass_leaves_row_problems_to_the_run(stills, tmp_path, monkey
     ``id`` value (a row problem) must not be named before an earlier file's rows on a
     panel the detector lacks, which the serial run finds first (found by
     ``benchmarks/fuzz_many_files.py``)."""
-    import shutil
-
-    from dials.array_family import flex
-
-    folder = tmp_path / "files"
-    shutil.copytree(stills, folder)
-    on_panel_2, bad_id = folder / "still_8_0.refl", folder / "still_8_3.refl"
-    table = flex.reflection_table.from_file(str(on_panel_2))
-    panel = table["panel"]
-    panel[0] = 2
-    table.as_file(str(on_panel_2))
-    table = flex.reflection_table.from_file(str(bad_id))
-    ids = table["id"]
-    ids[0] = 7
-    table.as_file(str(bad_id))
+    folder = copy_of(stills, tmp_path)
+    on_panel_2 = edited(folder, "still_8_0.refl", first_row("panel", 2))
+    edited(folder, "still_8_3.refl", first_row("id", 7))
     errors = set()
     for nproc in (1, 2):
         work = tmp_path / f"run{nproc}"
@@ -220,18 +224,10 @@ def test_per_image_analysis_without_variances_is_a_missing_column(stills, tmp_pa
     ``resolution_analysis=False`` the run needs no variances."""
     import shutil
 
-    from dials.array_family import flex
-
-    folder = tmp_path / "files"
-    shutil.copytree(stills, folder)
-    no_variance, bad_id = folder / "still_10_1.refl", folder / "still_12_0.refl"
-    table = flex.reflection_table.from_file(str(no_variance))
-    del table["intensity.sum.variance"]
-    table.as_file(str(no_variance))
-    table = flex.reflection_table.from_file(str(bad_id))
-    ids = table["id"]
-    ids[0] = 7
-    table.as_file(str(bad_id))
+    folder = copy_of(stills, tmp_path)
+    drop = lambda t: t.__delitem__("intensity.sum.variance")  # noqa: E731
+    no_variance = edited(folder, "still_10_1.refl", drop)
+    bad_id = edited(folder, "still_12_0.refl", first_row("id", 7))
     errors = set()
     # a missing column is the program's Sorry, never skipped, whoever reads the header
     for nproc, on_error, defer in ((1, "stop", True), (2, "stop", True), (2, "skip", True),
@@ -268,16 +264,13 @@ def test_integer_columns_of_another_type_are_one_sorry(
     one ``Sorry`` naming the file, alone or among many, on 1 or 2 processes (``flags``
     went into the bit selection and raised numpy's TypeError; found by
     ``benchmarks/fuzz_many_files.py``)."""
-    import shutil
-
     from dials.array_family import flex
 
-    folder = tmp_path / "files"
-    shutil.copytree(stills, folder)
-    odd = folder / "still_7_0.refl"
-    table = flex.reflection_table.from_file(str(odd))
-    table[column] = flex.double([float(v) for v in table[column]])
-    table.as_file(str(odd))
+    def as_doubles(table) -> None:
+        table[column] = flex.double([float(v) for v in table[column]])
+
+    folder = copy_of(stills, tmp_path)
+    odd = edited(folder, "still_7_0.refl", as_doubles)
     errors = set()
     for attempt, (inputs, nproc) in enumerate((([odd], 1), ([folder], 1), ([folder], 2))):
         work = tmp_path / f"run{attempt}"
@@ -298,22 +291,9 @@ def test_a_problem_of_files_taken_together_names_the_first_file(
     in that joined computation) must not be named before an earlier file of other
     experiments (handed back to the one-file path); serially as on 2 processes (found by
     ``benchmarks/fuzz_many_files.py``)."""
-    import shutil
-
-    from dials.array_family import flex
-
-    folder = tmp_path / "files"
-    shutil.copytree(stills, folder)
-    stranger, on_panel_2 = folder / "still_4_2.refl", folder / "still_6_4.refl"
-    table = flex.reflection_table.from_file(str(stranger))
-    mapping = table.experiment_identifiers()
-    for key in list(mapping.keys()):
-        mapping[key] = "not-in-the-experiments"
-    table.as_file(str(stranger))
-    table = flex.reflection_table.from_file(str(on_panel_2))
-    panel = table["panel"]
-    panel[0] = 2
-    table.as_file(str(on_panel_2))
+    folder = copy_of(stills, tmp_path)
+    other = edited(folder, "still_4_2.refl", stranger)
+    edited(folder, "still_6_4.refl", first_row("panel", 2))
     errors = set()
     for nproc in (1, 2):
         work = tmp_path / f"run{nproc}"
@@ -321,7 +301,7 @@ def test_a_problem_of_files_taken_together_names_the_first_file(
         args = [data_path(EXPT), folder, "output.plot=None", f"mp.nproc={nproc}"]
         args.append(f"input.on_error={on_error}")
         code, err, _ = run_recording("strong_reflection_positions", args, work, monkeypatch, True)
-        assert_sorry(code, err, stranger.name, "not-in-the-experiments")
+        assert_sorry(code, err, other.name, "not-in-the-experiments")
         assert not list(work.iterdir())
         errors.add(err)
     assert len(errors) == 1
