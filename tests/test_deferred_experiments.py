@@ -102,6 +102,22 @@ def copy_of(stills: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(stills, tmp_path / "files"))
 
 
+def assert_one_sorry(program, inputs, modes, tmp_path, monkeypatch, *words) -> None:
+    """Every mode ``(nproc, on_error, defer)`` of ``program`` on the experiments and
+    ``inputs``: the same one-line ``Sorry`` with ``words``, and nothing written."""
+    errors = set()
+    for nproc, on_error, defer in modes:
+        work = tmp_path / f"run_{nproc}_{on_error}_{defer}"
+        work.mkdir()
+        args = [data_path(EXPT), *inputs, quiet(program), f"mp.nproc={nproc}"]
+        args.append(f"input.on_error={on_error}")
+        code, err, _listed = run_recording(program, args, work, monkeypatch, defer)
+        assert_sorry(code, err, *words)
+        assert not list(work.iterdir())
+        errors.add(err)
+    assert len(errors) == 1
+
+
 @pytest.mark.parametrize("program", PROGRAMS)
 def test_headers_read_in_the_tasks_map_ids_as_the_driver_does(
     stills, tmp_path, monkeypatch, program
@@ -228,19 +244,10 @@ def test_per_image_analysis_without_variances_is_a_missing_column(stills, tmp_pa
     drop = lambda t: t.__delitem__("intensity.sum.variance")  # noqa: E731
     no_variance = edited(folder, "still_10_1.refl", drop)
     bad_id = edited(folder, "still_12_0.refl", first_row("id", 7))
-    errors = set()
     # a missing column is the program's Sorry, never skipped, whoever reads the header
-    for nproc, on_error, defer in ((1, "stop", True), (2, "stop", True), (2, "skip", True),
-                                   (1, "skip", False)):  # fmt: skip
-        work = tmp_path / f"run{nproc}{on_error}{defer}"
-        work.mkdir()
-        args = [data_path(EXPT), folder, "output.plot=None", f"mp.nproc={nproc}"]
-        args.append(f"input.on_error={on_error}")
-        code, err, _listed = run_recording("per_image_statistics", args, work, monkeypatch, defer)
-        assert_sorry(code, err, no_variance.name, "no 'intensity.sum.variance' column (")
-        assert not list(work.iterdir())
-        errors.add(err)
-    assert len(errors) == 1
+    modes = [(1, "stop", True), (2, "stop", True), (2, "skip", True), (1, "skip", False)]
+    words = (no_variance.name, "no 'intensity.sum.variance' column (")
+    assert_one_sorry("per_image_statistics", [folder], modes, tmp_path, monkeypatch, *words)
     shutil.copyfile(stills / bad_id.name, bad_id)
     work = tmp_path / "no_analysis"
     work.mkdir()
@@ -294,14 +301,6 @@ def test_a_problem_of_files_taken_together_names_the_first_file(
     folder = copy_of(stills, tmp_path)
     other = edited(folder, "still_4_2.refl", stranger)
     edited(folder, "still_6_4.refl", first_row("panel", 2))
-    errors = set()
-    for nproc in (1, 2):
-        work = tmp_path / f"run{nproc}"
-        work.mkdir()
-        args = [data_path(EXPT), folder, "output.plot=None", f"mp.nproc={nproc}"]
-        args.append(f"input.on_error={on_error}")
-        code, err, _ = run_recording("strong_reflection_positions", args, work, monkeypatch, True)
-        assert_sorry(code, err, other.name, "not-in-the-experiments")
-        assert not list(work.iterdir())
-        errors.add(err)
-    assert len(errors) == 1
+    modes = [(1, on_error, True), (2, on_error, True)]
+    words = (other.name, "not-in-the-experiments")
+    assert_one_sorry("strong_reflection_positions", [folder], modes, tmp_path, monkeypatch, *words)
