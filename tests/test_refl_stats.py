@@ -82,6 +82,25 @@ def test_statistics_the_inputs_cannot_support_are_listed(tmp_path):
     assert "Statistics: computed=" in log
 
 
+def test_per_image_analysis_without_variances_leaves_its_member_out(tmp_path):
+    """With experiments, DIALS's per-image analysis needs the summed intensities and their
+    variances: on a table without variances (written by DIALS) the per-image member is
+    not computed, with the reason, and the others are."""
+    from dials.array_family import flex
+
+    table = flex.reflection_table.from_file(str(data_path("ssx_CuNiR/indexed.refl")))
+    del table["intensity.sum.variance"]
+    table.as_file(str(tmp_path / "no_variance.refl"))
+    (tmp_path / "run").mkdir()
+    document = run_refl_stats(
+        tmp_path / "run", data_path("ssx_CuNiR/indexed.expt"), tmp_path / "no_variance.refl"
+    )
+    left_out = {e["statistic"]: e["reason"] for e in document["results"]["not_computed"]}
+    reason = left_out["per_image_statistics"]
+    assert "no 'intensity.sum.variance' column (DIALS's per-image analysis needs it" in reason
+    assert "spot_size_histogram" in document["results"]["statistics"]
+
+
 def test_one_phil_file_configures_the_suite(tmp_path):
     phil = tmp_path / "suite.phil"
     phil.write_text(
