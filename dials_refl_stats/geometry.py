@@ -460,7 +460,6 @@ def detector_layouts(experiments) -> int:
         {
             tuple((p.get_image_size(), p.get_pixel_size()) for p in detector)
             for detector in model_index(experiments).detectors
-            if detector is not None
         }
     )
 

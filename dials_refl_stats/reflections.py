@@ -202,6 +202,10 @@ def flex_to_numpy(values) -> np.ndarray:
     raise TypeError(f"cannot convert a {type(values).__name__} column to numpy")
 
 
+#: Columns DIALS writes as integers (another type is a damaged file).
+INTEGER_COLUMNS = ("flags", "id", "panel")
+
+
 def check_column(
     path: str, name: str, values: np.ndarray, nrows: int, identifiers: dict[int, str]
 ) -> None:
@@ -216,7 +220,7 @@ def check_column(
         raise ReflectionLoadError(
             f"{path}: column '{name}' has {len(values)} rows, the table has {nrows}"
         )
-    if name in ("flags", "id", "panel") and values.dtype.kind not in "iu":
+    if name in INTEGER_COLUMNS and values.dtype.kind not in "iu":
         raise ReflectionLoadError(
             f"{path}: column '{name}' holds {values.dtype} values, not the integers DIALS "
             "writes there"

@@ -116,11 +116,8 @@ def distinct_counts(buckets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     when the finite buckets span a range of the order of their number (no sort)."""
     infinite = np.abs(buckets) >= INFINITE_BUCKET
     finite = buckets[~infinite] if infinite.any() else buckets
-    if not finite.size:
-        distinct, counts = np.unique(buckets, return_counts=True)
-        return distinct, counts.astype(np.int64)
-    low, high = int(finite.min()), int(finite.max())
-    if high - low > 4 * finite.size + (1 << 16):
+    low, high = (int(finite.min()), int(finite.max())) if finite.size else (0, -1)
+    if not finite.size or high - low > 4 * finite.size + (1 << 16):
         distinct, counts = np.unique(buckets, return_counts=True)
         return distinct, counts.astype(np.int64)
     binned = np.bincount(finite - low, minlength=high - low + 1)

@@ -117,7 +117,9 @@ class PerImageStatistics(Program):
                 f"{opened.info.path}: no 'xyzobs.px.value' column (observed centroids, "
                 "written by dials.find_spots)"
             )
-        for column in ("intensity.sum.value", "intensity.sum.variance") if self.analysing else ():
+        if not self.analysing:
+            return
+        for column in ("intensity.sum.value", "intensity.sum.variance"):
             if column not in opened.columns:
                 raise Sorry(
                     f"{opened.info.path}: no '{column}' column (DIALS's per-image analysis "

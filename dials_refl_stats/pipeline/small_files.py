@@ -21,7 +21,7 @@ from dials_refl_stats.analysis.statistic import Chunk, FileInfo, Statistic
 from dials_refl_stats.reader import msgpack_small
 from dials_refl_stats.reader.columns import FLAT_TYPES, SHOEBOX_TYPE, ColumnType
 from dials_refl_stats.reader.shoebox import joined_mask_counts
-from dials_refl_stats.reflections import ReflectionLoadError, impossible_panels
+from dials_refl_stats.reflections import INTEGER_COLUMNS, ReflectionLoadError, impossible_panels
 
 from .execute import BASE_COLUMNS, FileRecord, SelectionPlan
 from .inputs import ColumnIndex, DeferredFileInfo, small_column_index, small_file
@@ -50,10 +50,6 @@ class _ColumnPlan:
     bbox: bool
 
 
-#: Columns DIALS writes as integers (another type: the one-file path names the problem).
-INTEGER_COLUMNS = ("flags", "id", "panel")
-
-
 def _column_plan(index: ColumnIndex, statistic: Statistic) -> _ColumnPlan | None:
     """The plan for files with ``index``'s columns (``None``: a needed column is missing
     or of another type: the one-file path names the problem)."""
@@ -67,6 +63,7 @@ def _column_plan(index: ColumnIndex, statistic: Statistic) -> _ColumnPlan | None
                 return None
             continue
         ctype = FLAT_TYPES.get(type_name)
+        # an integer column of another type: the one-file path names the problem
         if ctype is None or (name in INTEGER_COLUMNS and np.dtype(ctype.dtype).kind not in "iu"):
             return None
         flat.append((name, type_name, ctype))
