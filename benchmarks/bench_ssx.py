@@ -20,6 +20,7 @@ sampled), workers' sampled with psutil every 50 ms. Data: ``benchmarks/make_ssx_
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import shutil
@@ -416,6 +417,8 @@ def main() -> None:
         help="with --scaling: give the programs the stills' experiments (ssx_strong_<n>.expt)",
     )
     args = parser.parse_args()
+    # the package byte-compiled, as an installed one is (``make setup`` does it too)
+    compileall.compile_dir(str(REPO / "dials_refl_stats"), quiet=1)
     files = args.files or [10000]
     data = ensure_data(files)
     if args.sizes:

@@ -136,7 +136,7 @@ def test_files_only_listed_are_batched_by_count():
     batches = make_batches(files, [-1] * len(files), n_workers=2)
     assert [f for b in batches for f in b] == files
     assert max(len(b) for b in batches) <= BATCH_FILES and len(batches) >= 8
-    assert make_batches([1, 2, 3], [-1] * 3, n_workers=4) == [[1], [2], [3]]
+    assert list(make_batches([1, 2, 3], [-1] * 3, n_workers=4)) == [[1], [2], [3]]
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX FIFOs")

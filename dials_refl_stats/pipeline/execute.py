@@ -25,6 +25,7 @@ from dials_refl_stats.analysis.statistic import PER_FILE, Chunk, ExperimentInfo,
 from dials_refl_stats.pipeline import packed_records
 from dials_refl_stats.pipeline.inputs import (
     DeferredFileInfo,
+    DeferredInfos,
     HeaderFileInfo,
     OpenedFile,
     open_file,
@@ -393,13 +394,13 @@ def merge_runs(statistic: Statistic, first: RunPartial, second: RunPartial) -> R
 
 def make_batches(
     files: Sequence[FileInfo], sizes: Sequence[int], n_workers: int
-) -> list[list[FileInfo]]:
+) -> Sequence[list[FileInfo]]:
     """Consecutive files in batches of about :data:`BATCH_BYTES` (at least one batch per
     worker when there are enough files); by count when sizes are not known (-1: files
-    only listed, their headers left to the tasks)."""
+    only listed, their headers left to the tasks: each batch made when handed out)."""
     if any(size < 0 for size in sizes):
         per_batch = max(1, min(BATCH_FILES, -(-len(files) // max(1, 4 * n_workers))))
-        return [FileBatch(files[i : i + per_batch]) for i in range(0, len(files), per_batch)]
+        return ListedBatches(files, per_batch)
     total = sum(sizes)
     target = max(1, min(BATCH_BYTES, total // max(1, 4 * n_workers) or 1))
     batches, current, current_bytes = [], FileBatch(), 0
@@ -412,6 +413,23 @@ def make_batches(
     if current:
         batches.append(current)
     return batches
+
+
+class ListedBatches(Sequence):
+    """Batches of ``per_batch`` consecutive files, each made when it is asked for (the
+    files of 10^6 listed stills are not all made before the first task starts)."""
+
+    def __init__(self, files: Sequence[FileInfo], per_batch: int):
+        self.files, self.per_batch = files, per_batch
+
+    def __len__(self) -> int:
+        return -(-len(self.files) // self.per_batch)
+
+    def __getitem__(self, item):
+        if isinstance(item, slice):
+            return [self[k] for k in range(len(self))[item]]
+        k = range(len(self))[item]
+        return FileBatch(self.files[k * self.per_batch : (k + 1) * self.per_batch])
 
 
 class Progress:
@@ -474,7 +492,8 @@ def reduce_files(
     """
     batches = make_batches(files, sizes, n_workers)
     engine = engine or serial_engine
-    known = all(f.nrows >= 0 for f in files)  # deferred headers: rows not known yet
+    # deferred headers: rows not known yet
+    known = not isinstance(files, DeferredInfos) and all(f.nrows >= 0 for f in files)
     progress = Progress(len(files), sum(f.nrows for f in files) if known else -1)
     merged, records = MergeStack(statistic), []
     # The per-file records pile up (10^5 files: ~10^6 objects); the cyclic garbage

@@ -3,9 +3,8 @@ headers, and how their rows map to the experiments given."""
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import glob
+import itertools
 import os
 import struct
 from dataclasses import dataclass
@@ -16,7 +15,6 @@ from dials_refl_stats.compact import (
     common_directory,
     compact_column,
     encode_names,
-    one_directory,
     split_paths,
 )
 from dials_refl_stats.experiment_groups import identifier_index
@@ -84,7 +82,7 @@ def expand_collection(argument: str) -> list[str]:
         ]
         what = "list file"
     elif os.path.isdir(argument):
-        found = sorted(_reflection_files_in(argument))
+        found = _reflection_files_in(argument)
         what = f"directory (no {REFLECTION_PATTERN} files)"
     else:
         found = sorted(p for p in glob.glob(argument) if os.path.isfile(p))
@@ -95,15 +93,16 @@ def expand_collection(argument: str) -> list[str]:
 
 
 def _reflection_files_in(directory: str) -> list[str]:
-    """What ``glob(directory/*.refl)`` gives (names not starting with a dot), from one
-    listing: ``glob`` matches and joins each of 10^5 names in Python."""
+    """What ``sorted(glob(directory/*.refl))`` gives (names not starting with a dot),
+    from one listing: ``glob`` matches and joins each of 10^5 names in Python."""
     suffix = REFLECTION_PATTERN.lstrip("*")
     try:
         names = os.listdir(directory)
     except OSError:
         return []
-    prefix = os.path.join(directory, "")
-    return [prefix + n for n in names if n.endswith(suffix) and not n.startswith(".")]
+    names = [n for n in names if n.endswith(suffix) and not n.startswith(".")]
+    names.sort()  # as the paths would sort: they share the prefix
+    return list(map(os.path.join(directory, "").__add__, names))
 
 
 def split_collections(args: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -150,19 +149,28 @@ def refuse_duplicates(paths: Sequence[str]) -> None:
 
 def _distinct_in_one_directory(paths: Sequence[str]) -> bool:
     """Whether the paths are distinct plain names in one directory that holds no
-    symbolic link, so that no file can be given twice (a directory of 10^5 stills: one
-    listing, no real path or split per file)."""
-    if len(paths) < _LIST_DIRECTORY_FROM or not all(type(p) is str for p in paths):
+    symbolic link, so that no file can be given twice (a directory of 10^6 stills: one
+    listing, and string operations in C instead of a real path or split per file)."""
+    if len(paths) < _LIST_DIRECTORY_FROM or set(map(type, paths)) != {str}:
         return False
-    found = one_directory(paths)
-    if found is None:
+    if os.sep != "/" or os.altsep:
         return False
-    directory, names = found
-    if len(set(names)) != len(names):
+    prefix = os.path.commonprefix([min(paths), max(paths)])  # common to all of them
+    cut = prefix.rfind("/") + 1
+    if not cut:
+        return False
+    joined = "\n".join(paths) + "\n"
+    # each path: the directory, then a name without "/" (and not "", "." or "..")
+    if (
+        joined.count("\n") != len(paths)
+        or joined.count("/") != len(paths) * prefix[:cut].count("/")
+        or any(f"/{n}\n" in joined for n in ("", ".", ".."))
+        or len(set(paths)) != len(paths)
+    ):
         return False
     try:
-        with os.scandir(directory) as entries:
-            return not any(e.is_symlink() for e in entries)
+        with os.scandir(prefix[:cut]) as entries:
+            return not any(map(os.DirEntry.is_symlink, entries))
     except OSError:
         return False
 
@@ -358,17 +366,54 @@ class DeferredFileInfo(FileInfo):
     size_bytes: int = -1
 
 
-@contextlib.contextmanager
-def collection_paused() -> Iterator[None]:
-    """The cyclic garbage collector off while the block makes many objects that hold no
-    cycles (its passes over a growing heap would cost more than making them)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+class DeferredInfos(Sequence):
+    """The :class:`DeferredFileInfo` of each listed path, made when asked for (a slice is
+    a list): a run of 10^6 stills makes no object per file before its tasks."""
+
+    def __init__(self, paths: Sequence[str]):
+        self.paths = paths
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, item):
+        if isinstance(item, slice):
+            indices = range(len(self.paths))[item]
+            return [_deferred(i, self.paths[i]) for i in indices]
+        index = range(len(self.paths))[item]
+        return _deferred(index, self.paths[index])
+
+    def __iter__(self) -> Iterator[DeferredFileInfo]:
+        return map(_deferred, itertools.count(), self.paths)
+
+
+def _deferred(index: int, path: str) -> DeferredFileInfo:
+    return DeferredFileInfo(index, path, -1, _NO_MAPPING, _NO_MAPPING)
+
+
+class ListedFiles(Sequence):
+    """The :class:`OpenedFile` of each listed file (:class:`DeferredFileInfo`, size
+    unknown), made when asked for: what :func:`open_files` gives when it defers every
+    header to the tasks."""
+
+    def __init__(self, paths: Sequence[str]):
+        self.paths = paths
+        self.infos = DeferredInfos(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, item):
+        if isinstance(item, slice):
+            return [_listed(info) for info in self.infos[item]]
+        return _listed(self.infos[item])
+
+    def __iter__(self) -> Iterator[OpenedFile]:
+        return map(_listed, self.infos)
+
+
+def _listed(info: DeferredFileInfo) -> OpenedFile:
+    return OpenedFile(info, _NO_COLUMNS, -1, "fast")
 
 
 def open_files(
@@ -377,11 +422,11 @@ def open_files(
     experiments: Sequence[ExperimentInfo],
     skip_errors: bool = False,
     defer: bool = False,
-) -> list[OpenedFile]:
+) -> Sequence[OpenedFile]:
     """Read every file's header once; any problem is a one-line ``Sorry`` (or, with
     ``skip_errors``, recorded as the file's ``problem``).
 
-    ``defer``: in a run of many files, the files are only listed (:class:`DeferredFileInfo`,
+    ``defer``: in a run of many files, the files are only listed (:class:`ListedFiles`,
     size unknown); the tasks read the headers of small files with their rows, and open
     any other file as the driver would have (with the experiments of the run's
     :class:`~dials_refl_stats.pipeline.execute.SelectionPlan`).
@@ -394,16 +439,7 @@ def open_files(
         and msgpack_small.available()
     )
     if deferring:  # not even a stat: the task reads the file whole, or refers it on
-        with collection_paused():  # 2 x 10^5 objects without cycles: nothing to collect
-            return [
-                OpenedFile(
-                    DeferredFileInfo(index, path, -1, _NO_MAPPING, _NO_MAPPING),
-                    _NO_COLUMNS,
-                    -1,
-                    "fast",
-                )
-                for index, path in enumerate(paths)
-            ]
+        return ListedFiles(paths)
     opened = []
     for index, path in enumerate(paths):
         try:

@@ -39,7 +39,7 @@ from dials_refl_stats.pipeline.execute import (
     serial_engine,
 )
 from dials_refl_stats.pipeline.inputs import (
-    DeferredFileInfo,
+    ListedFiles,
     OpenedFile,
     describe_inputs,
     experiment_infos,
@@ -75,13 +75,17 @@ class Run:
 
     def reduce(self, statistic: Statistic) -> RunPartial:
         """``statistic`` over every file of the run, on the engine ``mp`` asks for."""
-        params = self.params
+        params, files = self.params, self.files
+        if isinstance(files, ListedFiles):
+            infos, sizes = files.infos, [-1] * len(files)
+        else:
+            infos, sizes = [f.info for f in files], [f.size_bytes for f in files]
         try:
             return reduce_files(
                 statistic,
                 self.plan,
-                [f.info for f in self.files],
-                [f.size_bytes for f in self.files],
+                infos,
+                sizes,
                 reader=params.reader,
                 skip_errors=params.input.on_error == "skip",
                 engine=make_engine(params.mp),
@@ -94,7 +98,9 @@ class Run:
         raise Sorry(str(failure))
 
     @functools.cached_property
-    def paths(self) -> list[str]:
+    def paths(self) -> Sequence[str]:
+        if isinstance(self.files, ListedFiles):
+            return self.files.paths
         return [f.info.path for f in self.files]
 
     @property
@@ -348,18 +354,19 @@ def _run_program(program: Program, args: Sequence[str] | None, phil, help_messag
         skip_errors,
         with_rows or parallel,
     )
-    for opened in files:
-        if not opened.info.problem and not isinstance(opened.info, DeferredFileInfo):
+    listed = isinstance(files, ListedFiles)  # only listed: the tasks read the headers
+    for opened in [] if listed else files:
+        if not opened.info.problem:
             program.check_file(opened, params)
-    if infos and any(isinstance(f.info, DeferredFileInfo) for f in files):
+    if infos and listed:
         # the tasks read these headers and map their ids to the experiments, as here
         plan = dataclasses.replace(plan, experiments=infos, n_files=len(files))
     run = Run(
         invocation, params, files, experiments, infos, plan, compact=compact_form(files, params)
     )
-    del files  # run.files only: deferred headers replace the listing (10^5 files: ~50 MB)
+    del files  # run.files only: deferred headers replace the listing
     run.explain = functools.partial(explain_missing_column, program, params)
-    if not with_rows and any(isinstance(f.info, DeferredFileInfo) for f in run.files):
+    if not with_rows and listed:
         headers_first(program, run)
     statistic = program.statistic(run)
 
@@ -402,7 +409,10 @@ def headers_first(program: Program, run: Run) -> None:
 def compact_form(files: Sequence[OpenedFile], params: Any) -> bool:
     """Whether the run's JSON takes the compact form (``output.json_form``; by default
     past :data:`~dials_refl_stats.compact.COMPACT_THRESHOLD` files or identifiers)."""
-    n_groups = sum(max(1, len(f.info.identifiers)) for f in files)
+    if isinstance(files, ListedFiles):  # no identifiers known yet: one group a file
+        n_groups = len(files)
+    else:
+        n_groups = sum(max(1, len(f.info.identifiers)) for f in files)
     form = str(getattr(params.output, "json_form", "auto")).lower()
     return is_compact(len(files), n_groups, form)
 
@@ -413,7 +423,8 @@ def deferred_headers(program: Program, run: Run, reduced: RunPartial) -> None:
     if not any(r.opened is not None for r in reduced.records):
         return
     headers = {r.index: r.opened for r in reduced.records if r.opened is not None}
-    run.files = [headers.get(i, f) for i, f in enumerate(run.files)]
+    files = run.files  # listed files are made only where no header came back
+    run.files = [headers[i] if i in headers else files[i] for i in range(len(files))]
     # the form counts experiment identifiers, which only the headers tell
     run.compact = compact_form(run.files, run.params)
     checked: set[frozenset[str]] = set()
