@@ -44,6 +44,8 @@ def to_plain(value: Any, digits: int = FLOAT_DIGITS) -> Any:
     if isinstance(value, np.ndarray):
         if value.dtype.kind in "biu":  # whole numbers and booleans: plain already
             return value.tolist()
+        if value.dtype.kind == "f" and value.ndim == 1:
+            return rounded_floats(value, digits)
         return to_plain(value.tolist(), digits)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return to_plain(dataclasses.asdict(value), digits)
@@ -79,9 +81,49 @@ def _plain_scalars(values: list | tuple, digits: int) -> list | None:
     types = set(map(type, values))
     if types <= _PLAIN:
         return list(values)
+    if types <= {float, type(None)}:
+        return rounded_floats(np.array(values, dtype=np.float64), digits)
     if types <= _PLAIN | {float}:
         return [_round(v, digits) if type(v) is float else v for v in values]
     return None
+
+
+#: Powers of ten that are exact doubles (1e0 ... 1e22).
+_EXACT_POWERS = np.array([float(f"1e{i}") for i in range(23)])
+
+
+def rounded_floats(values: np.ndarray, digits: int = FLOAT_DIGITS) -> list:
+    """``[_round(v, digits) for v in values]`` (NaN and infinities: ``None``), with numpy.
+
+    Exact: the rounded decimal ``m * 10^-k`` (``m`` of ``digits`` digits) is made as the
+    division (or product) of two exact doubles, hence correctly rounded, as the parse of
+    the formatted value is. Values whose ``m`` is not certain (within 1e-6 of a tie, or
+    beyond 1e+/-22 of the exact powers) are rounded one by one by :func:`_round`.
+    """
+    values = np.asarray(values, dtype=np.float64).ravel()
+    rounded = np.where(values == 0, 0.0, np.nan)  # -0.0 -> 0.0, as _round
+    usable = np.flatnonzero(np.isfinite(values) & (values != 0))
+    x = values[usable]
+    with np.errstate(all="ignore"):  # the branch np.where does not take may overflow
+        k = digits - 1 - np.floor(np.log10(np.abs(x))).astype(np.int64)
+        power = _EXACT_POWERS[np.minimum(np.abs(k), 22)]
+        scaled = np.where(k >= 0, x * power, x / power)
+        mantissa = np.rint(scaled)
+        magnitude = np.abs(scaled)
+        certain = (
+            (np.abs(k) <= 22)
+            & (magnitude >= 10.0 ** (digits - 1))
+            & (magnitude < 10.0**digits)
+            & (np.abs(np.abs(scaled - np.trunc(scaled)) - 0.5) > 1e-6)
+        )
+        rounded[usable] = np.where(k >= 0, mantissa / power, mantissa * power)
+    out = rounded.tolist()
+    for i in usable[~certain].tolist():
+        out[i] = _round(float(values[i]), digits)
+    for i in np.flatnonzero(np.isnan(rounded)).tolist():
+        if out[i] != out[i]:  # NaN, infinities and None in: None out
+            out[i] = None
+    return out
 
 
 def make_document(
