@@ -594,21 +594,26 @@ def describe_inputs(
     experiment_paths: Sequence[str],
     n_experiments: int,
     compact: bool = False,
+    paths: Sequence[str] | None = None,
 ) -> dict:
     """The ``inputs`` block of the JSON envelope: file names relative to their common
     directory and one column array per field; in the compact form the names as a
-    numbered template, no per-file sizes, columns as runs when regular."""
-    directory, names = common_directory([f.info.path for f in opened])
+    numbered template, no per-file sizes, columns as runs when regular. ``paths``: the
+    files' paths, when known (else read from ``opened``)."""
+    directory, names = common_directory(paths or [f.info.path for f in opened])
+    sizes = [f.size_bytes for f in opened]
+    infos = [f.info for f in opened]
+    rows = [info.nrows for info in infos]
     reflections = {
         "n_files": len(opened),
         "directory": directory,
         "paths": encode_names(names) if compact else names,
-        "size_bytes": [f.size_bytes for f in opened],
-        "rows": [f.info.nrows for f in opened],
-        "n_identifiers": [len(f.info.identifiers) for f in opened],
+        "size_bytes": sizes,
+        "rows": rows,
+        "n_identifiers": [len(info.identifiers) for info in infos],
         "reader": sorted({f.backend for f in opened if not f.info.problem}),
-        "total_bytes": sum(f.size_bytes for f in opened),
-        "total_rows": sum(f.info.nrows for f in opened),
+        "total_bytes": sum(sizes),
+        "total_rows": sum(rows),
     }
     if compact:
         del reflections["size_bytes"]

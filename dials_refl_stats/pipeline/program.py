@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import operator
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -198,6 +199,7 @@ def describe_selection(run: Run, reduced: RunPartial) -> dict:
     fallbacks grouped by flags and reason, and the skipped files."""
     records = reduced.records
     skipped = [r for r in records if r.skipped]
+    n_selected = list(map(_N_SELECTED, records))
     return {
         **run.plan.requested.describe(),
         "fallback_rule": (
@@ -205,15 +207,18 @@ def describe_selection(run: Run, reduced: RunPartial) -> dict:
             "file in which no row has any bit of those flags uses 'strong' (every row "
             "when none is strong)"
         ),
-        "n_rows": sum(r.n_rows for r in records),
-        "n_selected": sum(r.n_selected for r in records),
-        "files": {"n_selected": _column([r.n_selected for r in records], run.compact)},
+        "n_rows": sum(map(_N_ROWS, records)),
+        "n_selected": sum(n_selected),
+        "files": {"n_selected": _column(n_selected, run.compact)},
         "fallbacks": describe_fallbacks(records, run.compact),
         "skipped": [
             {"file_index": r.index, "path": run.paths[r.index], "reason": r.skipped}
             for r in skipped
         ],
     }
+
+
+_N_ROWS, _N_SELECTED = operator.attrgetter("n_rows"), operator.attrgetter("n_selected")
 
 
 def _column(values: list, compact: bool) -> list | dict:
@@ -245,7 +250,11 @@ def build_document(name: str, run: Run, *, selection: dict, results: Any) -> dic
         form="compact" if run.compact else "full",
         dials_version=dials_version(),
         inputs=describe_inputs(
-            run.files, run.invocation.experiment_paths, len(run.experiment_infos), run.compact
+            run.files,
+            run.invocation.experiment_paths,
+            len(run.experiment_infos),
+            run.compact,
+            run.paths,
         ),
         parameters=parameters_record(run.invocation),
         selection=selection,
@@ -451,32 +460,34 @@ def log_files(program: Program, run: Run, reduced: RunPartial) -> None:
     logger = program.logger
     records = reduced.records
     verbose = run.invocation.options.verbose > 0
-    for record in records:
+    every = verbose or len(records) <= MAX_FILE_LINES
+    # past a few files (and without -v) only the skipped files have lines of their own
+    for record in records if every else [r for r in records if r.skipped]:
         path = run.paths[record.index]
         if record.skipped:
             logger.warning("Skipped %s", record.skipped)
             continue
-        if verbose or len(records) <= MAX_FILE_LINES:
-            logger.info(
-                "%s: %d of %d reflections selected (%s)",
-                path,
-                record.n_selected,
-                record.n_rows,
-                ", ".join(record.selection) or "all",
-            )
-        if record.fallback and (verbose or len(records) <= MAX_FILE_LINES):
+        logger.info(
+            "%s: %d of %d reflections selected (%s)",
+            path,
+            record.n_selected,
+            record.n_rows,
+            ", ".join(record.selection) or "all",
+        )
+        if record.fallback:
             logger.info("%s: %s", path, record.fallback)
-    if len(records) > MAX_FILE_LINES and not verbose:
+    n_selected = sum(map(_N_SELECTED, records))
+    if not every:
         n_fallback = sum(1 for r in records if r.fallback)
         logger.info(
             "%d files: %d of %d reflections selected (%s)%s; per-file lines with -v",
             len(records),
-            sum(r.n_selected for r in records),
-            sum(r.n_rows for r in records),
+            n_selected,
+            sum(map(_N_ROWS, records)),
             ", ".join(run.plan.requested.names) or "all",
             f", {n_fallback} files fell back to another selection" if n_fallback else "",
         )
-    if not sum(r.n_selected for r in records):
+    if not n_selected:
         flags = "+".join(run.plan.requested.names) or "all"
         logger.warning(
             "No reflections selected (selection.flags=%s, rule=%s)",
