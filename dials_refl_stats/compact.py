@@ -27,6 +27,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from dials_refl_stats.output import RoundedColumn
+
 #: Past this many reflection files or experiment identifiers a document is compact
 #: (``output.json_form=auto``).
 COMPACT_THRESHOLD = 1000
@@ -185,8 +187,8 @@ def _fixed_width_digits(names: list[str], prefix: str, suffix: str) -> list[str]
 
 def _numbered(prefix: str, suffix: str, digits: list[str], padded: bool = False) -> dict | None:
     """``padded``: the digits are known to be of one width (then zero-padded)."""
-    width = min(len(d) for d in digits)
-    if max(len(d) for d in digits) > _MAX_NUMBER_DIGITS:
+    width = min(map(len, digits))
+    if max(map(len, digits)) > _MAX_NUMBER_DIGITS:
         return None  # numbers past int64: the names are listed as they are
     if padded:  # the ASCII digits as a (names, width) array of 0-9: one dot product
         codes = np.frombuffer("".join(digits).encode("ascii"), np.uint8).reshape(-1, width)
@@ -263,8 +265,11 @@ def compact_column(values: Any, digits: int | None = COMPACT_DIGITS) -> list | d
         whole[whole] = x[whole] == np.round(x[whole])
         out = x.astype(object)
         out[~finite] = None
-        out[whole] = [int(v) for v in x[whole].tolist()]
-        return encode_runs(out.tolist())
+        out[whole] = x[whole].astype(np.int64).tolist()  # exact: below 2^53
+        encoded = encode_runs(out.tolist())
+        if digits and isinstance(encoded, list):  # rounded: to_plain need not again
+            return RoundedColumn(encoded, digits)
+        return encoded
     return encode_runs(array)
 
 

@@ -38,6 +38,8 @@ def to_plain(value: Any, digits: int = FLOAT_DIGITS) -> Any:
     """Convert ``value`` to plain JSON types: no numpy, no NaN/Infinity, rounded floats."""
     if isinstance(value, dict):
         return {str(k): to_plain(v, digits) for k, v in value.items()}
+    if type(value) is RoundedColumn and value.digits <= digits:
+        return list(value)  # plain already: rounded to no more digits than asked for
     if isinstance(value, (list, tuple)):
         plain = _plain_scalars(value, digits)
         return plain if plain is not None else [to_plain(v, digits) for v in value]
@@ -60,6 +62,15 @@ def to_plain(value: Any, digits: int = FLOAT_DIGITS) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"cannot convert {type(value).__name__} to JSON")
+
+
+class RoundedColumn(list):
+    """A list of plain JSON scalars whose floats are rounded to ``digits`` significant
+    digits already (a compact column): :func:`to_plain` keeps it as it is."""
+
+    def __init__(self, values: list, digits: int):
+        super().__init__(values)
+        self.digits = digits
 
 
 def _round(value: float, digits: int) -> float | None:

@@ -241,12 +241,17 @@ def describe_groups(keys: np.ndarray, run: Run, compact: bool = False) -> dict:
     keys = np.asarray(keys, dtype=np.int64)
     file_index = (keys >> ID_BITS).tolist()
     ids = ((keys & ((1 << ID_BITS) - 1)) - 1).tolist()
-    infos = [run.files[f].info for f in file_index]
+    needed = not compact or run.experiment_infos
+    infos = [run.files[f].info for f in file_index] if needed else []
     return experiment_columns(
         file_index,
         ids,
-        [info.identifiers.get(i) for info, i in zip(infos, ids)],
-        [info.experiment_of_id.get(i) for info, i in zip(infos, ids)],
+        [] if compact else [info.identifiers.get(i) for info, i in zip(infos, ids)],
+        (
+            [info.experiment_of_id.get(i) for info, i in zip(infos, ids)]
+            if run.experiment_infos
+            else [None] * len(ids)  # no experiments given: no experiment_index
+        ),
         len(run.files),
         compact,
     )

@@ -418,11 +418,11 @@ def headers_first(program: Program, run: Run) -> None:
 def compact_form(files: Sequence[OpenedFile], params: Any) -> bool:
     """Whether the run's JSON takes the compact form (``output.json_form``; by default
     past :data:`~dials_refl_stats.compact.COMPACT_THRESHOLD` files or identifiers)."""
-    if isinstance(files, ListedFiles):  # no identifiers known yet: one group a file
-        n_groups = len(files)
-    else:
-        n_groups = sum(max(1, len(f.info.identifiers)) for f in files)
     form = str(getattr(params.output, "json_form", "auto")).lower()
+    # every file is at least one group: past the threshold in files, no need to count
+    if isinstance(files, ListedFiles) or is_compact(len(files), len(files), form):
+        return is_compact(len(files), len(files), form)
+    n_groups = sum(max(1, len(f.info.identifiers)) for f in files)
     return is_compact(len(files), n_groups, form)
 
 
