@@ -139,6 +139,26 @@ def test_files_only_listed_are_batched_by_count():
     assert list(make_batches([1, 2, 3], [-1] * 3, n_workers=4)) == [[1], [2], [3]]
 
 
+def test_listed_files_and_their_batches_are_made_when_asked_for():
+    """10^6 listed stills: no object per file before the run, and a task's batch goes
+    to a worker as its first index and paths, arriving as the same files."""
+    import pickle
+
+    from dials_refl_stats.pipeline.execute import ListedBatch, make_batches
+
+    paths = [f"/data/still_{i:03d}.refl" for i in range(101)]
+    listed = inputs.ListedFiles(paths)
+    assert len(listed) == 101 and listed[5].info.path == paths[5] and listed[5].info.index == 5
+    assert listed[-1].info.index == 100 and listed[-1].size_bytes == -1
+    assert [f.info.index for f in listed[10:13]] == [10, 11, 12]
+    assert [f.info.path for f in listed] == paths
+    assert all(isinstance(f.info, inputs.DeferredFileInfo) for f in listed)
+    batches = make_batches(listed.infos, [-1] * len(listed), n_workers=2)
+    assert len(batches) == 8 and all(isinstance(b, ListedBatch) for b in batches)
+    arrived = [f for b in batches for f in pickle.loads(pickle.dumps(b)).files()]
+    assert arrived == list(listed.infos) == [f.info for f in listed]
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX FIFOs")
 @pytest.mark.parametrize("many", [True, False])
 def test_a_fifo_is_refused_not_waited_for(directory, tmp_path, many):

@@ -28,6 +28,7 @@ from dials_refl_stats.pipeline.inputs import (
     DeferredInfos,
     HeaderFileInfo,
     OpenedFile,
+    deferred_info,
     open_file,
     problem_file,
 )
@@ -277,6 +278,8 @@ def process_batch(
     """
     from .small_files import is_small, read_small_files
 
+    if isinstance(files, ListedBatch):
+        files = files.files()
     if isinstance(statistic, HeaderPass):
         return _headers(files, plan, reader, skip_errors)
     partials, records = [], []
@@ -428,8 +431,32 @@ class ListedBatches(Sequence):
     def __getitem__(self, item):
         if isinstance(item, slice):
             return [self[k] for k in range(len(self))[item]]
-        k = range(len(self))[item]
-        return FileBatch(self.files[k * self.per_batch : (k + 1) * self.per_batch])
+        start = range(len(self))[item] * self.per_batch
+        stop = start + self.per_batch
+        if isinstance(self.files, DeferredInfos):  # no object per file on the driver
+            return ListedBatch(start, self.files.paths[start:stop])
+        return FileBatch(self.files[start:stop])
+
+
+class ListedBatch:
+    """A batch of listed files (headers deferred) as its first index and its paths:
+    handed out and pickled without an object per file; the task makes the files'
+    :class:`~dials_refl_stats.pipeline.inputs.DeferredFileInfo` (:meth:`files`)."""
+
+    __slots__ = ("start", "paths")
+
+    def __init__(self, start: int, paths: Sequence[str]):
+        self.start, self.paths = start, list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __reduce__(self):
+        return ListedBatch, (self.start, self.paths)
+
+    def files(self) -> list[DeferredFileInfo]:
+        indices = range(self.start, self.start + len(self.paths))
+        return list(map(deferred_info, indices, self.paths))
 
 
 class Progress:

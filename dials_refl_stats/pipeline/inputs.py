@@ -379,15 +379,15 @@ class DeferredInfos(Sequence):
     def __getitem__(self, item):
         if isinstance(item, slice):
             indices = range(len(self.paths))[item]
-            return [_deferred(i, self.paths[i]) for i in indices]
+            return [deferred_info(i, self.paths[i]) for i in indices]
         index = range(len(self.paths))[item]
-        return _deferred(index, self.paths[index])
+        return deferred_info(index, self.paths[index])
 
     def __iter__(self) -> Iterator[DeferredFileInfo]:
-        return map(_deferred, itertools.count(), self.paths)
+        return map(deferred_info, itertools.count(), self.paths)
 
 
-def _deferred(index: int, path: str) -> DeferredFileInfo:
+def deferred_info(index: int, path: str) -> DeferredFileInfo:
     return DeferredFileInfo(index, path, -1, _NO_MAPPING, _NO_MAPPING)
 
 
