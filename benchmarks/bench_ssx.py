@@ -72,7 +72,7 @@ print(len(paths), len(df), len(per_still))
 
 def ensure_data(files: list[int]) -> dict[str, Path]:
     """The benchmark inputs (made with DIALS's Python when missing)."""
-    data = {f"files_{n}": WORK / f"ssx_strong_{n}" for n in files}
+    data = {f"files_{n}": WORK / f"ssx_{'links' if n > 100000 else 'strong'}_{n}" for n in files}
     data["joint"] = WORK / "ssx_joint_10000.refl"
     data["integrated"] = WORK / "ssx_integrated_200_x_50"
     if not all(p.exists() for p in data.values()):

@@ -8,6 +8,7 @@ still; ``integrated.refl``). With DIALS itself:
   a fixed-width one, and ``imageset_id`` 0) and written with ``as_file``; the N files are
   byte copies of these 5, each with its identifier string rewritten in place (same
   length, so still a valid DIALS file) to a unique one, ``ssx-<k:012d>``.
+* ``ssx_links_N/`` (N > 10^5): N hard links to the files of ``ssx_strong_100000/``.
 * ``ssx_joint_N.refl``: one table of N stills: copies of ``strong_5.refl`` concatenated
   with remapped ``id``/``imageset_id`` and new identifiers.
 * ``ssx_integrated_F_x_S/``: F files of S integrated stills each (S/5 copies of
@@ -17,6 +18,7 @@ Everything goes under ``benchmarks/work/`` (git-ignored) and is reused when pres
 
     /usr/bin/python3 benchmarks/make_ssx_sets.py                 # 10^4 files, joint, 200x50
     /usr/bin/python3 benchmarks/make_ssx_sets.py --files 100000  # also 10^5 files
+    /usr/bin/python3 benchmarks/make_ssx_sets.py --files 1000000 # 10^6 (hard links)
 """
 
 from __future__ import annotations
@@ -114,6 +116,30 @@ def ensure_still_files(n_files: int) -> Path:
     return directory
 
 
+#: Sets of more files than this are hard links to the files of the set of this many.
+LINK_FROM = 100000
+
+
+def ensure_linked_files(n_files: int) -> Path:
+    """``benchmarks/work/ssx_links_<n_files>/``: ``still_<k>.refl`` a hard link to file
+    ``k % LINK_FROM`` of :func:`ensure_still_files` (distinct paths over the same inodes:
+    10^6 paths hold 3.1 GB of page cache instead of 31 GB; identifiers repeat, so such a
+    set has no experiments)."""
+    directory = WORK / f"ssx_links_{n_files}"
+    if directory.is_dir():
+        return directory
+    source = ensure_still_files(LINK_FROM)
+    names = sorted(os.listdir(source))
+    tmp = directory.with_name(directory.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    width = len(str(n_files - 1))
+    for k in range(n_files):
+        os.link(source / names[k % len(names)], tmp / f"still_{k:0{width}d}.refl")
+    tmp.rename(directory)
+    return directory
+
+
 def ensure_still_experiments(n_files: int) -> Path:
     """``benchmarks/work/ssx_strong_<n_files>.expt``: one experiment per file of
     :func:`ensure_still_files` (identifier ``k``, the beam and detector of the stills of
@@ -181,6 +207,9 @@ def main() -> None:
     args = parser.parse_args()
     for n in args.files or [10000]:
         start = time.perf_counter()
+        if n > LINK_FROM:
+            print(ensure_linked_files(n), f"{time.perf_counter() - start:.1f} s")
+            continue
         print(ensure_still_files(n), f"{time.perf_counter() - start:.1f} s")
         start = time.perf_counter()
         print(ensure_still_experiments(n), f"{time.perf_counter() - start:.1f} s")
