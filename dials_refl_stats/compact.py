@@ -90,16 +90,19 @@ def _integer_runs(values: np.ndarray, limit: int) -> list[list] | None:
     ends = np.append(np.flatnonzero(steps[1:] != steps[:-1]), steps.size - 1)
     if ends.size > 2 * limit:
         return None
+    values_, steps_, ends_ = values.tolist(), steps.tolist(), ends.tolist()
     out: list[list] = []
-    i = 0
+    i = block = 0
     while i < n:
         if len(out) >= limit:
             return None
         if i == n - 1:
-            out.append([int(values[i]), 1, 0])
+            out.append([values_[i], 1, 0])
             break
-        last_step = int(ends[np.searchsorted(ends, i)])  # last step of i's block
-        out.append([int(values[i]), last_step - i + 2, int(steps[i])])
+        while ends_[block] < i:  # i only grows: its block is found by walking on
+            block += 1
+        last_step = ends_[block]  # last step of i's block
+        out.append([values_[i], last_step - i + 2, steps_[i]])
         i = last_step + 2
     return out
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dials_refl_stats.analysis.per_image import ImageTable, locate
-from dials_refl_stats.analysis.statistic import ExperimentInfo, FileInfo, split_group_key
+from dials_refl_stats.analysis.statistic import ID_BITS, ExperimentInfo, FileInfo
 
 IMAGE_NUMBER, STILL, FRAME = "image_number", "still", "z_floor"
 
@@ -42,33 +42,30 @@ def number_images(
     table: ImageTable, files: list[FileInfo], experiments: list[ExperimentInfo]
 ) -> NumberedImages:
     """Image numbers for every row of ``table`` plus the empty images of each scan."""
-    group, frame = list(table.group), list(table.frame)
-    # every image of every scan, also those without rows
-    present = {(int(g), int(f)) for g, f in zip(table.group, table.frame)}
-    for file in files:
-        for identifier, index in file.experiment_of_id.items():
-            info = experiments[index]
-            if info.image_range is None:
-                continue
-            key = int(file.group_keys(np.array([identifier]))[0])
-            first, last = info.image_range
-            for f in range(first - 1, last):
-                if (key, f) not in present:
-                    group.append(key)
-                    frame.append(f)
-    group = np.asarray(group, dtype=np.int64)
-    frame = np.asarray(frame, dtype=np.int64)
-    file_of, id_of = (
-        (np.asarray(a, dtype=np.int64) for a in zip(*map(split_group_key, group)))
-        if group.size
-        else (np.zeros(0, np.int64),) * 2
-    )
-    experiment = np.array(
-        [files[f].experiment_of_id.get(int(i), -1) for f, i in zip(file_of, id_of)], dtype=np.int64
-    )
-    still = np.array(
-        [e >= 0 and experiments[e].image_range is None for e in experiment], dtype=bool
-    )
+    group, frame = [], []  # every image of every scan, also those without rows
+    if any(info.image_range is not None for info in experiments):
+        present = set(zip(np.asarray(table.group).tolist(), np.asarray(table.frame).tolist()))
+        for file in files:
+            for identifier, index in file.experiment_of_id.items():
+                info = experiments[index]
+                if info.image_range is None:
+                    continue
+                key = int(file.group_keys(np.array([identifier]))[0])
+                first, last = info.image_range
+                for f in range(first - 1, last):
+                    if (key, f) not in present:
+                        group.append(key)
+                        frame.append(f)
+    group = np.concatenate([np.asarray(table.group, dtype=np.int64), np.array(group, np.int64)])
+    frame = np.concatenate([np.asarray(table.frame, dtype=np.int64), np.array(frame, np.int64)])
+    file_of, id_of = group >> ID_BITS, (group & ((1 << ID_BITS) - 1)) - 1  # split_group_key
+    experiment = np.full(group.size, -1, dtype=np.int64)
+    if experiments:
+        experiment[:] = [
+            files[f].experiment_of_id.get(i, -1) for f, i in zip(file_of.tolist(), id_of.tolist())
+        ]
+    is_still = np.array([info.image_range is None for info in experiments] or [False])
+    still = (experiment >= 0) & is_still[np.maximum(experiment, 0)]
     numbering = np.where(experiment >= 0, np.where(still, STILL, IMAGE_NUMBER), FRAME)
     image = np.where(numbering == IMAGE_NUMBER, frame + 1, frame)
     # stills: one image per (file, id), numbered in input order
