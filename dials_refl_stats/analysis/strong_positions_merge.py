@@ -461,7 +461,7 @@ class StrongPositionsStatistic(Statistic):
             n_without_geometry=n_no_geometry,
             image_sizes=image_sizes,
             group_keys=partial.group_keys[order],
-            file_flag_counts={int(f): (int(s), int(p)) for f, s, p in files},
+            file_flag_counts=dict(zip(files[:, 0].tolist(), zip(*files[:, 1:].T.tolist()))),
             max_experiment=partial.max_experiment,
             plot=plot,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 from dataclasses import dataclass
@@ -264,9 +265,15 @@ class FileSummary:
         }
 
 
+@functools.lru_cache(maxsize=64)
+def _flag_selection(names: tuple[str, ...]) -> FlagSelection:
+    """One (immutable) selection object per distinct flag names: 10^5 files share a few."""
+    return FlagSelection(names=names)
+
+
 def file_summary(index: int, run: Run, record, bit_counts: np.ndarray) -> FileSummary:
     """The :class:`FileSummary` of file ``index`` (``bit_counts``: rows per flag bit)."""
-    selection = FlagSelection(names=record.selection) if record.selection else FlagSelection(())
+    selection = _flag_selection(tuple(record.selection or ()))
     return FileSummary(
         index=index,
         path=run.files[index].info.path,
@@ -783,7 +790,7 @@ def report(result, files, criteria, params) -> None:
     Per-file lines for at most 20 files (all of them with -vv).
     """
     level = logging.INFO if len(files) <= 20 else logging.DEBUG
-    for f in files:
+    for f in files if logger.isEnabledFor(level) else ():  # 10^5 lines not made for nothing
         logger.log(
             level,
             "%s: %d of %d reflections selected (%s, %s); intensity from %s",
