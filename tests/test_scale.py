@@ -619,3 +619,16 @@ def test_headers_with_experiments_on_a_dask_cluster(tmp_path, dask_cluster, prog
     on_dask = results_of(program, [*args, "mp.method=dask", address], tmp_path)
     for block in ("results", "selection", "inputs"):
         assert on_dask[block] == serial[block]
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_strong_positions_log_per_file_lines_past_20_files_only_with_vv(
+    many_files, tmp_path, verbose
+):
+    """Past 20 files the per-file lines are debug lines: made and written with -vv only."""
+    args = [str(many_files), *(["-vv"] if verbose else [])]
+    results_of("strong_reflection_positions", args, tmp_path)
+    log = (tmp_path / "dials.strong_reflection_positions.log").read_text()
+    lines = [line for line in log.splitlines() if "reflections selected (" in line]
+    per_file = [line for line in lines if "intensity from" in line]
+    assert len(per_file) == (N_FILES if verbose else 0), lines[:3]
