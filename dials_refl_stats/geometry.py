@@ -24,11 +24,15 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from dials_refl_stats.experiment_groups import distinct_ids, identifier_index, once_per_list
+from dials_refl_stats.pipeline.errors import one_line
 from dials_refl_stats.reflections import ReflectionLoadError
 
 
 class GeometryError(ValueError):
     """Reflections that cannot be matched to the experiments; one line naming the file."""
+
+    def __init__(self, message: str):
+        super().__init__(one_line(str(message)))  # identifiers quoted from the file
 
 
 class PanelError(ReflectionLoadError):

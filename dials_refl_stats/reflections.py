@@ -20,7 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
-from dials_refl_stats.pipeline.errors import Sorry
+from dials_refl_stats.pipeline.errors import Sorry, one_line
 from dials_refl_stats.reader import ReflectionFileError, read_layout, read_reflections, sniff_format
 from dials_refl_stats.reader import shoebox_mask_counts as stream_mask_counts
 from dials_refl_stats.reader.columns import FLAT_TYPES, check_flat
@@ -59,6 +59,10 @@ class ReflectionLoadError(Sorry):
     #: whether ``input.on_error=skip`` may skip the file (not when the file is readable
     #: but disagrees with the other inputs, e.g. the experiments)
     skippable = True
+
+    def __init__(self, message: str, *args):
+        # one line even where it quotes a corrupt file's strings (identifiers, types)
+        super().__init__(one_line(str(message)), *args)
 
     def __reduce__(self):  # picklable (to and from workers) despite the hidden name
         if type(self) is ReflectionLoadError:

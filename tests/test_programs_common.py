@@ -289,3 +289,21 @@ def test_dials_usage_error_for_a_phil_value_is_one_sorry(tmp_path, program, monk
     code, out, err = run_inprocess(program, [*inputs(), "mp.nproc=abc"], tmp_path)
     assert_sorry(code, err, "Invalid phil parameter", "mp.nproc")
     assert "usage" not in err and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_a_message_quoting_a_files_strings_stays_one_line(tmp_path, program):
+    """A table whose experiment identifier holds a line break (a corrupt or hand-made
+    file), with experiments it does not match: one ``Sorry`` line, the break escaped."""
+    from dials.array_family import flex
+
+    table = flex.reflection_table.from_file(str(data_path(REFL)))
+    identifiers = table.experiment_identifiers()
+    for key in list(identifiers.keys()):
+        identifiers[key] = "not\nthese\texperiments"
+    table.as_file(str(tmp_path / "odd.refl"))
+    code, _, err = run_inprocess(
+        program, [str(data_path(EXPT)), str(tmp_path / "odd.refl")], tmp_path
+    )
+    assert_sorry(code, err, "odd.refl", "not\\nthese\\texperiments")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.refl"]

@@ -10,4 +10,12 @@ except ImportError:  # pragma: no cover - statistics and workers run without DIA
         """Stand-in for ``dials.util.Sorry`` when DIALS is absent."""
 
 
-__all__ = ["Sorry"]
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other control characters written as escapes (a
+    message quoting a corrupt file's strings stays one line)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+__all__ = ["Sorry", "one_line"]
