@@ -317,17 +317,30 @@ def common_directory(paths: Sequence[str]) -> tuple[str, list[str]]:
 def one_directory(paths: Sequence[str]) -> tuple[str, list[str]] | None:
     """:func:`common_directory` of paths that all name files of one directory (a
     directory's listing), from their common prefix; ``None`` for any other paths."""
-    if os.sep != "/" or os.altsep:
+    head = directory_prefix(paths)
+    if head is None:
+        return None
+    return os.path.abspath(head.rstrip("/") or head), [p[len(head) :] for p in paths]
+
+
+def directory_prefix(paths: Sequence[str]) -> str | None:
+    """The prefix (ending in ``/``) of paths that each name a plain file of one directory
+    (no further ``/``; not ``""``, ``.`` or ``..``), else ``None``. 10^6 paths are checked
+    with string operations in C: one join, counts and searches."""
+    if os.sep != "/" or os.altsep or not paths:
         return None
     prefix = os.path.commonprefix([min(paths), max(paths)])  # common to all of them
-    cut = prefix.rfind("/") + 1
-    if not cut:
+    head = prefix[: prefix.rfind("/") + 1]
+    if not head:
         return None
-    names = [p[cut:] for p in paths]
-    if "/" in "".join(names) or "" in names or "." in names or ".." in names:
+    joined = "\n".join(paths) + "\n"
+    if (
+        joined.count("\n") != len(paths)  # no path holds a newline
+        or joined.count("/") != len(paths) * head.count("/")
+        or any(f"/{name}\n" in joined for name in ("", ".", ".."))
+    ):
         return None
-    head = prefix[:cut]
-    return os.path.abspath(head.rstrip("/") or head), names
+    return head
 
 
 # -- program-specific readers ---------------------------------------------------------

@@ -100,7 +100,7 @@ def test_paths_of_one_directory_take_the_short_way_to_the_same_answer(tmp_path, 
 
     monkeypatch.chdir(tmp_path)
     rng = random.Random(7)
-    parts = ["a", "b", "..", ".", "", "x.refl", "y.refl", "/", "//", "a/", "ab"]
+    parts = ["a", "b", "..", ".", "", "x.refl", "y.refl", "/", "//", "a/", "ab", "n\nl", "\n"]
     for _ in range(3000):
         stem = "".join(rng.choice(parts) for _ in range(rng.randint(0, 3)))
         paths = [stem + "".join(rng.choice(parts) for _ in range(rng.randint(1, 3)))]

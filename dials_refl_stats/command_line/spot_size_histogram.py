@@ -241,19 +241,17 @@ def describe_groups(keys: np.ndarray, run: Run, compact: bool = False) -> dict:
     keys = np.asarray(keys, dtype=np.int64)
     file_index = (keys >> ID_BITS).tolist()
     ids = ((keys & ((1 << ID_BITS) - 1)) - 1).tolist()
-    needed = not compact or run.experiment_infos
-    infos = [run.files[f].info for f in file_index] if needed else []
+    # the compact form has no identifiers; without experiments no experiment_index
+    with_experiments = bool(run.experiment_infos)
+    infos = [run.files[f].info for f in file_index] if with_experiments or not compact else []
+    identifiers = [] if compact else [info.identifiers.get(i) for info, i in zip(infos, ids)]
+    experiment_index = (
+        [info.experiment_of_id.get(i) for info, i in zip(infos, ids)]
+        if with_experiments
+        else [None] * len(ids)
+    )
     return experiment_columns(
-        file_index,
-        ids,
-        [] if compact else [info.identifiers.get(i) for info, i in zip(infos, ids)],
-        (
-            [info.experiment_of_id.get(i) for info, i in zip(infos, ids)]
-            if run.experiment_infos
-            else [None] * len(ids)  # no experiments given: no experiment_index
-        ),
-        len(run.files),
-        compact,
+        file_index, ids, identifiers, experiment_index, len(run.files), compact
     )
 
 

@@ -14,6 +14,7 @@ from dials_refl_stats.analysis.statistic import PER_FILE, ExperimentInfo, FileIn
 from dials_refl_stats.compact import (
     common_directory,
     compact_column,
+    directory_prefix,
     encode_names,
     split_paths,
 )
@@ -150,26 +151,14 @@ def refuse_duplicates(paths: Sequence[str]) -> None:
 def _distinct_in_one_directory(paths: Sequence[str]) -> bool:
     """Whether the paths are distinct plain names in one directory that holds no
     symbolic link, so that no file can be given twice (a directory of 10^6 stills: one
-    listing, and string operations in C instead of a real path or split per file)."""
+    listing, and no real path or split per file)."""
     if len(paths) < _LIST_DIRECTORY_FROM or set(map(type, paths)) != {str}:
         return False
-    if os.sep != "/" or os.altsep:
-        return False
-    prefix = os.path.commonprefix([min(paths), max(paths)])  # common to all of them
-    cut = prefix.rfind("/") + 1
-    if not cut:
-        return False
-    joined = "\n".join(paths) + "\n"
-    # each path: the directory, then a name without "/" (and not "", "." or "..")
-    if (
-        joined.count("\n") != len(paths)
-        or joined.count("/") != len(paths) * prefix[:cut].count("/")
-        or any(f"/{n}\n" in joined for n in ("", ".", ".."))
-        or len(set(paths)) != len(paths)
-    ):
+    directory = directory_prefix(paths)
+    if directory is None or len(set(paths)) != len(paths):
         return False
     try:
-        with os.scandir(prefix[:cut]) as entries:
+        with os.scandir(directory) as entries:
             return not any(map(os.DirEntry.is_symlink, entries))
     except OSError:
         return False
