@@ -86,6 +86,30 @@ def test_merging_two_sorted_tables_equals_counting_them_together(seed):
         assert all(k.dtype == np.int64 for k in got[0]) and got[1].dtype == np.int64
 
 
+@pytest.mark.parametrize("seed", range(16))
+def test_merging_many_sorted_tables_at_once_equals_counting_them_together(seed):
+    """Any number of tables in one step, in any order: disjoint ones (tasks' files)
+    joined in key order, overlapping ones merged, empty ones the identity."""
+    rng = np.random.default_rng(300 + seed)
+    n_keys = int(rng.integers(1, 4))
+    span = int(rng.choice([3, 50, 10**6]))
+    overlapping = seed % 3 == 0
+    tables = []
+    for i in range(int(rng.integers(1, 12))):
+        low = 0 if overlapping else i * span
+        n = int(rng.choice([0, 1, 40, 3000]))
+        keys = [rng.integers(low, low + span, n) for _ in range(n_keys)]
+        tables.append(statistic.merge_counts(tuple(keys), rng.integers(-2, 6, n)))
+    rng.shuffle(tables)
+    keys = tuple(np.concatenate(k) for k in zip(*(t[0] for t in tables)))
+    expected = statistic.merge_counts(keys, np.concatenate([t[1] for t in tables]))
+    got = statistic.merge_count_tables(*tables)
+    assert len(got[0]) == n_keys
+    assert all(np.array_equal(x, y) for x, y in zip(got[0], expected[0]))
+    assert np.array_equal(got[1], expected[1])
+    assert all(k.dtype == np.int64 for k in got[0]) and got[1].dtype == np.int64
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_sort_free_grouping_helpers_agree_with_numpy(seed):
     """Sorted value counts (as merges leave them) skip the sort; anything else sorts."""

@@ -212,3 +212,22 @@ def test_inputs_named_like_a_target_are_found_as_by_matching_each_one():
             os.path.realpath(p) for p in given if any(p == n or p.endswith("/" + n) for n in wanted)
         }
         assert _inputs_named_like(targets, given) == expected, (targets, given)
+        assert _inputs_named_like(targets, tuple(given)) == expected, (targets, given)
+
+
+def test_a_runs_inputs_are_searched_once_for_its_targets(monkeypatch):
+    """A run checks its targets before the work and again before writing: the same tuple
+    of inputs is searched once for the same names; a list, other names or another tuple
+    (even an equal one) are searched again."""
+    searched = []
+    search = outputs._search_inputs
+    monkeypatch.setattr(outputs, "_search_inputs", lambda n, i: searched.append(i) or search(n, i))
+    given = ("d/a.json", "d/b.refl")
+    targets = {"json": "a.json", "log": None}
+    for _ in range(3):
+        assert outputs._inputs_named_like(targets, given) == {os.path.realpath("d/a.json")}
+    assert len(searched) == 1
+    assert outputs._inputs_named_like({"json": "b.refl"}, given) == {os.path.realpath("d/b.refl")}
+    assert outputs._inputs_named_like(targets, list(given)) == {os.path.realpath("d/a.json")}
+    assert outputs._inputs_named_like(targets, tuple(list(given))) == {os.path.realpath("d/a.json")}
+    assert len(searched) == 4

@@ -89,3 +89,44 @@ def test_combined_records_survive_the_trip_to_the_driver(stills):
     clone = pickle.loads(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
     assert clone.partial.records == records
     assert clone.records == result.records
+
+
+def test_objects_made_slot_by_slot_equal_those_made_by_their_init():
+    """Slotted dataclasses are made without calling ``__init__``; any other class (a
+    ``__post_init__``, a ``__dict__``, fields left out of ``__init__``) through it."""
+    import dataclasses
+
+    from dials_refl_stats.pipeline.inputs import HeaderFileInfo, OpenedFile
+    from dials_refl_stats.pipeline.packed_records import _slot_setters, field_names, make_objects
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Checked:
+        value: int
+
+        def __post_init__(self):
+            object.__setattr__(self, "value", self.value * 2)
+
+    @dataclasses.dataclass(frozen=True)
+    class Plain:
+        value: int
+
+    @dataclasses.dataclass(slots=True)
+    class Derived:
+        value: int
+        twice: int = dataclasses.field(init=False, default=0)
+
+    for cls in (FileRecord, HeaderFileInfo, OpenedFile):
+        assert _slot_setters(cls, field_names(cls)) is not None
+    for cls in (Checked, Plain, Derived):
+        assert _slot_setters(cls, field_names(cls)) is None
+    assert make_objects(Checked, ("value",), [[1, 2]]) == [Checked(1), Checked(2)]
+    assert [c.value for c in make_objects(Checked, ("value",), [[1, 2]])] == [2, 4]
+    assert make_objects(Derived, ("value",), [[3]])[0].twice == 0
+    columns = [[1, 2], [10, 0], [5, 0], [("strong",), ("all",)], [None, "none"], [None] * 2]
+    columns.append([None, "opened"])
+    made = make_objects(FileRecord, field_names(FileRecord), columns)
+    expected = [FileRecord(*values) for values in zip(*columns)]
+    assert made == expected and list(map(hash, made)) == list(map(hash, expected))
+    assert all(type(m) is FileRecord for m in made)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made[0].index = 3

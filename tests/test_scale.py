@@ -426,9 +426,12 @@ def test_a_local_dask_cluster_keeps_stderr_empty(stills_with_experiments, tmp_pa
 
 
 def test_task_results_are_merged_as_they_arrive_in_a_balanced_stack():
-    """The driver merges each task's result on arrival and holds at most log2(tasks) + 1
-    partials; merged sizes stay balanced (each merge joins equal numbers of tasks)."""
-    from dials_refl_stats.analysis.statistic import Statistic
+    """The driver merges task results on arrival, MERGE_FAN_IN at once, and holds at
+    most (FAN_IN - 1) log_FAN_IN(tasks) + 1 partials; merged sizes stay balanced (each
+    merge joins FAN_IN partials of equal numbers of tasks, until the end)."""
+    import math
+
+    from dials_refl_stats.analysis.statistic import MERGE_FAN_IN, Statistic
     from dials_refl_stats.pipeline.execute import MergeStack
 
     merges = []
@@ -443,20 +446,58 @@ def test_task_results_are_merged_as_they_arrive_in_a_balanced_stack():
             raise NotImplementedError
 
         def merge(self, first, second):
-            merges.append((len(first), len(second)))
+            return first + second
+
+        def merge_all(self, partials):
+            partials = list(partials)
+            merges.append([len(p) for p in partials])
+            return super().merge_all(partials)
+
+        def finalize(self, partial):
+            return partial
+
+    n_tasks = 1000
+    stack = MergeStack(Tasks())
+    held = []
+    for task in range(n_tasks):
+        stack.add((task,))
+        held.append(len(stack.stack))
+    assert sorted(stack.result()) == list(range(n_tasks))
+    levels = math.ceil(math.log(n_tasks, MERGE_FAN_IN))
+    assert max(held) <= (MERGE_FAN_IN - 1) * levels + 1
+    *during, final = merges
+    assert all(len(m) == MERGE_FAN_IN and len(set(m)) == 1 for m in during)
+    assert sum(final) == n_tasks and len(final) <= (MERGE_FAN_IN - 1) * levels
+
+
+def test_default_merge_of_many_partials_is_a_balanced_tree_of_pairs():
+    """``Statistic.merge_all`` without an n-ary override merges pairs of equal size
+    (``None``, the identity, left out)."""
+    from dials_refl_stats.analysis.statistic import Statistic
+
+    pairs = []
+
+    class Joined(Statistic):
+        name = "joined"
+
+        def columns(self, available):
+            return ()
+
+        def partial(self, chunk):
+            raise NotImplementedError
+
+        def merge(self, first, second):
+            pairs.append((len(first), len(second)))
             return first + second
 
         def finalize(self, partial):
             return partial
 
-    stack = MergeStack(Tasks())
-    held = []
-    for task in range(100):
-        stack.add((task,))
-        held.append(len(stack.stack))
-    assert sorted(stack.result()) == list(range(100))
-    assert max(held) <= 7  # log2(100) + 1
-    assert all(a == b for a, b in merges[:96])  # 2^k tasks with 2^k tasks, until the end
+    parts = [(i,) for i in range(16)]
+    assert Joined().merge_all([None, *parts[:8], None, *parts[8:]]) == tuple(range(16))
+    assert all(a == b for a, b in pairs) and len(pairs) == 15
+    assert Joined().merge_all([None, None]) is None
+    assert Joined().merge_all([(1,)]) == (1,)
 
 
 @pytest.fixture(scope="module")

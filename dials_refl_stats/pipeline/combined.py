@@ -8,7 +8,7 @@ to each chunk, and keeps one partial, plus per-file selection counts, per member
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -101,15 +101,20 @@ class CombinedStatistic(Statistic):
         return CombinedPartial(partials, records)
 
     def merge(self, first: CombinedPartial, second: CombinedPartial) -> CombinedPartial:
+        return self.merge_all([first, second])
+
+    def merge_all(self, partials: Iterable[CombinedPartial | None]) -> CombinedPartial | None:
+        """Each member's partials merged by its own ``merge_all`` (at once)."""
+        parts = [p for p in partials if p is not None]
+        if len(parts) < 2:
+            return parts[0] if parts else None
         return CombinedPartial(
             {
-                name: member.statistic.merge_all(
-                    [first.partials.get(name), second.partials.get(name)]
-                )
+                name: member.statistic.merge_all([p.partials.get(name) for p in parts])
                 for name, member in self.members.items()
             },
             {
-                name: first.records.get(name, []) + second.records.get(name, [])
+                name: [record for p in parts for record in p.records.get(name, [])]
                 for name in self.members
             },
         )

@@ -21,7 +21,14 @@ from typing import Any, BinaryIO, Callable, Iterable, Sequence
 
 import numpy as np
 
-from dials_refl_stats.analysis.statistic import PER_FILE, Chunk, ExperimentInfo, FileInfo, Statistic
+from dials_refl_stats.analysis.statistic import (
+    MERGE_FAN_IN,
+    PER_FILE,
+    Chunk,
+    ExperimentInfo,
+    FileInfo,
+    Statistic,
+)
 from dials_refl_stats.pipeline import packed_records
 from dials_refl_stats.pipeline.inputs import (
     DeferredFileInfo,
@@ -368,25 +375,27 @@ def merge_tree(statistic: Statistic, partials: Iterable[Any]) -> Any:
 
 
 class MergeStack:
-    """A balanced merge as the partials arrive: a partial of ``2^k`` inputs is merged
-    with the one below it when that covers as many, so that at most log2(inputs)
-    partials are held at once (a task's partial may hold up to a few MB: plot samples,
-    exact medians) and sizes stay balanced."""
+    """A balanced merge as the partials arrive: :data:`MERGE_FAN_IN` partials that each
+    cover ``FAN_IN^k`` inputs are merged at once (``Statistic.merge_all``), so that at
+    most ``(FAN_IN - 1) log_FAN_IN(inputs) + 1`` partials are held at once (a task's
+    partial may hold up to a few MB: plot samples, exact medians) and sizes stay
+    balanced."""
 
     def __init__(self, statistic: Statistic):
         self.statistic = statistic
-        self.stack: list[tuple[int, Any]] = []  # (log2 of the tasks covered, partial)
+        self.stack: list[tuple[int, Any]] = []  # (log_FAN_IN of the tasks covered, partial)
 
     def add(self, partial: Any) -> None:
         rank = 0
-        while self.stack and self.stack[-1][0] == rank:
-            _, below = self.stack.pop()
-            partial = self.statistic.merge_all([below, partial])
-            rank += 1
         self.stack.append((rank, partial))
+        while len(self.stack) >= MERGE_FAN_IN and self.stack[-MERGE_FAN_IN][0] == rank:
+            merged = self.statistic.merge_all(p for _, p in self.stack[-MERGE_FAN_IN:])
+            del self.stack[-MERGE_FAN_IN:]
+            rank += 1
+            self.stack.append((rank, merged))
 
     def result(self) -> Any:
-        return self.statistic.merge_all(p for _, p in reversed(self.stack))
+        return self.statistic.merge_all(p for _, p in self.stack)
 
 
 def merge_runs(statistic: Statistic, first: RunPartial, second: RunPartial) -> RunPartial:

@@ -63,10 +63,26 @@ def check_targets(targets: Mapping[str, str | None], inputs: Sequence[str]) -> N
 
 def _inputs_named_like(targets: Mapping[str, str | None], inputs: Sequence[str]) -> set[str]:
     """Real paths of the inputs with a target's file name (only they can be the same file
-    as a target). 10^6 inputs are searched as one string first: most runs have none."""
+    as a target). 10^6 inputs are searched as one string first: most runs have none.
+    A tuple of inputs is searched once for the same names (a run checks its targets
+    before the work and again before writing)."""
     names = {os.path.basename(p) for p in targets.values() if p}
     if not names:
         return set()
+    last_inputs, last_names, last_found = _LAST_SEARCH
+    if type(inputs) is tuple and inputs is last_inputs and names == last_names:
+        return set(last_found)
+    found = _search_inputs(names, inputs)
+    if type(inputs) is tuple:  # immutable: the same object holds the same paths
+        _LAST_SEARCH[:] = [inputs, names, frozenset(found)]
+    return found
+
+
+#: The last search of a tuple of inputs: [the tuple, the names searched, found].
+_LAST_SEARCH: list = [None, None, None]
+
+
+def _search_inputs(names: set[str], inputs: Sequence[str]) -> set[str]:
     joined = "\n" + "\n".join(inputs) + "\n"
     if not any(f"{os.sep}{n}\n" in joined or f"\n{n}\n" in joined for n in names):
         if joined.count("\n") == len(inputs) + 1:  # no input holds a newline

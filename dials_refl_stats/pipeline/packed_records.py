@@ -11,7 +11,9 @@ strings, shared objects pickled once) they cost ~2.5 us to pickle and ~4 us to u
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import itertools
 from typing import Any, Sequence
 
 
@@ -56,7 +58,42 @@ def unpack(packed: tuple, cls: type, nested: Nested | None = None) -> list:
         column = columns[names.index(name)]
         for i, value in zip(where, unpack(values, inner_cls, inner_nested)):
             column[i] = value
-    return [cls(*values) for values in zip(*columns)]
+    return make_objects(cls, names, columns)
+
+
+def make_objects(cls: type, names: tuple[str, ...], columns: Sequence[Sequence]) -> list:
+    """``[cls(*values) for values in zip(*columns)]``, for a dataclass whose ``__init__``
+    only stores its fields in slots (no ``__post_init__``) made by setting each slot
+    column by column (~40% less time than calling a frozen dataclass's ``__init__``,
+    whose stores go through ``object.__setattr__``)."""
+    slots = _slot_setters(cls, names)
+    if slots is None:
+        return [cls(*values) for values in zip(*columns)]
+    objects = list(map(object.__new__, itertools.repeat(cls, len(columns[0]) if columns else 0)))
+    for store, column in zip(slots, columns):
+        collections.deque(map(store, objects, column), maxlen=0)
+    return objects
+
+
+def _slot_setters(cls: type, names: tuple[str, ...]) -> list | None:
+    """The slot descriptors' setters of ``names``, if ``cls.__init__`` does nothing but
+    store every field in its slot (else ``None``)."""
+    if cls not in _SETTERS:
+        descriptors = [getattr(cls, name, None) for name in names]
+        plain = (
+            dataclasses.is_dataclass(cls)
+            and cls.__dataclass_params__.init
+            and not hasattr(cls, "__post_init__")
+            and "__dict__" not in dir(cls)
+            and names == tuple(f.name for f in dataclasses.fields(cls))
+            and all(type(d) is _MEMBER_DESCRIPTOR for d in descriptors)
+        )
+        _SETTERS[cls] = [d.__set__ for d in descriptors] if plain else None
+    return _SETTERS[cls]
+
+
+_MEMBER_DESCRIPTOR = type(type("_Slotted", (), {"__slots__": ("x",)}).x)
+_SETTERS: dict[type, list | None] = {}
 
 
 class FileBatch(list):

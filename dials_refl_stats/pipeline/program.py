@@ -346,7 +346,7 @@ def _run_program(program: Program, args: Sequence[str] | None, phil, help_messag
     restore_auto_choices(invocation.parser.system_phil, params)
     program.validate(params)
     plan = program.selection_plan(params)
-    inputs = [*invocation.reflection_paths, *invocation.experiment_paths, *list_files(args)]
+    inputs = (*invocation.reflection_paths, *invocation.experiment_paths, *list_files(args))
     OutputFiles(program.output_targets(params), inputs)  # checks the targets only
     experiments = invocation.experiments
     infos = experiment_infos(experiments)
