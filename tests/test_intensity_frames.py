@@ -255,6 +255,41 @@ def test_any_split_into_chunks_and_tasks_gives_identical_results(monkeypatch, li
         )
 
 
+@pytest.mark.parametrize("limits", [(None, None), (50, 30), (300, 120)])
+def test_tasks_pruned_by_the_drivers_hints_give_identical_results(monkeypatch, limits):
+    """Tasks that start after others were merged leave out what the merge so far makes
+    useless (their medians as sketches once the run has too many values for an exact
+    one, their plot points past a full sample's cutoff): the result is the same, and
+    the pruned tasks hold less."""
+    from dials_refl_stats.pipeline.execute import MergeStack
+
+    exact, sample = limits
+    if exact:
+        monkeypatch.setattr(sketches, "EXACT_MEDIAN_VALUES", exact)
+        monkeypatch.setattr(sketches, "PLOT_SAMPLE", sample)
+    chunks = make_chunks(rows=300)
+    stat = statistic()
+    whole = result_json(stat, stat.merge_all(stat.partial(c) for c in chunks))
+    rng = random.Random(7)
+    for _ in range(4):
+        tasks = [stat.complete(stat.partial(c)) for c in rng.sample(chunks, len(chunks))]
+        stack, kept, full, sketched_early = MergeStack(stat), 0, 0, 0
+        for task in tasks:
+            hint = stack.hint()
+            pruned = task if hint is None else stat.pruned(task, hint)
+            kept += sum(c.sample.order_key.size for c in pruned.finished.choices)
+            full += sum(c.sample.order_key.size for c in task.finished.choices)
+            pairs = zip(task.finished.choices, pruned.finished.choices)
+            sketched_early += sum(a.median.exact and not b.median.exact for a, b in pairs)
+            stack.add(pruned)
+        assert result_json(stat, stack.result()) == whole
+        if exact:
+            assert kept < full
+        else:
+            assert kept == full and stack.hint() is None
+        assert (sketched_early > 0) == (exact == 300)  # tasks exact, the run not
+
+
 def test_sketched_median_is_within_one_percent_whatever_the_split(monkeypatch):
     monkeypatch.setattr(sketches, "EXACT_MEDIAN_VALUES", 1000)
     rng = np.random.default_rng(5)
@@ -393,3 +428,44 @@ def test_distinct_bucket_counts_equal_numpy_unique(case):
     np.testing.assert_array_equal(distinct, expected[0])
     np.testing.assert_array_equal(counts, expected[1])
     assert distinct.dtype == np.int64 and counts.dtype == np.int64
+
+
+@needs_dials
+def test_program_on_many_stills_gives_the_same_json_with_and_without_pruning(
+    run_inprocess, tmp_path, monkeypatch
+):
+    """Stills split one per file by DIALS, tiny limits: the tasks' pruned partials (the
+    driver's hints, serially and on 2 processes) give the JSON that unpruned ones give."""
+    from conftest import split_stills
+
+    from dials_refl_stats.analysis.intensity_frames import IntensityFramesStatistic
+    from dials_refl_stats.pipeline.execute import MergeStack
+
+    folder = split_stills("ssx_CuNiR/strong_5.refl", tmp_path / "stills", copies=8)
+    monkeypatch.setattr(sketches, "EXACT_MEDIAN_VALUES", 300)
+    monkeypatch.setattr(sketches, "PLOT_SAMPLE", 150)
+    pruned_tasks = []
+    prune = IntensityFramesStatistic.pruned
+    monkeypatch.setattr(
+        IntensityFramesStatistic,
+        "pruned",
+        lambda self, partial, hint: pruned_tasks.append(hint) or prune(self, partial, hint),
+    )
+    args = [folder, "frame.source=xyzobs", "selection.flags=strong", "output.plot=None"]
+    documents = {}
+    for case, extra in [("pruned", []), ("pruned_nproc2", ["mp.nproc=2"]), ("whole", [])]:
+        if case == "whole":
+            monkeypatch.setattr(MergeStack, "hint", lambda self: None)
+        out = tmp_path / case
+        out.mkdir()
+        result = run_inprocess("intensity_per_frame", *args, *extra, cwd=out)
+        assert result.exit_code == 0, result.stderr
+        intensity = result.document["results"]["intensities"][0]
+        assert intensity["overall_median"] == "sketch"
+        documents[case] = (out / "intensity_per_frame.json").read_bytes()
+        if case == "pruned":  # serially: tasks after the first ones were pruned
+            assert len(pruned_tasks) >= 2
+    strip = [json.loads(d) for d in documents.values()]
+    for document in strip:
+        document.pop("parameters")  # mp.nproc differs
+    assert strip[0] == strip[1] == strip[2]

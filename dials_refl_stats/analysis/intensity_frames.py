@@ -19,6 +19,7 @@ Pure numpy; no DIALS.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -33,7 +34,7 @@ from dials_refl_stats.analysis.intensity_per_frame import (
     z_floor_frames,
 )
 from dials_refl_stats.analysis.rows import flag_bit_counts
-from dials_refl_stats.analysis.sketches import MedianState, Sample
+from dials_refl_stats.analysis.sketches import MedianState, Sample, sketched
 from dials_refl_stats.analysis.statistic import (
     ID_BITS,
     Chunk,
@@ -273,6 +274,37 @@ class IntensityFramesStatistic(Statistic):
 
     def merge(self, first: IntensityPartial, second: IntensityPartial) -> IntensityPartial:
         return first + second
+
+    def prune_hint(self, merged: Sequence[IntensityPartial]) -> tuple | None:
+        """Per intensity: whether the run's median is a sketch already (more than
+        :data:`~.sketches.EXACT_MEDIAN_VALUES` values merged: later tasks send theirs
+        as sketches), and the cutoff of a full plot sample merged (later tasks send
+        only points below it); ``None`` when neither is known yet."""
+        finished = [p.finished for p in merged if p.finished is not None]
+        if not finished:
+            return None
+        hints = []
+        for c in range(len(self.choices)):
+            parts = [f.choices[c] for f in finished]
+            sketch = sketched(sum(part.median.n for part in parts))
+            cutoffs = [part.sample.cutoff for part in parts if part.sample.cutoff is not None]
+            hints.append((sketch, min(cutoffs, default=None)))
+        return tuple(hints) if any(h != (False, None) for h in hints) else None
+
+    def pruned(self, partial: IntensityPartial, hint: tuple) -> IntensityPartial:
+        """Medians as sketches, samples below their cutoffs (:meth:`prune_hint`)."""
+        if partial.finished is None:
+            return partial
+        choices = tuple(
+            dataclasses.replace(
+                part,
+                median=part.median.forced() if sketch else part.median,
+                sample=part.sample if cutoff is None else part.sample.pruned(cutoff),
+            )
+            for part, (sketch, cutoff) in zip(partial.finished.choices, hint)
+        )
+        finished = dataclasses.replace(partial.finished, choices=choices)
+        return dataclasses.replace(partial, finished=finished)
 
     def complete(self, partial: IntensityPartial | None) -> IntensityPartial | None:
         """A task's rows as finished series (its files are whole)."""

@@ -10,6 +10,7 @@ are distinct. Pure numpy.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +33,11 @@ def splitmix64(values: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
+def sketched(n_values: int) -> bool:
+    """Whether the median of a run of ``n_values`` values is a sketch."""
+    return n_values > EXACT_MEDIAN_VALUES
+
+
 @dataclass(frozen=True)
 class MedianState:
     """Every value while there are few (exact median), else a log-bucket sketch."""
@@ -52,7 +58,7 @@ class MedianState:
         return int(self.counts.sum()) + self.n_nan
 
     def bounded(self) -> "MedianState":
-        if self.values is None or self.values.size <= EXACT_MEDIAN_VALUES:
+        if self.values is None or not sketched(self.values.size):
             return self
         return self.forced()
 
@@ -172,3 +178,19 @@ class Sample:
     @property
     def complete(self) -> bool:
         return self.order_key.size == self.n_seen
+
+    @functools.cached_property
+    def cutoff(self) -> int | None:
+        """The largest hash kept once the sample is full (no point with a larger hash
+        can be in any merge with this sample), else ``None``."""
+        if self.order_key.size < PLOT_SAMPLE:
+            return None
+        return int(splitmix64(self.order_key).max())
+
+    def pruned(self, cutoff: int) -> "Sample":
+        """Without the points whose hash is above ``cutoff`` (a full sample's
+        :attr:`cutoff`: merged with it, they would be left out); ``n_seen`` kept."""
+        keep = splitmix64(self.order_key) <= np.uint64(cutoff)
+        if keep.all():
+            return self
+        return Sample(*(a[keep] for a in self.arrays()), n_seen=self.n_seen)

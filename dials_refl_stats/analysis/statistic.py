@@ -201,6 +201,18 @@ class Statistic(ABC):
         partials must then only join them). Identity by default."""
         return partial
 
+    def prune_hint(self, merged: Sequence[Any]) -> Any:
+        """What tasks that start now may leave out of their partials, given partials the
+        driver has merged so far (their merge is what it has): whatever can no longer
+        change the result (points that can no longer be in a bounded sample, say).
+        ``None`` (the default): nothing."""
+        return None
+
+    def pruned(self, partial: Any, hint: Any) -> Any:
+        """A task's completed ``partial`` less what ``hint`` (:meth:`prune_hint`) says can
+        no longer change the result: merged with the rest, it gives the same result."""
+        return partial
+
     def merge_all(self, partials: Iterable[Any]) -> Any:
         """Merge any number of partials (``None`` is the identity), pairwise in a
         balanced tree. A statistic whose partials join in one step (count tables, say)

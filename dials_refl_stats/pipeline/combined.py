@@ -8,7 +8,7 @@ to each chunk, and keeps one partial, plus per-file selection counts, per member
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -118,6 +118,25 @@ class CombinedStatistic(Statistic):
                 for name in self.members
             },
         )
+
+    def prune_hint(self, merged: Sequence[CombinedPartial]) -> dict | None:
+        """Each member's hint from its own merged partials (``None``: no member has one)."""
+        hints = {
+            name: member.statistic.prune_hint(
+                [p.partials[name] for p in merged if p.partials.get(name) is not None]
+            )
+            for name, member in self.members.items()
+        }
+        return hints if any(h is not None for h in hints.values()) else None
+
+    def pruned(self, partial: CombinedPartial, hint: dict) -> CombinedPartial:
+        pruned = {
+            name: self.members[name].statistic.pruned(member_partial, hint[name])
+            if member_partial is not None and hint.get(name) is not None
+            else member_partial
+            for name, member_partial in partial.partials.items()
+        }
+        return CombinedPartial(pruned, partial.records)
 
     def complete(self, partial: CombinedPartial | None) -> CombinedPartial | None:
         if partial is None:

@@ -63,13 +63,14 @@ def start_method() -> str | None:
     return "forkserver" if "forkserver" in methods else None
 
 
-def process_engine(batches, statistic, plan, reader, skip_errors, *, n_workers: int):
-    """Batches on ``n_workers`` local processes (:func:`start_method`)."""
+def process_engine(batches, statistic, plan, reader, skip_errors, hints=None, *, n_workers: int):
+    """Batches on ``n_workers`` local processes (:func:`start_method`); each task gets
+    the driver's hint (``hints()``, :meth:`~.execute.MergeStack.hint`) when handed out."""
     import concurrent.futures
     import multiprocessing
 
     if len(batches) <= 1:
-        yield from serial_engine(batches, statistic, plan, reader, skip_errors)
+        yield from serial_engine(batches, statistic, plan, reader, skip_errors, hints)
         return
     context = multiprocessing.get_context(start_method())
     # the statistic and plan reach each worker once, when it starts (a task carries only
@@ -89,7 +90,7 @@ def process_engine(batches, statistic, plan, reader, skip_errors, *, n_workers: 
 
     def submit() -> None:  # a few batches per worker in flight, not all of them
         for batch in itertools.islice(waiting, IN_FLIGHT * n_workers - len(running)):
-            future = pool.submit(task, batch)
+            future = pool.submit(task, batch, hints() if hints is not None else None)
             number[future] = next(numbers)
             running.add(future)
 
@@ -148,13 +149,15 @@ def dask_engine(
     plan,
     reader,
     skip_errors,
+    hints=None,
     *,
     address: str | None,
     scheduler_file: str | None,
     n_workers: int,
     timeout: float = 30,
 ):
-    """Batches on a Dask cluster; partials merged in a tree on the workers.
+    """Batches on a Dask cluster; partials merged in a tree on the workers (``hints``
+    unused: the driver holds no merged partial to draw them from).
 
     With neither a scheduler address nor a scheduler file, a local cluster of
     ``n_workers`` worker processes is started for the run. ``timeout`` seconds bound the
@@ -358,9 +361,11 @@ class Packed:
 _LOADED: list = [None]
 
 
-def _packed_batch(packed: Packed, batch, *, reader: str, skip_errors: bool) -> RunPartial:
+def _packed_batch(
+    packed: Packed, batch, hint=None, *, reader: str, skip_errors: bool
+) -> RunPartial:
     statistic, plan = packed.load()
-    return process_batch(batch, statistic, plan, reader, skip_errors)
+    return process_batch(batch, statistic, plan, reader, skip_errors, hint)
 
 
 #: The run's packed statistic and plan in a local worker process (:func:`_start_worker`).
@@ -374,8 +379,8 @@ def _start_worker(packed: Packed) -> None:
     _STARTED[0] = packed
 
 
-def _started_batch(batch, *, reader: str, skip_errors: bool) -> RunPartial:
-    return _packed_batch(_STARTED[0], batch, reader=reader, skip_errors=skip_errors)
+def _started_batch(batch, hint=None, *, reader: str, skip_errors: bool) -> RunPartial:
+    return _packed_batch(_STARTED[0], batch, hint, reader=reader, skip_errors=skip_errors)
 
 
 def _packed_merge(packed: Packed, first: RunPartial, second: RunPartial) -> RunPartial:

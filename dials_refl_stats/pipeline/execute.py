@@ -277,8 +277,10 @@ def process_batch(
     plan: SelectionPlan,
     reader: str,
     skip_errors: bool,
+    hint: Any = None,
 ) -> RunPartial:
-    """The merged partial of a batch of files (the task every engine runs).
+    """The merged partial of a batch of files (the task every engine runs), less what
+    ``hint`` (``Statistic.prune_hint``) says cannot change the result.
 
     Small msgpack files are read together (:mod:`.small_files`); every other file, and
     any small file that is not plainly valid, is read on its own.
@@ -321,7 +323,10 @@ def process_batch(
             if isinstance(file, DeferredFileInfo):
                 opened = problem_file(file.path, file.index, reader, error)
         records.append(record if opened is None else dataclasses.replace(record, opened=opened))
-    return RunPartial(statistic.complete(merge_tree(statistic, partials)), records)
+    partial = statistic.complete(merge_tree(statistic, partials))
+    if hint is not None and partial is not None:
+        partial = statistic.pruned(partial, hint)
+    return RunPartial(partial, records)
 
 
 def _headers(files: Sequence[FileInfo], plan: SelectionPlan, reader: str, skip_errors: bool):
@@ -396,6 +401,10 @@ class MergeStack:
 
     def result(self) -> Any:
         return self.statistic.merge_all(p for _, p in self.stack)
+
+    def hint(self) -> Any:
+        """The statistic's prune hint for what is merged so far (``None``: nothing)."""
+        return self.statistic.prune_hint([p for _, p in self.stack if p is not None])
 
 
 def merge_runs(statistic: Statistic, first: RunPartial, second: RunPartial) -> RunPartial:
@@ -536,7 +545,8 @@ def reduce_files(
     # collector's full passes over all of them cost 10-20% of a run. They hold no cycles,
     # so what exists after each batch is frozen (left out of collections) until the end.
     gc.freeze()
-    results = engine(batches, statistic, plan, reader, skip_errors)
+    # tasks started later leave out what the merge so far makes useless (same result)
+    results = engine(batches, statistic, plan, reader, skip_errors, merged.hint)
     try:
         for result in results:
             progress.update(result)
@@ -551,6 +561,11 @@ def reduce_files(
     return RunPartial(merged.result(), records)
 
 
-def serial_engine(batches, statistic, plan, reader, skip_errors) -> Iterable[RunPartial]:
+def serial_engine(
+    batches, statistic, plan, reader, skip_errors, hints: Callable[[], Any] | None = None
+) -> Iterable[RunPartial]:
+    """Batches in this process, one after the other (``hints``: the driver's
+    :meth:`MergeStack.hint`, asked before each batch)."""
     for batch in batches:
-        yield process_batch(batch, statistic, plan, reader, skip_errors)
+        hint = hints() if hints is not None else None
+        yield process_batch(batch, statistic, plan, reader, skip_errors, hint)
