@@ -261,7 +261,7 @@ def test_tasks_pruned_by_the_drivers_hints_give_identical_results(monkeypatch, l
     useless (their medians as sketches once the run has too many values for an exact
     one, their plot points past a full sample's cutoff): the result is the same, and
     the pruned tasks hold less."""
-    from dials_refl_stats.pipeline.execute import MergeStack
+    from dials_refl_stats.pipeline.execute import Hints, MergeStack
 
     exact, sample = limits
     if exact:
@@ -273,20 +273,21 @@ def test_tasks_pruned_by_the_drivers_hints_give_identical_results(monkeypatch, l
     rng = random.Random(7)
     for _ in range(4):
         tasks = [stat.complete(stat.partial(c)) for c in rng.sample(chunks, len(chunks))]
-        stack, kept, full, sketched_early = MergeStack(stat), 0, 0, 0
+        stack, hints, kept, full, sketched_early = MergeStack(stat), Hints(stat), 0, 0, 0
         for task in tasks:
-            hint = stack.hint()
+            hint = hints()
             pruned = task if hint is None else stat.pruned(task, hint)
             kept += sum(c.sample.order_key.size for c in pruned.finished.choices)
             full += sum(c.sample.order_key.size for c in task.finished.choices)
             pairs = zip(task.finished.choices, pruned.finished.choices)
             sketched_early += sum(a.median.exact and not b.median.exact for a, b in pairs)
             stack.add(pruned)
+            hints.add(pruned)
         assert result_json(stat, stack.result()) == whole
         if exact:
             assert kept < full
         else:
-            assert kept == full and stack.hint() is None
+            assert kept == full and hints() is None
         assert (sketched_early > 0) == (exact == 300)  # tasks exact, the run not
 
 
@@ -439,7 +440,7 @@ def test_program_on_many_stills_gives_the_same_json_with_and_without_pruning(
     from conftest import split_stills
 
     from dials_refl_stats.analysis.intensity_frames import IntensityFramesStatistic
-    from dials_refl_stats.pipeline.execute import MergeStack
+    from dials_refl_stats.pipeline.execute import Hints
 
     folder = split_stills("ssx_CuNiR/strong_5.refl", tmp_path / "stills", copies=8)
     monkeypatch.setattr(sketches, "EXACT_MEDIAN_VALUES", 300)
@@ -455,7 +456,7 @@ def test_program_on_many_stills_gives_the_same_json_with_and_without_pruning(
     documents = {}
     for case, extra in [("pruned", []), ("pruned_nproc2", ["mp.nproc=2"]), ("whole", [])]:
         if case == "whole":
-            monkeypatch.setattr(MergeStack, "hint", lambda self: None)
+            monkeypatch.setattr(Hints, "__call__", lambda self: None)
         out = tmp_path / case
         out.mkdir()
         result = run_inprocess("intensity_per_frame", *args, *extra, cwd=out)
@@ -469,3 +470,31 @@ def test_program_on_many_stills_gives_the_same_json_with_and_without_pruning(
     for document in strip:
         document.pop("parameters")  # mp.nproc differs
     assert strip[0] == strip[1] == strip[2]
+
+
+def test_the_drivers_plot_cutoff_is_the_largest_of_the_smallest_hashes_merged(monkeypatch):
+    """Folding samples one by one keeps the PLOT_SAMPLE smallest hashes of all their
+    points; the cutoff is their largest once there are that many (exactly what a merge
+    of those samples keeps)."""
+    monkeypatch.setattr(sketches, "PLOT_SAMPLE", 50)
+    rng = np.random.default_rng(11)
+    keys, fresh = np.split(rng.permutation(10_000)[:600].astype(np.int64), [400])
+    samples = [
+        Sample(part, part, part.astype(float), part.astype(float), part.size).bounded()
+        for part in np.array_split(keys, [3, 40, 41, 300])
+    ]
+    kept = None
+    for i, sample in enumerate(samples):
+        kept = sample.smallest_hashes(kept)
+        merged = samples[0]
+        for other in samples[1 : i + 1]:
+            merged = merged + other
+        expected = np.sort(sketches.splitmix64(merged.order_key))
+        assert np.array_equal(np.sort(kept), expected)
+        cutoff = sketches.sample_cutoff(kept)
+        assert cutoff == (int(expected[-1]) if expected.size >= 50 else None)
+        if cutoff is not None:  # a pruned later sample merges to the same points
+            later = Sample(fresh, fresh, fresh * 1.0, fresh * 1.0, fresh.size)
+            pruned = later.pruned(cutoff)
+            assert pruned.n_seen == 200 and pruned.order_key.size < 200
+            assert set((merged + pruned).order_key) == set((merged + later).order_key)

@@ -34,7 +34,7 @@ from dials_refl_stats.analysis.intensity_per_frame import (
     z_floor_frames,
 )
 from dials_refl_stats.analysis.rows import flag_bit_counts
-from dials_refl_stats.analysis.sketches import MedianState, Sample, sketched
+from dials_refl_stats.analysis.sketches import MedianState, Sample, sample_cutoff, sketched
 from dials_refl_stats.analysis.statistic import (
     ID_BITS,
     Chunk,
@@ -275,21 +275,25 @@ class IntensityFramesStatistic(Statistic):
     def merge(self, first: IntensityPartial, second: IntensityPartial) -> IntensityPartial:
         return first + second
 
-    def prune_hint(self, merged: Sequence[IntensityPartial]) -> tuple | None:
+    def fold_hint(self, state: tuple | None, partial: IntensityPartial) -> tuple | None:
+        """Per intensity: values merged so far, and the smallest plot-point hashes."""
+        if partial.finished is None:
+            return state
+        state = state or tuple((0, None) for _ in self.choices)
+        return tuple(
+            (n + part.median.n, part.sample.smallest_hashes(hashes))
+            for (n, hashes), part in zip(state, partial.finished.choices)
+        )
+
+    def prune_hint(self, state: tuple) -> tuple | None:
         """Per intensity: whether the run's median is a sketch already (more than
         :data:`~.sketches.EXACT_MEDIAN_VALUES` values merged: later tasks send theirs
-        as sketches), and the cutoff of a full plot sample merged (later tasks send
-        only points below it); ``None`` when neither is known yet."""
-        finished = [p.finished for p in merged if p.finished is not None]
-        if not finished:
-            return None
-        hints = []
-        for c in range(len(self.choices)):
-            parts = [f.choices[c] for f in finished]
-            sketch = sketched(sum(part.median.n for part in parts))
-            cutoffs = [part.sample.cutoff for part in parts if part.sample.cutoff is not None]
-            hints.append((sketch, min(cutoffs, default=None)))
-        return tuple(hints) if any(h != (False, None) for h in hints) else None
+        as sketches), and the cutoff of the plot points merged (later tasks send only
+        points hashed below it); ``None`` when neither is known yet."""
+        hints = tuple(
+            (sketched(n), None if hashes is None else sample_cutoff(hashes)) for n, hashes in state
+        )
+        return hints if any(h != (False, None) for h in hints) else None
 
     def pruned(self, partial: IntensityPartial, hint: tuple) -> IntensityPartial:
         """Medians as sketches, samples below their cutoffs (:meth:`prune_hint`)."""

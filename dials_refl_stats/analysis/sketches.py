@@ -10,7 +10,6 @@ are distinct. Pure numpy.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -145,6 +144,13 @@ def value_buckets(values: np.ndarray) -> np.ndarray:
     return buckets
 
 
+def sample_cutoff(smallest: np.ndarray) -> int | None:
+    """The largest of the :data:`PLOT_SAMPLE` smallest hashes of the points of some
+    samples (:meth:`Sample.smallest_hashes`), if there are that many: no point with a
+    larger hash can be in a merge with those samples. ``None`` otherwise."""
+    return int(smallest.max()) if smallest.size >= PLOT_SAMPLE else None
+
+
 def bucket_value(bucket: int) -> float:
     if abs(int(bucket)) == INFINITE_BUCKET:
         return float(np.sign(bucket)) * np.inf
@@ -179,17 +185,19 @@ class Sample:
     def complete(self) -> bool:
         return self.order_key.size == self.n_seen
 
-    @functools.cached_property
-    def cutoff(self) -> int | None:
-        """The largest hash kept once the sample is full (no point with a larger hash
-        can be in any merge with this sample), else ``None``."""
-        if self.order_key.size < PLOT_SAMPLE:
-            return None
-        return int(splitmix64(self.order_key).max())
+    def smallest_hashes(self, kept: np.ndarray | None = None) -> np.ndarray:
+        """The :data:`PLOT_SAMPLE` smallest of ``kept`` (hashes of points of other
+        samples) and this sample's points' hashes."""
+        hashes = splitmix64(self.order_key)
+        if kept is not None:
+            hashes = np.concatenate([kept, hashes])
+        if hashes.size > PLOT_SAMPLE:
+            hashes = np.partition(hashes, PLOT_SAMPLE - 1)[:PLOT_SAMPLE]
+        return hashes
 
     def pruned(self, cutoff: int) -> "Sample":
-        """Without the points whose hash is above ``cutoff`` (a full sample's
-        :attr:`cutoff`: merged with it, they would be left out); ``n_seen`` kept."""
+        """Without the points whose hash is above ``cutoff`` (:func:`sample_cutoff`:
+        merged with the samples it came from, they would be left out); ``n_seen`` kept."""
         keep = splitmix64(self.order_key) <= np.uint64(cutoff)
         if keep.all():
             return self

@@ -201,11 +201,16 @@ class Statistic(ABC):
         partials must then only join them). Identity by default."""
         return partial
 
-    def prune_hint(self, merged: Sequence[Any]) -> Any:
-        """What tasks that start now may leave out of their partials, given partials the
-        driver has merged so far (their merge is what it has): whatever can no longer
+    def fold_hint(self, state: Any, partial: Any) -> Any:
+        """The driver's prune-hint state once task result ``partial`` is merged
+        (``state``: before it, ``None`` at first). ``None`` (the default): no hints."""
+        return None
+
+    def prune_hint(self, state: Any) -> Any:
+        """What tasks handed out now may leave out of their partials, given
+        :meth:`fold_hint`'s state of every result merged so far: whatever can no longer
         change the result (points that can no longer be in a bounded sample, say).
-        ``None`` (the default): nothing."""
+        ``None``: nothing (small: it goes with every task)."""
         return None
 
     def pruned(self, partial: Any, hint: Any) -> Any:

@@ -8,7 +8,7 @@ to each chunk, and keeps one partial, plus per-file selection counts, per member
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -119,12 +119,20 @@ class CombinedStatistic(Statistic):
             },
         )
 
-    def prune_hint(self, merged: Sequence[CombinedPartial]) -> dict | None:
-        """Each member's hint from its own merged partials (``None``: no member has one)."""
+    def fold_hint(self, state: dict | None, partial: CombinedPartial) -> dict:
+        """Each member's own hint state."""
+        state = state or {}
+        return {
+            name: member.statistic.fold_hint(state.get(name), partial.partials[name])
+            if partial.partials.get(name) is not None
+            else state.get(name)
+            for name, member in self.members.items()
+        }
+
+    def prune_hint(self, state: dict) -> dict | None:
+        """Each member's hint (``None``: no member has one)."""
         hints = {
-            name: member.statistic.prune_hint(
-                [p.partials[name] for p in merged if p.partials.get(name) is not None]
-            )
+            name: member.statistic.prune_hint(state[name]) if state.get(name) is not None else None
             for name, member in self.members.items()
         }
         return hints if any(h is not None for h in hints.values()) else None

@@ -65,7 +65,7 @@ def start_method() -> str | None:
 
 def process_engine(batches, statistic, plan, reader, skip_errors, hints=None, *, n_workers: int):
     """Batches on ``n_workers`` local processes (:func:`start_method`); each task gets
-    the driver's hint (``hints()``, :meth:`~.execute.MergeStack.hint`) when handed out."""
+    the driver's hint (``hints()``, :class:`~.execute.Hints`) when handed out."""
     import concurrent.futures
     import multiprocessing
 

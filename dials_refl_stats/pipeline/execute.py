@@ -402,9 +402,20 @@ class MergeStack:
     def result(self) -> Any:
         return self.statistic.merge_all(p for _, p in self.stack)
 
-    def hint(self) -> Any:
-        """The statistic's prune hint for what is merged so far (``None``: nothing)."""
-        return self.statistic.prune_hint([p for _, p in self.stack if p is not None])
+
+class Hints:
+    """The prune hints of a run's driver: :meth:`add` each task result as it is merged;
+    calling gives the statistic's hint for what is merged so far (``None``: nothing)."""
+
+    def __init__(self, statistic: Statistic):
+        self.statistic, self.state = statistic, None
+
+    def add(self, partial: Any) -> None:
+        if partial is not None:
+            self.state = self.statistic.fold_hint(self.state, partial)
+
+    def __call__(self) -> Any:
+        return self.statistic.prune_hint(self.state) if self.state is not None else None
 
 
 def merge_runs(statistic: Statistic, first: RunPartial, second: RunPartial) -> RunPartial:
@@ -540,17 +551,18 @@ def reduce_files(
     # deferred headers: rows not known yet
     known = not isinstance(files, DeferredInfos) and all(f.nrows >= 0 for f in files)
     progress = Progress(len(files), sum(f.nrows for f in files) if known else -1)
-    merged, records = MergeStack(statistic), []
+    merged, records, hints = MergeStack(statistic), [], Hints(statistic)
     # The per-file records pile up (10^5 files: ~10^6 objects); the cyclic garbage
     # collector's full passes over all of them cost 10-20% of a run. They hold no cycles,
     # so what exists after each batch is frozen (left out of collections) until the end.
     gc.freeze()
     # tasks started later leave out what the merge so far makes useless (same result)
-    results = engine(batches, statistic, plan, reader, skip_errors, merged.hint)
+    results = engine(batches, statistic, plan, reader, skip_errors, hints)
     try:
         for result in results:
             progress.update(result)
             merged.add(result.partial)
+            hints.add(result.partial)
             records.extend(result.records)
             gc.freeze()
     finally:
@@ -565,7 +577,7 @@ def serial_engine(
     batches, statistic, plan, reader, skip_errors, hints: Callable[[], Any] | None = None
 ) -> Iterable[RunPartial]:
     """Batches in this process, one after the other (``hints``: the driver's
-    :meth:`MergeStack.hint`, asked before each batch)."""
+    :class:`Hints`, asked before each batch)."""
     for batch in batches:
         hint = hints() if hints is not None else None
         yield process_batch(batch, statistic, plan, reader, skip_errors, hint)
