@@ -215,3 +215,31 @@ def test_distinct_ids_are_unique_ids(ids):
     assert np.array_equal(values, expected_values)
     assert np.array_equal(inverse, expected_inverse)
     assert inverse.dtype == np.int64
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_mask_segment_counts_equal_counting_each_mask(seed):
+    """The mask counter (and-ed bytes summed as 64-bit words per mask range, lanes for
+    int32 masks, long masks in pieces) against counting each mask's bytes plainly: int32
+    masks (stride 4) and uint8 ones, units 1-16, masks of 1 to 2000 pixels, the last one
+    ending at the very end of the window."""
+    from dials_refl_stats.reader.shoebox import _segment_counts
+
+    rng = np.random.default_rng(1000 + seed)
+    width = int(rng.choice([1, 4]))
+    unit = int(rng.choice([1, 2, 4, 8, 16]))
+    n_rows = int(rng.integers(1, 60))
+    npix = rng.choice([1, 2, 3, 7, 64, 255, 2000], n_rows)
+    starts, position = [], 0
+    for n in npix:
+        position += 29 + int(rng.integers(0, 9)) + 4 * int(n)  # header, data
+        starts.append(position)
+        position += width * int(n) + (4 * int(n) if rng.random() < 0.9 else 0)
+    length = position + (-position) % 8 if rng.random() < 0.5 else position
+    hit = np.zeros(length + 64, dtype=np.uint8)
+    hit[:length] = np.where(rng.random(length) < 0.4, unit, 0)
+    if length % 8:  # zero up to the next multiple of 8, as the callers leave it
+        hit[length : length + 8 - length % 8] = 0
+    s, n = np.array(starts, dtype=np.int64), npix.astype(np.int64)
+    expected = [int(hit[a : a + width * k : width].sum()) // unit for a, k in zip(s, n)]
+    assert _segment_counts(hit.copy(), length, s, n, width, unit).tolist() == expected
