@@ -21,6 +21,8 @@ import pytest
 from conftest import data_path, program_path, split_stills
 from test_programs_common import PROGRAMS, assert_sorry, run_inprocess
 
+from dials_refl_stats.analysis.statistic import Statistic
+
 N_FILES = 24
 #: Programs that need no experiments (the SSX stills tables have no scans).
 STILLS = "ssx_CuNiR/indexed.refl"
@@ -425,39 +427,45 @@ def test_a_local_dask_cluster_keeps_stderr_empty(stills_with_experiments, tmp_pa
     assert not (space / "worker-stale1").exists()  # the purge happened, quietly
 
 
+class JoinedTuples(Statistic):
+    """Partials are tuples of task numbers, merged by joining them; every ``merge`` and
+    ``merge_all`` call is recorded (the sizes of what it merged)."""
+
+    name = "joined_tuples"
+
+    def __init__(self):
+        self.pairs, self.groups = [], []
+
+    def columns(self, available):
+        return ()
+
+    def partial(self, chunk):
+        raise NotImplementedError
+
+    def merge(self, first, second):
+        self.pairs.append((len(first), len(second)))
+        return first + second
+
+    def merge_all(self, partials):
+        partials = list(partials)
+        self.groups.append([len(p) for p in partials if p is not None])
+        return super().merge_all(partials)
+
+    def finalize(self, partial):
+        return partial
+
+
 def test_task_results_are_merged_as_they_arrive_in_a_balanced_stack():
     """The driver merges task results on arrival, MERGE_FAN_IN at once, and holds at
     most (FAN_IN - 1) log_FAN_IN(tasks) + 1 partials; merged sizes stay balanced (each
     merge joins FAN_IN partials of equal numbers of tasks, until the end)."""
     import math
 
-    from dials_refl_stats.analysis.statistic import MERGE_FAN_IN, Statistic
+    from dials_refl_stats.analysis.statistic import MERGE_FAN_IN
     from dials_refl_stats.pipeline.execute import MergeStack
 
-    merges = []
-
-    class Tasks(Statistic):
-        name = "tasks"
-
-        def columns(self, available):
-            return ()
-
-        def partial(self, chunk):
-            raise NotImplementedError
-
-        def merge(self, first, second):
-            return first + second
-
-        def merge_all(self, partials):
-            partials = list(partials)
-            merges.append([len(p) for p in partials])
-            return super().merge_all(partials)
-
-        def finalize(self, partial):
-            return partial
-
-    n_tasks = 1000
-    stack = MergeStack(Tasks())
+    n_tasks, statistic = 1000, JoinedTuples()
+    stack = MergeStack(statistic)
     held = []
     for task in range(n_tasks):
         stack.add((task,))
@@ -465,7 +473,7 @@ def test_task_results_are_merged_as_they_arrive_in_a_balanced_stack():
     assert sorted(stack.result()) == list(range(n_tasks))
     levels = math.ceil(math.log(n_tasks, MERGE_FAN_IN))
     assert max(held) <= (MERGE_FAN_IN - 1) * levels + 1
-    *during, final = merges
+    *during, final = statistic.groups
     assert all(len(m) == MERGE_FAN_IN and len(set(m)) == 1 for m in during)
     assert sum(final) == n_tasks and len(final) <= (MERGE_FAN_IN - 1) * levels
 
@@ -473,31 +481,12 @@ def test_task_results_are_merged_as_they_arrive_in_a_balanced_stack():
 def test_default_merge_of_many_partials_is_a_balanced_tree_of_pairs():
     """``Statistic.merge_all`` without an n-ary override merges pairs of equal size
     (``None``, the identity, left out)."""
-    from dials_refl_stats.analysis.statistic import Statistic
-
-    pairs = []
-
-    class Joined(Statistic):
-        name = "joined"
-
-        def columns(self, available):
-            return ()
-
-        def partial(self, chunk):
-            raise NotImplementedError
-
-        def merge(self, first, second):
-            pairs.append((len(first), len(second)))
-            return first + second
-
-        def finalize(self, partial):
-            return partial
-
+    statistic = JoinedTuples()
     parts = [(i,) for i in range(16)]
-    assert Joined().merge_all([None, *parts[:8], None, *parts[8:]]) == tuple(range(16))
-    assert all(a == b for a, b in pairs) and len(pairs) == 15
-    assert Joined().merge_all([None, None]) is None
-    assert Joined().merge_all([(1,)]) == (1,)
+    assert statistic.merge_all([None, *parts[:8], None, *parts[8:]]) == tuple(range(16))
+    assert all(a == b for a, b in statistic.pairs) and len(statistic.pairs) == 15
+    assert statistic.merge_all([None, None]) is None
+    assert statistic.merge_all([(1,)]) == (1,)
 
 
 @pytest.fixture(scope="module")
