@@ -212,22 +212,19 @@ def test_inputs_named_like_a_target_are_found_as_by_matching_each_one():
             os.path.realpath(p) for p in given if any(p == n or p.endswith("/" + n) for n in wanted)
         }
         assert _inputs_named_like(targets, given) == expected, (targets, given)
-        assert _inputs_named_like(targets, tuple(given)) == expected, (targets, given)
 
 
-def test_a_runs_inputs_are_searched_once_for_its_targets(monkeypatch):
-    """A run checks its targets before the work and again before writing: the same tuple
-    of inputs is searched once for the same names; a list, other names or another tuple
-    (even an equal one) are searched again."""
-    searched = []
-    search = outputs._search_inputs
-    monkeypatch.setattr(outputs, "_search_inputs", lambda n, i: searched.append(i) or search(n, i))
-    given = ("d/a.json", "d/b.refl")
-    targets = {"json": "a.json", "log": None}
-    for _ in range(3):
-        assert outputs._inputs_named_like(targets, given) == {os.path.realpath("d/a.json")}
-    assert len(searched) == 1
-    assert outputs._inputs_named_like({"json": "b.refl"}, given) == {os.path.realpath("d/b.refl")}
-    assert outputs._inputs_named_like(targets, list(given)) == {os.path.realpath("d/a.json")}
-    assert outputs._inputs_named_like(targets, tuple(list(given))) == {os.path.realpath("d/a.json")}
-    assert len(searched) == 4
+def test_a_run_checks_its_targets_once(tmp_path, monkeypatch):
+    """The targets are checked before any work, by the outputs the run then writes
+    (prepared and committed with their own checks), not a second time."""
+    checks = []
+    check = outputs.check_targets
+    monkeypatch.setattr(outputs, "check_targets", lambda t, i: checks.append(t) or check(t, i))
+    code, _, err = run_inprocess("spot_size_histogram", inputs(), tmp_path)
+    assert code == 0, err
+    assert len(checks) == 1
+    assert sorted(os.listdir(tmp_path)) == [
+        "dials.spot_size_histogram.log",
+        "spot_size_histogram.json",
+        "spot_size_histogram.png",
+    ]

@@ -63,26 +63,10 @@ def check_targets(targets: Mapping[str, str | None], inputs: Sequence[str]) -> N
 
 def _inputs_named_like(targets: Mapping[str, str | None], inputs: Sequence[str]) -> set[str]:
     """Real paths of the inputs with a target's file name (only they can be the same file
-    as a target). 10^6 inputs are searched as one string first: most runs have none.
-    A tuple of inputs is searched once for the same names (a run checks its targets
-    before the work and again before writing)."""
+    as a target). 10^6 inputs are searched as one string first: most runs have none."""
     names = {os.path.basename(p) for p in targets.values() if p}
     if not names:
         return set()
-    last_inputs, last_names, last_found = _LAST_SEARCH
-    if type(inputs) is tuple and inputs is last_inputs and names == last_names:
-        return set(last_found)
-    found = _search_inputs(names, inputs)
-    if type(inputs) is tuple:  # immutable: the same object holds the same paths
-        _LAST_SEARCH[:] = [inputs, names, frozenset(found)]
-    return found
-
-
-#: The last search of a tuple of inputs: [the tuple, the names searched, found].
-_LAST_SEARCH: list = [None, None, None]
-
-
-def _search_inputs(names: set[str], inputs: Sequence[str]) -> set[str]:
     joined = "\n" + "\n".join(inputs) + "\n"
     if not any(f"{os.sep}{n}\n" in joined or f"\n{n}\n" in joined for n in names):
         if joined.count("\n") == len(inputs) + 1:  # no input holds a newline
@@ -184,11 +168,9 @@ class OutputFiles:
 
 
 @contextlib.contextmanager
-def run_outputs(
-    targets: Mapping[str, str | None], inputs: Sequence[str], verbosity: int
-) -> Iterator[OutputFiles]:
-    """Check ``targets``, log to a temporary, commit all outputs on success only."""
-    outputs = OutputFiles(targets, inputs)
+def run_outputs(outputs: OutputFiles, verbosity: int) -> Iterator[OutputFiles]:
+    """The run's ``outputs`` (targets checked when they were made): temporaries made,
+    the log to its temporary, every output committed on success only."""
     before = {n: set(logging.getLogger(n).handlers) for n in DIALS_LOGGERS}
     try:
         outputs.prepare()

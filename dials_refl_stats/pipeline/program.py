@@ -346,8 +346,8 @@ def _run_program(program: Program, args: Sequence[str] | None, phil, help_messag
     restore_auto_choices(invocation.parser.system_phil, params)
     program.validate(params)
     plan = program.selection_plan(params)
-    inputs = (*invocation.reflection_paths, *invocation.experiment_paths, *list_files(args))
-    OutputFiles(program.output_targets(params), inputs)  # checks the targets only
+    inputs = [*invocation.reflection_paths, *invocation.experiment_paths, *list_files(args)]
+    checked = OutputFiles(program.output_targets(params), inputs)  # the targets, checked
     experiments = invocation.experiments
     infos = experiment_infos(experiments)
     program.experiments_known(params, infos)
@@ -380,7 +380,7 @@ def _run_program(program: Program, args: Sequence[str] | None, phil, help_messag
     statistic = program.statistic(run)
 
     verbosity = invocation.options.verbose
-    with run_outputs(program.output_targets(params), inputs, verbosity) as outputs:
+    with run_outputs(checked, verbosity) as outputs:
         log_start(program, invocation)
         reduced = run.reduce(statistic)
         run.records = reduced.records
