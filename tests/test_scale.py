@@ -429,7 +429,7 @@ def test_a_local_dask_cluster_keeps_stderr_empty(stills_with_experiments, tmp_pa
 
 class JoinedTuples(Statistic):
     """Partials are tuples of task numbers, merged by joining them; every ``merge`` and
-    ``merge_all`` call is recorded (the sizes of what it merged)."""
+    ``merge_many`` call is recorded (the sizes of what it merged)."""
 
     name = "joined_tuples"
 
@@ -446,10 +446,9 @@ class JoinedTuples(Statistic):
         self.pairs.append((len(first), len(second)))
         return first + second
 
-    def merge_all(self, partials):
-        partials = list(partials)
-        self.groups.append([len(p) for p in partials if p is not None])
-        return super().merge_all(partials)
+    def merge_many(self, partials):
+        self.groups.append([len(p) for p in partials])
+        return super().merge_many(partials)
 
     def finalize(self, partial):
         return partial

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -236,13 +236,10 @@ class SpotSizeStatistic(Statistic):
         return SizeCounts(group, size, count, frozenset([source]))
 
     def merge(self, first: SizeCounts, second: SizeCounts) -> SizeCounts:
-        return self.merge_all([first, second])
+        return self.merge_many([first, second])
 
-    def merge_all(self, partials: Iterable[SizeCounts | None]) -> SizeCounts | None:
+    def merge_many(self, parts: list[SizeCounts]) -> SizeCounts:
         """The count tables joined in one step (see :func:`merge_count_tables`)."""
-        parts = [p for p in partials if p is not None]
-        if len(parts) < 2:
-            return parts[0] if parts else None
         (group, size), count = merge_count_tables(*(((p.group, p.size), p.count) for p in parts))
         return SizeCounts(group, size, count, frozenset().union(*(p.sources for p in parts)))
 

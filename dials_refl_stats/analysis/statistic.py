@@ -219,14 +219,21 @@ class Statistic(ABC):
         return partial
 
     def merge_all(self, partials: Iterable[Any]) -> Any:
-        """Merge any number of partials (``None`` is the identity), pairwise in a
-        balanced tree. A statistic whose partials join in one step (count tables, say)
-        overrides this: the driver merges up to :data:`MERGE_FAN_IN` partials at once."""
-        level = [p for p in partials if p is not None]
+        """Merge any number of partials (``None`` is the identity; ``None`` if all are)."""
+        parts = [p for p in partials if p is not None]
+        if len(parts) < 2:
+            return parts[0] if parts else None
+        return self.merge_many(parts)
+
+    def merge_many(self, partials: list[Any]) -> Any:
+        """Merge two or more partials: pairwise in a balanced tree. A statistic whose
+        partials join in one step (count tables, say) overrides this: the driver merges
+        up to :data:`MERGE_FAN_IN` partials at once."""
+        level = partials
         while len(level) > 1:
             paired = [self.merge(a, b) for a, b in zip(level[0::2], level[1::2])]
             level = paired + level[len(paired) * 2 :]
-        return level[0] if level else None
+        return level[0]
 
 
 #: Partials the driver merges at once (:class:`~dials_refl_stats.pipeline.execute.MergeStack`):

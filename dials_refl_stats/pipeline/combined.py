@@ -8,7 +8,7 @@ to each chunk, and keeps one partial, plus per-file selection counts, per member
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -101,13 +101,10 @@ class CombinedStatistic(Statistic):
         return CombinedPartial(partials, records)
 
     def merge(self, first: CombinedPartial, second: CombinedPartial) -> CombinedPartial:
-        return self.merge_all([first, second])
+        return self.merge_many([first, second])
 
-    def merge_all(self, partials: Iterable[CombinedPartial | None]) -> CombinedPartial | None:
+    def merge_many(self, parts: list[CombinedPartial]) -> CombinedPartial:
         """Each member's partials merged by its own ``merge_all`` (at once)."""
-        parts = [p for p in partials if p is not None]
-        if len(parts) < 2:
-            return parts[0] if parts else None
         return CombinedPartial(
             {
                 name: member.statistic.merge_all([p.partials.get(name) for p in parts])
