@@ -1,0 +1,1 @@
+"""Each program's results: statistics made into JSON blocks and log lines."""
