@@ -431,6 +431,49 @@ def test_distinct_bucket_counts_equal_numpy_unique(case):
     assert distinct.dtype == np.int64 and counts.dtype == np.int64
 
 
+def plain_sketch_buckets(values: np.ndarray) -> np.ndarray:
+    """The sketch's buckets as first written: masked copies, sign times (k + offset)."""
+    from dials_refl_stats.analysis.per_image import SKETCH_GAMMA, SKETCH_OFFSET
+
+    magnitude = np.abs(values)
+    buckets = np.zeros(values.shape, dtype=np.int64)
+    nonzero = magnitude > 0
+    k = np.ceil(np.log(magnitude[nonzero]) / np.log(SKETCH_GAMMA)).astype(np.int64)
+    buckets[nonzero] = np.sign(values[nonzero]).astype(np.int64) * (k + SKETCH_OFFSET)
+    return buckets
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sketch_buckets_computed_in_place_equal_the_plain_formula(seed):
+    """Zeros of both signs, subnormals, powers of two, gamma^j and its neighbours, huge
+    and tiny values, infinities: every bucket as the plain formula (and infinities in
+    their own buckets)."""
+    from dials_refl_stats.analysis.per_image import SKETCH_GAMMA, sketch_buckets
+    from dials_refl_stats.analysis.sketches import INFINITE_BUCKET, value_buckets
+
+    rng = np.random.default_rng(seed)
+    n = 200_000
+    values = rng.lognormal(8, 2, n) * rng.choice([-1.0, 1.0], n)
+    values[::97], values[1::89] = 0.0, -0.0
+    values[2::7] = rng.standard_normal(values[2::7].size) * 1e-300
+    values[3::11] = rng.uniform(-1e307, 1e307, values[3::11].size) * 17
+    powers = rng.integers(-1074, 1024, values[5::13].size)
+    values[5::13] = np.ldexp(1.0, powers) * rng.choice([-1.0, 1.0], powers.size)
+    edges = SKETCH_GAMMA ** rng.integers(-2000, 2000, 1000).astype(np.float64)
+    values[6 : 6 + 17 * edges.size : 17] = edges
+    values[8 : 8 + 19 * edges.size : 19] = np.nextafter(edges, np.inf)
+    values[9 : 9 + 23 * edges.size : 23] = -np.nextafter(edges, 0)
+    finite = values.copy()
+    values[::1001], values[4::1003] = np.inf, -np.inf
+
+    np.testing.assert_array_equal(sketch_buckets(finite), plain_sketch_buckets(finite))
+    expected = np.where(values > 0, INFINITE_BUCKET, -INFINITE_BUCKET)
+    ok = np.isfinite(values)
+    expected[ok] = plain_sketch_buckets(values[ok])
+    np.testing.assert_array_equal(value_buckets(values), expected)
+    assert value_buckets(values).dtype == np.int64
+
+
 @needs_dials
 def test_program_on_many_stills_gives_the_same_json_with_and_without_pruning(
     run_inprocess, tmp_path, monkeypatch

@@ -307,3 +307,41 @@ def test_a_message_quoting_a_files_strings_stays_one_line(tmp_path, program):
     )
     assert_sorry(code, err, "odd.refl", "not\\nthese\\texperiments")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.refl"]
+
+
+RSS_AFTER_FREE = """
+import dials_refl_stats.command_line as programs
+import numpy as np
+
+def rss_mb():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+
+block = np.ones(1 << 20)  # 8 MB, every page touched
+before = rss_mb()
+del block
+print(programs.MALLOC_TUNED, before - rss_mb())
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="Linux only")
+@pytest.mark.parametrize("user_setting", [None, "GLIBC_TUNABLES", "MALLOC_TRIM_THRESHOLD_"])
+def test_programs_have_malloc_keep_freed_memory_unless_the_user_tuned_it(user_setting):
+    """A program's freed 8 MB block stays in its heap for reuse (glibc, by default, maps
+    it anew and gives it back at once); a user's own malloc settings are left alone."""
+    if not os.confstr("CS_GNU_LIBC_VERSION"):
+        pytest.skip("glibc only")
+    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES",)}
+    env = {k: v for k, v in env.items() if not k.startswith("MALLOC_")}
+    if user_setting == "GLIBC_TUNABLES":
+        env[user_setting] = "glibc.malloc.check=0"
+    elif user_setting:
+        env[user_setting] = str(128 * 1024)  # glibc's own default
+    done = subprocess.run(
+        [sys.executable, "-c", RSS_AFTER_FREE], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    tuned, released = done.stdout.split()
+    if user_setting is None:
+        assert tuned == "True" and float(released) < 1  # kept for the next block
+    else:
+        assert tuned == "False" and float(released) > 6  # given back, as glibc does

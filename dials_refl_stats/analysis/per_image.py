@@ -82,15 +82,37 @@ OBSERVED = "xyzobs.px.value"
 PREDICTED = "xyzcal.px"
 
 
+#: ``np.log(SKETCH_GAMMA)``, the divisor of every value's log.
+LOG_GAMMA = np.log(SKETCH_GAMMA)
+
+
 def sketch_buckets(values: np.ndarray) -> np.ndarray:
-    """Monotone integer bucket of each value (0 for 0; sign-symmetric log buckets)."""
-    values = np.asarray(values, dtype=np.float64)
-    magnitude = np.abs(values)
-    buckets = np.zeros(values.shape, dtype=np.int64)
-    nonzero = magnitude > 0
-    k = np.ceil(np.log(magnitude[nonzero]) / np.log(SKETCH_GAMMA)).astype(np.int64)
-    buckets[nonzero] = np.sign(values[nonzero]).astype(np.int64) * (k + SKETCH_OFFSET)
+    """Monotone integer bucket of each finite value: ``sign(v) * (ceil(log|v| / log
+    gamma) + SKETCH_OFFSET)``, 0 for 0 (sign-symmetric log buckets). Computed in place
+    over all values (no masked copies)."""
+    buckets, _special = log_buckets(np.asarray(values, dtype=np.float64))
     return buckets
+
+
+def log_buckets(values: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`sketch_buckets` of the finite non-zero ``values``; 0 for the others, whose
+    positions come back too (``None`` when every value is finite and non-zero)."""
+    magnitude = np.abs(values)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scaled = np.log(magnitude, out=magnitude)  # -inf for 0, inf for inf, nan for nan
+    scaled /= LOG_GAMMA
+    np.ceil(scaled, out=scaled)
+    special = ~np.isfinite(scaled)
+    if not special.any():
+        special = None
+    else:
+        scaled[special] = 0
+    buckets = scaled.astype(np.int64)
+    buckets += SKETCH_OFFSET
+    np.negative(buckets, out=buckets, where=values < 0)
+    if special is not None:
+        buckets[special] = 0
+    return buckets, special
 
 
 def bucket_values(buckets: np.ndarray) -> np.ndarray:

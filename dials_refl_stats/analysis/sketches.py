@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dials_refl_stats.analysis.per_image import bucket_values, sketch_buckets
+from dials_refl_stats.analysis.per_image import bucket_values, log_buckets
 
 #: Points kept for the plot (a deterministic uniform sample beyond this).
 PLOT_SAMPLE = 100_000
@@ -100,8 +100,9 @@ class MedianState:
         return float(0.5 * (bucket_value(low) + bucket_value(high)))
 
 
-#: Values bucketed at a time when a median state becomes a sketch.
-SKETCH_BLOCK = 1 << 20
+#: Values bucketed at a time when a median state becomes a sketch (temporaries of
+#: 512 kB: reused memory, where fresh pages of 1 M-value blocks cost more than the work).
+SKETCH_BLOCK = 1 << 16
 
 
 def _summed(buckets: list[np.ndarray], counts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -137,10 +138,12 @@ def distinct_counts(buckets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def value_buckets(values: np.ndarray) -> np.ndarray:
-    """:func:`sketch_buckets`, with infinities in buckets of their own."""
-    finite = np.isfinite(values)
-    buckets = np.where(values > 0, INFINITE_BUCKET, -INFINITE_BUCKET).astype(np.int64)
-    buckets[finite] = sketch_buckets(values[finite])
+    """:func:`sketch_buckets`, with infinities in buckets of their own (no NaN)."""
+    values = np.asarray(values, dtype=np.float64)
+    buckets, special = log_buckets(values)
+    if special is not None:
+        infinite = special & np.isinf(values)
+        buckets[infinite] = np.where(values[infinite] > 0, INFINITE_BUCKET, -INFINITE_BUCKET)
     return buckets
 
 
