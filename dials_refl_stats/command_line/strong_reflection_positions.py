@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Sequence
 
 import dials.util
 import libtbx.phil
@@ -18,8 +19,6 @@ from dials_refl_stats.analysis.strong_positions import (
     merge_extents,
 )
 from dials_refl_stats.analysis.strong_positions_merge import (
-    PRF_BIT,
-    SUM_BIT,
     MergedPositions,
     PanelExtentsStatistic,
     PlotGrid,
@@ -34,11 +33,11 @@ from dials_refl_stats.results.strong_positions import (
     INTENSITY_COLUMNS,
     POSITION,
     Computed,
+    FileSummaries,
     FileSummary,
     compute,
     describe_results,
     file_data,
-    file_summary,
     n_detectors,
     report,
     unassigned_rule,
@@ -225,9 +224,10 @@ class Final:
     """What the statistics of a run give, with the files behind them."""
 
     computed: "Computed"
-    files: list[FileSummary]
+    files: Sequence[FileSummary]
     result: dict
     lab_frame: bool
+    n_selected: int  # the files' selected rows
 
 
 class StrongReflectionPositions(Program):
@@ -299,18 +299,15 @@ class StrongReflectionPositions(Program):
             computed, files, params, self.criteria, lab_frame, experiment_index, run.compact
         )
         result["unassigned_rows"] = self.shared_reason
-        return Final(computed, [f.summary for f in files], result, lab_frame)
+        summaries = [f.summary for f in files]
+        n_selected = sum(f.n_selected for f in summaries)
+        return Final(computed, summaries, result, lab_frame, n_selected)
 
     def finalize_merged(self, merged: MergedPositions, run: Run) -> Final:
         """:meth:`finalize` of the statistic the tasks computed (no rows here)."""
         params = run.params
         experiments = run.experiments if run.experiment_infos else None
-        no_bits = np.zeros(32, dtype=np.int64)
-        files = []
-        for record in sorted(run.records, key=lambda r: r.index):
-            bits = no_bits.copy()
-            bits[SUM_BIT], bits[PRF_BIT] = merged.file_flag_counts.get(record.index, (0, 0))
-            files.append(file_summary(record.index, run, record, bits))
+        files = FileSummaries(run, run.records, merged.file_flag_counts)
         keys = merged.group_keys
         groups = [
             ExperimentGroup(f, i, run.files[f].info.identifiers.get(i))
@@ -339,7 +336,7 @@ class StrongReflectionPositions(Program):
             computed, files, params, self.criteria, lab_frame, experiment_index, run.compact
         )
         result["unassigned_rows"] = self.shared_reason
-        return Final(computed, files, result, lab_frame)
+        return Final(computed, files, result, lab_frame, files.n_selected())
 
     def selection_record(self, final: Final, run: Run, reduced) -> dict:
         return {
@@ -358,7 +355,7 @@ class StrongReflectionPositions(Program):
 
     def summary_line(self, final: Final, run: Run) -> str:
         result = final.result
-        n_selected = int(sum(f.n_selected for f in final.files))
+        n_selected = final.n_selected
         median_d = result["median_d_strong"]
         fraction = "nan%" if not n_selected else f"{100.0 * result['n_strong'] / n_selected:.1f}%"
         return (

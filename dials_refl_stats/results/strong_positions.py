@@ -9,7 +9,7 @@ import functools
 import json
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -117,6 +117,32 @@ def file_summary(index: int, run: Run, record, bit_counts: np.ndarray) -> FileSu
         hint=empty_selection_hint(bit_counts, selection) if not record.n_selected else "",
         origin=intensity_origin(run.params.intensity.choice, bit_counts),
     )
+
+
+class FileSummaries(Sequence):
+    """Each file's :class:`FileSummary` (in file order), made when asked for: with 10^5
+    stills the log and the JSON describe at most 100 files (all with -vv), so most runs
+    make none. ``flag_counts``: file index -> (rows with integrated_sum, with
+    integrated_prf)."""
+
+    def __init__(self, run: Run, records, flag_counts: dict[int, tuple[int, int]]):
+        self.run, self.flag_counts = run, flag_counts
+        self.records = sorted(records, key=lambda r: r.index)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, item):
+        if isinstance(item, slice):
+            return [self[k] for k in range(len(self))[item]]
+        record = self.records[item]
+        bits = np.zeros(32, dtype=np.int64)
+        bits[SUM_BIT], bits[PRF_BIT] = self.flag_counts.get(record.index, (0, 0))
+        return file_summary(record.index, self.run, record, bits)
+
+    def n_selected(self) -> int:
+        """The files' selected rows."""
+        return sum(r.n_selected for r in self.records)
 
 
 @dataclass
