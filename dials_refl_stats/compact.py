@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -128,6 +128,18 @@ def decode(column: Any) -> list:
     return list(column) if column is not None else []
 
 
+def iter_decoded(column: Any) -> Iterator:
+    """:func:`decode`, one value at a time."""
+    if isinstance(column, dict) and "runs" in column:
+        for first, count, step in column["runs"]:
+            if step:
+                yield from range(first, first + step * count, step)
+            else:
+                yield from itertools.repeat(first, count)
+    elif column is not None:
+        yield from column
+
+
 def expand(table: Any) -> Any:
     """A column table with every ``{"runs": ...}`` column decoded (other values kept)."""
     if not isinstance(table, dict):
@@ -213,17 +225,39 @@ def _numbered(prefix: str, suffix: str, digits: list[str], padded: bool = False)
 
 def decode_names(value: list[str] | dict) -> list[str]:
     """The names a :func:`encode_names` value stands for, in order."""
+    return list(iter_names(value))
+
+
+def iter_names(value: list[str] | dict) -> Iterator[str]:
+    """:func:`decode_names`, one name at a time (a report shows the first few of 10^6)."""
     if not isinstance(value, dict):
-        return list(value)
-    template = value["template"]
+        yield from value
+        return
+    prefix, width, suffix = _template_parts(value["template"])
+    for first, last in value["numbers"]:
+        for k in range(first, last + 1):
+            yield f"{prefix}{k:0{width}d}{suffix}"
+
+
+def name_at(value: list[str] | dict, index: int) -> str | None:
+    """Name ``index`` of a :func:`encode_names` value (``None`` past the end)."""
+    if not isinstance(value, dict):
+        return value[index] if 0 <= index < len(value) else None
+    if index < 0:
+        return None
+    prefix, width, suffix = _template_parts(value["template"])
+    for first, last in value["numbers"]:
+        if index <= last - first:
+            return f"{prefix}{first + index:0{width}d}{suffix}"
+        index -= last - first + 1
+    return None
+
+
+def _template_parts(template: str) -> tuple[str, int, str]:
+    """A names template's prefix, number width and suffix."""
     start = template.index(TEMPLATE_DIGIT)
     width = len(template) - len(template[start:].lstrip(TEMPLATE_DIGIT)) - start
-    prefix, suffix = template[:start], template[start + width :]
-    return [
-        f"{prefix}{k:0{width}d}{suffix}"
-        for first, last in value["numbers"]
-        for k in range(first, last + 1)
-    ]
+    return template[:start], width, template[start + width :]
 
 
 def reflection_paths(reflections: dict) -> list[str]:

@@ -13,15 +13,16 @@ Documents of programs without a builder, or whose builder fails, get :func:`gene
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shlex
 from dataclasses import dataclass, field
 from typing import Callable
 
-from dials_refl_stats.compact import decode, reflection_paths
+from dials_refl_stats.compact import decode, iter_decoded, iter_names, name_at
 from dials_refl_stats.report.generic import generic
-from dials_refl_stats.report.model import Budget, Content, Table, fmt, records, size_text
+from dials_refl_stats.report.model import Budget, Content, Table, fmt, size_text
 from dials_refl_stats.report.thin import bounded_json
 
 
@@ -71,35 +72,92 @@ def not_computed(statistic: str, reason: str) -> dict:
     return {"program": statistic, "not_computed": reason}
 
 
-def _input_files(inputs: dict) -> tuple[list[dict], list[str], int]:
-    """``(reflection file rows, experiment paths, n_experiments)`` from either layout:
-    column arrays (``inputs.reflections.paths``...) or a list of per-file objects."""
+@dataclass
+class InputFiles:
+    """A document's inputs, as far as a report shows them: the first reflection files
+    (``shown``: path, size_bytes, rows, reader, identifiers), how many there are, their
+    totals, and any file's path by index (10^6 listed stills are not all decoded)."""
+
+    shown: list[dict]
+    n_files: int
+    total_bytes: int
+    total_rows: int
+    readers: list[str]
+    experiments: list[str]
+    n_experiments: int
+    path_of: Callable[[int], str | None]
+
+
+def input_files(inputs: dict, limit: int) -> InputFiles:
+    """:class:`InputFiles` of ``inputs`` in either layout: column arrays
+    (``inputs.reflections.paths``, compact or full) or a list of per-file objects."""
     reflections = inputs.get("reflections") or []
     experiments = inputs.get("experiments") or []
-    if isinstance(reflections, dict):
-        paths = reflection_paths(reflections)
-        files = records(
-            {
-                "path": paths,
-                "size_bytes": reflections.get("size_bytes") or [None] * len(paths),
-                "rows": reflections.get("rows") or [],
-                "reader": reflections.get("reader") or [],
-                "identifiers": decode(reflections.get("n_identifiers")),
-            }
-        )
-    else:
-        files = [{**r, "identifiers": len(r.get("identifiers") or {})} for r in reflections]
     if isinstance(experiments, dict):
         n_experiments = experiments.get("n_experiments", 0)
         experiments = list(experiments.get("paths") or [])
     else:
         n_experiments = inputs.get("n_experiments", 0)
         experiments = [e.get("path") for e in experiments]
-    return files, experiments, n_experiments
+    if not isinstance(reflections, dict):
+        rows = [r for r in reflections if isinstance(r, dict)]
+        return InputFiles(
+            shown=[{**r, "identifiers": len(r.get("identifiers") or {})} for r in rows[:limit]],
+            n_files=len(rows),
+            total_bytes=sum(int(r.get("size_bytes") or 0) for r in rows),
+            total_rows=sum(int(r.get("rows") or 0) for r in rows),
+            readers=sorted({str(r["reader"]) for r in rows if r.get("reader")}),
+            experiments=experiments,
+            n_experiments=n_experiments,
+            path_of=lambda i: rows[i].get("path") if 0 <= i < len(rows) else None,
+        )
+    directory = reflections.get("directory") or ""
+    names = reflections.get("paths") or []
+    readers = list(reflections.get("reader") or [])
+    columns = [
+        itertools.islice(iter_names(names), limit),
+        itertools.chain(iter_decoded(reflections.get("size_bytes")), itertools.repeat(None)),
+        itertools.chain(iter_decoded(reflections.get("rows")), itertools.repeat(None)),
+        itertools.chain(iter_decoded(reflections.get("n_identifiers")), itertools.repeat(None)),
+    ]
+    shown = [
+        {
+            "path": os.path.join(directory, name),
+            "size_bytes": size,
+            "rows": n_rows,
+            "reader": readers[0] if len(readers) == 1 else None,
+            "identifiers": n_identifiers,
+        }
+        for name, size, n_rows, n_identifiers in zip(*columns)
+    ]
+    n_files = reflections.get("n_files")
+    if not isinstance(n_files, int):
+        n_files = sum(1 for _ in iter_names(names))
+
+    def path_of(index: int) -> str | None:
+        name = name_at(names, index)
+        return None if name is None else os.path.join(directory, name)
+
+    return InputFiles(
+        shown=shown,
+        n_files=n_files,
+        total_bytes=_total(reflections, "total_bytes", "size_bytes"),
+        total_rows=_total(reflections, "total_rows", "rows"),
+        readers=readers,
+        experiments=experiments,
+        n_experiments=n_experiments,
+        path_of=path_of,
+    )
 
 
-def _inputs_table(inputs: dict, budget: Budget) -> Table:
-    files, experiments, n_experiments = _input_files(inputs)
+def _total(reflections: dict, total: str, column: str) -> int:
+    """``reflections[total]``, or the sum of its per-file ``column``."""
+    if total in reflections:
+        return int(reflections[total] or 0)
+    return sum(int(v or 0) for v in iter_decoded(reflections.get(column)))
+
+
+def _inputs_table(files: InputFiles, budget: Budget) -> Table:
     limit = budget.list_items
     rows = [
         [
@@ -110,21 +168,22 @@ def _inputs_table(inputs: dict, budget: Budget) -> Table:
             fmt(r.get("reader")),
             fmt(r.get("identifiers")),
         ]
-        for r in files[:limit]
+        for r in files.shown[:limit]
     ]
-    rows += [["experiments", fmt(path), "", "", "", ""] for path in experiments[:limit]]
+    rows += [["experiments", fmt(path), "", "", "", ""] for path in files.experiments[:limit]]
     notes = []
-    for kind, items in (("reflection files", files), ("experiment files", experiments)):
-        if len(items) > limit:
-            notes.append(f"first {limit} of {len(items)} {kind} shown")
-    reflections = inputs.get("reflections")
-    totals = reflections if isinstance(reflections, dict) else {}
-    total = totals.get("total_bytes", sum(int(r.get("size_bytes") or 0) for r in files))
-    n_rows = totals.get("total_rows", sum(int(r.get("rows") or 0) for r in files))
+    for kind, n in (
+        ("reflection files", files.n_files),
+        ("experiment files", len(files.experiments)),
+    ):
+        if n > limit:
+            notes.append(f"first {limit} of {n} {kind} shown")
     notes.append(
-        f"{len(files)} reflection file(s), {size_text(total)}, {n_rows} rows; "
-        f"{n_experiments} experiment(s)"
+        f"{files.n_files} reflection file(s), {size_text(files.total_bytes)}, "
+        f"{files.total_rows} rows; {files.n_experiments} experiment(s)"
     )
+    if len(files.readers) > 1:
+        notes.append(f"read by {', '.join(files.readers)}")
     return Table(
         "Inputs",
         ["kind", "path", "size", "rows", "reader", "identifiers"],
@@ -134,7 +193,9 @@ def _inputs_table(inputs: dict, budget: Budget) -> Table:
     )
 
 
-def _selection(selection: dict, limit: int, paths: list[str]) -> list[tuple[str, str]]:
+def _selection(
+    selection: dict, limit: int, path_of: Callable[[int], str | None]
+) -> list[tuple[str, str]]:
     out = []
     if "n_selected" in selection and "n_rows" in selection:
         out.append(("selected rows", f"{selection['n_selected']} of {selection['n_rows']}"))
@@ -147,7 +208,7 @@ def _selection(selection: dict, limit: int, paths: list[str]) -> list[tuple[str,
         items = selection.get(key) or []
         for item in items[:limit] if isinstance(items, list) else []:
             index = item.get("file_index")
-            where = item.get("path") or _files_text(index, paths)
+            where = item.get("path") or _files_text(index, path_of)
             flags = f" (uses {fmt(item['flags'])})" if item.get("flags") else ""
             out.append(
                 (
@@ -160,24 +221,25 @@ def _selection(selection: dict, limit: int, paths: list[str]) -> list[tuple[str,
     return out
 
 
-def _files_text(index, paths: list[str]) -> str:
+def _files_text(index, path_of: Callable[[int], str | None]) -> str:
     """A file index (or a fallback's list or runs of them) as a path or a count."""
     if isinstance(index, int):
-        return paths[index] if index < len(paths) else f"file {index}"
+        path = path_of(index)
+        return f"file {index}" if path is None else str(path)
     indices = decode(index)
     if len(indices) == 1:
-        return _files_text(indices[0], paths)
-    return f"{len(indices)} files ({_files_text(indices[0], paths)}, …)" if indices else "no file"
+        return _files_text(indices[0], path_of)
+    return f"{len(indices)} files ({_files_text(indices[0], path_of)}, …)" if indices else "no file"
 
 
-def rerun_inputs(inputs: dict | None, limit: int) -> str:
+def rerun_inputs(files: InputFiles | None, limit: int) -> str:
     """The input paths of a document, shell-quoted, for the rerun hint (at most ``limit``)."""
-    if not isinstance(inputs, dict):
+    if files is None:
         return ""
-    files, experiments, _ = _input_files(inputs)
-    paths = experiments + [r.get("path", "") for r in files]
+    paths = files.experiments + [r.get("path", "") for r in files.shown]
     shown = " ".join(shlex.quote(str(p)) for p in paths[:limit])
-    return shown + (f" … ({len(paths) - limit} more)" if len(paths) > limit else "")
+    n_paths = len(files.experiments) + files.n_files
+    return shown + (f" … ({n_paths - limit} more)" if n_paths > limit else "")
 
 
 def _meta(document: dict) -> list[tuple[str, str]]:
@@ -216,13 +278,14 @@ def build_section(document: dict, index: int, budget: Budget) -> Section:
         status = "empty"
     parameters = document.get("parameters") or {}
     rerun_program = parameters.get("rerun_program") or program
-    files, _, _ = _input_files(document.get("inputs") or {})
+    inputs = document.get("inputs")
+    files = input_files(inputs, budget.list_items) if isinstance(inputs, dict) else None
     phil = parameters.get("effective_phil")
     phil_chars = 0 if budget.compact else PHIL_CHARS
     title = program
-    if files:
-        more = f" + {len(files) - 1} more" if len(files) > 1 else ""
-        title += f" · {os.path.basename(str(files[0].get('path', '')))}{more}"
+    if files is not None and files.shown:
+        more = f" + {files.n_files - 1} more" if files.n_files > 1 else ""
+        title += f" · {os.path.basename(str(files.shown[0].get('path', '')))}{more}"
     return Section(
         anchor=anchor,
         title=title,
@@ -230,18 +293,18 @@ def build_section(document: dict, index: int, budget: Budget) -> Section:
         status=status,
         content=content,
         meta=_meta(document),
-        selection=_selection(selection, budget.list_items, [str(f.get("path")) for f in files])
+        selection=_selection(
+            selection, budget.list_items, files.path_of if files else lambda i: None
+        )
         if isinstance(selection, dict)
         else [],
-        inputs=_inputs_table(document["inputs"], budget)
-        if isinstance(document.get("inputs"), dict)
-        else None,
+        inputs=_inputs_table(files, budget) if files is not None else None,
         effective_phil=phil if phil is None else phil[:phil_chars],
         phil_truncated=phil is not None and len(phil) > phil_chars,
         diff_phil=parameters.get("diff_phil"),
         json_view=None
         if budget.compact
         else bounded_json(document.get("results"), budget.list_items, budget.json_chars),
-        rerun_inputs=rerun_inputs(document.get("inputs"), budget.list_items),
+        rerun_inputs=rerun_inputs(files, budget.list_items),
         rerun_program=rerun_program,
     )
