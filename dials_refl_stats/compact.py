@@ -82,28 +82,44 @@ def runs(values: Sequence[Any] | np.ndarray) -> list[list] | None:
 
 
 def _integer_runs(values: np.ndarray, limit: int) -> list[list] | None:
+    """Greedy arithmetic runs of ``values`` (int64), at most ``limit`` of them.
+
+    The steps between neighbours form blocks of equal steps; a run starts at value
+    ``i``, takes the rest of the block holding step ``i`` and the value after it, and
+    the next run starts two past that block's end. So every block of two or more steps
+    starts a run, and of a stretch of one-step blocks every second one does (the runs
+    before it jump over the others); a last value left alone is a run of its own.
+    """
     n = values.size
     if n == 1:
         return [[int(values[0]), 1, 0]]
     steps = np.diff(values)
-    # blocks of equal steps; a run covers one block and the element after it
     ends = np.append(np.flatnonzero(steps[1:] != steps[:-1]), steps.size - 1)
     if ends.size > 2 * limit:
         return None
-    values_, steps_, ends_ = values.tolist(), steps.tolist(), ends.tolist()
-    out: list[list] = []
-    i = block = 0
-    while i < n:
-        if len(out) >= limit:
-            return None
-        if i == n - 1:
-            out.append([values_[i], 1, 0])
-            break
-        while ends_[block] < i:  # i only grows: its block is found by walking on
-            block += 1
-        last_step = ends_[block]  # last step of i's block
-        out.append([values_[i], last_step - i + 2, steps_[i]])
-        i = last_step + 2
+    lengths = np.diff(ends, prepend=-1)
+    single = lengths == 1
+    single[0] = False  # the first block always starts a run
+    # a stretch of one-step blocks starting at block a: blocks a + 1, a + 3, ... start runs
+    index = np.arange(ends.size)
+    stretch_start = single & ~np.concatenate(([False], single[:-1]))
+    position = index - np.maximum.accumulate(np.where(stretch_start, index, 0))
+    starts_run = ~single | (position % 2 == 1)
+    blocks = np.flatnonzero(starts_run)
+    first = np.concatenate(([0], ends[blocks[:-1]] + 2))
+    last = ends[blocks[-1]] + 2
+    n_runs = blocks.size + (last == n - 1)
+    if n_runs > limit:
+        return None
+    counts = ends[blocks] - first + 2
+    out = [
+        [value, count, step]
+        for value, count, step in zip(
+            values[first].tolist(), counts.tolist(), steps[first].tolist()
+        )
+    ]
+    if last == n - 1:
+        out.append([int(values[-1]), 1, 0])
     return out
 
 

@@ -343,3 +343,54 @@ def test_the_form_counts_identifiers_of_headers_the_tasks_read(
     document = json.loads((tmp_path / f"{program}.json").read_text())
     assert document["form"] == "compact"
     validate(document)
+
+
+def walked_integer_runs(values: np.ndarray, limit: int) -> list[list] | None:
+    """The greedy arithmetic runs as first written: one run at a time."""
+    n = values.size
+    if n == 1:
+        return [[int(values[0]), 1, 0]]
+    steps = np.diff(values)
+    ends = np.append(np.flatnonzero(steps[1:] != steps[:-1]), steps.size - 1)
+    if ends.size > 2 * limit:
+        return None
+    values_, steps_, ends_ = values.tolist(), steps.tolist(), ends.tolist()
+    out: list[list] = []
+    i = block = 0
+    while i < n:
+        if len(out) >= limit:
+            return None
+        if i == n - 1:
+            out.append([values_[i], 1, 0])
+            break
+        while ends_[block] < i:
+            block += 1
+        out.append([values_[i], ends_[block] - i + 2, steps_[i]])
+        i = ends_[block] + 2
+    return out
+
+
+def test_integer_runs_found_at_once_equal_the_runs_walked_one_by_one():
+    """Blocks of one step (skipped in pairs), longer blocks, a last value left alone,
+    every limit around the number of runs."""
+    from dials_refl_stats.compact import _integer_runs
+
+    rng = np.random.default_rng(11)
+    for trial in range(4000):
+        n = int(rng.integers(1, 60))
+        kind = trial % 4
+        if kind == 0:
+            values = rng.integers(0, 3, n)
+        elif kind == 1:
+            values = np.cumsum(rng.integers(0, 3, n))
+        elif kind == 2:
+            values = np.repeat(rng.integers(0, 5, n), rng.integers(1, 4, n))[:n]
+        else:
+            values = np.cumsum(rng.choice([1, 1, 1, 2, -1], n))
+        values = values.astype(np.int64)
+        for limit in {1, 2, 3, max(1, n // 4), n, 10 * n}:
+            assert _integer_runs(values, limit) == walked_integer_runs(values, limit)
+    quads = (np.arange(100_000) // 4 * 5 + np.arange(100_000) % 4).astype(np.int64)
+    assert _integer_runs(quads, 25_000) == walked_integer_runs(quads, 25_000)
+    assert len(_integer_runs(quads, 25_000)) == 25_000
+    assert _integer_runs(quads, 24_999) is None
