@@ -7,6 +7,7 @@ import os
 import random
 import shutil
 
+import numpy as np
 import pytest
 from conftest import data_path
 
@@ -139,6 +140,33 @@ def test_files_only_listed_are_batched_by_count():
     assert list(make_batches([1, 2, 3], [-1] * 3, n_workers=4)) == [[1], [2], [3]]
 
 
+@pytest.mark.parametrize("n_workers", [1, 2, 8])
+@pytest.mark.parametrize("sized", [False, True])
+def test_the_last_batches_are_smaller_on_several_workers(n_workers, sized):
+    """Files in order, each once; on several workers the last batch per worker's worth
+    goes in batches a TAIL_SPLIT-th that size, so that no worker is left with a whole
+    batch when the others are done; serially, none."""
+    from dials_refl_stats.pipeline.execute import TAIL_SPLIT, make_batches
+
+    rng = np.random.default_rng(n_workers)
+    files = list(range(20_000))
+    sizes = rng.integers(10_000, 60_000, len(files)).tolist() if sized else [-1] * len(files)
+    batches = make_batches(files, sizes, n_workers)
+    assert [f for b in batches for f in b] == files
+    weight = (lambda b: sum(sizes[f] for f in b)) if sized else len
+    amounts = [weight(b) for b in batches]
+    head = max(amounts[: len(amounts) // 2])
+    small = [a <= head // TAIL_SPLIT + (60_000 if sized else 1) for a in amounts]
+    if n_workers == 1:
+        assert not any(small[:-1])  # at most a last short batch
+        return
+    first_small = small.index(True)
+    assert all(small[first_small:])  # the small ones come last, together
+    tail = amounts[first_small:]
+    assert len(tail) >= n_workers * (TAIL_SPLIT - 1)
+    assert sum(tail) >= (n_workers - 1) * head  # at least a batch per other worker
+
+
 def test_listed_files_and_their_batches_are_made_when_asked_for():
     """10^6 listed stills: no object per file before the run, and a task's batch goes
     to a worker as its first index and paths, arriving as the same files."""
@@ -154,7 +182,8 @@ def test_listed_files_and_their_batches_are_made_when_asked_for():
     assert [f.info.path for f in listed] == paths
     assert all(isinstance(f.info, inputs.DeferredFileInfo) for f in listed)
     batches = make_batches(listed.infos, [-1] * len(listed), n_workers=2)
-    assert len(batches) == 8 and all(isinstance(b, ListedBatch) for b in batches)
+    assert all(isinstance(b, ListedBatch) for b in batches)
+    assert [len(b) for b in batches] == [13] * 5 + [5] * 7 + [1]  # the last 36 cut smaller
     arrived = [f for b in batches for f in pickle.loads(pickle.dumps(b)).files()]
     assert arrived == list(listed.infos) == [f.info for f in listed]
 

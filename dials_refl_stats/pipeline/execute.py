@@ -429,39 +429,69 @@ def make_batches(
 ) -> Sequence[list[FileInfo]]:
     """Consecutive files in batches of about :data:`BATCH_BYTES` (at least one batch per
     worker when there are enough files); by count when sizes are not known (-1: files
-    only listed, their headers left to the tasks: each batch made when handed out)."""
+    only listed, their headers left to the tasks: each batch made when handed out). On
+    several workers, the last files (a batch per worker) go in batches a
+    :data:`TAIL_SPLIT`-th that size, so that the workers finish together."""
     if any(size < 0 for size in sizes):
         per_batch = max(1, min(BATCH_FILES, -(-len(files) // max(1, 4 * n_workers))))
-        return ListedBatches(files, per_batch)
+        return ListedBatches(files, per_batch, n_workers)
     total = sum(sizes)
     target = max(1, min(BATCH_BYTES, total // max(1, 4 * n_workers) or 1))
-    batches, current, current_bytes = [], FileBatch(), 0
+    tail_from = total - n_workers * target if _has_tail(total, target, n_workers) else total
+    batches, current, current_bytes, done = [], FileBatch(), 0, 0
     for file, size in zip(files, sizes):
         current.append(file)
         current_bytes += size
-        if current_bytes >= target or len(current) >= BATCH_FILES:
+        limit = target if done < tail_from else max(1, target // TAIL_SPLIT)
+        if current_bytes >= limit or len(current) >= BATCH_FILES:
             batches.append(current)
+            done += current_bytes
             current, current_bytes = FileBatch(), 0
     if current:
         batches.append(current)
     return batches
 
 
-class ListedBatches(Sequence):
-    """Batches of ``per_batch`` consecutive files, each made when it is asked for (the
-    files of 10^6 listed stills are not all made before the first task starts)."""
+#: The last batch per worker is cut into this many smaller ones (see :func:`make_batches`).
+TAIL_SPLIT = 4
 
-    def __init__(self, files: Sequence[FileInfo], per_batch: int):
+
+def _has_tail(total: int, per_batch: int, n_workers: int) -> bool:
+    """Whether a run of ``total`` (files or bytes) in batches of ``per_batch`` ends in
+    smaller batches: on several workers, with at least 3 batches per worker."""
+    return n_workers > 1 and per_batch >= TAIL_SPLIT and total >= 3 * n_workers * per_batch
+
+
+class ListedBatches(Sequence):
+    """Batches of ``per_batch`` consecutive files (the last ``n_workers`` batches' files
+    in batches a :data:`TAIL_SPLIT`-th that size, on several workers), each made when it
+    is asked for (the files of 10^6 listed stills are not all made before the first task
+    starts)."""
+
+    def __init__(self, files: Sequence[FileInfo], per_batch: int, n_workers: int = 1):
         self.files, self.per_batch = files, per_batch
+        n = len(files)
+        # whole batches, then the rest (a batch per worker or a little more) cut smaller
+        self.n_head = -(-n // per_batch)
+        self.head, self.tail_batch = n, per_batch
+        if _has_tail(n, per_batch, n_workers):
+            self.n_head = (n - n_workers * per_batch) // per_batch
+            self.head = self.n_head * per_batch
+            self.tail_batch = -(-(n - self.head) // (n_workers * TAIL_SPLIT))
 
     def __len__(self) -> int:
-        return -(-len(self.files) // self.per_batch)
+        return self.n_head + -(-(len(self.files) - self.head) // self.tail_batch)
 
     def __getitem__(self, item):
         if isinstance(item, slice):
             return [self[k] for k in range(len(self))[item]]
-        start = range(len(self))[item] * self.per_batch
-        stop = start + self.per_batch
+        k = range(len(self))[item]
+        if k < self.n_head:
+            start = k * self.per_batch
+            stop = min(start + self.per_batch, self.head)
+        else:
+            start = self.head + (k - self.n_head) * self.tail_batch
+            stop = min(start + self.tail_batch, len(self.files))
         if isinstance(self.files, DeferredInfos):  # no object per file on the driver
             return ListedBatch(start, self.files.paths[start:stop])
         return FileBatch(self.files[start:stop])
