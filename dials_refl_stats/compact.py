@@ -316,14 +316,36 @@ def compact_column(values: Any, digits: int | None = COMPACT_DIGITS) -> list | d
         finite = np.isfinite(x)
         whole = finite & (np.abs(x) < 2.0**53)
         whole[whole] = x[whole] == np.round(x[whole])
-        out = x.astype(object)
-        out[~finite] = None
-        out[whole] = x[whole].astype(np.int64).tolist()  # exact: below 2^53
-        encoded = encode_runs(out.tolist())
+        encoded = _encoded_floats(x, finite, whole)
         if digits and isinstance(encoded, list):  # rounded: to_plain need not again
             return RoundedColumn(encoded, digits)
         return encoded
     return encode_runs(array)
+
+
+def _encoded_floats(x: np.ndarray, finite: np.ndarray, whole: np.ndarray) -> list | dict:
+    """:func:`encode_runs` of ``x`` as a list of ints (``whole``), ``None`` (not
+    ``finite``) and floats, with its runs found on ``x`` itself: as such a list reads
+    back, all ints give arithmetic runs, a list with a ``None`` runs of equal items, and
+    floats (ints among them made floats) runs of equal floats."""
+    out = x.astype(object)
+    out[~finite] = None
+    out[whole] = x[whole].astype(np.int64).tolist()  # exact: below 2^53
+    n, limit = x.size, int(x.size * RUNS_FRACTION)
+    if n == 0 or limit < 1:
+        return out.tolist()
+    if whole.all():
+        found = _integer_runs(x.astype(np.int64), limit)
+    else:
+        # equal neighbours: the same number, or both None
+        same = (x[1:] == x[:-1]) | ~(finite[1:] | finite[:-1])
+        starts = np.flatnonzero(np.concatenate(([True], ~same)))
+        found = None
+        if starts.size <= limit:
+            firsts = out[starts].tolist() if not finite.all() else x[starts].tolist()
+            counts = np.diff(np.append(starts, n)).tolist()
+            found = [[first, count, 0] for first, count in zip(firsts, counts)]
+    return out.tolist() if found is None else {"runs": found}
 
 
 def group_labels(file_index: Sequence[int], ids: Sequence[int], n_files: int) -> list[str]:

@@ -394,3 +394,47 @@ def test_integer_runs_found_at_once_equal_the_runs_walked_one_by_one():
     assert _integer_runs(quads, 25_000) == walked_integer_runs(quads, 25_000)
     assert len(_integer_runs(quads, 25_000)) == 25_000
     assert _integer_runs(quads, 24_999) is None
+
+
+def listed_compact_floats(values: np.ndarray, digits: int | None) -> list | dict:
+    """A float column's compact form as first written: an object list, then its runs."""
+    from dials_refl_stats.compact import encode_runs, round_significant
+    from dials_refl_stats.output import RoundedColumn
+
+    x = round_significant(values, digits) if digits else values.astype(np.float64)
+    finite = np.isfinite(x)
+    whole = finite & (np.abs(x) < 2.0**53)
+    whole[whole] = x[whole] == np.round(x[whole])
+    out = x.astype(object)
+    out[~finite] = None
+    out[whole] = x[whole].astype(np.int64).tolist()
+    encoded = encode_runs(out.tolist())
+    return RoundedColumn(encoded, digits) if digits and isinstance(encoded, list) else encoded
+
+
+@pytest.mark.parametrize("digits", [None, 4])
+def test_float_columns_encode_as_their_object_lists_would(digits):
+    """Whole numbers only (arithmetic runs), with NaN/inf (runs of equal items), plain
+    floats, floats among whole numbers (runs of floats): the same JSON, types included."""
+    rng = np.random.default_rng(5 if digits else 6)
+    pools = [
+        np.array([0.0, 1.0, 2.0, 3.0, 7.0, -0.0]),
+        np.array([1.5, 2.25, -3.125]),
+        np.array([1.0, 2.5, 3.0]),
+        np.array([np.nan, np.inf, -np.inf, 4.0, 4.5]),
+        np.array([1e300, 2.0**60, 2.0**53, 0.1]),
+    ]
+    for trial in range(3000):
+        n = int(rng.integers(0, 40))
+        pool = pools[trial % len(pools)]
+        values = (
+            pool[rng.integers(0, pool.size, n)]
+            if trial % 3
+            else np.repeat(pool[rng.integers(0, pool.size, max(1, n // 4))], 4)[:n]
+        )
+        if trial % 7 == 0:
+            values = np.cumsum(np.abs(values[np.isfinite(values)]) % 3)
+        expected = listed_compact_floats(values, digits)
+        found = compact_column(values, digits)
+        assert json.dumps(found) == json.dumps(expected)
+        assert type(found) is type(expected)
