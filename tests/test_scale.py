@@ -505,8 +505,9 @@ def test_headers_a_program_needs_first_are_read_by_the_workers(
 ):
     """A program that needs the headers before its run (panel sizes, columns for each
     statistic) gets them from a first pass on the workers: the same results as the
-    serial run, whose driver reads them itself; a damaged file among them stops the run
-    with the same ``Sorry``, or is skipped and reported alike."""
+    serial run, whose driver reads them itself (strong positions: a first pass of the
+    serial engine, which finds the panel sizes too); a damaged file among them stops
+    the run with the same ``Sorry``, or is skipped and reported alike."""
     from dials_refl_stats.pipeline import program as program_module
 
     passes = []
@@ -540,7 +541,54 @@ def test_headers_a_program_needs_first_are_read_by_the_workers(
         assert parallel["results"] == serial["results"]
         assert parallel["selection"] == serial["selection"]
         assert parallel["inputs"] == serial["inputs"]
-    assert len(passes) == 2  # the runs on 2 processes, not the serial ones
+    # the runs on 2 processes; strong positions' serial runs too
+    assert len(passes) == (4 if program == "strong_reflection_positions" else 2)
+
+
+@pytest.mark.parametrize("damaged", [False, True])
+def test_strong_positions_find_panel_sizes_with_the_headers(
+    listed_files, tmp_path, monkeypatch, damaged
+):
+    """Without experiments the panel sizes come from the rows: the pass that reads the
+    headers finds them when every file reads plainly (no pass of their own), serially
+    and on 2 processes; a damaged file (skipped) leaves them to a pass of their own.
+    The results are those of the rows joined in the driver."""
+    from dials_refl_stats.pipeline import program as program_module
+
+    passes = []
+    original = program_module.Run.reduce
+
+    def reduce(self, statistic):
+        passes.append(type(statistic).__name__)
+        return original(self, statistic)
+
+    monkeypatch.setattr(program_module.Run, "reduce", reduce)
+    folder = listed_files
+    if damaged:
+        folder = tmp_path / "damaged"
+        shutil.copytree(listed_files, folder)
+        bad = folder / "still_0033.refl"
+        os.truncate(bad, bad.stat().st_size // 3)
+    documents = {}
+    runs = {"1": "mp.nproc=1", "2": "mp.nproc=2", "joined": "rows_on_driver=True"}
+    for label, extra in runs.items():
+        passes.clear()
+        work = tmp_path / label
+        work.mkdir()
+        args = [str(folder), "output.plot=None", "input.on_error=skip", extra]
+        code, _, err = run_inprocess("strong_reflection_positions", args, work)
+        assert code == 0, err
+        documents[label] = json.loads((work / "strong_reflection_positions.json").read_text())
+        if label != "joined":
+            first = ["HeaderPass", "PanelExtentsStatistic"] if damaged else ["HeaderPass"]
+            assert passes == [*first, "StrongPositionsStatistic"]
+    sizes = documents["1"]["results"]["position_histograms"]["panels"]
+    assert sizes and all(panel["image_size"][0] > 0 for panel in sizes)
+    for label in ("2", "joined"):
+        assert documents[label]["results"] == documents["1"]["results"]
+        assert documents[label]["selection"] == documents["1"]["selection"]
+    if damaged:
+        assert [s["path"] for s in documents["1"]["selection"]["skipped"]] == [str(bad)]
 
 
 def test_workers_are_forked_only_from_a_driver_without_threads(many_files, tmp_path):

@@ -178,13 +178,15 @@ class PanelExtentsStatistic(Statistic):
     name = "panel_extents"
     batchable = True
 
-    def __init__(self, reads: tuple[str, ...] = (POSITION, "panel")):
+    def __init__(self, reads: tuple[str, ...] = (POSITION, "panel"), optional=()):
         #: the columns the pass after it reads: the same files are read, or skipped
         #: (``input.on_error=skip``), in both passes
         self.reads = tuple(dict.fromkeys((POSITION, "panel", *reads)))
+        #: read too where a file has them (the pass after may read them)
+        self.optional = tuple(c for c in optional if c not in self.reads)
 
     def columns(self, available: frozenset[str]) -> tuple[str, ...]:
-        return self.reads
+        return self.reads + tuple(c for c in self.optional if c in available)
 
     def partial(self, chunk: Chunk) -> dict[int, tuple[float, float]]:
         xyz = np.asarray(chunk.columns[POSITION], dtype=np.float64).reshape(-1, 3)

@@ -255,22 +255,33 @@ class StrongReflectionPositions(Program):
             require_columns(opened, [variance], why)
         require_columns(opened, ["flags", "id", "panel"], "written by every DIALS step")
 
+    def header_rows(self, params, with_experiments: bool) -> PanelExtentsStatistic | None:
+        # without experiments the tasks need the panel sizes: found with the headers
+        # (and the 'd' column read where there is one, as the run may read it)
+        if with_experiments or extents_unused(params, self.criteria):
+            return None
+        reads = self.reads(params, "column" if params.resolution.d_source == "column" else None)
+        return PanelExtentsStatistic(reads, optional=("d",))
+
+    def reads(self, params, d_source: str | None) -> tuple[str, ...]:
+        """The columns the run reads."""
+        value, variance = INTENSITY_COLUMNS[params.intensity.choice]
+        wanted = [POSITION, "panel", value]
+        if self.criteria.needs_variance:
+            wanted.append(variance)
+        if d_source == "column":
+            wanted.append("d")
+        return tuple(wanted)
+
     def statistic(self, run: Run) -> PositionRows:
         params = run.params
         experiments = run.experiments if run.experiment_infos else None
         self.d_source = choose_d_source(
             params.resolution.d_source, run.files, experiments is not None
         )
-        value, variance = INTENSITY_COLUMNS[params.intensity.choice]
-        wanted = [POSITION, "panel", value]
-        if self.criteria.needs_variance:
-            wanted.append(variance)
-        if self.d_source == "column":
-            wanted.append("d")
-        merged, self.rows_reason = merged_statistic(
-            run, self.criteria, self.d_source, tuple(wanted)
-        )
-        return merged if merged is not None else PositionRows(tuple(wanted))
+        wanted = self.reads(params, self.d_source)
+        merged, self.rows_reason = merged_statistic(run, self.criteria, self.d_source, wanted)
+        return merged if merged is not None else PositionRows(wanted)
 
     def finalize(self, final: dict[int, FileRows] | MergedPositions, run: Run) -> Final:
         params = run.params
@@ -395,6 +406,22 @@ NO_EXPERIMENTS = {
 }
 
 
+def joined_reasons(params, criteria: StrongCriteria) -> tuple[tuple[bool, str], ...]:
+    """(applies, why) of the parameters for which only the rows joined in this process
+    give the results."""
+    return (
+        (bool(params.rows_on_driver), "rows_on_driver=True"),
+        (criteria.top_fraction is not None, "top_fraction compares all selected rows"),
+        (bool(params.output.positions), "output.positions lists the rows"),
+    )
+
+
+def extents_unused(params, criteria: StrongCriteria) -> bool:
+    """Whether a run without experiments joins its rows here (no panel sizes needed
+    before the run)."""
+    return any(applies for applies, _why in joined_reasons(params, criteria))
+
+
 def merged_statistic(
     run: Run, criteria: StrongCriteria, d_source: str | None, reads: tuple[str, ...]
 ) -> tuple[StrongPositionsStatistic | None, str]:
@@ -405,14 +432,14 @@ def merged_statistic(
     data: a first pass over the files, reading the columns of ``reads`` as the
     statistic will, finds them (:class:`PanelExtentsStatistic`)."""
     params = run.params
+    on_driver, *others = joined_reasons(params, criteria)
     reasons = (
-        (params.rows_on_driver, "rows_on_driver=True"),
+        on_driver,
         (
             not run.experiment_infos and run.one_pass and getattr(params.output, "plot", None),
             "no experiments: panel sizes come from the data, and each file is read once",
         ),
-        (criteria.top_fraction is not None, "top_fraction compares all selected rows"),
-        (params.output.positions, "output.positions lists the rows"),
+        *others,
     )
     for applies, reason in reasons:
         if applies:
@@ -432,7 +459,11 @@ def merged_statistic(
         experiments = frames = None
         lab_frame = False
         extents = PanelExtentsStatistic(reads)
-        image_sizes = extents.finalize(run.reduce(extents).partial)
+        first = run.first_pass  # found with the headers, when every file read plainly
+        partial = first.partial if first is not None and first.complete else None
+        if partial is None:
+            partial = run.reduce(extents).partial
+        image_sizes = extents.finalize(partial)
         if len(image_sizes) > 1 and getattr(params.output, "plot", None):
             return None, "no experiments and several panels: the plot draws each panel's rows"
     grid = None

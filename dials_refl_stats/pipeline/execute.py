@@ -290,7 +290,11 @@ def process_batch(
     if isinstance(files, ListedBatch):
         files = files.files()
     if isinstance(statistic, HeaderPass):
-        return _headers(files, plan, reader, skip_errors)
+        if statistic.rows is not None and reader in ("auto", "fast"):
+            found = _headers_with_rows(files, statistic.rows, plan, reader)
+            if found is not None:
+                return found
+        return _headers(files, plan, reader, skip_errors, statistic.rows is not None)
     partials, records = [], []
     alone = list(files)
     if reader in ("auto", "fast"):
@@ -329,9 +333,35 @@ def process_batch(
     return RunPartial(partial, records)
 
 
-def _headers(files: Sequence[FileInfo], plan: SelectionPlan, reader: str, skip_errors: bool):
+def _headers_with_rows(
+    files: Sequence[FileInfo], rows: Statistic, plan: SelectionPlan, reader: str
+) -> RunPartial | None:
+    """The headers of a batch's deferred files with ``rows`` over their rows (a
+    :class:`HeaderRows` that is complete), when every file reads plainly: ``None`` at
+    the first problem of any kind, which :func:`_headers` then finds as the driver would
+    (the run reads the rows again and names a row's problem in file order)."""
+    if not all(isinstance(f, DeferredFileInfo) for f in files):
+        return None
+    try:
+        found = process_batch(files, rows, plan, reader, skip_errors=False)
+    except ReflectionLoadError:
+        return None
+    if any(r.opened is None or r.opened.info.problem for r in found.records):
+        return None
+    records = [FileRecord(r.index, r.n_rows, 0, (), opened=r.opened) for r in found.records]
+    return RunPartial(HeaderRows(True, found.partial), records)
+
+
+def _headers(
+    files: Sequence[FileInfo],
+    plan: SelectionPlan,
+    reader: str,
+    skip_errors: bool,
+    with_rows: bool = False,
+):
     """The headers of a batch's deferred files, read as the driver reads them (no rows:
-    a row's problem is the run's to find, in file order)."""
+    a row's problem is the run's to find, in file order; ``with_rows``: an incomplete
+    :class:`HeaderRows` says so)."""
     records = []
     for file in files:
         if not isinstance(file, DeferredFileInfo):
@@ -344,17 +374,34 @@ def _headers(files: Sequence[FileInfo], plan: SelectionPlan, reader: str, skip_e
                 raise
             opened = problem_file(file.path, file.index, reader, error)
         records.append(FileRecord(file.index, max(opened.info.nrows, 0), 0, (), opened=opened))
-    return RunPartial(None, records)
+    return RunPartial(HeaderRows(False, None) if with_rows else None, records)
+
+
+@dataclass(frozen=True)
+class HeaderRows:
+    """What a :class:`HeaderPass` computed from the rows: ``partial`` of its ``rows``
+    statistic over every file when ``complete`` (else some batch read headers only)."""
+
+    complete: bool
+    partial: Any
 
 
 class HeaderPass(Statistic):
-    """Nothing but the files' headers, read by the tasks: a program that needs them
-    before its run gets those of 10^5 files from its workers instead of reading them
-    one by one (the rows are read by the run itself; :func:`process_batch` reads only
-    the headers for this statistic, with the driver's errors)."""
+    """The files' headers, read by the tasks: a program that needs them before its run
+    gets those of 10^5 files from its workers instead of reading them one by one (the
+    rows are read by the run itself; :func:`process_batch` reads the headers for this
+    statistic, with the driver's errors).
+
+    ``rows``: a statistic the program's run would otherwise compute in a pass of its
+    own before the run (strong positions' panel extents), computed with the headers of
+    small files whose rows all read plainly (:class:`HeaderRows`); any batch with a
+    problem reads headers only, and the program then makes its own pass."""
 
     name = "headers"
     batchable = True
+
+    def __init__(self, rows: Statistic | None = None):
+        self.rows = rows
 
     def columns(self, available: frozenset[str]) -> tuple[str, ...]:
         return ()
@@ -362,11 +409,15 @@ class HeaderPass(Statistic):
     def partial(self, chunk: Chunk) -> None:
         return None
 
-    def merge(self, first: Any, second: Any) -> None:
-        return None
+    def merge(self, first: Any, second: Any) -> HeaderRows | None:
+        if first is None or second is None:
+            return first or second
+        if not (first.complete and second.complete):
+            return HeaderRows(False, None)
+        return HeaderRows(True, self.rows.merge_all([first.partial, second.partial]))
 
-    def finalize(self, partial: Any) -> None:
-        return None
+    def finalize(self, partial: Any) -> HeaderRows | None:
+        return partial
 
 
 def merge_tree(statistic: Statistic, partials: Iterable[Any]) -> Any:

@@ -33,6 +33,7 @@ from dials_refl_stats.pipeline.engines import make_engine
 from dials_refl_stats.pipeline.errors import Sorry
 from dials_refl_stats.pipeline.execute import (
     HeaderPass,
+    HeaderRows,
     MissingColumnError,
     RunPartial,
     SelectionPlan,
@@ -73,6 +74,8 @@ class Run:
     #: given the path of a file lacking a column, raises the program's own ``Sorry``
     #: for it (its headers read by the tasks, the driver has not checked it)
     explain: Callable[[str], None] | None = None
+    #: what the headers' pass computed from the rows (``Program.header_rows``), if any
+    first_pass: HeaderRows | None = None
 
     def reduce(self, statistic: Statistic) -> RunPartial:
         """``statistic`` over every file of the run, on the engine ``mp`` asks for."""
@@ -139,6 +142,14 @@ class Program(ABC):
         """Whether this run needs no header before it (:attr:`defers_headers`, or what
         ``params`` and the experiments make of it)."""
         return self.defers_headers
+
+    def header_rows(self, params: Any, with_experiments: bool) -> Statistic | None:
+        """For a run that needs the headers first: a statistic of the rows it would
+        compute in a pass of its own before the run, which the headers' pass may compute
+        from the rows it reads anyway (:class:`~.execute.HeaderPass`; the result in
+        ``Run.first_pass``). Then the headers of many files are always read by that pass,
+        serially too. ``None``: headers only."""
+        return None
 
     @property
     def logger(self) -> logging.Logger:
@@ -356,12 +367,13 @@ def _run_program(program: Program, args: Sequence[str] | None, phil, help_messag
     # when the program needs none before the run, else in a first pass of their own
     parallel = make_engine(params.mp) is not serial_engine
     with_rows = program.headers_with_rows(params, bool(infos))
+    header_rows = None if with_rows else program.header_rows(params, bool(infos))
     files = open_files(
         invocation.reflection_paths,
         params.reader,
         infos,
         skip_errors,
-        with_rows or parallel,
+        with_rows or parallel or header_rows is not None,
     )
     listed = isinstance(files, ListedFiles)  # only listed: the tasks read the headers
     for opened in [] if listed else files:
@@ -376,7 +388,7 @@ def _run_program(program: Program, args: Sequence[str] | None, phil, help_messag
     del files  # run.files only: deferred headers replace the listing
     run.explain = functools.partial(explain_missing_column, program, params)
     if not with_rows and listed:
-        headers_first(program, run)
+        headers_first(program, run, header_rows)
     statistic = program.statistic(run)
 
     verbosity = invocation.options.verbose
@@ -409,10 +421,13 @@ def explain_missing_column(program: Program, params: Any, path: str) -> None:
     program.check_file(opened, params)
 
 
-def headers_first(program: Program, run: Run) -> None:
+def headers_first(program: Program, run: Run, rows: Statistic | None = None) -> None:
     """The listed files' headers, read by a first pass of the run's engine
-    (:class:`HeaderPass`), into ``run.files`` (checked as in :func:`deferred_headers`)."""
-    deferred_headers(program, run, run.reduce(HeaderPass()))
+    (:class:`HeaderPass`, with ``rows`` over the rows where it can), into ``run.files``
+    (checked as in :func:`deferred_headers`) and ``run.first_pass``."""
+    reduced = run.reduce(HeaderPass(rows))
+    deferred_headers(program, run, reduced)
+    run.first_pass = reduced.partial
 
 
 def compact_form(files: Sequence[OpenedFile], params: Any) -> bool:
