@@ -8,7 +8,7 @@ times by DIALS, as ``split_stills`` in ``tests/conftest.py`` does); each case re
 of them (sometimes two) by a mutated copy (``fuzz_programs.Mutator``'s byte mutations, or
 structure-aware ones: identifiers, ``nrows``, column types, counts and payloads, ``id``
 and ``flags`` values, re-encoded with msgpack), and runs one program in-process on
-``[indexed.expt, directory]`` in three modes:
+``[indexed.expt, directory]`` (``--no-experiments``: the directory alone) in three modes:
 
 * ``driver``: serially, the driver reading every header (``DEFER_MIN_FILES`` = 10^9);
 * ``serial``: serially, by default (deferred headers where the program takes them);
@@ -63,6 +63,9 @@ from dials_refl_stats.pipeline import program as program_module  # noqa: E402
 
 SOURCE = "ssx_CuNiR/indexed.refl"
 EXPT = REPO / "tests" / "data" / "ssx_CuNiR" / "indexed.expt"
+#: Whether the programs get :data:`EXPT` (``--no-experiments``: the directory alone, so
+#: that strong positions find the panel sizes from the rows, with the headers).
+WITH_EXPERIMENTS = True
 #: 5 stills x 13 copies: 65 files, more than ``DEFER_MIN_FILES`` (64)
 COPIES = 13
 PROGRAMS = (
@@ -338,7 +341,8 @@ def run_mode(case: Case, mode: str, inputs: Path, work: Path) -> ModeRun:
     """``case``'s program on ``inputs`` in ``mode``, in the (empty) directory ``work``."""
     module = engine.discover_programs()[case.program]
     extra, driver = MODES[mode]
-    args = [str(EXPT), str(inputs), quiet(case.program), f"input.on_error={case.on_error}"]
+    expt = [str(EXPT)] if WITH_EXPERIMENTS else []
+    args = [*expt, str(inputs), quiet(case.program), f"input.on_error={case.on_error}"]
     with mode_patches(driver) as record:
         outcome = engine.run_in_process(module, [*args, *extra], work)
     document = None
@@ -668,7 +672,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=50, help="cases per child process")
     parser.add_argument("--timeout", type=float, default=120, help="seconds allowed per case")
     parser.add_argument("--time-limit", type=float, default=None, help="stop after ~this many s")
+    parser.add_argument(
+        "--no-experiments", action="store_true", help="the directory alone, without .expt"
+    )
     args = parser.parse_args(argv)
+    global WITH_EXPERIMENTS
+    WITH_EXPERIMENTS = not args.no_experiments  # children are forked: they see it
     engine.discover_programs()  # imported once, before the children fork
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:

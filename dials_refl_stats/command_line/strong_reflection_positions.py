@@ -257,8 +257,10 @@ class StrongReflectionPositions(Program):
 
     def header_rows(self, params, with_experiments: bool) -> PanelExtentsStatistic | None:
         # without experiments the tasks need the panel sizes: found with the headers
-        # (and the 'd' column read where there is one, as the run may read it)
-        if with_experiments or extents_unused(params, self.criteria):
+        # (and the 'd' column read where there is one, as the run may read it); not for
+        # d from a geometry there is none of (a Sorry once the headers are read)
+        geometry_asked = params.resolution.d_source == "geometry"
+        if with_experiments or geometry_asked or extents_unused(params, self.criteria):
             return None
         reads = self.reads(params, "column" if params.resolution.d_source == "column" else None)
         return PanelExtentsStatistic(reads, optional=("d",))
