@@ -122,3 +122,16 @@ def test_only_the_shown_files_are_decoded(monkeypatch):
     assert files.path_of(n) is None
     section = build_section(document(inputs, skipped_index=n - 2), 0, Budget())
     assert ("skipped", "/data/run12/s_0999999999998.refl: truncated file") in section.selection
+
+
+def test_the_inlined_plotly_js_is_plotlys_own():
+    """Read from the package's data without importing ``plotly.offline``: the same text
+    as ``get_plotlyjs``."""
+    pytest.importorskip("plotly")
+    from plotly.offline import get_plotlyjs
+
+    from dials_refl_stats.report.html import plotly_js
+
+    plotly_js.cache_clear()
+    assert plotly_js() == get_plotlyjs()
+    assert len(plotly_js()) > 1_000_000
