@@ -260,7 +260,7 @@ class StrongReflectionPositions(Program):
         # (and the 'd' column read where there is one, as the run may read it); not for
         # d from a geometry there is none of (a Sorry once the headers are read)
         geometry_asked = params.resolution.d_source == "geometry"
-        if with_experiments or geometry_asked or extents_unused(params, self.criteria):
+        if with_experiments or geometry_asked or joined_reason(params, self.criteria):
             return None
         reads = self.reads(params, "column" if params.resolution.d_source == "column" else None)
         return PanelExtentsStatistic(reads, optional=("d",))
@@ -408,20 +408,16 @@ NO_EXPERIMENTS = {
 }
 
 
-def joined_reasons(params, criteria: StrongCriteria) -> tuple[tuple[bool, str], ...]:
-    """(applies, why) of the parameters for which only the rows joined in this process
-    give the results."""
-    return (
-        (bool(params.rows_on_driver), "rows_on_driver=True"),
+def joined_reason(params, criteria: StrongCriteria, binned_here: bool = False) -> str:
+    """Why only the rows joined in this process give the results ("": they need not);
+    ``binned_here``: a run reading each file once, without experiments, with a plot."""
+    reasons = (
+        (params.rows_on_driver, "rows_on_driver=True"),
+        (binned_here, "no experiments: panel sizes come from the data, and each file is read once"),
         (criteria.top_fraction is not None, "top_fraction compares all selected rows"),
-        (bool(params.output.positions), "output.positions lists the rows"),
+        (params.output.positions, "output.positions lists the rows"),
     )
-
-
-def extents_unused(params, criteria: StrongCriteria) -> bool:
-    """Whether a run without experiments joins its rows here (no panel sizes needed
-    before the run)."""
-    return any(applies for applies, _why in joined_reasons(params, criteria))
+    return next((why for applies, why in reasons if applies), "")
 
 
 def merged_statistic(
@@ -431,21 +427,15 @@ def merged_statistic(
     and why only the rows joined here can give the results: an experiment without
     detector or beam, ``top_fraction`` (compares all rows), ``output.positions`` (lists
     them), or ``rows_on_driver=True``. Without experiments the panel sizes come from the
-    data: a first pass over the files, reading the columns of ``reads`` as the
-    statistic will, finds them (:class:`PanelExtentsStatistic`)."""
+    data: the headers' pass found them (``Run.first_pass``), or a pass of their own,
+    reading the columns of ``reads`` as the statistic will (:class:`PanelExtentsStatistic`)."""
     params = run.params
-    on_driver, *others = joined_reasons(params, criteria)
-    reasons = (
-        on_driver,
-        (
-            not run.experiment_infos and run.one_pass and getattr(params.output, "plot", None),
-            "no experiments: panel sizes come from the data, and each file is read once",
-        ),
-        *others,
+    binned_here = not run.experiment_infos and run.one_pass
+    reason = joined_reason(
+        params, criteria, binned_here and bool(getattr(params.output, "plot", None))
     )
-    for applies, reason in reasons:
-        if applies:
-            return None, reason
+    if reason:
+        return None, reason
     if run.experiment_infos:
         experiments = run.experiments
         frames = geometry.panel_frames(experiments)
