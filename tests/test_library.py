@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -344,6 +346,86 @@ def test_reduce_files_serial_and_processes_agree(tmp_path):
 
     groups = statistic.finalize(serial.partial).groups
     assert sorted({split_group_key(k)[0] for k in groups}) == [0, 1, 2]
+
+
+def _process_reduce(statistic, plan, files, sizes, n_workers: int = 2):
+    from dials_refl_stats.pipeline.engines import process_engine
+    from dials_refl_stats.pipeline.execute import reduce_files
+
+    return reduce_files(
+        statistic,
+        plan,
+        files,
+        sizes,
+        engine=lambda *args: process_engine(*args, n_workers=n_workers),
+        n_workers=n_workers,
+    )
+
+
+@pytest.mark.parametrize("flush_files,n_workers", [(1, 2), (2, 3), (10**9, 2), (10**9, 4)])
+def test_local_workers_send_what_they_hold(monkeypatch, flush_files, n_workers):
+    """Each worker merges its tasks' partials and sends them every ``FLUSH_FILES``
+    files and once at the end (one last task per worker, more workers than batches
+    too): the same result as in this process, and at most one partial per flush."""
+    from dials_refl_stats.pipeline import engines
+    from dials_refl_stats.pipeline.execute import SelectionPlan, reduce_files
+
+    monkeypatch.setattr(engines, "FLUSH_FILES", flush_files)  # forked workers see it
+    names = ["sim_small/indexed.refl", "sim_twoexp/indexed.refl", "ssx_CuNiR/indexed.refl"]
+    files = [file_info(name, index) for index, name in enumerate(names * 2)]
+    sizes = [1] * len(files)  # one file per batch
+    statistic = spot_size_statistic(data_max=1000)
+    plan = SelectionPlan(FlagSelection(("indexed",)), fallback=True)
+    serial = reduce_files(statistic, plan, files, sizes)
+    yielded = []
+    engine = engines.process_engine
+    monkeypatch.setattr(
+        engines,
+        "process_engine",
+        lambda *args, **kw: (yielded.append(r) or r for r in engine(*args, **kw)),
+    )
+    parallel = _process_reduce(statistic, plan, files, sizes, n_workers)
+    assert parallel.records == serial.records
+    assert final_as_plain(statistic.finalize(parallel.partial)) == final_as_plain(
+        statistic.finalize(serial.partial)
+    )
+    with_partial = [r for r in yielded if r.partial is not None]
+    assert len(yielded) == len(files) + n_workers  # the batches, then one per worker
+    if flush_files == 1:  # every batch sends its own; the last tasks nothing more
+        assert len(with_partial) == len(files)
+    else:
+        assert 1 <= len(with_partial) <= n_workers + len(files) // flush_files
+
+
+class KillingStatistic:
+    """Spot sizes, except that reading file 1 kills the worker process."""
+
+    def __init__(self):
+        self.inner = spot_size_statistic()
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__["inner"], name)
+
+    def __getstate__(self):
+        return self.__dict__
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+
+    def partial(self, chunk):
+        if any(f.index == 1 for f in (chunk.files or (chunk.file,))):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.inner.partial(chunk)
+
+
+def test_a_killed_local_worker_ends_the_run_with_one_line():
+    from dials_refl_stats.pipeline.engines import WorkerError
+    from dials_refl_stats.pipeline.execute import SelectionPlan
+
+    files = [file_info("sim_small/indexed.refl", index) for index in range(4)]
+    plan = SelectionPlan(FlagSelection(("indexed",)))
+    with pytest.raises(WorkerError, match="worker process ended during the run"):
+        _process_reduce(KillingStatistic(), plan, files, [1] * len(files))
 
 
 def test_reduce_files_skips_unreadable_files_when_asked(tmp_path):

@@ -18,7 +18,6 @@ from dials_refl_stats.pipeline.phil import INPUT_PHIL, JSON_FORM_PHIL
 from dials_refl_stats.pipeline.program import (
     Program,
     Run,
-    build_document,
     describe_selection,
     run_program,
 )
@@ -227,13 +226,10 @@ class ReflStats(Program):
         if "json" in outputs.targets:
             write_json(outputs.temporary("json"), document, atomic=False)
         if "html" in outputs.targets:
-            documents = []
-            for name, entry in document["results"]["statistics"].items():
-                member = build_document(
-                    name, run, selection=entry["selection"], results=entry["results"]
-                )
-                member["parameters"] = member_parameters(name, document["parameters"])
-                documents.append(member)
+            documents = [
+                member_document(name, document, entry)
+                for name, entry in document["results"]["statistics"].items()
+            ]
             documents += [
                 not_computed(f"dials.{e['statistic']}", e["reason"])
                 for e in document["results"]["not_computed"]
@@ -241,6 +237,19 @@ class ReflStats(Program):
             html = render_report(documents, title=f"DIALS reflection statistics: {run.title}")
             with open(outputs.temporary("html"), "w", encoding="utf-8") as handle:
                 handle.write(html)
+
+
+def member_document(name: str, document: dict, entry: dict) -> dict:
+    """Member ``name``'s own document, as ``dials.<name>`` would write it: the suite's
+    envelope (its inputs: the same files) around the member's entry, with the member's
+    own parameters (:func:`member_parameters`). ``document`` is plain JSON already."""
+    return {
+        **document,
+        "program": f"dials.{name}",
+        "parameters": member_parameters(name, document["parameters"]),
+        "selection": entry["selection"],
+        "results": entry["results"],
+    }
 
 
 #: The scopes of the ``dials.refl_stats`` phil that its members share as they are.

@@ -65,7 +65,13 @@ def start_method() -> str | None:
 
 def process_engine(batches, statistic, plan, reader, skip_errors, hints=None, *, n_workers: int):
     """Batches on ``n_workers`` local processes (:func:`start_method`); each task gets
-    the driver's hint (``hints()``, :class:`~.execute.Hints`) when handed out."""
+    the driver's hint (``hints()``, :class:`~.execute.Hints`) when handed out.
+
+    A worker merges its tasks' partials itself and sends them once they cover
+    :data:`FLUSH_FILES` files, and at the end (each worker takes one of the run's
+    last tasks, :func:`_held_partial`): the driver receives each task's file records,
+    and few partials (exact medians and plot samples bounded once per worker, not once
+    per task)."""
     import concurrent.futures
     import multiprocessing
 
@@ -82,21 +88,25 @@ def process_engine(batches, statistic, plan, reader, skip_errors, hints=None, *,
         n_workers,
         mp_context=context,
         initializer=_start_worker,
-        initargs=(Packed(statistic, plan),),
+        initargs=(Packed(statistic, plan), context.Barrier(n_workers)),
     )
 
     number: dict = {}  # future -> batch number (batches are handed out in order)
     numbers = itertools.count()
 
+    def hint() -> Any:
+        return hints() if hints is not None else None
+
     def submit() -> None:  # a few batches per worker in flight, not all of them
         for batch in itertools.islice(waiting, IN_FLIGHT * n_workers - len(running)):
-            future = pool.submit(task, batch, hints() if hints is not None else None)
+            future = pool.submit(task, batch, hint())
             number[future] = next(numbers)
             running.add(future)
 
     finished = False
     try:
         submit()
+        held_asked = False
         while running:
             done, _ = concurrent.futures.wait(
                 running, return_when=concurrent.futures.FIRST_COMPLETED
@@ -108,10 +118,15 @@ def process_engine(batches, statistic, plan, reader, skip_errors, hints=None, *,
                     # failure of the first file in order stops the run, as serially
                     concurrent.futures.wait(running)
                     failed = [f for f in (future, *running) if f.exception() is not None]
-                    min(failed, key=number.get).result()
+                    _raise_first(min(failed, key=number.get))
                 del number[future]  # the result is dropped once merged: no reference
-                submit()
                 yield future.result()
+                submit()  # after the merge: with its hint
+            if not running and not held_asked:  # every batch done: what the workers hold
+                held_asked = True
+                for future in [pool.submit(_held_partial, hint()) for _ in range(n_workers)]:
+                    number[future] = next(numbers)
+                    running.add(future)
         finished = True
     finally:
         # on a failure (or the driver's own error, or an interruption): nothing more
@@ -123,6 +138,19 @@ def process_engine(batches, statistic, plan, reader, skip_errors, hints=None, *,
         pool.shutdown(wait=finished, cancel_futures=True)
         if not finished:
             _stop_workers(processes, call_queue, result_queue)
+
+
+def _raise_first(future: Any) -> None:
+    """The failed batch's error; a worker process that ended (killed, say) as one line."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        future.result()
+    except BrokenProcessPool:
+        raise WorkerError(
+            "a worker process ended during the run (killed, or out of memory?): "
+            "no result is written; run again"
+        ) from None
 
 
 def _stop_workers(processes: list, call_queue: Any, result_queue: Any) -> None:
@@ -372,15 +400,67 @@ def _packed_batch(
 _STARTED: list = [None]
 
 
-def _start_worker(packed: Packed) -> None:
+def _start_worker(packed: Packed, barrier: Any) -> None:
     """Initializer of a local worker process: interrupts left to the main process, and
-    the run's statistic and plan kept for its tasks."""
+    the run's statistic and plan kept for its tasks, with the barrier of its last."""
     ignore_interrupts()
     _STARTED[0] = packed
+    _BARRIER[0] = barrier
+    _HELD[0] = None
+
+
+#: A local worker sends the partials it merged once they cover this many files (its
+#: memory stays bounded: a per-still statistic holds ~100 bytes a still), and at the
+#: end of the run.
+FLUSH_FILES = 1 << 15
+
+#: The local worker's barrier of the run's last tasks (one per worker), and what it holds:
+#: ``[MergeStack, files covered]`` of its tasks' partials not sent yet.
+_BARRIER: list = [None]
+_HELD: list = [None]
 
 
 def _started_batch(batch, hint=None, *, reader: str, skip_errors: bool) -> RunPartial:
-    return _packed_batch(_STARTED[0], batch, hint, reader=reader, skip_errors=skip_errors)
+    """A batch's file records; its partial merged into what this worker holds, which
+    goes with the records once it covers :data:`FLUSH_FILES` files."""
+    from dials_refl_stats.pipeline.execute import MergeStack
+
+    packed = _STARTED[0]
+    result = _packed_batch(packed, batch, hint, reader=reader, skip_errors=skip_errors)
+    statistic = packed.load()[0]
+    if _HELD[0] is None:
+        _HELD[0] = [MergeStack(statistic), 0]
+    held = _HELD[0]
+    if result.partial is not None:
+        held[0].add(result.partial)
+    held[1] += len(result.records)
+    partial = _take_held(statistic, hint) if held[1] >= FLUSH_FILES else None
+    return RunPartial(partial, result.records)
+
+
+def _take_held(statistic: Any, hint: Any) -> Any:
+    """What this worker holds (merged, less what ``hint`` prunes), now given up."""
+    held, _HELD[0] = _HELD[0], None
+    partial = held[0].result() if held is not None else None
+    if hint is not None and partial is not None:
+        partial = statistic.pruned(partial, hint)
+    return partial
+
+
+#: Seconds a worker waits for the others at the end of a run (they are all idle then).
+HELD_TIMEOUT = 600
+
+
+def _held_partial(hint=None) -> RunPartial:
+    """One of the run's last tasks (one per worker, handed out once every batch is
+    done): what this worker holds. The barrier keeps any worker from taking two."""
+    import threading
+
+    try:
+        _BARRIER[0].wait(timeout=HELD_TIMEOUT)
+    except threading.BrokenBarrierError:
+        raise WorkerError("the local workers did not all end the run; run again") from None
+    return RunPartial(_take_held(_STARTED[0].load()[0], hint), [])
 
 
 def _packed_merge(packed: Packed, first: RunPartial, second: RunPartial) -> RunPartial:

@@ -642,8 +642,9 @@ def reduce_files(
     try:
         for result in results:
             progress.update(result)
-            merged.add(result.partial)
-            hints.add(result.partial)
+            if result.partial is not None:
+                merged.add(result.partial)
+                hints.add(result.partial)
             records.extend(result.records)
             gc.freeze()
     finally:

@@ -110,10 +110,11 @@ class Run:
     @property
     def title(self) -> str:
         """Input names for titles: basenames, and a count past three files."""
-        names = [os.path.basename(p) for p in self.paths]
-        if len(names) > 3:
-            return f"{names[0]} ... {names[-1]} ({len(names)} files)"
-        return ", ".join(names)
+        paths = self.paths
+        if len(paths) > 3:
+            first, last = (os.path.basename(paths[i]) for i in (0, -1))
+            return f"{first} ... {last} ({len(paths)} files)"
+        return ", ".join(map(os.path.basename, paths))
 
 
 class Program(ABC):
@@ -299,8 +300,13 @@ def paired_experiments(reflections: Sequence[str], others: Sequence[str]) -> lis
         return []
     if any(a.replace(" ", "").endswith("pair_experiments=False") for a in others):
         return []
-    stems = [os.path.splitext(path)[0] + ".expt" for path in reflections]
-    return stems if all(os.path.isfile(p) for p in stems) else []
+    stems = []
+    for path in reflections:  # the first file without one ends the search
+        stem = os.path.splitext(path)[0] + ".expt"
+        if not os.path.isfile(stem):
+            return []
+        stems.append(stem)
+    return stems
 
 
 def _names_experiments(argument: str) -> bool:
