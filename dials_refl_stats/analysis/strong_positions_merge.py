@@ -17,6 +17,7 @@ Every result equals :func:`.strong_positions.strong_positions` on the joined row
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -166,7 +167,7 @@ class MergedPositions:
     n_without_geometry: int
     image_sizes: dict[int, tuple[float, float]]
     group_keys: np.ndarray
-    file_flag_counts: dict[int, tuple[int, int]]  # file -> (integrated_sum, _prf rows)
+    file_flag_counts: FileFlagCounts  # file -> (integrated_sum, _prf rows)
     max_experiment: int
     plot: PlotPart | None = field(default=None)
 
@@ -422,7 +423,7 @@ class StrongPositionsStatistic(Statistic):
     def finalize(self, partial: PositionsPartial | None) -> MergedPositions:
         partial = self.complete(partial) if partial is not None else self.empty()
         order = np.argsort(partial.group_keys, kind="stable")
-        medians = partial.group_median[order]
+        medians = np.asarray(partial.group_median[order], dtype=np.float64)
         n_candidates, n_strong, n_not_finite, n_without_sigma, n_no_geometry = (
             int(v) for v in partial.counts
         )
@@ -443,7 +444,7 @@ class StrongPositionsStatistic(Statistic):
             histograms=self._final_histograms(partial, image_sizes),
             n_selected_per_group=partial.group_selected[order],
             n_strong_per_group=partial.group_strong[order],
-            median_d_strong_per_group=[None if np.isnan(m) else float(m) for m in medians],
+            median_d_strong_per_group=_floats_or_none(medians),
             median_d_all=None if self.d_source is None else median_or_none(partial.d),
             median_d_strong=(
                 None if self.d_source is None else median_or_none(partial.d[partial.d_strong])
@@ -463,7 +464,7 @@ class StrongPositionsStatistic(Statistic):
             n_without_geometry=n_no_geometry,
             image_sizes=image_sizes,
             group_keys=partial.group_keys[order],
-            file_flag_counts=dict(zip(files[:, 0].tolist(), zip(*files[:, 1:].T.tolist()))),
+            file_flag_counts=FileFlagCounts(files),
             max_experiment=partial.max_experiment,
             plot=plot,
         )
@@ -540,6 +541,29 @@ class StrongPositionsStatistic(Statistic):
             max_experiment=-1,
             plot=plot,
         )
+
+
+class FileFlagCounts:
+    """File index -> (rows with integrated_sum, with integrated_prf), looked up in the
+    merged ``(n_files, 3)`` table (no object per file until one is asked for)."""
+
+    def __init__(self, table: np.ndarray):
+        table = np.asarray(table, dtype=np.int64).reshape(-1, 3)
+        self.table = table[np.argsort(table[:, 0], kind="stable")]
+
+    def get(self, index: int, default: Any = None) -> Any:
+        found = int(np.searchsorted(self.table[:, 0], index))
+        if found < len(self.table) and self.table[found, 0] == index:
+            return tuple(self.table[found, 1:].tolist())
+        return default
+
+
+def _floats_or_none(values: np.ndarray) -> list:
+    """``values`` as Python floats, ``None`` for NaN."""
+    out = values.tolist()
+    for i in np.flatnonzero(np.isnan(values)).tolist():
+        out[i] = None
+    return out
 
 
 def _file_positions(chunk: Chunk) -> np.ndarray:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import operator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
@@ -22,7 +23,12 @@ from dials_refl_stats.analysis.strong_positions import (
     merge_extents,
     strong_positions,
 )
-from dials_refl_stats.analysis.strong_positions_merge import PRF_BIT, SUM_BIT, MergedPositions
+from dials_refl_stats.analysis.strong_positions_merge import (
+    PRF_BIT,
+    SUM_BIT,
+    FileFlagCounts,
+    MergedPositions,
+)
 from dials_refl_stats.compact import encode_runs
 from dials_refl_stats.experiment_groups import ExperimentGroup, group_rows_by_experiment
 from dials_refl_stats.output import to_plain
@@ -119,15 +125,18 @@ def file_summary(index: int, run: Run, record, bit_counts: np.ndarray) -> FileSu
     )
 
 
+_INDEX = operator.attrgetter("index")
+
+
 class FileSummaries(Sequence):
     """Each file's :class:`FileSummary` (in file order), made when asked for: with 10^5
     stills the log and the JSON describe at most 100 files (all with -vv), so most runs
     make none. ``flag_counts``: file index -> (rows with integrated_sum, with
     integrated_prf)."""
 
-    def __init__(self, run: Run, records, flag_counts: dict[int, tuple[int, int]]):
+    def __init__(self, run: Run, records, flag_counts: FileFlagCounts):
         self.run, self.flag_counts = run, flag_counts
-        self.records = sorted(records, key=lambda r: r.index)
+        self.records = sorted(records, key=_INDEX)
 
     def __len__(self) -> int:
         return len(self.records)
