@@ -245,7 +245,13 @@ def compact_intensity_series(result: IntensityResult, bin_width: int) -> dict:
             columns[name] = values.astype(np.int64).tolist()
         else:
             cast = int if name.startswith("frame_") else float
-            columns[name] = [cast(v) if k else None for v, k in zip(values.tolist(), known)]
+            plain, unknown = values.tolist(), np.flatnonzero(~known).tolist()
+            for i in unknown:  # no number to cast (NaN, say)
+                plain[i] = 0
+            plain = list(map(cast, plain))
+            for i in unknown:
+                plain[i] = None
+            columns[name] = plain
     bins = result.frames.bins
     kept = ~its_summaries(result)[bins["series"]]
     per_frame = {"series": bins["series"][kept].astype(np.int64)}
