@@ -412,7 +412,7 @@ def _start_worker(packed: Packed, barrier: Any) -> None:
 #: A local worker sends the partials it merged once they cover this many files (its
 #: memory stays bounded: a per-still statistic holds ~100 bytes a still), and at the
 #: end of the run.
-FLUSH_FILES = 1 << 15
+FLUSH_FILES = 1 << 14
 
 #: The local worker's barrier of the run's last tasks (one per worker), and what it holds:
 #: ``[MergeStack, files covered]`` of its tasks' partials not sent yet.
@@ -429,7 +429,7 @@ def _started_batch(batch, hint=None, *, reader: str, skip_errors: bool) -> RunPa
     result = _packed_batch(packed, batch, hint, reader=reader, skip_errors=skip_errors)
     statistic = packed.load()[0]
     if _HELD[0] is None:
-        _HELD[0] = [MergeStack(statistic), 0]
+        _HELD[0] = [MergeStack(statistic, fan_in=2), 0]  # few partials held at once
     held = _HELD[0]
     if result.partial is not None:
         held[0].add(result.partial)

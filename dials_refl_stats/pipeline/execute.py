@@ -437,16 +437,16 @@ class MergeStack:
     partial may hold up to a few MB: plot samples, exact medians) and sizes stay
     balanced."""
 
-    def __init__(self, statistic: Statistic):
-        self.statistic = statistic
+    def __init__(self, statistic: Statistic, fan_in: int = MERGE_FAN_IN):
+        self.statistic, self.fan_in = statistic, fan_in
         self.stack: list[tuple[int, Any]] = []  # (log_FAN_IN of the tasks covered, partial)
 
     def add(self, partial: Any) -> None:
-        rank = 0
+        rank, fan_in = 0, self.fan_in
         self.stack.append((rank, partial))
-        while len(self.stack) >= MERGE_FAN_IN and self.stack[-MERGE_FAN_IN][0] == rank:
-            merged = self.statistic.merge_all(p for _, p in self.stack[-MERGE_FAN_IN:])
-            del self.stack[-MERGE_FAN_IN:]
+        while len(self.stack) >= fan_in and self.stack[-fan_in][0] == rank:
+            merged = self.statistic.merge_all(p for _, p in self.stack[-fan_in:])
+            del self.stack[-fan_in:]
             rank += 1
             self.stack.append((rank, merged))
 
