@@ -209,6 +209,36 @@ def flex_to_numpy(values) -> np.ndarray:
 #: Columns DIALS writes as integers (another type is a damaged file).
 INTEGER_COLUMNS = ("flags", "id", "panel")
 
+#: Values per row of the columns the programs read, as DIALS writes them (another
+#: shape, such as an ``int6`` centroid of the same byte length, is a damaged file).
+ROW_SHAPES: dict[str, tuple[tuple[int, ...], str]] = {
+    **{name: ((), "std::size_t") for name in ("flags", "panel")},
+    "id": ((), "int"),
+    **{
+        name: ((3,), "vec3<double>")
+        for name in ("xyzobs.px.value", "xyzobs.px.variance", "xyzcal.px", "xyzobs.mm.value")
+    },
+    "bbox": ((6,), "int6"),
+    **{
+        f"intensity.{kind}.{part}": ((), "double")
+        for kind in ("sum", "prf")
+        for part in ("value", "variance")
+    },
+    "d": ((), "double"),
+}
+
+
+def row_shape_problem(name: str, row_shape: tuple[int, ...]) -> str | None:
+    """Why column ``name`` with ``row_shape`` values a row is not as DIALS writes it."""
+    expected = ROW_SHAPES.get(name)
+    if expected is None or tuple(row_shape) == expected[0]:
+        return None
+    n = int(np.prod(row_shape)) if row_shape else 1
+    return (
+        f"column '{name}' holds {n} value{'s' if n != 1 else ''} a row, not the "
+        f"{expected[1]} DIALS writes there"
+    )
+
 
 def check_column(
     path: str, name: str, values: np.ndarray, nrows: int, identifiers: dict[int, str]
@@ -224,6 +254,9 @@ def check_column(
         raise ReflectionLoadError(
             f"{path}: column '{name}' has {len(values)} rows, the table has {nrows}"
         )
+    problem = row_shape_problem(name, np.shape(values)[1:])
+    if problem is not None:
+        raise ReflectionLoadError(f"{path}: {problem}")
     if name in INTEGER_COLUMNS and values.dtype.kind not in "iu":
         raise ReflectionLoadError(
             f"{path}: column '{name}' holds {values.dtype} values, not the integers DIALS "

@@ -709,3 +709,41 @@ def test_strong_positions_log_per_file_lines_past_20_files_only_with_vv(
     lines = [line for line in log.splitlines() if "reflections selected (" in line]
     per_file = [line for line in lines if "intensity from" in line]
     assert len(per_file) == (N_FILES if verbose else 0), lines[:3]
+
+
+def retyped(source: Path, destination: Path, column: str, type_name: str) -> None:
+    """``source`` with ``column``'s DIALS type name replaced (same bytes), as a damaged
+    file may have it: ``vec3<double>`` and ``int6`` rows are both 24 bytes."""
+    import msgpack
+
+    document = msgpack.unpackb(source.read_bytes(), raw=False, strict_map_key=False)
+    document[2]["data"][column][0] = type_name
+    destination.write_bytes(msgpack.packb(document, use_bin_type=True))
+
+
+@pytest.mark.parametrize("program", ["strong_reflection_positions", "refl_stats"])
+@pytest.mark.parametrize("nproc", [1, 2])
+def test_a_centroid_column_of_another_type_is_one_line(tmp_path, program, nproc):
+    """Found by fuzz_many_files.py: an ``int6`` ``xyzobs.px.value`` (the bytes of a
+    ``vec3<double>``) read as 6 values a row crashed strong positions. Now the file is
+    named (or skipped), by every reader path: many small files read together, and alone."""
+    folder = tmp_path / "stills"
+    folder.mkdir()
+    for i in range(70):  # past the deferred-headers threshold: small files read together
+        shutil.copy(data_path(STILLS), folder / f"still_{i:03d}.refl")
+    bad = folder / "still_007.refl"
+    retyped(data_path(STILLS), bad, "xyzobs.px.value", "int6")
+    work = tmp_path / "work"
+    work.mkdir()
+    plot = "output.html=None" if program == "refl_stats" else "output.plot=None"
+    args = [str(folder), f"mp.nproc={nproc}", plot]
+    code, _, err = run_inprocess(program, args, work)
+    assert_sorry(code, err, str(bad), "column 'xyzobs.px.value' holds 6 values a row")
+    assert "vec3<double>" in err
+    assert not list(work.iterdir())
+    code, _, err = run_inprocess(program, [*args, "input.on_error=skip"], work)
+    assert code == 0, err
+    document = json.loads(next(work.glob("*.json")).read_text())
+    (skipped,) = document["selection"]["skipped"]
+    assert skipped["path"] == str(bad) and "holds 6 values a row" in skipped["reason"]
+    assert document["inputs"]["reflections"]["n_files"] == 70

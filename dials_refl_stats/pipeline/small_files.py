@@ -21,7 +21,12 @@ from dials_refl_stats.analysis.statistic import Chunk, FileInfo, Statistic
 from dials_refl_stats.reader import msgpack_small
 from dials_refl_stats.reader.columns import FLAT_TYPES, SHOEBOX_TYPE, ColumnType
 from dials_refl_stats.reader.shoebox import joined_mask_counts
-from dials_refl_stats.reflections import INTEGER_COLUMNS, ReflectionLoadError, impossible_panels
+from dials_refl_stats.reflections import (
+    INTEGER_COLUMNS,
+    ReflectionLoadError,
+    impossible_panels,
+    row_shape_problem,
+)
 
 from .execute import BASE_COLUMNS, FileRecord, SelectionPlan
 from .inputs import ColumnIndex, DeferredFileInfo, small_column_index, small_file
@@ -65,6 +70,8 @@ def _column_plan(index: ColumnIndex, statistic: Statistic) -> _ColumnPlan | None
         ctype = FLAT_TYPES.get(type_name)
         # an integer column of another type: the one-file path names the problem
         if ctype is None or (name in INTEGER_COLUMNS and np.dtype(ctype.dtype).kind not in "iu"):
+            return None
+        if row_shape_problem(name, ctype.shape) is not None:
             return None
         flat.append((name, type_name, ctype))
     has_bbox = "shoebox" in wanted and types.get("bbox") == "int6"
