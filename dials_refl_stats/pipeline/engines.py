@@ -158,11 +158,16 @@ def _stop_workers(processes: list, call_queue: Any, result_queue: Any) -> None:
     Python 3.11's would not (its exit then waited for them for ever, seen on Ctrl-C):
     batches still in the pipe to the workers keep its feeder thread from finishing, and
     a worker stopped while sending a result leaves its manager thread waiting for the
-    rest, which comes once no process holds the pipe's writing end any more."""
+    rest, which comes once no process holds the pipe's writing end any more.
+
+    ``SIGKILL``: a worker cannot block or handle it (with ``SIGTERM`` one worker of a
+    failed run was seen to live on, waiting for the results pipe's lock that the other,
+    stopped mid-send, held: the run then waited for ever; ~1 run in 2000 of
+    ``fuzz_many_files.py`` on two busy cores). Workers hold nothing to clean up."""
     if call_queue is not None:
         call_queue.cancel_join_thread()
     for process in processes:
-        process.terminate()
+        process.kill()
     for process in processes:
         process.join()
     writer = getattr(result_queue, "_writer", None)
