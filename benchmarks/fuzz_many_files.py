@@ -27,7 +27,9 @@ working directory. Never a traceback; the inputs are byte-identical afterwards.
     python benchmarks/fuzz_many_files.py --seed 1 --case 17     # one case, in detail
 
 Cases run in forked children of ``--batch`` cases each (memory stays bounded); case
-``i`` of seed ``s`` is the same whatever else runs.
+``i`` of seed ``s`` is the same whatever else runs. A case that hangs is killed with its
+worker processes, and kept with the Python stacks of them all when ``py-spy`` is on the
+PATH (``pip install py-spy``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -514,6 +517,8 @@ class Failure:
     problems: list[str]
     outcomes: dict[str, tuple[int, str]]
     kept: str | None = None
+    #: a hung case's Python stacks (:func:`hung_stacks`)
+    stacks: str = ""
 
 
 def keep(keep_dir: Path, seed: int, case: Case, failure: Failure) -> str:
@@ -530,6 +535,7 @@ def keep(keep_dir: Path, seed: int, case: Case, failure: Failure) -> str:
         "mutated": [[name, kind] for name, kind, _ in case.mutated],
         "problems": failure.problems,
         "outcomes": failure.outcomes,
+        "stacks": failure.stacks,
         "reproduce": f"python benchmarks/fuzz_many_files.py --seed {seed} --case {case.iteration}",
     }
     (folder / "case.json").write_text(json.dumps(description, indent=1) + "\n")
@@ -581,9 +587,13 @@ def supervise(
         child = context.Process(target=run_cases, args=(send, base, seed, it, stop, keep_dir))
         child.start()
         send.close()
-        current, broken = it, None
+        current, broken, stacks = it, None, ""
         while True:
             if not receive.poll(timeout):
+                stacks = hung_stacks(child.pid)
+                for pid in child_pids(child.pid):  # its workers too: none left behind
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
                 child.kill()
                 broken = f"hang: no result after {timeout:g} s"
                 break
@@ -613,12 +623,42 @@ def supervise(
         if broken is not None:
             case = CaseMaker(base, seed)(current)
             failure = Failure(case.label, [broken], {})
+            failure.stacks = stacks
             if keep_dir is not None:
                 failure.kept = keep(keep_dir, seed, case, failure)
             tally.failures.append(failure)
             print(describe(failure), flush=True)
             it = current + 1
     return tally
+
+
+def child_pids(pid: int) -> list[int]:
+    """The child processes of ``pid`` (Linux; else none)."""
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def hung_stacks(pid: int) -> str:
+    """The Python stacks of a hung case's process and its children (its workers), from
+    ``py-spy dump`` when it is on the PATH (else ""): kept with the case."""
+    import subprocess
+
+    spy = shutil.which("py-spy")
+    if spy is None:
+        return ""
+    dumps = []
+    for process in map(str, [pid, *child_pids(pid)]):
+        try:
+            found = subprocess.run(
+                [spy, "dump", "--pid", process], capture_output=True, text=True, timeout=60
+            )
+        except (OSError, subprocess.SubprocessError) as error:
+            dumps.append(f"process {process}: no dump ({error})")
+            continue
+        dumps.append(found.stdout or found.stderr)
+    return "\n".join(dumps)
 
 
 def describe(failure: Failure) -> str:
