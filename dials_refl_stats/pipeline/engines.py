@@ -419,8 +419,32 @@ def _start_worker(packed: Packed, barrier: Any) -> None:
 #: end of the run.
 FLUSH_FILES = 1 << 14
 
-#: The local worker's barrier of the run's last tasks (one per worker), and what it holds:
-#: ``[MergeStack, files covered]`` of its tasks' partials not sent yet.
+
+class Held:
+    """What a local worker merged of its tasks' partials and not sent yet."""
+
+    def __init__(self, statistic: Any):
+        from dials_refl_stats.pipeline.execute import MergeStack
+
+        self.statistic = statistic
+        self.stack = MergeStack(statistic, fan_in=2)  # a few partials held at once
+        self.n_files = 0
+
+    def add(self, result: RunPartial) -> None:
+        if result.partial is not None:
+            self.stack.add(result.partial)
+        self.n_files += len(result.records)
+
+    def partial(self, hint: Any) -> Any:
+        """The merged partial, less what ``hint`` prunes."""
+        partial = self.stack.result()
+        if hint is not None and partial is not None:
+            partial = self.statistic.pruned(partial, hint)
+        return partial
+
+
+#: The local worker's barrier of the run's last tasks (one per worker), and its
+#: :class:`Held` partials.
 _BARRIER: list = [None]
 _HELD: list = [None]
 
@@ -428,28 +452,19 @@ _HELD: list = [None]
 def _started_batch(batch, hint=None, *, reader: str, skip_errors: bool) -> RunPartial:
     """A batch's file records; its partial merged into what this worker holds, which
     goes with the records once it covers :data:`FLUSH_FILES` files."""
-    from dials_refl_stats.pipeline.execute import MergeStack
-
     packed = _STARTED[0]
     result = _packed_batch(packed, batch, hint, reader=reader, skip_errors=skip_errors)
-    statistic = packed.load()[0]
     if _HELD[0] is None:
-        _HELD[0] = [MergeStack(statistic, fan_in=2), 0]  # few partials held at once
-    held = _HELD[0]
-    if result.partial is not None:
-        held[0].add(result.partial)
-    held[1] += len(result.records)
-    partial = _take_held(statistic, hint) if held[1] >= FLUSH_FILES else None
+        _HELD[0] = Held(packed.load()[0])
+    _HELD[0].add(result)
+    partial = _take_held(hint) if _HELD[0].n_files >= FLUSH_FILES else None
     return RunPartial(partial, result.records)
 
 
-def _take_held(statistic: Any, hint: Any) -> Any:
+def _take_held(hint: Any) -> Any:
     """What this worker holds (merged, less what ``hint`` prunes), now given up."""
     held, _HELD[0] = _HELD[0], None
-    partial = held[0].result() if held is not None else None
-    if hint is not None and partial is not None:
-        partial = statistic.pruned(partial, hint)
-    return partial
+    return held.partial(hint) if held is not None else None
 
 
 #: Seconds a worker waits for the others at the end of a run (they are all idle then).
@@ -465,7 +480,7 @@ def _held_partial(hint=None) -> RunPartial:
         _BARRIER[0].wait(timeout=HELD_TIMEOUT)
     except threading.BrokenBarrierError:
         raise WorkerError("the local workers did not all end the run; run again") from None
-    return RunPartial(_take_held(_STARTED[0].load()[0], hint), [])
+    return RunPartial(_take_held(hint), [])
 
 
 def _packed_merge(packed: Packed, first: RunPartial, second: RunPartial) -> RunPartial:
