@@ -19,7 +19,13 @@ import uuid
 from typing import Any, Callable, Iterable
 
 from dials_refl_stats.pipeline.errors import Sorry
-from dials_refl_stats.pipeline.execute import RunPartial, process_batch, serial_engine
+from dials_refl_stats.pipeline.execute import (
+    MergeStack,
+    RunPartial,
+    process_batch,
+    pruned,
+    serial_engine,
+)
 from dials_refl_stats.pipeline.interrupts import (
     ignore_interrupts,
     interrupts_ignored,
@@ -424,8 +430,6 @@ class Held:
     """What a local worker merged of its tasks' partials and not sent yet."""
 
     def __init__(self, statistic: Any):
-        from dials_refl_stats.pipeline.execute import MergeStack
-
         self.statistic = statistic
         self.stack = MergeStack(statistic, fan_in=2)  # a few partials held at once
         self.n_files = 0
@@ -437,10 +441,7 @@ class Held:
 
     def partial(self, hint: Any) -> Any:
         """The merged partial, less what ``hint`` prunes."""
-        partial = self.stack.result()
-        if hint is not None and partial is not None:
-            partial = self.statistic.pruned(partial, hint)
-        return partial
+        return pruned(self.statistic, self.stack.result(), hint)
 
 
 #: The local worker's barrier of the run's last tasks (one per worker), and its

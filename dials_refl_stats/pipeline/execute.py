@@ -328,9 +328,15 @@ def process_batch(
                 opened = problem_file(file.path, file.index, reader, error)
         records.append(record if opened is None else dataclasses.replace(record, opened=opened))
     partial = statistic.complete(merge_tree(statistic, partials))
-    if hint is not None and partial is not None:
-        partial = statistic.pruned(partial, hint)
-    return RunPartial(partial, records)
+    return RunPartial(pruned(statistic, partial, hint), records)
+
+
+def pruned(statistic: Statistic, partial: Any, hint: Any) -> Any:
+    """``partial`` less what the driver's ``hint`` says cannot change the result
+    (``Statistic.pruned``; nothing to prune without a hint or a partial)."""
+    if hint is None or partial is None:
+        return partial
+    return statistic.pruned(partial, hint)
 
 
 def _headers_with_rows(

@@ -245,11 +245,8 @@ def compact_intensity_series(result: IntensityResult, bin_width: int) -> dict:
             columns[name] = values.astype(np.int64).tolist()
         else:
             cast = int if name.startswith("frame_") else float
-            plain, unknown = values.tolist(), np.flatnonzero(~known).tolist()
-            for i in unknown:  # no number to cast (NaN, say)
-                plain[i] = 0
-            plain = list(map(cast, plain))
-            for i in unknown:
+            plain = list(map(cast, np.where(known, values, 0).tolist()))  # NaN: no int
+            for i in np.flatnonzero(~known).tolist():
                 plain[i] = None
             columns[name] = plain
     bins = result.frames.bins
