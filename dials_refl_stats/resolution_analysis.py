@@ -4,9 +4,11 @@ reports (spots away from ice rings, spots to 4 Å, the d_min estimates).
 The d of each spot comes from the experiments' geometry (:class:`geometry.PanelFrames`, the
 doubles of ``Panel.pixel_to_millimeter`` with the detector's px/mm strategy, lab
 coordinates, and ``|s1 - s0|``: the norm of DIALS's ``rlp``); each image's spots then go
-through DIALS's own ``per_image_analysis.stats_for_reflection_table``, so the numbers are
-DIALS's. Both run in the tasks (:class:`DialsSpotAnalysis`, given to the per-image
-statistic), where an image's spots are all at hand.
+through DIALS's ``per_image_analysis.stats_for_reflection_table``, in numpy with DIALS's
+arithmetic (:mod:`dials_refl_stats.analysis.per_image_analysis`; DIALS's own function for
+the rare image outside the port's domain), so the numbers are DIALS's. Both run in the
+tasks (:class:`DialsSpotAnalysis`, given to the per-image statistic), where an image's
+spots are all at hand.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 
 from dials_refl_stats import geometry
 from dials_refl_stats.analysis.per_image import AnalysisFailure
+from dials_refl_stats.analysis.per_image_analysis import ICE_HALF_WIDTH, image_analysis
 from dials_refl_stats.reflections import ReflectionLoadError
 
 #: What :func:`analyse_images` returns per image (DIALS's field names).
@@ -79,10 +82,13 @@ def analyse_images(
     n_images: int,
     resolution_analysis: bool = True,
 ) -> dict[str, np.ndarray]:
-    """DIALS's per-image statistics for spots grouped by ``image_of_spot`` (0..n-1)."""
+    """DIALS's per-image statistics for spots grouped by ``image_of_spot`` (0..n-1):
+    :func:`~dials_refl_stats.analysis.per_image_analysis.image_analysis` (DIALS's
+    arithmetic in numpy), and DIALS's own ``stats_for_reflection_table`` for an image
+    outside the domain where the two are shown equal."""
     try:
         from dials.algorithms.spot_finding.per_image_analysis import stats_for_reflection_table
-        from dials.array_family import flex
+        from dials.array_family import flex  # noqa: F401 - the fallback's tables
     except ImportError as error:  # a Dask worker without DIALS
         raise AnalysisError(
             f"DIALS's per-image analysis needs DIALS where the tasks run ({error}); "
@@ -97,34 +103,86 @@ def analyse_images(
     usable = (image_of_spot >= 0) & np.isfinite(d) & (d > 0)
     order = np.argsort(image_of_spot[usable], kind="stable")
     rows = np.flatnonzero(usable)[order]
+    if not rows.size:
+        return out
     images = image_of_spot[rows]
     bounds = np.searchsorted(images, np.arange(n_images + 1))
-    for image in np.flatnonzero(np.diff(bounds)):
-        these = rows[bounds[image] : bounds[image + 1]]
-        table = flex.reflection_table()
-        d_star = 1.0 / d[these]
-        table["rlp"] = flex.vec3_double(
-            flex.double(d_star), flex.double(len(these), 0), flex.double(len(these), 0)
-        )
-        table["intensity.sum.value"] = flex.double(intensity[these])
-        table["intensity.sum.variance"] = flex.double(variance[these])
+    d_star = 1.0 / d[rows]
+    rings = ice_rings(float(d[rows].min()))
+    analysed = []  # (image, ImageAnalysis or DIALS's StatsSingleImage)
+    for image in np.flatnonzero(np.diff(bounds)).tolist():
+        these = slice(bounds[image], bounds[image + 1])
+        spots = (d_star[these], intensity[rows[these]], variance[rows[these]])
         try:
             try:
-                stats = stats_for_reflection_table(table, resolution_analysis=resolution_analysis)
-            except (ValueError, ZeroDivisionError):
+                stats = _image_stats(stats_for_reflection_table, spots, rings, resolution_analysis)
+            except RESOLUTION_ERRORS:
                 if not resolution_analysis:
                     raise
                 # DIALS's estimates are written for strong spots: a math error on other
                 # rows (logarithms and square roots of intensities <= 0, as weak
                 # integrated reflections have) leaves this image without them
-                stats = stats_for_reflection_table(table, resolution_analysis=False)
+                stats = _image_stats(stats_for_reflection_table, spots, rings, False)
                 out[RESOLUTION_FAILED][image] = True
         except (RuntimeError, IndexError, ValueError, ZeroDivisionError) as error:
             detail = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise AnalysisFailure(int(image), detail) from None
-        out["n_spots_no_ice"][image] = stats.n_spots_no_ice
-        out["n_spots_4A"][image] = stats.n_spots_4A
-        out["total_intensity_no_ice"][image] = stats.total_intensity
+        analysed.append((image, stats))
+    if analysed:
+        done = np.array([image for image, _ in analysed])
+        values = [stats for _, stats in analysed]
+        out["n_spots_no_ice"][done] = [s.n_spots_no_ice for s in values]
+        out["n_spots_4A"][done] = [s.n_spots_4A for s in values]
+        out["total_intensity_no_ice"][done] = [s.total_intensity for s in values]
         for name in FIELDS[3:]:
-            out[name][image] = getattr(stats, name)
+            out[name][done] = [getattr(s, name) for s in values]
     return out
+
+
+#: What DIALS's resolution estimates raise on spots they are not written for: math
+#: errors, and the d*^3 binner's assertion (shells of no width).
+RESOLUTION_ERRORS = (ValueError, ZeroDivisionError, AssertionError)
+
+
+def _image_stats(stats_for_reflection_table, spots: tuple, rings, resolution_analysis: bool):
+    """One image's analysis: the port's, or DIALS's outside the port's domain."""
+    stats = image_analysis(*spots, rings, resolution_analysis)
+    if stats is None:
+        stats = _dials_stats(stats_for_reflection_table, *spots, resolution_analysis)
+    return stats
+
+
+def _dials_stats(stats_for_reflection_table, d_star, intensity, variance, resolution_analysis):
+    """DIALS's ``stats_for_reflection_table`` of one image's spots (rlp = (d*, 0, 0))."""
+    from dials.array_family import flex
+
+    table = flex.reflection_table()
+    table["rlp"] = flex.vec3_double(
+        flex.double(d_star), flex.double(len(d_star), 0), flex.double(len(d_star), 0)
+    )
+    table["intensity.sum.value"] = flex.double(intensity)
+    table["intensity.sum.variance"] = flex.double(variance)
+    return stats_for_reflection_table(table, resolution_analysis=resolution_analysis)
+
+
+#: Ice rings' d*^2 (sorted) and the d they were generated down to (a superset serves
+#: every image whose smallest d is larger).
+_RINGS: list = [np.inf, None]
+
+
+def ice_rings(d_min: float) -> np.ndarray:
+    """The d*^2 of DIALS's ice rings (``PowderRingFilter`` with the hexagonal ice cell
+    and space group 194 that ``ice_rings_selection`` uses) for spots down to ``d_min``,
+    generated once per process for a little further than asked."""
+    if d_min < _RINGS[0]:
+        from cctbx import sgtbx, uctbx
+        from dials.algorithms.integration.filtering import PowderRingFilter
+
+        generated = max(d_min * 0.8, 0.1)
+        if generated > d_min:  # below 0.1 Å: exactly as asked
+            generated = d_min
+        unit_cell = uctbx.unit_cell((4.498, 4.498, 7.338, 90, 90, 120))
+        space_group = sgtbx.space_group_info(number=194).group()
+        rings = PowderRingFilter(unit_cell, space_group, generated, 2 * ICE_HALF_WIDTH)
+        _RINGS[:] = [generated, np.array(rings.d_star_sq)]
+    return _RINGS[1]

@@ -1,0 +1,240 @@
+"""The numpy port of DIALS's per-image spot analysis against DIALS's own function.
+
+``dials_refl_stats.analysis.per_image_analysis.image_analysis`` must give exactly what
+``dials.algorithms.spot_finding.per_image_analysis.stats_for_reflection_table`` gives
+(every field, to the bit, or the same exception), or ``None`` (then DIALS's function is
+used): on every image of the shipped DIALS files and on random images made to hit its
+edges (spots on ice rings, tied d and intensities, few spots, repeated values, negative
+intensities, zero variances). ``benchmarks/fuzz_per_image_analysis.py`` runs the random
+part at scale.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import pytest
+from conftest import data_path, needs_dials
+
+from dials_refl_stats.analysis.per_image_analysis import (
+    ICE_HALF_WIDTH,
+    ice_ring_bound,
+    ice_selection,
+    image_analysis,
+    linear_regression,
+)
+
+pytestmark = needs_dials
+
+FIELDS = (
+    "n_spots_total",
+    "n_spots_no_ice",
+    "n_spots_4A",
+    "total_intensity",
+    "estimated_d_min",
+    "d_min_distl_method_1",
+    "noisiness_method_1",
+    "d_min_distl_method_2",
+    "noisiness_method_2",
+)
+
+
+def powder_rings(d_min: float):
+    """DIALS's ice ring filter, as ``ice_rings_selection`` makes it."""
+    from cctbx import sgtbx, uctbx
+    from dials.algorithms.integration.filtering import PowderRingFilter
+
+    unit_cell = uctbx.unit_cell((4.498, 4.498, 7.338, 90, 90, 120))
+    space_group = sgtbx.space_group_info(number=194).group()
+    return PowderRingFilter(unit_cell, space_group, d_min, 2 * ICE_HALF_WIDTH)
+
+
+@functools.cache
+def all_rings() -> np.ndarray:
+    """Every ring DIALS generates down to 0.4 Å (a superset for the images here)."""
+    return np.array(powder_rings(0.4).d_star_sq)
+
+
+def dials_stats(d_star, intensity, variance, resolution_analysis=True):
+    """DIALS's fields of one image (rlp = (d*, 0, 0)), or its exception's class name."""
+    from dials.algorithms.spot_finding.per_image_analysis import stats_for_reflection_table
+    from dials.array_family import flex
+
+    table = flex.reflection_table()
+    zeros = flex.double(len(d_star), 0)
+    table["rlp"] = flex.vec3_double(flex.double(d_star), zeros, zeros)
+    table["intensity.sum.value"] = flex.double(intensity)
+    table["intensity.sum.variance"] = flex.double(variance)
+    try:
+        stats = stats_for_reflection_table(table, resolution_analysis=resolution_analysis)
+    except Exception as error:  # noqa: BLE001 - the class is what is compared
+        return type(error).__name__
+    return tuple(float(getattr(stats, name)) for name in FIELDS)
+
+
+def ours_stats(d_star, intensity, variance, resolution_analysis=True):
+    """The port's fields, ``None`` (outside its domain) or its exception's class name."""
+    try:
+        stats = image_analysis(
+            np.asarray(d_star),
+            np.asarray(intensity),
+            np.asarray(variance),
+            all_rings(),
+            resolution_analysis,
+        )
+    except Exception as error:  # noqa: BLE001
+        return type(error).__name__
+    return None if stats is None else tuple(float(v) for v in stats)
+
+
+def random_image(rng: np.random.Generator):
+    """(d*, I, variance, resolution_analysis) of a random image meant to reach the edges."""
+    n = int(rng.choice([1, 5, 11, 12, 15, 25, 40, 41, 80, 81, 100, 150, 300, 1000]))
+    kind = int(rng.integers(0, 6))
+    if kind == 0:
+        d = rng.uniform(1.2, 30, n)
+    elif kind == 1:  # on and around the ice rings
+        ring_d = 1 / np.sqrt(all_rings()[all_rings() < 0.6])
+        d = rng.choice(ring_d, n) * (1 + rng.normal(0, 0.003, n))
+    elif kind == 2:  # tied d
+        d = rng.choice(rng.uniform(1.5, 20, max(2, n // 5)), n)
+    elif kind == 3:
+        d = 1 / np.sqrt(rng.uniform(0.001, 0.5, n))
+    elif kind == 4:
+        d = rng.lognormal(1.2, 0.6, n) + 0.8
+    else:  # d on a coarse grid
+        d = np.round(rng.uniform(1.5, 10, n), 1)
+    intensity = rng.lognormal(5, 2, n) * np.exp(-rng.uniform(0, 10) / d**2)
+    if rng.random() < 0.2:
+        intensity = np.round(intensity) + 1  # tied intensities
+    variance = intensity * rng.uniform(0.5, 2, n) + rng.uniform(0, 10, n)
+    if rng.random() < 0.1:
+        intensity[rng.integers(0, n)] = -rng.uniform(0, 100)
+    if rng.random() < 0.05:
+        variance[rng.integers(0, n)] = 0
+    if rng.random() < 0.1:
+        intensity = rng.choice(intensity, n)
+    return 1.0 / d, intensity, variance, bool(rng.random() < 0.9)
+
+
+def compare(images) -> dict[str, int]:
+    """Counts of images the port matched, left to DIALS, and differed on (asserted 0)."""
+    counts = {"equal": 0, "dials": 0}
+    for d_star, intensity, variance, analysis in images:
+        ours = ours_stats(d_star, intensity, variance, analysis)
+        if ours is None:
+            counts["dials"] += 1
+            continue
+        assert ours == dials_stats(d_star, intensity, variance, analysis), (
+            len(d_star),
+            analysis,
+        )
+        counts["equal"] += 1
+    return counts
+
+
+def test_random_images_equal_dials():
+    rng = np.random.default_rng(20261203)
+    counts = compare(random_image(rng) for _ in range(400))
+    assert counts["equal"] >= 300  # the port, not the fallback, answered
+
+
+def real_images(expt: str, refl: str, flag: str):
+    """Each image's (d*, I, variance) of a shipped table, mapped by DIALS itself."""
+    from dials.array_family import flex
+    from dxtbx.model.experiment_list import ExperimentListFactory
+
+    table = flex.reflection_table.from_file(str(data_path(refl)))
+    table = table.select(table.get_flags(getattr(table.flags, flag)))
+    experiments = ExperimentListFactory.from_json_file(str(data_path(expt)), check_format=False)
+    table.centroid_px_to_mm(experiments)
+    table.map_centroids_to_reciprocal_space(experiments)
+    frame = np.floor(table["xyzobs.px.value"].parts()[2].as_numpy_array()).astype(int)
+    key = table["id"].as_numpy_array() * 100000 + frame
+    d_star = table["rlp"].norms().as_numpy_array()
+    intensity = table["intensity.sum.value"].as_numpy_array()
+    variance = table["intensity.sum.variance"].as_numpy_array()
+    for value in np.unique(key):
+        rows = np.flatnonzero(key == value)
+        for analysis in (True, False):
+            yield d_star[rows], intensity[rows], variance[rows], analysis
+
+
+@pytest.mark.parametrize(
+    "expt, refl, flag",
+    [
+        ("sim_small/indexed.expt", "sim_small/indexed.refl", "strong"),
+        ("sim_small/integrated.expt", "sim_small/integrated.refl", "integrated_sum"),
+        ("ssx_CuNiR/indexed.expt", "ssx_CuNiR/indexed.refl", "strong"),
+    ],
+)
+def test_every_image_of_dials_files_equals_dials(expt, refl, flag):
+    counts = compare(real_images(expt, refl, flag))
+    assert counts["equal"] > 0
+    if flag == "strong":
+        assert counts["dials"] == 0  # strong spots are all in the port's domain
+
+
+def test_rings_below_each_images_bound_are_dials_rings():
+    """A superset of rings, cut at the image's bound, is the ring list DIALS makes for
+    that image's smallest d."""
+    for d_min in np.concatenate([np.linspace(0.45, 12, 200), 1 / np.sqrt(all_rings()[:40])]):
+        dials = np.array(powder_rings(float(d_min)).d_star_sq)
+        rings = all_rings()
+        ours = rings[: np.searchsorted(rings, ice_ring_bound(float(d_min)), "right")]
+        assert np.array_equal(ours, dials), d_min
+
+
+def test_ice_selection_equals_dials_filter():
+    from dials.array_family import flex
+
+    rng = np.random.default_rng(5)
+    ring_d = 1 / np.sqrt(all_rings()[all_rings() < 1.5])
+    for _ in range(50):
+        d = rng.choice(ring_d, 300) * (1 + rng.normal(0, 0.002, 300))
+        d = np.concatenate([d, rng.uniform(0.9, 20, 100)])
+        expected = powder_rings(float(d.min()))(flex.double(d)).as_numpy_array()
+        assert expected.any() and not expected.all()
+        assert np.array_equal(ice_selection(d, all_rings()), expected)
+
+
+def test_linear_regression_equals_scitbx():
+    from dials.array_family import flex
+
+    rng = np.random.default_rng(3)
+    cases = [([], []), ([1.0], [2.0]), ([1.0, 1.0], [2.0, 3.0]), ([1.0, 2.0], [5.0, 5.0])]
+    cases += [([1.0, 2.0, 3.0], [1.0, 1.0 + 1e-300, 1.0])]
+    for _ in range(300):
+        n = int(rng.integers(2, 21))
+        x = rng.uniform(0, 0.5, n)
+        y = rng.normal(2, 1, n) if rng.random() < 0.8 else np.round(rng.normal(2, 1, n))
+        cases.append((x.tolist(), y.tolist()))
+    for x, y in cases:
+        fit = flex.linear_regression(flex.double(x), flex.double(y))
+        assert linear_regression(x, y) == (fit.slope(), fit.y_intercept()), (x, y)
+
+
+def test_outside_the_domain_is_left_to_dials():
+    d_star = 1 / np.linspace(1.5, 10, 30)
+    intensity = np.full(30, 100.0)
+    variance = np.full(30, 50.0)
+    assert ours_stats(d_star, intensity, variance) is not None
+    for bad in (("intensity", -1.0), ("intensity", math.nan), ("variance", 0.0)):
+        values = {"intensity": intensity.copy(), "variance": variance.copy()}
+        values[bad[0]][7] = bad[1]
+        assert ours_stats(d_star, values["intensity"], values["variance"]) is None
+        # the counts alone stay the port's
+        assert ours_stats(d_star, values["intensity"], values["variance"], False) is not None
+
+
+def test_an_image_dials_cannot_bin_fails_as_in_dials():
+    """Eleven or more spots at one d: DIALS's d*^3 binner indexes past its one shell."""
+    d_star = np.full(12, 1 / 3.0)
+    intensity = np.linspace(10, 100, 12)
+    assert dials_stats(d_star, intensity, intensity) == "IndexError"
+    assert ours_stats(d_star, intensity, intensity) == "IndexError"
+    assert ours_stats(d_star, intensity, intensity, False) == dials_stats(
+        d_star, intensity, intensity, False
+    )
