@@ -19,7 +19,11 @@ import numpy as np
 
 from dials_refl_stats import geometry
 from dials_refl_stats.analysis.per_image import AnalysisFailure
-from dials_refl_stats.analysis.per_image_analysis import ICE_HALF_WIDTH, image_analysis
+from dials_refl_stats.analysis.per_image_analysis import (
+    ICE_HALF_WIDTH,
+    image_analysis,
+    images_analysis,
+)
 from dials_refl_stats.reflections import ReflectionLoadError
 
 #: What :func:`analyse_images` returns per image (DIALS's field names).
@@ -83,9 +87,9 @@ def analyse_images(
     resolution_analysis: bool = True,
 ) -> dict[str, np.ndarray]:
     """DIALS's per-image statistics for spots grouped by ``image_of_spot`` (0..n-1):
-    :func:`~dials_refl_stats.analysis.per_image_analysis.image_analysis` (DIALS's
-    arithmetic in numpy), and DIALS's own ``stats_for_reflection_table`` for an image
-    outside the domain where the two are shown equal."""
+    :func:`~dials_refl_stats.analysis.per_image_analysis.images_analysis` (DIALS's
+    arithmetic in numpy, every image at once); one image at a time (DIALS's own
+    ``stats_for_reflection_table`` outside the port's domain) for the rest."""
     try:
         from dials.algorithms.spot_finding.per_image_analysis import stats_for_reflection_table
         from dials.array_family import flex  # noqa: F401 - the fallback's tables
@@ -109,8 +113,14 @@ def analyse_images(
     bounds = np.searchsorted(images, np.arange(n_images + 1))
     d_star = 1.0 / d[rows]
     rings = ice_rings(float(d[rows].min()))
-    analysed = []  # (image, ImageAnalysis or DIALS's StatsSingleImage)
-    for image in np.flatnonzero(np.diff(bounds)).tolist():
+    batch = images_analysis(
+        images, d_star, intensity[rows], variance[rows], rings, resolution_analysis
+    )
+    analysed = batch.single.size
+    for name, field in zip(FIELDS, BATCH_FIELDS):
+        out[name][:analysed] = batch.fields[field]
+    # images outside the vectorised form's domain, in order (the first failure is named)
+    for image in np.flatnonzero(batch.single).tolist():
         these = slice(bounds[image], bounds[image + 1])
         spots = (d_star[these], intensity[rows[these]], variance[rows[these]])
         try:
@@ -127,16 +137,22 @@ def analyse_images(
         except (RuntimeError, IndexError, ValueError, ZeroDivisionError) as error:
             detail = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise AnalysisFailure(int(image), detail) from None
-        analysed.append((image, stats))
-    if analysed:
-        done = np.array([image for image, _ in analysed])
-        values = [stats for _, stats in analysed]
-        out["n_spots_no_ice"][done] = [s.n_spots_no_ice for s in values]
-        out["n_spots_4A"][done] = [s.n_spots_4A for s in values]
-        out["total_intensity_no_ice"][done] = [s.total_intensity for s in values]
-        for name in FIELDS[3:]:
-            out[name][done] = [getattr(s, name) for s in values]
+        for name, field in zip(FIELDS, BATCH_FIELDS):
+            out[name][image] = getattr(stats, field)
     return out
+
+
+#: The names of :data:`FIELDS` in DIALS's ``StatsSingleImage``.
+BATCH_FIELDS = (
+    "n_spots_no_ice",
+    "n_spots_4A",
+    "total_intensity",
+    "estimated_d_min",
+    "d_min_distl_method_1",
+    "d_min_distl_method_2",
+    "noisiness_method_1",
+    "noisiness_method_2",
+)
 
 
 #: What DIALS's resolution estimates raise on spots they are not written for: math

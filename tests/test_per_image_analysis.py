@@ -23,6 +23,7 @@ from dials_refl_stats.analysis.per_image_analysis import (
     ice_ring_bound,
     ice_selection,
     image_analysis,
+    images_analysis,
     linear_regression,
 )
 
@@ -238,3 +239,42 @@ def test_an_image_dials_cannot_bin_fails_as_in_dials():
     assert ours_stats(d_star, intensity, intensity, False) == dials_stats(
         d_star, intensity, intensity, False
     )
+
+
+def test_spots_at_a_rings_half_width_equal_dials_filter():
+    """d*^2 a half width from a ring, to the last bit, where 1 / pow(d, 2) and 1 / (d * d)
+    can disagree on which side of the width a spot is."""
+    from dials.array_family import flex
+
+    rings = all_rings()
+    d = []
+    for ring in rings[(rings > 0.05) & (rings < 1.0)][:60].tolist():
+        for edge in (ring - ICE_HALF_WIDTH, ring + ICE_HALF_WIDTH):
+            value = 1 / math.sqrt(edge)
+            for _ in range(40):
+                value = np.nextafter(value, 0)
+            for _ in range(80):
+                d.append(value)
+                value = np.nextafter(value, np.inf)
+    d = np.array(d)
+    filtered = powder_rings(float(d.min()))(flex.double(d)).as_numpy_array()
+    assert filtered.any() and not filtered.all()
+    assert np.array_equal(ice_selection(d, rings), filtered)
+
+
+@pytest.mark.parametrize("resolution_analysis", [True, False])
+def test_images_at_once_equal_dials_image_by_image(resolution_analysis):
+    """:func:`images_analysis` of 300 random images in one call equals DIALS on each
+    image it does not leave to the one-image path, and leaves few."""
+    rng = np.random.default_rng(11 + resolution_analysis)
+    images = [random_image(rng)[:3] for _ in range(300)]
+    image = np.concatenate([np.full(len(spots[0]), i) for i, spots in enumerate(images)])
+    d_star, intensity, variance = (np.concatenate([s[k] for s in images]) for k in range(3))
+    batch = images_analysis(image, d_star, intensity, variance, all_rings(), resolution_analysis)
+    assert batch.single.size == len(images)
+    for i, spots in enumerate(images):
+        if batch.single[i]:
+            continue
+        ours = tuple(float(batch.fields[name][i]) for name in FIELDS)
+        assert ours == dials_stats(*spots, resolution_analysis), i
+    assert batch.single.sum() <= (40 if resolution_analysis else 0)
