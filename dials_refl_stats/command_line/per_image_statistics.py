@@ -68,7 +68,8 @@ window = 100
 resolution_analysis = True
   .type = bool
   .help = "With experiments: DIALS's per-image d_min estimates (as"
-          "dials.spot_counts_per_image). Costs a few ms per image."
+          "dials.spot_counts_per_image), computed with DIALS's arithmetic in numpy"
+          "(~0.1 ms per image)."
 spot_size
 {
   mask_bits = valid background *foreground strong background_used overlapped
