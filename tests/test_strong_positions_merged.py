@@ -282,6 +282,39 @@ def test_parallax_corrected_panels_travel_to_workers_and_convert_as_dxtbx():
     assert np.isnan(d[:4]).all() and np.isfinite(d[experiment >= 0][4:]).all()
 
 
+def test_the_last_rows_mapped_are_kept_and_never_stale():
+    """``dials.refl_stats``'s statistics share one ``PanelFrames`` (the same for the same
+    experiments object) which keeps the last rows it mapped: asking again gives copies of
+    the same doubles, other rows are mapped afresh, and the kept rows do not travel."""
+    import pickle
+
+    from dxtbx.model.experiment_list import ExperimentListFactory
+
+    experiments = ExperimentListFactory.from_json_file(
+        str(data_path("ssx_CuNiR/imported_no_ref_5.expt")), check_format=False
+    )
+    frames = panel_frames(experiments)
+    assert panel_frames(experiments) is frames
+    rng = np.random.default_rng(8)
+    rows = []
+    for _ in range(2):
+        experiment = rng.integers(0, len(experiments), size=500)
+        xy = rng.uniform(0, 1000, size=(500, 2))
+        rows.append((experiment, np.zeros(500, dtype=np.int64), xy))
+    for experiment, panel, xy in (rows[0], rows[0], rows[1], rows[0]):
+        expected = map_positions(experiments, experiment, panel, xy)
+        lab, d = frames.lab_and_d(experiment, panel, xy)
+        np.testing.assert_array_equal(lab, expected.lab)
+        np.testing.assert_array_equal(d, expected.d)
+        lab[:] = d[:] = 0  # the caller's copies: the kept result stays
+    moved = rows[0][2].copy()
+    moved[7, 0] += 1.0  # one position changed: mapped again
+    lab, d = frames.lab_and_d(rows[0][0], rows[0][1], moved)
+    expected = map_positions(experiments, rows[0][0], rows[0][1], moved)
+    np.testing.assert_array_equal(d, expected.d)
+    assert "_last" not in pickle.loads(pickle.dumps(frames)).__dict__
+
+
 def test_parallax_corrected_detectors_of_their_own_convert_as_dxtbx():
     """Stills whose experiments each have their own detector model (one panel model per
     still, not one for all): rows grouped by model, the doubles of ``map_positions``;
