@@ -111,7 +111,8 @@ def analyse_images(
         return out
     images = image_of_spot[rows]
     bounds = np.searchsorted(images, np.arange(n_images + 1))
-    d_star = 1.0 / d[rows]
+    with np.errstate(over="ignore"):  # a subnormal d: an infinite d*, as in flex
+        d_star = 1.0 / d[rows]
     rings = ice_rings(float(d[rows].min()))
     batch = images_analysis(
         images, d_star, intensity[rows], variance[rows], rings, resolution_analysis

@@ -278,3 +278,27 @@ def test_images_at_once_equal_dials_image_by_image(resolution_analysis):
         ours = tuple(float(batch.fields[name][i]) for name in FIELDS)
         assert ours == dials_stats(*spots, resolution_analysis), i
     assert batch.single.sum() <= (40 if resolution_analysis else 0)
+
+
+def test_overflowing_values_are_left_to_dials_without_warnings():
+    """I / sqrt(variance) past the largest double, and d* whose square overflows or
+    underflows: such images go to the one-image path, quietly (flex's C loops give IEEE
+    results without warnings, and workflows keep an empty stderr)."""
+    import warnings
+
+    rng = np.random.default_rng(3)
+    images = [random_image(rng)[:3] for _ in range(4)]
+    d_star, intensity, variance = (np.abs(a).copy() + 1 for a in images[1])
+    intensity[0], variance[0] = 1e300, 1e-300
+    images[1] = (d_star, intensity, variance)
+    images[2] = (np.full(20, 1e-200), np.full(20, 5.0), np.full(20, 2.0))
+    images[3] = (np.full(20, 1e200), np.full(20, 5.0), np.full(20, 2.0))
+    image = np.concatenate([np.full(len(s[0]), i) for i, s in enumerate(images)])
+    joined = [np.concatenate([s[k] for s in images]) for k in range(3)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        batch = images_analysis(image, *joined, all_rings(), True)
+        assert ours_stats(*images[1]) is None and ours_stats(*images[3]) is None
+    assert batch.single.tolist() == [False, True, False, True]
+    for i in (0, 2):
+        assert tuple(float(batch.fields[name][i]) for name in FIELDS) == dials_stats(*images[i])

@@ -77,6 +77,11 @@ def image_analysis(
     Raises what DIALS raises for images it cannot estimate (``AssertionError`` of the
     d*^3 binner, ``IndexError``).
     """
+    with np.errstate(all="ignore"):  # IEEE results, as flex's C loops give, unannounced
+        return _image_analysis(d_star, intensity, variance, rings, resolution_analysis)
+
+
+def _image_analysis(d_star, intensity, variance, rings, resolution_analysis):
     d_star = np.asarray(d_star, dtype=np.float64)
     norms = np.sqrt(d_star * d_star)  # vec3.norms() of (d_star, 0, 0)
     keep = norms > 0
@@ -366,6 +371,11 @@ def images_analysis(
     together, in their order). The same operations as one image at a time, per segment:
     sums by ``bincount`` (which adds in order), sorts stable, lookups within an image
     through complex keys (image, value), which numpy orders lexicographically."""
+    with np.errstate(all="ignore"):  # IEEE results, as flex's C loops give, unannounced
+        return _images_analysis(image, d_star, intensity, variance, rings, resolution_analysis)
+
+
+def _images_analysis(image, d_star, intensity, variance, rings, resolution_analysis):
     n_images = int(image[-1]) + 1 if image.size else 0
     norms = np.sqrt(d_star * d_star)
     keep = norms > 0
