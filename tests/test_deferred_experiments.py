@@ -25,12 +25,12 @@ pytestmark = needs_dials
 EXPT = "ssx_CuNiR/indexed.expt"
 #: 5 stills x 13 copies, one still per file: more than DEFER_MIN_FILES (64)
 COPIES = 13
-#: Programs that take the headers with the rows when given experiments (refl_stats needs
-#: them before the run: a first pass of the tasks on several processes, the driver
-#: itself serially)
+#: Programs that take the headers with the rows when given experiments (all of them:
+#: refl_stats too, as each of its statistics does)
 WITH_THE_ROWS = (
     "intensity_per_frame",
     "per_image_statistics",
+    "refl_stats",
     "spot_size_histogram",
     "strong_reflection_positions",
 )
@@ -213,10 +213,10 @@ def test_a_table_lacking_a_column_gets_the_programs_sorry(stills, tmp_path, monk
 
 
 def test_the_header_pass_leaves_row_problems_to_the_run(stills, tmp_path, monkeypatch):
-    """refl_stats on 2 processes reads the headers in a first pass: a later file's bad
-    ``id`` value (a row problem) must not be named before an earlier file's rows on a
-    panel the detector lacks, which the serial run finds first (found by
-    ``benchmarks/fuzz_many_files.py``)."""
+    """refl_stats reads the headers with the rows (it read them in a first pass on 2
+    processes before): a later file's bad ``id`` value (a row problem) must not be named
+    before an earlier file's rows on a panel the detector lacks, which the serial run
+    finds first (found by ``benchmarks/fuzz_many_files.py``)."""
     folder = copy_of(stills, tmp_path)
     on_panel_2 = edited(folder, "still_8_0.refl", first_row("panel", 2))
     edited(folder, "still_8_3.refl", first_row("id", 7))
@@ -226,7 +226,7 @@ def test_the_header_pass_leaves_row_problems_to_the_run(stills, tmp_path, monkey
         work.mkdir()
         args = [data_path(EXPT), folder, "output.html=None", f"mp.nproc={nproc}"]
         code, err, listed = run_recording("refl_stats", args, work, monkeypatch, True)
-        assert listed == (nproc == 2)
+        assert listed
         assert_sorry(code, err, on_panel_2.name, "reflections on panel 2")
         assert not list(work.iterdir())
         errors.add(err)
@@ -304,3 +304,33 @@ def test_a_problem_of_files_taken_together_names_the_first_file(
     modes = [(1, on_error, True), (2, on_error, True)]
     words = (other.name, "not-in-the-experiments")
     assert_one_sorry("strong_reflection_positions", [folder], modes, tmp_path, monkeypatch, *words)
+
+
+@pytest.fixture(scope="module")
+def strong_stills(tmp_path_factory) -> Path:
+    """Strong spots of the 5 stills (no predictions: intensity per frame cannot run)."""
+    return split_stills("ssx_CuNiR/strong_5.refl", tmp_path_factory.mktemp("s"), COPIES)
+
+
+@pytest.mark.parametrize("nproc", [1, 2])
+def test_refl_stats_leaves_out_after_the_run_what_it_left_out_before(
+    strong_stills, tmp_path, monkeypatch, nproc
+):
+    """refl_stats on many strong-spot files with their experiments: the tasks read the
+    headers, so intensity per frame (no ``xyzcal.px``) is found out after the run; the
+    document is the one of the driver reading every header first, the reason included."""
+    documents = {}
+    for defer in (True, False):
+        work = tmp_path / f"{defer}"
+        work.mkdir()
+        expt = data_path("ssx_CuNiR/imported_no_ref_5.expt")
+        args = [expt, strong_stills, "output.html=None", f"mp.nproc={nproc}"]
+        code, err, listed = run_recording("refl_stats", args, work, monkeypatch, defer)
+        assert code == 0, err
+        assert listed == defer
+        documents[defer] = json.loads((work / "refl_stats.json").read_text())
+    deferred, reference = documents[True], documents[False]
+    (left_out,) = reference["results"]["not_computed"]
+    assert left_out["statistic"] == "intensity_per_frame" and "xyzcal.px" in left_out["reason"]
+    for part in ("inputs", "selection", "results"):
+        assert deferred[part] == reference[part], part

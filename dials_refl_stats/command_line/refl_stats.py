@@ -144,8 +144,17 @@ class ReflStats(Program):
     def selection_plan(self, params):
         return self.programs["spot_size_histogram"].selection_plan(params.spot_size_histogram)
 
+    def headers_with_rows(self, params, with_experiments: bool) -> bool:
+        """When no member needs a header before the run, the tasks read them with the
+        rows (one read of each file); members are then left out after it."""
+        return all(
+            program.headers_with_rows(getattr(params, name), with_experiments)
+            for name, program in self.programs.items()
+        )
+
     def check_file(self, opened, params) -> None:
-        """Members that cannot read a file are left out (with the reason), not failed."""
+        """Members that cannot read a file are left out (with the reason), not failed;
+        after a run whose tasks read the headers, their results are dropped."""
         self.left_out = getattr(self, "left_out", {})
         for name, program in self.programs.items():
             if name in self.left_out:
@@ -154,6 +163,14 @@ class ReflStats(Program):
                 program.check_file(opened, getattr(params, name))
             except Sorry as error:
                 self.left_out[name] = str(error)
+                self._drop(name)
+
+    def _drop(self, name: str) -> None:
+        """Member ``name`` out of a statistic made before its headers were checked."""
+        getattr(self, "members", {}).pop(name, None)
+        combined = getattr(self, "combined", None)
+        if combined is not None:
+            combined.members.pop(name, None)
 
     def statistic(self, run: Run) -> CombinedStatistic:
         self.left_out = getattr(self, "left_out", {})
@@ -176,12 +193,21 @@ class ReflStats(Program):
             reasons = "; ".join(f"{k}: {v}" for k, v in self.left_out.items())
             raise Sorry(f"no statistic can be computed from these inputs ({reasons})")
         code = statistics.get("spot_size_histogram") or statistics.get("per_image_statistics")
-        return CombinedStatistic(statistics, code.statistic.shoebox_code if code else None)
+        self.combined = CombinedStatistic(statistics, code.statistic.shoebox_code if code else None)
+        return self.combined
 
     def finalize(self, finals: dict, run: Run) -> dict[str, tuple[Any, RunPartial]]:
+        for name, index in self.combined.missing.items():  # the checks found no reason
+            self.left_out.setdefault(name, f"{run.paths[index]}: lacks a column it reads")
+            self._drop(name)
+        if not finals:
+            reasons = "; ".join(f"{k}: {v}" for k, v in self.left_out.items())
+            raise Sorry(f"no statistic can be computed from these inputs ({reasons})")
         out = {}
         for name, (final, records) in finals.items():
             member = self.members[name]
+            # the headers the tasks read (the members' runs were made before them)
+            member.run.files, member.run.compact = run.files, run.compact
             member.run.records = records
             out[name] = (member.program.finalize(final, member.run), RunPartial(None, records))
         return out

@@ -187,7 +187,6 @@ def validate_parameters(params) -> None:
 
 
 def choose_d_source(requested: str, files, have_experiments: bool) -> str | None:
-    has_column = all("d" in f.columns for f in files)
     if requested == "geometry":
         if not have_experiments:
             raise Sorry("resolution.d_source=geometry needs the experiments (.expt file)")
@@ -197,8 +196,8 @@ def choose_d_source(requested: str, files, have_experiments: bool) -> str | None
             require_columns(f, ["d"], "resolution.d_source=column; written by dials.integrate")
         return "column"
     if have_experiments:
-        return "geometry"
-    return "column" if has_column else None
+        return "geometry"  # no header needed: the run may not have read them yet
+    return "column" if all("d" in f.columns for f in files) else None
 
 
 def require_columns(opened, columns, why: str) -> None:

@@ -33,15 +33,25 @@ class Member:
 class CombinedPartial:
     partials: dict[str, Any]
     records: dict[str, list[FileRecord]] = field(default_factory=dict)
+    #: member -> the first file (index) lacking a column it reads: the member skipped it
+    missing: dict[str, int] = field(default_factory=dict)
 
     def __reduce__(self):
         """Pickled with each member's records as columns (:func:`pack_records`)."""
         packed = {name: pack_records(records) for name, records in self.records.items()}
-        return _unpacked_combined, (self.partials, packed)
+        return _unpacked_combined, (self.partials, packed, self.missing)
 
 
-def _unpacked_combined(partials: dict[str, Any], records: dict) -> CombinedPartial:
-    return CombinedPartial(partials, {name: unpack_records(r) for name, r in records.items()})
+def _unpacked_combined(partials: dict[str, Any], records: dict, missing=None) -> CombinedPartial:
+    unpacked = {name: unpack_records(r) for name, r in records.items()}
+    return CombinedPartial(partials, unpacked, missing or {})
+
+
+def _columns_of(chunk: Chunk) -> frozenset[str] | None:
+    """The names of the columns of the chunk's file(s) (files in one chunk share them),
+    if the reader kept them."""
+    index = getattr(chunk.file, "columns", None)
+    return getattr(index, "names", None)
 
 
 class CombinedStatistic(Statistic):
@@ -53,20 +63,43 @@ class CombinedStatistic(Statistic):
     def __init__(self, members: dict[str, Member], shoebox_code: int | None = None):
         self.members = members
         self.shoebox_code = shoebox_code
+        self.missing: dict[str, int] = {}
 
     def columns(self, available: frozenset[str]) -> tuple[str, ...]:
+        """The columns of the members that can read a file with ``available`` columns
+        (with headers read by the tasks, a member that cannot is only found out there)."""
         wanted: dict[str, None] = {}
         for member in self.members.values():
-            wanted.update(dict.fromkeys(member.statistic.columns(available)))
+            needed = member.statistic.columns(available)
+            if available.issuperset(needed):
+                wanted.update(dict.fromkeys(needed))
         return tuple(wanted)
+
+    def _readers(self, chunk: Chunk) -> dict[str, Member]:
+        """The members that can read the chunk's columns."""
+        available = _columns_of(chunk)
+        if available is None:
+            return self.members
+        return {
+            name: member
+            for name, member in self.members.items()
+            if available.issuperset(member.statistic.columns(available))
+        }
 
     def partial(self, chunk: Chunk) -> CombinedPartial:
         """Each member's partial of ``chunk`` with its own selection (file by file in a
-        chunk of several files); a member that is not batchable gets a chunk per file."""
+        chunk of several files); a member that is not batchable gets a chunk per file.
+        A member that cannot read the chunk's columns skips it (noted in ``missing``)."""
         flags = chunk.columns["flags"]
         partials, records = {}, {}
+        readers = self._readers(chunk)
+        missing = {
+            name: min(f.index for f in (chunk.files or (chunk.file,)))
+            for name in self.members
+            if name not in readers
+        }
         if not chunk.files:
-            for name, member in self.members.items():
+            for name, member in readers.items():
                 selection, reason = member.plan.for_file(flags)
                 selected = selection.apply(flags)
                 mine = Chunk(chunk.file, chunk.start, chunk.columns, selected)
@@ -76,10 +109,10 @@ class CombinedStatistic(Statistic):
                         chunk.file.index, chunk.n_rows, int(selected.sum()), selection.names, reason
                     )
                 ]
-            return CombinedPartial(partials, records)
+            return CombinedPartial(partials, records, missing)
         bounds = np.zeros(len(chunk.files) + 1, dtype=np.int64)
         np.cumsum(chunk.file_rows, out=bounds[1:])
-        for name, member in self.members.items():
+        for name, member in readers.items():
             selected, records[name] = select_per_file(chunk.files, flags, bounds, member.plan)
             statistic = member.statistic
             if statistic.batchable:
@@ -98,7 +131,7 @@ class CombinedStatistic(Statistic):
                 for i, file in enumerate(chunk.files)
             ]
             partials[name] = merge_tree(statistic, per_file)
-        return CombinedPartial(partials, records)
+        return CombinedPartial(partials, records, missing)
 
     def merge(self, first: CombinedPartial, second: CombinedPartial) -> CombinedPartial:
         return self.merge_many([first, second])
@@ -114,6 +147,7 @@ class CombinedStatistic(Statistic):
                 name: [record for p in parts for record in p.records.get(name, [])]
                 for name in self.members
             },
+            _first_missing(parts),
         )
 
     def fold_hint(self, state: dict | None, partial: CombinedPartial) -> dict:
@@ -141,23 +175,38 @@ class CombinedStatistic(Statistic):
             else member_partial
             for name, member_partial in partial.partials.items()
         }
-        return CombinedPartial(pruned, partial.records)
+        return CombinedPartial(pruned, partial.records, partial.missing)
 
     def complete(self, partial: CombinedPartial | None) -> CombinedPartial | None:
         if partial is None:
             return None
         completed = {
             name: self.members[name].statistic.complete(member_partial)
+            if member_partial is not None
+            else None
             for name, member_partial in partial.partials.items()
         }
-        return CombinedPartial(completed, partial.records)
+        return CombinedPartial(completed, partial.records, partial.missing)
 
     def finalize(self, partial: CombinedPartial | None) -> dict[str, tuple[Any, list[FileRecord]]]:
+        """Each member's final value and records, but for members that skipped a file
+        (their first such file in :attr:`missing`: the program says why)."""
         partial = partial or CombinedPartial({}, {})
+        self.missing = {n: i for n, i in partial.missing.items() if n in self.members}
         return {
             name: (
                 member.statistic.finalize(partial.partials.get(name)),
                 sorted(partial.records.get(name, []), key=lambda r: r.index),
             )
             for name, member in self.members.items()
+            if name not in self.missing
         }
+
+
+def _first_missing(parts: list[CombinedPartial]) -> dict[str, int]:
+    """Per member, the first file any of ``parts`` found it cannot read."""
+    missing: dict[str, int] = {}
+    for part in parts:
+        for name, index in part.missing.items():
+            missing[name] = min(index, missing.get(name, index))
+    return missing
