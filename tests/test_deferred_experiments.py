@@ -334,3 +334,31 @@ def test_refl_stats_leaves_out_after_the_run_what_it_left_out_before(
     assert left_out["statistic"] == "intensity_per_frame" and "xyzcal.px" in left_out["reason"]
     for part in ("inputs", "selection", "results"):
         assert deferred[part] == reference[part], part
+
+
+def test_refl_stats_leaves_out_per_image_statistics_for_a_file_without_variances(
+    stills, tmp_path, monkeypatch
+):
+    """Among many files with their experiments, one without ``intensity.sum.variance``
+    (DIALS's per-image analysis needs it, and intensity per frame): the other statistics
+    are computed and those are left out with their programs' reasons, whoever reads the
+    headers."""
+    folder = copy_of(stills, tmp_path)
+    edited(folder, "still_10_1.refl", lambda t: t.__delitem__("intensity.sum.variance"))
+    documents = {}
+    for nproc, defer in ((1, True), (2, True), (1, False)):
+        work = tmp_path / f"run_{nproc}_{defer}"
+        work.mkdir()
+        args = [data_path(EXPT), folder, "output.html=None", f"mp.nproc={nproc}"]
+        code, err, listed = run_recording("refl_stats", args, work, monkeypatch, defer)
+        assert code == 0, err
+        assert listed == defer
+        documents[nproc, defer] = json.loads((work / "refl_stats.json").read_text())
+    reference = documents[1, False]
+    reasons = {e["statistic"]: e["reason"] for e in reference["results"]["not_computed"]}
+    reason = reasons["per_image_statistics"]
+    assert "still_10_1.refl: no 'intensity.sum.variance' column" in reason
+    assert "spot_size_histogram" in reference["results"]["statistics"]
+    for document in documents.values():
+        for part in ("inputs", "selection", "results"):
+            assert document[part] == reference[part], part
