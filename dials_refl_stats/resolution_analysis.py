@@ -19,11 +19,7 @@ import numpy as np
 
 from dials_refl_stats import geometry
 from dials_refl_stats.analysis.per_image import AnalysisFailure
-from dials_refl_stats.analysis.per_image_analysis import (
-    ICE_HALF_WIDTH,
-    image_analysis,
-    images_analysis,
-)
+from dials_refl_stats.analysis.per_image_analysis import ICE_HALF_WIDTH, images_analysis
 from dials_refl_stats.reflections import ReflectionLoadError
 
 #: What :func:`analyse_images` returns per image (DIALS's field names).
@@ -88,8 +84,8 @@ def analyse_images(
 ) -> dict[str, np.ndarray]:
     """DIALS's per-image statistics for spots grouped by ``image_of_spot`` (0..n-1):
     :func:`~dials_refl_stats.analysis.per_image_analysis.images_analysis` (DIALS's
-    arithmetic in numpy, every image at once); one image at a time (DIALS's own
-    ``stats_for_reflection_table`` outside the port's domain) for the rest."""
+    arithmetic in numpy, every image at once), and DIALS's own
+    ``stats_for_reflection_table`` for the images it leaves (``single``)."""
     try:
         from dials.algorithms.spot_finding.per_image_analysis import stats_for_reflection_table
         from dials.array_family import flex  # noqa: F401 - the fallback's tables
@@ -120,20 +116,20 @@ def analyse_images(
     analysed = batch.single.size
     for name, field in zip(FIELDS, BATCH_FIELDS):
         out[name][:analysed] = batch.fields[field]
-    # images outside the vectorised form's domain, in order (the first failure is named)
+    # images outside the port's domain, in order (the first failure is named)
     for image in np.flatnonzero(batch.single).tolist():
         these = slice(bounds[image], bounds[image + 1])
         spots = (d_star[these], intensity[rows[these]], variance[rows[these]])
         try:
             try:
-                stats = _image_stats(stats_for_reflection_table, spots, rings, resolution_analysis)
+                stats = _dials_stats(stats_for_reflection_table, *spots, resolution_analysis)
             except RESOLUTION_ERRORS:
                 if not resolution_analysis:
                     raise
                 # DIALS's estimates are written for strong spots: a math error on other
                 # rows (logarithms and square roots of intensities <= 0, as weak
                 # integrated reflections have) leaves this image without them
-                stats = _image_stats(stats_for_reflection_table, spots, rings, False)
+                stats = _dials_stats(stats_for_reflection_table, *spots, False)
                 out[RESOLUTION_FAILED][image] = True
         except (RuntimeError, IndexError, ValueError, ZeroDivisionError) as error:
             detail = str(error).splitlines()[0] if str(error) else type(error).__name__
@@ -159,14 +155,6 @@ BATCH_FIELDS = (
 #: What DIALS's resolution estimates raise on spots they are not written for: math
 #: errors, and the d*^3 binner's assertion (shells of no width).
 RESOLUTION_ERRORS = (ValueError, ZeroDivisionError, AssertionError)
-
-
-def _image_stats(stats_for_reflection_table, spots: tuple, rings, resolution_analysis: bool):
-    """One image's analysis: the port's, or DIALS's outside the port's domain."""
-    stats = image_analysis(*spots, rings, resolution_analysis)
-    if stats is None:
-        stats = _dials_stats(stats_for_reflection_table, *spots, resolution_analysis)
-    return stats
 
 
 def _dials_stats(stats_for_reflection_table, d_star, intensity, variance, resolution_analysis):

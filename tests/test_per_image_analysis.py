@@ -1,9 +1,9 @@
 """The numpy port of DIALS's per-image spot analysis against DIALS's own function.
 
-``dials_refl_stats.analysis.per_image_analysis.image_analysis`` must give exactly what
+``dials_refl_stats.analysis.per_image_analysis.images_analysis`` must give exactly what
 ``dials.algorithms.spot_finding.per_image_analysis.stats_for_reflection_table`` gives
-(every field, to the bit, or the same exception), or ``None`` (then DIALS's function is
-used): on every image of the shipped DIALS files and on random images made to hit its
+(every field, to the bit), or leave the image to DIALS's function (``single``): on every
+image of the shipped DIALS files and on random images made to hit its
 edges (spots on ice rings, tied d and intensities, few spots, repeated values, negative
 intensities, zero variances). ``benchmarks/fuzz_per_image_analysis.py`` runs the random
 part at scale.
@@ -19,27 +19,15 @@ import pytest
 from conftest import data_path, needs_dials
 
 from dials_refl_stats.analysis.per_image_analysis import (
+    FIELDS,
     ICE_HALF_WIDTH,
     ice_ring_bound,
-    ice_selection,
-    image_analysis,
     images_analysis,
-    linear_regression,
+    near_rings,
+    segment_regression,
 )
 
 pytestmark = needs_dials
-
-FIELDS = (
-    "n_spots_total",
-    "n_spots_no_ice",
-    "n_spots_4A",
-    "total_intensity",
-    "estimated_d_min",
-    "d_min_distl_method_1",
-    "noisiness_method_1",
-    "d_min_distl_method_2",
-    "noisiness_method_2",
-)
 
 
 def powder_rings(d_min: float):
@@ -76,18 +64,26 @@ def dials_stats(d_star, intensity, variance, resolution_analysis=True):
 
 
 def ours_stats(d_star, intensity, variance, resolution_analysis=True):
-    """The port's fields, ``None`` (outside its domain) or its exception's class name."""
-    try:
-        stats = image_analysis(
-            np.asarray(d_star),
-            np.asarray(intensity),
-            np.asarray(variance),
-            all_rings(),
-            resolution_analysis,
-        )
-    except Exception as error:  # noqa: BLE001
-        return type(error).__name__
-    return None if stats is None else tuple(float(v) for v in stats)
+    """The port's fields of one image, or ``None`` (left to DIALS's function)."""
+    d_star = np.asarray(d_star, dtype=np.float64)
+    image = np.zeros(d_star.size, dtype=np.int64)
+    batch = images_analysis(
+        image,
+        d_star,
+        np.asarray(intensity),
+        np.asarray(variance),
+        all_rings(),
+        resolution_analysis,
+    )
+    if batch.single[0]:
+        return None
+    return tuple(float(batch.fields[name][0]) for name in FIELDS)
+
+
+def ice_selection(d_spacings: np.ndarray) -> np.ndarray:
+    """The port's ice rings of one image's spots."""
+    bound = np.full(d_spacings.size, ice_ring_bound(float(d_spacings.min())))
+    return near_rings(d_spacings, all_rings(), bound)
 
 
 def random_image(rng: np.random.Generator):
@@ -198,7 +194,7 @@ def test_ice_selection_equals_dials_filter():
         d = np.concatenate([d, rng.uniform(0.9, 20, 100)])
         expected = powder_rings(float(d.min()))(flex.double(d)).as_numpy_array()
         assert expected.any() and not expected.all()
-        assert np.array_equal(ice_selection(d, all_rings()), expected)
+        assert np.array_equal(ice_selection(d), expected)
 
 
 def test_linear_regression_equals_scitbx():
@@ -212,9 +208,12 @@ def test_linear_regression_equals_scitbx():
         x = rng.uniform(0, 0.5, n)
         y = rng.normal(2, 1, n) if rng.random() < 0.8 else np.round(rng.normal(2, 1, n))
         cases.append((x.tolist(), y.tolist()))
-    for x, y in cases:
+    owner = np.concatenate([np.full(len(x), i) for i, (x, _y) in enumerate(cases)])
+    x_all, y_all = (np.concatenate([np.asarray(c[k], float) for c in cases]) for k in (0, 1))
+    slope, intercept = segment_regression(x_all, y_all, owner.astype(np.int64), len(cases))
+    for i, (x, y) in enumerate(cases):
         fit = flex.linear_regression(flex.double(x), flex.double(y))
-        assert linear_regression(x, y) == (fit.slope(), fit.y_intercept()), (x, y)
+        assert (slope[i], intercept[i]) == (fit.slope(), fit.y_intercept()), (x, y)
 
 
 def test_outside_the_domain_is_left_to_dials():
@@ -235,7 +234,7 @@ def test_an_image_dials_cannot_bin_fails_as_in_dials():
     d_star = np.full(12, 1 / 3.0)
     intensity = np.linspace(10, 100, 12)
     assert dials_stats(d_star, intensity, intensity) == "IndexError"
-    assert ours_stats(d_star, intensity, intensity) == "IndexError"
+    assert ours_stats(d_star, intensity, intensity) is None  # DIALS's function raises
     assert ours_stats(d_star, intensity, intensity, False) == dials_stats(
         d_star, intensity, intensity, False
     )
@@ -259,13 +258,13 @@ def test_spots_at_a_rings_half_width_equal_dials_filter():
     d = np.array(d)
     filtered = powder_rings(float(d.min()))(flex.double(d)).as_numpy_array()
     assert filtered.any() and not filtered.all()
-    assert np.array_equal(ice_selection(d, rings), filtered)
+    assert np.array_equal(ice_selection(d), filtered)
 
 
 @pytest.mark.parametrize("resolution_analysis", [True, False])
 def test_images_at_once_equal_dials_image_by_image(resolution_analysis):
     """:func:`images_analysis` of 300 random images in one call equals DIALS on each
-    image it does not leave to the one-image path, and leaves few."""
+    image it does not leave to DIALS's function, and leaves few."""
     rng = np.random.default_rng(11 + resolution_analysis)
     images = [random_image(rng)[:3] for _ in range(300)]
     image = np.concatenate([np.full(len(spots[0]), i) for i, spots in enumerate(images)])
@@ -282,7 +281,7 @@ def test_images_at_once_equal_dials_image_by_image(resolution_analysis):
 
 def test_overflowing_values_are_left_to_dials_without_warnings():
     """I / sqrt(variance) past the largest double, and d* whose square overflows or
-    underflows: such images go to the one-image path, quietly (flex's C loops give IEEE
+    underflows: such images are left to DIALS's function, quietly (flex's C loops give IEEE
     results without warnings, and workflows keep an empty stderr)."""
     import warnings
 

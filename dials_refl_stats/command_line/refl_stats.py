@@ -165,6 +165,10 @@ class ReflStats(Program):
                 self.left_out[name] = str(error)
                 self._drop(name)
 
+    def _none_computed(self) -> Sorry:
+        reasons = "; ".join(f"{k}: {v}" for k, v in self.left_out.items())
+        return Sorry(f"no statistic can be computed from these inputs ({reasons})")
+
     def _drop(self, name: str) -> None:
         """Member ``name`` out of a statistic made before its headers were checked."""
         getattr(self, "members", {}).pop(name, None)
@@ -190,8 +194,7 @@ class ReflStats(Program):
                 continue
             self.members[name] = MemberRun(name, program, member_run)
         if not statistics:
-            reasons = "; ".join(f"{k}: {v}" for k, v in self.left_out.items())
-            raise Sorry(f"no statistic can be computed from these inputs ({reasons})")
+            raise self._none_computed()
         code = statistics.get("spot_size_histogram") or statistics.get("per_image_statistics")
         self.combined = CombinedStatistic(statistics, code.statistic.shoebox_code if code else None)
         return self.combined
@@ -201,8 +204,7 @@ class ReflStats(Program):
             self.left_out.setdefault(name, f"{run.paths[index]}: lacks a column it reads")
             self._drop(name)
         if not finals:
-            reasons = "; ".join(f"{k}: {v}" for k, v in self.left_out.items())
-            raise Sorry(f"no statistic can be computed from these inputs ({reasons})")
+            raise self._none_computed()
         out = {}
         for name, (final, records) in finals.items():
             member = self.members[name]

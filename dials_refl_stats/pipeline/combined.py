@@ -69,17 +69,17 @@ class CombinedStatistic(Statistic):
         """The columns of the members that can read a file with ``available`` columns
         (with headers read by the tasks, a member that cannot is only found out there)."""
         wanted: dict[str, None] = {}
-        for member in self.members.values():
-            needed = member.statistic.columns(available)
-            if available.issuperset(needed):
-                wanted.update(dict.fromkeys(needed))
+        for member in self._readers_of(available).values():
+            wanted.update(dict.fromkeys(member.statistic.columns(available)))
         return tuple(wanted)
 
     def _readers(self, chunk: Chunk) -> dict[str, Member]:
         """The members that can read the chunk's columns."""
         available = _columns_of(chunk)
-        if available is None:
-            return self.members
+        return self.members if available is None else self._readers_of(available)
+
+    def _readers_of(self, available: frozenset[str]) -> dict[str, Member]:
+        """The members that read only columns in ``available``."""
         return {
             name: member
             for name, member in self.members.items()
