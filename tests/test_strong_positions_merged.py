@@ -470,3 +470,63 @@ def test_offset_maps_travel_to_workers(parallax):
     lab, d = travelled.lab_and_d(experiment, panels, xy)
     np.testing.assert_array_equal(lab, expected.lab)
     np.testing.assert_array_equal(d, expected.d)
+
+
+def _same_partials(a, b) -> None:
+    import dataclasses
+
+    for field in dataclasses.fields(a):
+        x, y = getattr(a, field.name), getattr(b, field.name)
+        if field.name == "plot":
+            assert (x is None) == (y is None)
+            if x is not None:
+                for part in ("all_density", "strong_density"):
+                    for u, v in zip(getattr(x, part), getattr(y, part)):
+                        np.testing.assert_array_equal(u, v)
+                for part in ("all_points", "strong_points"):
+                    p, q = getattr(x, part), getattr(y, part)
+                    assert p.n == q.n
+                    for name in ("xy", "experiment", "order"):
+                        np.testing.assert_array_equal(getattr(p, name), getattr(q, name))
+        elif isinstance(x, tuple):  # sparse cells, pending (key, d)
+            for u, v in zip(x, y):
+                np.testing.assert_array_equal(u, v)
+        elif isinstance(x, np.ndarray):
+            assert x.dtype == y.dtype, field.name
+            np.testing.assert_array_equal(x, y)
+        else:
+            assert x == y, field.name
+
+
+@pytest.mark.parametrize("cap", [10**6, 40])
+def test_partials_merged_at_once_equal_every_pairwise_order(
+    run_inprocess, tmp_path, monkeypatch, still_files, cap
+):
+    """``merge_many`` (one copy of the per-row arrays) gives what pairwise merges give in
+    any tree: the property that lets the driver and the workers merge many at once."""
+    import functools
+
+    from dials_refl_stats.analysis.strong_positions_merge import StrongPositionsStatistic
+
+    made, original = [], StrongPositionsStatistic.partial
+
+    def partial(self, chunk):
+        made.append((self, original(self, chunk)))
+        return made[-1][1]
+
+    monkeypatch.setattr(StrongPositionsStatistic, "partial", partial)
+    monkeypatch.setattr(program, "DENSITY_THRESHOLD", 40)
+    expt, folder = still_files
+    options = ("selection.flags=integrated_sum", "intensity.min=50", "reader=dials")
+    result = run_inprocess(PROGRAM, expt, folder, *options, cwd=tmp_path)
+    assert result.exit_code == 0, result.stderr
+    statistic = made[0][0]
+    monkeypatch.setattr(statistic, "point_cap", cap)
+    parts = [p for _s, p in made]
+    assert len(parts) >= 4  # one chunk a file (DIALS reads them one by one)
+    at_once = statistic.merge_many(parts)
+    left = functools.reduce(statistic.merge, parts)
+    right = functools.reduce(lambda a, b: statistic.merge(b, a), parts[::-1])
+    assert at_once.d.size > 0 and at_once.plot is not None
+    _same_partials(at_once, left)
+    _same_partials(at_once, right)
