@@ -123,6 +123,17 @@ def _json_target(program: str, args: list[str]) -> str | None:
 
 
 @pytest.fixture
+def forked_workers(monkeypatch):
+    """Local worker processes forked from this one, so that module values a test patches
+    reach them. The engine forks only while the process runs no other thread; a Dask
+    test earlier in the same pytest process leaves distributed's IO loop and profile
+    threads behind, which hold nothing the workers use."""
+    from dials_refl_stats.pipeline import engines
+
+    monkeypatch.setattr(engines, "start_method", lambda: "fork")
+
+
+@pytest.fixture
 def run_inprocess(tmp_path, monkeypatch, capsys):
     """``run_inprocess(program, *args, cwd=tmp_path) -> (exit_code, stdout, stderr, document)``.
 

@@ -476,7 +476,7 @@ def test_sketch_buckets_computed_in_place_equal_the_plain_formula(seed):
 
 @needs_dials
 def test_program_on_many_stills_gives_the_same_json_with_and_without_pruning(
-    run_inprocess, tmp_path, monkeypatch
+    run_inprocess, tmp_path, monkeypatch, forked_workers
 ):
     """Stills split one per file by DIALS, tiny limits: the tasks' pruned partials (the
     driver's hints, serially and on 2 processes) give the JSON that unpruned ones give."""

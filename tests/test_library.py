@@ -363,14 +363,14 @@ def _process_reduce(statistic, plan, files, sizes, n_workers: int = 2):
 
 
 @pytest.mark.parametrize("flush_files,n_workers", [(1, 2), (2, 3), (10**9, 2), (10**9, 4)])
-def test_local_workers_send_what_they_hold(monkeypatch, flush_files, n_workers):
+def test_local_workers_send_what_they_hold(monkeypatch, forked_workers, flush_files, n_workers):
     """Each worker merges its tasks' partials and sends them every ``FLUSH_FILES``
     files and once at the end (one last task per worker, more workers than batches
     too): the same result as in this process, and at most one partial per flush."""
     from dials_refl_stats.pipeline import engines
     from dials_refl_stats.pipeline.execute import SelectionPlan, reduce_files
 
-    monkeypatch.setattr(engines, "FLUSH_FILES", flush_files)  # forked workers see it
+    monkeypatch.setattr(engines, "FLUSH_FILES", flush_files)  # the forked workers see it
     names = ["sim_small/indexed.refl", "sim_twoexp/indexed.refl", "ssx_CuNiR/indexed.refl"]
     files = [file_info(name, index) for index, name in enumerate(names * 2)]
     sizes = [1] * len(files)  # one file per batch
