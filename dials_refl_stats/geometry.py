@@ -25,6 +25,7 @@ import numpy as np
 
 from dials_refl_stats.experiment_groups import distinct_ids, identifier_index, once_per_list
 from dials_refl_stats.pipeline.errors import one_line
+from dials_refl_stats.pipeline.experiment_models import model_runs
 from dials_refl_stats.reflections import ReflectionLoadError
 
 
@@ -126,15 +127,39 @@ def model_index(experiments) -> ModelIndex:
 
 
 def _model_index(experiments) -> ModelIndex:
+    """:class:`ModelIndex` of ``experiments``: of a light list, one look per run of
+    experiments with the same models (10^5 stills of one file: one)."""
+    runs = model_runs(experiments)
+    if runs is None:
+        return _model_index_of_each(experiments)
+    # the first experiment of each run of experiments with the same models stands for
+    # it: its detector then its beam, made (or refused) in the order of the loop below
+    detectors, beams, positions = _positions(first for first, _n in runs)
+    positions = np.repeat(positions, [n for _first, n in runs], axis=1)
+    return ModelIndex(detectors, beams, positions[0], positions[1])
+
+
+def _model_index_of_each(experiments) -> ModelIndex:
+    """:func:`_model_index`, experiment by experiment (any experiment list)."""
+    detectors, beams, positions = _positions(experiments)
+    return ModelIndex(detectors, beams, positions[0], positions[1])
+
+
+def _positions(experiments) -> tuple[list, list, np.ndarray]:
+    """The distinct detectors and beams of ``experiments`` (by object, in order of first
+    use) and each experiment's position among them (-1: none), as ``(2, n)``; every
+    experiment's detector, then its beam, asked for in order."""
     found: tuple[dict, dict] = ({}, {})  # id of a model -> (position, model)
-    positions = np.full((2, len(experiments)), -1, dtype=np.int64)
-    for n, experiment in enumerate(experiments):
+    rows: tuple[list, list] = ([], [])
+    for experiment in experiments:
         for kind, model in enumerate((experiment.detector, experiment.beam)):
+            position = -1
             if model is not None:
                 known = found[kind]
-                positions[kind, n] = known.setdefault(id(model), (len(known), model))[0]
+                position = known.setdefault(id(model), (len(known), model))[0]
+            rows[kind].append(position)
     detectors, beams = ([model for _n, model in known.values()] for known in found)
-    return ModelIndex(detectors, beams, positions[0], positions[1])
+    return detectors, beams, np.array(rows, dtype=np.int64).reshape(2, -1)
 
 
 def shared_models(experiments) -> tuple[int | None, str]:

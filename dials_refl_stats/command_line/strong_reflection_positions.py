@@ -320,13 +320,7 @@ class StrongReflectionPositions(Program):
         params = run.params
         experiments = run.experiments if run.experiment_infos else None
         files = FileSummaries(run, run.records, merged.file_flag_counts)
-        keys = merged.group_keys
-        groups = [
-            ExperimentGroup(f, i, run.files[f].info.identifiers.get(i))
-            for f, i in zip(
-                (keys >> ID_BITS).tolist(), ((keys & ((1 << ID_BITS) - 1)) - 1).tolist()
-            )
-        ]
+        groups, experiment_index = merged_groups(merged.group_keys, run)
         lab_frame = experiments is not None and geometry.n_panels(experiments) > 1
         computed = Computed(
             stats=merged.stats,
@@ -343,7 +337,6 @@ class StrongReflectionPositions(Program):
             n_without_geometry=merged.n_without_geometry if experiments is not None else None,
             merged=merged,
         )
-        experiment_index = [run.files[g.file_index].info.experiment_of_id.get(g.id) for g in groups]
         result = describe_results(
             computed, files, params, self.criteria, lab_frame, experiment_index, run.compact
         )
@@ -387,6 +380,18 @@ class StrongReflectionPositions(Program):
             self.criteria,
             run.params,
         )
+
+
+def merged_groups(keys: np.ndarray, run: Run) -> tuple[list[ExperimentGroup], list[int | None]]:
+    """The :class:`ExperimentGroup` of each group key of the tasks' results and its
+    experiment's index in the run's experiment list (``None``: none), in one pass."""
+    groups, experiment_index = [], []
+    files = run.files
+    for f, i in zip((keys >> ID_BITS).tolist(), ((keys & ((1 << ID_BITS) - 1)) - 1).tolist()):
+        info = files[f].info
+        groups.append(ExperimentGroup(f, i, info.identifiers.get(i)))
+        experiment_index.append(info.experiment_of_id.get(i))
+    return groups, experiment_index
 
 
 #: The program, for dials.refl_stats (which runs every program's statistic in one pass).

@@ -29,11 +29,15 @@ program uses it: a ``Sorry`` naming the file.)
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
+import gc
 import importlib
+import itertools
 import json
-from typing import Any, Iterable, Sequence
+import operator
+from typing import Any, Iterable, Iterator, Sequence
 
 from dials_refl_stats.pipeline.errors import Sorry
 from dials_refl_stats.pipeline.light_scan import LightScan, scan_facts
@@ -119,7 +123,7 @@ class LightExperimentList(list):
     ``scans()`` (by object, ``None`` included, in order, as dxtbx's ``OrderedSet``)."""
 
     def identifiers(self) -> list[str]:
-        return [e.identifier for e in self]
+        return list(map(_IDENTIFIER, self))
 
     def beams(self) -> list:
         return _distinct(e.beam for e in self)
@@ -133,6 +137,42 @@ class LightExperimentList(list):
 
 def _distinct(models: Iterable[Any]) -> list:
     return list({id(m): m for m in models}.values())
+
+
+_IDENTIFIER = operator.attrgetter("identifier")
+#: What an experiment's models are a function of (its file's models, refs and scans).
+_MODEL_SOURCES = operator.attrgetter("_models", "_refs", "_scans")
+
+
+def model_runs(experiments: Any) -> list[tuple[LightExperiment, int]] | None:
+    """A :class:`LightExperimentList` of :class:`LightExperiment` as runs of consecutive
+    experiments with the same beam, detector and scan (the same file's models, entries
+    and scans): the first experiment of each run and its length (10^5 stills of one
+    file: one run). ``None`` for anything else (dxtbx's ``ExperimentList``, other lists,
+    other experiments)."""
+    if not isinstance(experiments, LightExperimentList):
+        return None
+    if any(t is not LightExperiment for t in set(map(type, experiments))):
+        return None
+    runs = []
+    for _sources, run in itertools.groupby(experiments, _MODEL_SOURCES):
+        run = list(run)
+        runs.append((run[0], len(run)))
+    return runs
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside (10^5 small objects made at once, none of them
+    in a cycle: the collections their allocations trigger only traverse live objects)."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def model_classes():
@@ -211,6 +251,22 @@ def _decode(obj: dict, path: str) -> LightExperimentList:
         raise NotLight("a polychromatic beam (dxtbx 3.16+ makes its own class of it)")
     models = FileModels(path, lists)
     scans = _scans(models)
+    try:
+        experiments, imageset_scans = _by_columns(entries, models, scans)
+    except Exception:  # something unusual: the loop says what, at the entry dxtbx would
+        experiments, imageset_scans = _by_entries(entries, models, scans)
+    for reference, (scan, _own) in imageset_scans.items():
+        _check_imageset(lists["imageset"][reference], scan)
+    identifiers = list(filter(None, map(_IDENTIFIER, experiments)))
+    if len(set(identifiers)) != len(identifiers):
+        raise NotLight("an identifier is given twice")
+    return experiments
+
+
+def _by_entries(entries: list, models: FileModels, scans: list) -> tuple[LightExperimentList, dict]:
+    """The experiments of ``entries`` and their imagesets' merged scans, entry by entry,
+    raising what (and where) ``decode`` raises."""
+    lists = models.lists
     experiments = LightExperimentList()
     imageset_scans: dict[int, tuple[Any, bool]] = {}
     for entry in entries:
@@ -227,12 +283,69 @@ def _decode(obj: dict, path: str) -> LightExperimentList:
         if "imageset" in refs and lists["imageset"][refs["imageset"]] is not None:
             _merge_scans(imageset_scans, refs["imageset"], scan)
         experiments.append(LightExperiment(entry.get("identifier", ""), models, refs, scans))
-    for reference, (scan, _own) in imageset_scans.items():
-        _check_imageset(lists["imageset"][reference], scan)
-    identifiers = [e.identifier for e in experiments if e.identifier]
-    if len(set(identifiers)) != len(identifiers):
-        raise NotLight("an identifier is given twice")
-    return experiments
+    return experiments, imageset_scans
+
+
+_GET = dict.get
+_NONE_OR_INT = {type(None), int}
+
+
+def _by_columns(entries: list, models: FileModels, scans: list) -> tuple[LightExperimentList, dict]:
+    """:func:`_by_entries`, one column of references at a time (one ``refs`` dictionary
+    per distinct combination, shared): raises (anything) where that would raise, or give
+    something else; then :func:`_by_entries` says what."""
+    named = set().union(*entries)  # every key of every entry (not dictionaries: raises)
+    kinds = [name for name in MODEL_KEYS if name in named]
+    columns = [list(map(_GET, entries, itertools.repeat(name))) for name in kinds]
+    for name, column in zip(kinds, columns):
+        if not set(map(type, column)) <= _NONE_OR_INT:  # exactly int: no bool, no float
+            raise NotLight(f"experiment names its {name} otherwise")
+        for value in set(column).difference([None]):
+            models.lists[name][value]  # IndexError
+    identifiers = map(_GET, entries, itertools.repeat("identifier"), itertools.repeat(""))
+    with gc_paused():
+        experiments = LightExperimentList(
+            map(
+                LightExperiment,
+                identifiers,
+                itertools.repeat(models),
+                _refs_of_entries(kinds, columns, len(entries)),
+                itertools.repeat(scans),
+            )
+        )
+    imageset_scans: dict[int, tuple[Any, bool]] = {}
+    if "imageset" in kinds:
+        column = columns[kinds.index("imageset")]
+        scan_of = columns[kinds.index("scan")] if "scan" in kinds else itertools.repeat(None)
+        _merge_imageset_scans(imageset_scans, models.lists["imageset"], column, scan_of, scans)
+    return experiments, imageset_scans
+
+
+def _refs_of_entries(kinds: list[str], columns: list[list], n: int) -> Iterable[dict]:
+    """Each entry's references by kind (without ``None``), one dictionary per distinct
+    combination (10^5 stills naming one beam and one detector: one)."""
+    if all(column.count(column[0]) == n for column in columns):
+        return itertools.repeat(_refs(kinds, tuple(column[0] for column in columns)), n)
+    rows = list(zip(*columns))
+    refs = {row: _refs(kinds, row) for row in dict.fromkeys(rows)}
+    return map(refs.__getitem__, rows)
+
+
+def _refs(kinds: list[str], row: tuple) -> dict[str, int]:
+    return {name: value for name, value in zip(kinds, row) if value is not None}
+
+
+def _merge_imageset_scans(
+    imageset_scans: dict, imagesets: list, references: Iterable, scan_of: Iterable, scans: list
+) -> None:
+    """:func:`_merge_scans` of every experiment with an imageset, in order (an experiment
+    without a scan changes nothing of an imageset already seen)."""
+    for reference, index in zip(references, scan_of):
+        if reference is None or imagesets[reference] is None:
+            continue
+        scan = None if index is None else scans[index]
+        if scan is not None or reference not in imageset_scans:
+            _merge_scans(imageset_scans, reference, scan)
 
 
 def _scans(models: FileModels) -> list:

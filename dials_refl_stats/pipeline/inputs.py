@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import itertools
+import operator
 import os
 import struct
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from dials_refl_stats.compact import (
 )
 from dials_refl_stats.experiment_groups import identifier_index
 from dials_refl_stats.pipeline.errors import Sorry
+from dials_refl_stats.pipeline.experiment_models import gc_paused, model_runs
 from dials_refl_stats.reader import msgpack_small, read_layout
 from dials_refl_stats.reader.formats import sniff_bytes
 from dials_refl_stats.reader.msgpack_layout import ColumnSpan
@@ -258,10 +260,15 @@ class OpenedFile:
 
 
 def experiment_infos(experiments: Any) -> list[ExperimentInfo]:
-    """Plain descriptions of a dxtbx ``ExperimentList``."""
+    """Plain descriptions of a dxtbx ``ExperimentList`` (or a light one)."""
+    experiments = experiments or []
+    if _stills_only(experiments):
+        identifiers = (e or None for e in map(_IDENTIFIER, experiments))
+        with gc_paused():
+            return list(map(ExperimentInfo, itertools.count(), identifiers, _NONES, _NONES))
     infos = []
     sweeps: dict[int, int] = {}  # id of a scan model -> its sweep number
-    for index, experiment in enumerate(experiments or []):
+    for index, experiment in enumerate(experiments):
         scan = experiment.scan
         image_range = sweep = None
         if scan is not None and scan.get_num_images() >= 1 and not _is_still(experiment):
@@ -277,6 +284,19 @@ def experiment_infos(experiments: Any) -> list[ExperimentInfo]:
 def _is_still(experiment: Any) -> bool:
     scan = experiment.scan
     return scan is None or (scan.get_oscillation()[1] == 0 and scan.get_num_images() == 1)
+
+
+_IDENTIFIER = operator.attrgetter("identifier")
+_SCAN = operator.attrgetter("scan")
+_NONES = itertools.repeat(None)
+
+
+def _stills_only(experiments: Any) -> bool:
+    """Whether no experiment has a scan (of a light list: the first of each run of
+    experiments with the same models, see :func:`model_runs`)."""
+    runs = model_runs(experiments)
+    firsts = experiments if runs is None else [first for first, _n in runs]
+    return all(map(operator.is_, map(_SCAN, firsts), _NONES))
 
 
 class ExperimentMismatchError(ReflectionLoadError):

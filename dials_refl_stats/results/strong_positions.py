@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import operator
@@ -126,6 +127,8 @@ def file_summary(index: int, run: Run, record, bit_counts: np.ndarray) -> FileSu
 
 
 _INDEX = operator.attrgetter("index")
+_N_SELECTED = operator.attrgetter("n_selected")
+_FILE_INDEX, _ID, _IDENTIFIER = map(operator.attrgetter, ("file_index", "id", "identifier"))
 
 
 class FileSummaries(Sequence):
@@ -151,7 +154,7 @@ class FileSummaries(Sequence):
 
     def n_selected(self) -> int:
         """The files' selected rows."""
-        return sum(r.n_selected for r in self.records)
+        return sum(map(_N_SELECTED, self.records))
 
 
 @dataclass
@@ -401,9 +404,9 @@ def per_experiment_columns(
     )
     return {
         **experiment_columns(
-            [g.file_index for g in groups],
-            [g.id for g in groups],
-            [g.identifier for g in groups],
+            list(map(_FILE_INDEX, groups)),
+            list(map(_ID, groups)),
+            list(map(_IDENTIFIER, groups)),
             experiment_index,
             n_files,
             compact,
@@ -420,20 +423,25 @@ def per_experiment_columns(
     }
 
 
+_CENTRE_FIELDS = ("panel", "px", "mm", "lab")
+_CENTRE_VALUES = operator.itemgetter(*_CENTRE_FIELDS)
+_EXPERIMENT = operator.itemgetter("experiment")
+
+
 def distinct_beam_centres(centres: list[dict]) -> list[dict]:
     """The compact form of ``beam_centres``: one entry per distinct centre (to 6
     significant digits) with its ``experiments`` (runs when regular)."""
     distinct: dict[str, tuple[dict, list[int]]] = {}
     keys: dict[tuple, str] = {}  # the centre's own values -> its JSON key (made once)
-    fields = ("panel", "px", "mm", "lab")
-    for centre in centres:
-        values = tuple(centre[k] for k in fields)
+    # consecutive centres with equal values (10^5 stills sharing models: their values
+    # are the same objects) are one look-up
+    for values, run in itertools.groupby(centres, _CENTRE_VALUES):
         key = keys.get(values)
         if key is None:
-            plain = to_plain(dict(zip(fields, values)))
+            plain = to_plain(dict(zip(_CENTRE_FIELDS, values)))
             key = keys[values] = json.dumps(plain, sort_keys=True)
             distinct.setdefault(key, (plain, []))
-        distinct[key][1].append(centre["experiment"])
+        distinct[key][1].extend(map(_EXPERIMENT, run))
     return [
         {"experiments": encode_runs(experiments), **plain}
         for plain, experiments in distinct.values()
