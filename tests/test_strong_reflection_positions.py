@@ -461,14 +461,14 @@ def plain_shells(d, strong, n_shells, d_min=None, d_max=None):
 def test_resolution_shells_block_by_block_equal_a_plain_count(monkeypatch, bounds):
     """Blocks of a few rows (monkeypatched) give the counts of one pass and of the plain
     row-by-row computation, with unusable d (NaN, inf, 0, negative, 1e-200) among them."""
-    from dials_refl_stats.analysis import strong_positions
+    from dials_refl_stats.analysis import resolution_shells as shells_module
 
     rng = np.random.default_rng(7)
     d = rng.uniform(1.0, 40.0, size=997)
     d[rng.integers(0, d.size, 40)] = rng.choice([np.nan, np.inf, 0.0, -3.0, 1e-200], 40)
     strong = rng.random(d.size) < 0.3
     whole = resolution_shells(d, strong, 7, *bounds)
-    monkeypatch.setattr(strong_positions, "SHELL_BLOCK", 13)
+    monkeypatch.setattr(shells_module, "SHELL_BLOCK", 13)
     blocks = resolution_shells(d, strong, 7, *bounds)
     n_all, n_strong, n_without_d, n_outside = plain_shells(d, strong, 7, *bounds)
     for shells in (whole, blocks):

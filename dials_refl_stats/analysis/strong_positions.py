@@ -34,6 +34,8 @@ from dials_refl_stats.analysis.grouping import (
     order_by_group_then_value,
     stable_order,
 )
+from dials_refl_stats.analysis.median import median_or_none
+from dials_refl_stats.analysis.resolution_shells import ResolutionShells, resolution_shells
 
 #: How the pixel coordinates are oriented (DIALS image viewer convention).
 PIXEL_ORIENTATION = (
@@ -155,132 +157,6 @@ def select_strong(
         top_fraction_k=k,
         top_fraction_threshold=threshold,
     )
-
-
-@dataclass(frozen=True)
-class ResolutionShells:
-    """Counts of all and of strong reflections in shells equal in ``1/d^2``.
-
-    ``inv_d2_edges`` is ``None`` when no row has a usable d (then every count is 0).
-    """
-
-    n_shells: int
-    inv_d2_edges: np.ndarray | None
-    n_all: np.ndarray
-    n_strong: np.ndarray
-    n_without_d: int
-    n_outside: int
-    n_strong_outside: int
-
-    @property
-    def d_edges(self) -> np.ndarray | None:
-        if self.inv_d2_edges is None:
-            return None
-        with np.errstate(divide="ignore"):
-            return 1.0 / np.sqrt(self.inv_d2_edges)
-
-    @property
-    def strong_fraction(self) -> list[float | None]:
-        return [float(s) / float(a) if a else None for s, a in zip(self.n_strong, self.n_all)]
-
-    def as_dict(self) -> dict:
-        d_edges = self.d_edges
-        return {
-            "n_shells": self.n_shells,
-            "binning": "equal in 1/d^2",
-            "inv_d2_edges": self.inv_d2_edges,
-            "d_edges": d_edges,
-            "d_max": None if d_edges is None else d_edges[0],
-            "d_min": None if d_edges is None else d_edges[-1],
-            "n_all": self.n_all,
-            "n_strong": self.n_strong,
-            "strong_fraction": self.strong_fraction,
-            "n_without_d": self.n_without_d,
-            "n_outside": self.n_outside,
-            "n_strong_outside": self.n_strong_outside,
-        }
-
-
-def resolution_shells(
-    d: np.ndarray,
-    strong: np.ndarray,
-    n_shells: int = 10,
-    d_min: float | None = None,
-    d_max: float | None = None,
-) -> ResolutionShells:
-    """Count all and strong rows per shell equal in ``1/d^2``.
-
-    The range is ``[1/d_max^2, 1/d_min^2]``; a missing bound comes from the rows with a
-    positive ``d`` whose ``1/d^2`` is finite. Rows without one are counted in
-    ``n_without_d``.
-    """
-    if n_shells < 1:
-        raise ValueError(f"n_shells must be at least 1 (got {n_shells})")
-    for name, value in (("d_min", d_min), ("d_max", d_max)):
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise ValueError(f"{name} must be a positive number of Angstrom (got {value})")
-    if d_min is not None and d_max is not None and not d_max > d_min:
-        raise ValueError(f"d_max ({d_max:g}) must be greater than d_min ({d_min:g})")
-    d = np.asarray(d, dtype=np.float64)
-    strong = np.asarray(strong, dtype=bool)
-    low = 1.0 / d_max**2 if d_max is not None else None
-    high = 1.0 / d_min**2 if d_min is not None else None
-    n_without_d = 0
-    if low is None or high is None:  # the data's range: a first pass, block by block
-        data_low, data_high = math.inf, -math.inf
-        for rows in _blocks(d.size):
-            inv_d2, _usable = _usable_inv_d2(d[rows])
-            n_without_d += _usable.size - inv_d2.size
-            if inv_d2.size:
-                data_low = min(data_low, float(inv_d2.min()))
-                data_high = max(data_high, float(inv_d2.max()))
-        if data_low <= data_high:
-            low = data_low if low is None else low
-            high = data_high if high is None else high
-    zeros = np.zeros(n_shells, dtype=np.int64)
-    if low is None or high is None:
-        return ResolutionShells(n_shells, None, zeros, zeros.copy(), n_without_d, 0, 0)
-    if not high > low:
-        high = low + max(abs(low) * 1e-6, 1e-12)
-    edges = np.linspace(low, high, n_shells + 1)
-    n_all, n_strong = zeros.copy(), zeros.copy()
-    n_without_d = n_outside = n_strong_outside = 0
-    for rows in _blocks(d.size):  # bounded temporaries: 10^7 rows cost no extra GB
-        inv_d2, usable = _usable_inv_d2(d[rows])
-        strong_usable = strong[rows][usable]
-        inside = (inv_d2 >= edges[0]) & (inv_d2 <= edges[-1])
-        shell = np.clip(np.searchsorted(edges, inv_d2[inside], side="right") - 1, 0, n_shells - 1)
-        n_all += np.bincount(shell, minlength=n_shells)
-        n_strong += np.bincount(shell[strong_usable[inside]], minlength=n_shells)
-        n_without_d += int(usable.size - inv_d2.size)
-        n_outside += int((~inside).sum())
-        n_strong_outside += int((strong_usable & ~inside).sum())
-    return ResolutionShells(
-        n_shells=n_shells,
-        inv_d2_edges=edges,
-        n_all=n_all,
-        n_strong=n_strong,
-        n_without_d=n_without_d,
-        n_outside=n_outside,
-        n_strong_outside=n_strong_outside,
-    )
-
-
-#: Rows per block of :func:`resolution_shells`.
-SHELL_BLOCK = 1 << 20
-
-
-def _blocks(n: int) -> list[slice]:
-    return [slice(start, start + SHELL_BLOCK) for start in range(0, n, SHELL_BLOCK)]
-
-
-def _usable_inv_d2(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``1/d^2`` of the rows with a positive ``d`` whose ``1/d^2`` is finite (1e-200 A:
-    no shell), and which rows those are."""
-    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        all_inv_d2 = 1.0 / d**2
-    usable = np.isfinite(d) & (d > 0) & np.isfinite(all_inv_d2)
-    return all_inv_d2[usable], usable
 
 
 @dataclass(frozen=True)
@@ -443,13 +319,6 @@ def merge_extents(
             old = merged.get(number, (0.0, 0.0))
             merged[number] = (max(old[0], w), max(old[1], h))
     return merged
-
-
-def median_or_none(values: np.ndarray) -> float | None:
-    """Median of the finite values, ``None`` when there are none."""
-    values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]  # a copy: partitioned in place by np.median
-    return float(np.median(values, overwrite_input=True)) if values.size else None
 
 
 @dataclass(frozen=True)

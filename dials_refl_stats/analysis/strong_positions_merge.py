@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 
 from dials_refl_stats.analysis.grouping import density_cells
+from dials_refl_stats.analysis.median import median_or_none
+from dials_refl_stats.analysis.resolution_shells import ResolutionShells, resolution_shells
 from dials_refl_stats.analysis.statistic import (
     ID_BITS,
     Chunk,
@@ -31,16 +33,13 @@ from dials_refl_stats.analysis.statistic import (
 )
 from dials_refl_stats.analysis.strong_positions import (
     PanelHistogram,
-    ResolutionShells,
     StrongCriteria,
     StrongPositions,
     StrongSelection,
     data_panel_extents,
-    median_or_none,
     medians_per_group,
     merge_extents,
     position_histograms,
-    resolution_shells,
     select_strong,
 )
 from dials_refl_stats.geometry import PanelFrames

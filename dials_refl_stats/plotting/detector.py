@@ -264,7 +264,7 @@ def positions_view(
 
 
 def shell_view(shells, d_source: str | None) -> ShellView | None:
-    """The :class:`ShellView` of ``analysis.strong_positions.ResolutionShells`` (or None)."""
+    """The :class:`ShellView` of ``analysis.resolution_shells.ResolutionShells`` (or None)."""
     if shells is None:
         return None
     return ShellView(shells.inv_d2_edges, shells.n_all, shells.n_strong, d_source)
