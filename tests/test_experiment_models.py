@@ -271,16 +271,63 @@ RUNS = [
 ]
 
 
+#: Programs that use crystals: experiment files listing none (spot finding's) are light.
+RUNS_WITHOUT_CRYSTALS = [
+    ("per_image_statistics", "ssx_CuNiR/imported_no_ref_5", "ssx_CuNiR/strong_5", ["plot=None"]),
+    ("per_image_statistics", "sim_small/imported", "sim_small/strong", ["plot=None", "-v"]),
+    ("refl_stats", "ssx_CuNiR/imported_no_ref_5", "ssx_CuNiR/strong_5", ["output.html=None"]),
+    ("refl_stats", "sim_small/imported", "sim_small/strong", ["output.html=None"]),
+]
+
+
 @pytest.mark.parametrize("program,stem,extra", RUNS, ids=lambda v: str(v))
 def test_programs_write_the_same_json_either_way(
     program, stem, extra, tmp_path, run_inprocess, monkeypatch
 ):
+    extra = ["output.plot=None", *extra]
+    same_json_either_way(program, stem, stem, extra, tmp_path, run_inprocess, monkeypatch)
+
+
+@pytest.mark.parametrize("program,expt,refl,extra", RUNS_WITHOUT_CRYSTALS, ids=lambda v: str(v))
+def test_programs_using_crystals_read_files_without_any_light(
+    program, expt, refl, extra, tmp_path, run_inprocess, monkeypatch
+):
+    same_json_either_way(program, expt, refl, extra, tmp_path, run_inprocess, monkeypatch)
+
+
+def test_files_listing_crystals_go_to_dials_parser_for_programs_using_them():
+    from dials_refl_stats.pipeline.arguments import PhilOnlyParser
+
+    ssx = TESTS_DATA / "ssx_CuNiR"
+    for expt, light in (("integrated.expt", False), ("imported_no_ref_5.expt", True)):
+        args = [str(ssx / expt), str(ssx / "strong_5.refl")]
+        for crystals, expected in ((True, light), (False, True)):
+            invocation = parse_crystals("per_image_statistics", args, crystals)
+            assert isinstance(invocation.parser, PhilOnlyParser) == expected, (expt, crystals)
+            if crystals:  # the crystals DIALS makes, or none listed
+                has = [e.crystal is not None for e in invocation.experiments]
+                assert has == [not light] * len(has)
+
+
+def parse_crystals(program: str, args, crystals: bool):
+    import importlib
+
+    from dials_refl_stats.pipeline.arguments import parse_command_line
+
+    module = importlib.import_module(f"dials_refl_stats.command_line.{program}")
+    return parse_command_line(
+        args, module.phil_scope, "usage", "", light_experiments=True, crystals=crystals
+    )
+
+
+def same_json_either_way(program, expt, refl, extra, tmp_path, run_inprocess, monkeypatch):
+    """The program's document and JSON with the experiments read light and by DIALS."""
     import importlib
 
     from dials_refl_stats.pipeline.program import Program
 
-    expt, refl = TESTS_DATA / f"{stem}.expt", TESTS_DATA / f"{stem}.refl"
-    args = [expt, refl, "output.plot=None", *extra]
+    expt, refl = TESTS_DATA / f"{expt}.expt", TESTS_DATA / f"{refl}.refl"
+    args = [expt, refl, *extra]
     (tmp_path / "light").mkdir()
     (tmp_path / "dials").mkdir()
     light = run_inprocess(program, *args, cwd=tmp_path / "light")

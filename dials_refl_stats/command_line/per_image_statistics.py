@@ -97,6 +97,8 @@ spot_size
 class PerImageStatistics(Program):
     name = PROGRAM
     wants_experiments = True
+    light_experiments = True
+    uses_crystals = True
     usage = "dials.per_image_statistics [options] [imported.expt] strong.refl"
     default_flags = ("strong",)
     defers_headers = True

@@ -117,6 +117,8 @@ class MemberRun:
 class ReflStats(Program):
     name = PROGRAM
     wants_experiments = True
+    light_experiments = True
+    uses_crystals = True
     usage = "dials.refl_stats [options] [integrated.expt] integrated.refl"
 
     def output_targets(self, params) -> dict[str, str | None]:

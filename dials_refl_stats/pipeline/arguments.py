@@ -337,6 +337,7 @@ def parse_command_line(
     epilog: str,
     collected: Sequence[str] = (),
     light_experiments: bool = False,
+    crystals: bool = False,
 ) -> Invocation | None:
     """Parse like a DIALS program; ``None`` when there is no input (help printed).
 
@@ -350,7 +351,7 @@ def parse_command_line(
     or list files (checked when they are opened, not sniffed here: there may be 10^5).
     ``light_experiments``: experiment files too are read without DIALS's parser when
     :mod:`~dials_refl_stats.pipeline.experiment_models` reads them as dxtbx would
-    (:func:`parse_light_experiments`).
+    (:func:`parse_light_experiments`; with ``crystals``, only files that list no crystal).
     """
     args = list(sys.argv[1:] if args is None else args)
     refuse_special_files(args)
@@ -368,7 +369,7 @@ def parse_command_line(
             experiments=[],
         )
     if light_experiments:
-        light = parse_light_experiments(phil, others, reflection_paths)
+        light = parse_light_experiments(phil, others, reflection_paths, crystals)
         if light is not None:
             return light
     return _parse_with_dials(reflection_paths, others, phil, usage, epilog)
@@ -385,12 +386,13 @@ def is_experiment_argument(argument: str) -> bool:
 
 
 def parse_light_experiments(
-    phil, others: Sequence[str], reflection_paths: list[str]
+    phil, others: Sequence[str], reflection_paths: list[str], crystals: bool = False
 ) -> Invocation | None:
     """What :func:`_parse_with_dials` gives, the experiments read by
     :mod:`~dials_refl_stats.pipeline.experiment_models` (dxtbx's own C++ models,
     without DIALS's parser and dxtbx's Python import); ``None`` for anything it does not
-    read as DIALS would (then DIALS's parser reads the command line, errors included).
+    read as DIALS would (then DIALS's parser reads the command line, errors included),
+    and, for a program that uses ``crystals``, for files that list crystal models.
     """
     files = [a for a in others if is_experiment_argument(a)]
     rest = [a for a in others if not is_experiment_argument(a)]
@@ -404,6 +406,8 @@ def parse_light_experiments(
         return None  # help, or DIALS's Sorry
     if any(w.filename.endswith(".refl") for w in wrappers):
         return None  # DIALS's parser reads it, and _parse_with_dials says what it is
+    if crystals and any(w.data.lists_crystals() for w in wrappers):
+        return None  # DIALS's parser makes the crystals
     experiments = LightExperimentList(e for w in wrappers for e in w.data)
     identifiers = [e.identifier for e in experiments if e.identifier]
     if len(set(identifiers)) != len(identifiers):

@@ -116,6 +116,14 @@ class LightExperiment:
         index = self._refs.get("scan")
         return None if index is None else self._scans[index]
 
+    @property
+    def crystal(self) -> None:
+        """``None``: programs that use crystals read files listing any with DIALS's
+        parser (:meth:`LightExperimentList.lists_crystals`)."""
+        if "crystal" in self._refs:
+            raise NotLight("crystal models are read by DIALS's parser, not here")
+        return None
+
 
 class LightExperimentList(list):
     """A list of :class:`LightExperiment` with the ``ExperimentList`` queries the
@@ -124,6 +132,13 @@ class LightExperimentList(list):
 
     def identifiers(self) -> list[str]:
         return list(map(_IDENTIFIER, self))
+
+    def lists_crystals(self) -> bool:
+        """Whether a file of these experiments lists crystal models (made by DIALS's
+        parser only: dxtbx's Python crystal factory costs seconds of imports)."""
+        runs = model_runs(self) or [(e, 1) for e in self]
+        files = {id(e._models): e._models for e, _n in runs}.values()
+        return any(models.lists.get("crystal") for models in files)
 
     def beams(self) -> list:
         return _distinct(e.beam for e in self)

@@ -133,6 +133,10 @@ class Program(ABC):
     #: detectors: then ``.expt`` files are read without DIALS's parser when that gives
     #: the same models (``pipeline/experiment_models.py``; ~1.5-2.5 s of start-up saved).
     light_experiments: bool = False
+    #: Whether the program uses the experiments' crystals: with ``light_experiments``,
+    #: files that list crystal models are then read by DIALS's parser (the light reader
+    #: makes none), files without (spot finding's ``imported.expt``) as above.
+    uses_crystals: bool = False
     #: Whether the headers of many small files may be read by the tasks, with the rows
     #: (:class:`~dials_refl_stats.pipeline.inputs.DeferredFileInfo`): only for programs
     #: that need no header before the run (``check_file`` runs after it).
@@ -353,6 +357,7 @@ def _run_program(program: Program, args: Sequence[str] | None, phil, help_messag
             help_message,
             collected,
             light_experiments=program.light_experiments,
+            crystals=program.uses_crystals,
         )
     except RuntimeError as error:  # dxtbx: two experiment files with the same identifiers
         text = str(error).split(": ", 1)[-1]
