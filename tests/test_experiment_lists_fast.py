@@ -332,17 +332,23 @@ ENTRY_EDITS = {
 @pytest.mark.parametrize("name", list(ENTRY_EDITS))
 def test_entries_the_columns_cannot_take_get_the_loops_answer(name, tmp_path, monkeypatch):
     path = entries_edited(tmp_path, ENTRY_EDITS[name])
+    outcomes = both_readers(path, monkeypatch, lambda es: [(e.identifier, e._refs) for e in es])
+    assert outcomes[0] == outcomes[1]
+
+
+def both_readers(path, monkeypatch, describe) -> list[tuple]:
+    """``describe`` of the file's experiments (or the ``NotLight`` message), read column
+    by column and entry by entry."""
     outcomes = []
     for columns in (True, False):
         with monkeypatch.context() as patch:
             if not columns:
                 patch.setattr(experiment_models, "_by_columns", refuse)
             try:
-                experiments = read_experiments(str(path))
-                outcomes.append(("ok", [(e.identifier, e._refs) for e in experiments]))
+                outcomes.append(("ok", describe(read_experiments(str(path)))))
             except NotLight as error:
                 outcomes.append(("NotLight", str(error)))
-    assert outcomes[0] == outcomes[1]
+    return outcomes
 
 
 def test_scans_of_an_imageset_merge_as_in_the_loop(tmp_path, monkeypatch):
@@ -361,17 +367,11 @@ def test_scans_of_an_imageset_merge_as_in_the_loop(tmp_path, monkeypatch):
     for name, obj in cases.items():
         path = tmp_path / f"{name.replace(' ', '_')}.expt"
         path.write_text(json.dumps(obj))
-        outcomes = []
-        for columns in (True, False):
-            with monkeypatch.context() as patch:
-                if not columns:
-                    patch.setattr(experiment_models, "_by_columns", refuse)
-                try:
-                    experiments = read_experiments(str(path))
-                    ranges = [e.scan and e.scan.get_image_range() for e in experiments]
-                    outcomes.append(("ok", ranges, [e._refs for e in experiments]))
-                except NotLight as error:
-                    outcomes.append(("NotLight", str(error)))
+        outcomes = both_readers(
+            path,
+            monkeypatch,
+            lambda es: ([e.scan and e.scan.get_image_range() for e in es], [e._refs for e in es]),
+        )
         assert outcomes[0] == outcomes[1], name
 
 
