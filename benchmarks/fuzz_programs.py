@@ -334,6 +334,7 @@ def _experiments_for(path: Path, with_experiments: bool = True) -> list[Path | N
         return [None]
     stem = path.name.split(".")[0]
     beside = [path.with_name(f"{stem}.expt"), path.with_name("indexed.expt")]
+    beside += sorted(path.parent.glob("imported*.expt"))  # spot finding's: no crystals
     return [p for p in dict.fromkeys(beside) if p.exists()] + [None]
 
 
