@@ -94,12 +94,9 @@ def resolution_shells(
         if data_range is not None:
             low = data_range[0] if low is None else low
             high = data_range[1] if high is None else high
-    zeros = np.zeros(n_shells, dtype=np.int64)
     if low is None or high is None:  # not one usable d
-        return ResolutionShells(n_shells, None, zeros, zeros.copy(), int(d.size), 0, 0)
-    if not high > low:
-        high = low + max(abs(low) * 1e-6, 1e-12)
-    edges = np.linspace(low, high, n_shells + 1)
+        return _no_shells(n_shells, d.size)
+    edges = _edges(low, high, n_shells)
     # every usable 1/d^2 lies in the data's range: when the edges span it, none is outside
     all_inside = data_range is not None and edges[0] <= data_range[0] <= data_range[1] <= edges[-1]
     counts = _shell_counts(d, strong, edges, all_inside)
@@ -126,17 +123,27 @@ def _resolution_shells_by_rows(
         if data_low <= data_high:
             low = data_low if low is None else low
             high = data_high if high is None else high
-    zeros = np.zeros(n_shells, dtype=np.int64)
     if low is None or high is None:
-        return ResolutionShells(n_shells, None, zeros, zeros.copy(), int(d.size), 0, 0)
-    if not high > low:
-        high = low + max(abs(low) * 1e-6, 1e-12)
-    edges = np.linspace(low, high, n_shells + 1)
+        return _no_shells(n_shells, d.size)
+    edges = _edges(low, high, n_shells)
     return ResolutionShells(n_shells, edges, *_shell_counts_by_rows(d, strong, edges))
 
 
-#: Rows per block of :func:`resolution_shells` and :func:`median_or_none` (temporaries
-#: of a block stay in the CPU cache).
+def _edges(low: float, high: float, n_shells: int) -> np.ndarray:
+    """The shells' ``1/d^2`` edges (an empty range widened a little)."""
+    if not high > low:
+        high = low + max(abs(low) * 1e-6, 1e-12)
+    return np.linspace(low, high, n_shells + 1)
+
+
+def _no_shells(n_shells: int, n_rows: int) -> ResolutionShells:
+    """No row has a usable d: no edges, every count 0."""
+    zeros = np.zeros(n_shells, dtype=np.int64)
+    return ResolutionShells(n_shells, None, zeros, zeros.copy(), int(n_rows), 0, 0)
+
+
+#: Rows per block of :func:`resolution_shells` (a block's temporaries stay in the CPU
+#: cache).
 SHELL_BLOCK = 1 << 16
 
 #: At most ``2**SHELL_TABLE_BITS`` cells in the table of :func:`_shell_table`.
