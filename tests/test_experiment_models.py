@@ -459,3 +459,43 @@ def test_scans_dxtbx_might_refuse_are_dxtbx_s(tmp_path):
     obj["scan"][1]["image_range"] = [30, 1]
     with pytest.raises(NotLight):
         read_experiments(written(tmp_path, obj))
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        ("identifier", 0, 5),  # not a string
+        ("identifier", 2, None),
+        ("detector", 0, None),  # the sequence's first experiment: dxtbx cannot make it
+        ("beam", 0, None),
+        ("goniometer", 0, None),
+        ("detector", 3, None),  # a later experiment of the sequence: dxtbx reads it
+    ],
+    ids=str,
+)
+def test_edited_experiments_get_dials_answer_either_way(tmp_path, monkeypatch, edit):
+    """Files DIALS's parser refuses are refused, and those it reads are read, whichever
+    route the programs take (the light one for spot finding's experiments)."""
+    from dials.util import Sorry
+
+    monkeypatch.chdir(tmp_path)
+    ssx = TESTS_DATA / "ssx_CuNiR"
+    key, index, value = edit
+    obj = json.loads((ssx / "imported_no_ref_5.expt").read_text())
+    obj["experiment"][index][key] = value
+    path = tmp_path / "edited.expt"
+    path.write_text(json.dumps(obj))
+    args = [str(path), str(ssx / "strong_5.refl")]
+    outcomes = []
+    for light in (True, False):
+        try:
+            invocation = (
+                parse_crystals("per_image_statistics", args, crystals=True)
+                if light
+                else parse("per_image_statistics", args, light=False)
+            )
+            outcomes.append(("ok", list(invocation.experiments.identifiers())))
+        except Sorry as error:
+            outcomes.append(("Sorry", str(error)))
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][0] == ("ok" if edit == ("detector", 3, None) else "Sorry")

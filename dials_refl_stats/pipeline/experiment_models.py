@@ -19,9 +19,11 @@ the file here instead, with the same models:
   changes none of these models afterwards: an imageset's ``dx``/``dy`` maps, the only
   thing that would change a detector's px/mm strategy, are not read.
 
-Goniometers, crystals, profiles and imagesets are not made. Anything this reader is not
+Goniometers, crystals, profiles and imagesets are not made (a dictionary of one of them
+that dxtbx would refuse does not stop a program that does not use it). Anything this reader is not
 sure to read exactly as dxtbx would (not an experiment list, models given by file name,
-imagesets dxtbx would refuse, identifiers given twice, ...) raises :class:`NotLight`,
+imagesets dxtbx would refuse (a sequence whose first experiment lacks a beam, detector or
+goniometer), identifiers given twice or not as strings, ...) raises :class:`NotLight`,
 and the caller reads the file with DIALS instead: its result or its error is then
 DIALS's own. (A beam or detector dictionary that dxtbx refuses is only found when a
 program uses it: a ``Sorry`` naming the file.)
@@ -270,8 +272,12 @@ def _decode(obj: dict, path: str) -> LightExperimentList:
         experiments, imageset_scans = _by_columns(entries, models, scans)
     except Exception:  # something unusual: the loop says what, at the entry dxtbx would
         experiments, imageset_scans = _by_entries(entries, models, scans)
+    firsts = _first_refs_of_imagesets(experiments)
     for reference, (scan, _own) in imageset_scans.items():
         _check_imageset(lists["imageset"][reference], scan)
+        _check_sequence_models(lists, reference, firsts[reference])
+    if not set(map(type, map(_IDENTIFIER, experiments))) <= {str}:
+        raise NotLight("an identifier that is not a string")  # dxtbx refuses the file
     identifiers = list(filter(None, map(_IDENTIFIER, experiments)))
     if len(set(identifiers)) != len(identifiers):
         raise NotLight("an identifier is given twice")
@@ -406,6 +412,28 @@ def _merge_scans(imageset_scans: dict, reference: int, scan: Any) -> None:
     wider.set_image_range((min(i[0], j[0]), max(i[1], j[1])))
     wider.set_oscillation((min(o[0], s[0]), o[1]))
     imageset_scans[reference] = (wider, True)
+
+
+def _first_refs_of_imagesets(experiments: LightExperimentList) -> dict[int, dict]:
+    """Each imageset's first experiment's references: dxtbx makes the imageset with that
+    experiment's models."""
+    firsts: dict[int, dict] = {}
+    for first, _n in model_runs(experiments) or [(e, 1) for e in experiments]:
+        reference = first._refs.get("imageset")
+        if reference is not None:
+            firsts.setdefault(reference, first._refs)
+    return firsts
+
+
+def _check_sequence_models(lists: dict[str, list], reference: int, refs: dict) -> None:
+    """``NotLight`` for a sequence whose first experiment lacks a beam, a detector or a
+    goniometer: ``ImageSetFactory.make_sequence`` refuses it (``check_format=False``
+    gives it no image to read them from)."""
+    if lists["imageset"][reference].get("__id__") not in ("ImageSequence", "ImageSweep"):
+        return
+    for kind in ("beam", "detector", "goniometer"):
+        if refs.get(kind) is None or lists[kind][refs[kind]] is None:
+            raise NotLight(f"a sequence whose first experiment has no {kind}")
 
 
 def _check_imageset(data: Any, scan: Any) -> None:
