@@ -138,8 +138,7 @@ class LightExperimentList(list):
     def lists_crystals(self) -> bool:
         """Whether a file of these experiments lists crystal models (made by DIALS's
         parser only: dxtbx's Python crystal factory costs seconds of imports)."""
-        runs = model_runs(self) or [(e, 1) for e in self]
-        files = {id(e._models): e._models for e, _n in runs}.values()
+        files = {id(e._models): e._models for e in run_firsts(self)}.values()
         return any(models.lists.get("crystal") for models in files)
 
     def beams(self) -> list:
@@ -176,6 +175,13 @@ def model_runs(experiments: Any) -> list[tuple[LightExperiment, int]] | None:
         run = list(run)
         runs.append((run[0], len(run)))
     return runs
+
+
+def run_firsts(experiments: Any) -> list:
+    """The first experiment of each run of :func:`model_runs` (every experiment of any
+    other list): those that stand for all in a question about their models."""
+    runs = model_runs(experiments)
+    return list(experiments) if runs is None else [first for first, _n in runs]
 
 
 @contextlib.contextmanager
@@ -418,7 +424,7 @@ def _first_refs_of_imagesets(experiments: LightExperimentList) -> dict[int, dict
     """Each imageset's first experiment's references: dxtbx makes the imageset with that
     experiment's models."""
     firsts: dict[int, dict] = {}
-    for first, _n in model_runs(experiments) or [(e, 1) for e in experiments]:
+    for first in run_firsts(experiments):
         reference = first._refs.get("imageset")
         if reference is not None:
             firsts.setdefault(reference, first._refs)

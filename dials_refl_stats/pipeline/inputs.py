@@ -21,7 +21,7 @@ from dials_refl_stats.compact import (
 )
 from dials_refl_stats.experiment_groups import identifier_index
 from dials_refl_stats.pipeline.errors import Sorry
-from dials_refl_stats.pipeline.experiment_models import gc_paused, model_runs
+from dials_refl_stats.pipeline.experiment_models import gc_paused, run_firsts
 from dials_refl_stats.reader import msgpack_small, read_layout
 from dials_refl_stats.reader.formats import sniff_bytes
 from dials_refl_stats.reader.msgpack_layout import ColumnSpan
@@ -287,16 +287,13 @@ def _is_still(experiment: Any) -> bool:
 
 
 _IDENTIFIER = operator.attrgetter("identifier")
-_SCAN = operator.attrgetter("scan")
 _NONES = itertools.repeat(None)
 
 
 def _stills_only(experiments: Any) -> bool:
-    """Whether no experiment has a scan (of a light list: the first of each run of
-    experiments with the same models, see :func:`model_runs`)."""
-    runs = model_runs(experiments)
-    firsts = experiments if runs is None else [first for first, _n in runs]
-    return all(map(operator.is_, map(_SCAN, firsts), _NONES))
+    """Whether no experiment has a scan (asked of the first of each run of experiments
+    with the same models, :func:`~.experiment_models.run_firsts`)."""
+    return all(e.scan is None for e in run_firsts(experiments))
 
 
 class ExperimentMismatchError(ReflectionLoadError):
