@@ -128,20 +128,12 @@ def model_index(experiments) -> ModelIndex:
 
 def _model_index(experiments) -> ModelIndex:
     """:class:`ModelIndex` of ``experiments``: of a light list, one look per run of
-    experiments with the same models (10^5 stills of one file: one)."""
-    runs = model_runs(experiments)
-    if runs is None:
-        return _model_index_of_each(experiments)
-    # the first experiment of each run of experiments with the same models stands for
-    # it: its detector then its beam, made (or refused) in the order of the loop below
+    experiments with the same models (10^5 stills of one file: one); of any other list,
+    one per experiment. The first of a run stands for it: its detector then its beam,
+    made (or refused) in the order of the experiments."""
+    runs = model_runs(experiments) or [(e, 1) for e in experiments]
     detectors, beams, positions = _positions(first for first, _n in runs)
     positions = np.repeat(positions, [n for _first, n in runs], axis=1)
-    return ModelIndex(detectors, beams, positions[0], positions[1])
-
-
-def _model_index_of_each(experiments) -> ModelIndex:
-    """:func:`_model_index`, experiment by experiment (any experiment list)."""
-    detectors, beams, positions = _positions(experiments)
     return ModelIndex(detectors, beams, positions[0], positions[1])
 
 
