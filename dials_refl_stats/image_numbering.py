@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dials_refl_stats.analysis.per_image import ImageTable, locate
-from dials_refl_stats.analysis.statistic import ID_BITS, ExperimentInfo, FileInfo
+from dials_refl_stats.analysis.statistic import ExperimentInfo, FileInfo, split_group_keys
 
 IMAGE_NUMBER, STILL, FRAME = "image_number", "still", "z_floor"
 
@@ -58,7 +58,7 @@ def number_images(
                         frame.append(f)
     group = np.concatenate([np.asarray(table.group, dtype=np.int64), np.array(group, np.int64)])
     frame = np.concatenate([np.asarray(table.frame, dtype=np.int64), np.array(frame, np.int64)])
-    file_of, id_of = group >> ID_BITS, (group & ((1 << ID_BITS) - 1)) - 1  # split_group_key
+    file_of, id_of = split_group_keys(group)
     experiment = np.full(group.size, -1, dtype=np.int64)
     if experiments:
         experiment[:] = [

@@ -17,7 +17,7 @@ from dials_refl_stats import __version__
 
 #: Version of the envelope and of every program's ``results`` layout. Bump on any
 #: incompatible change; the schemas in ``dials_refl_stats/schemas`` follow it.
-SCHEMA_VERSION = "3.0"
+SCHEMA_VERSION = "3.1"
 
 #: Significant digits kept for floats in JSON documents.
 FLOAT_DIGITS = 6

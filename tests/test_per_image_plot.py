@@ -170,3 +170,70 @@ def test_constant_cell_angles_are_one_bin_holding_every_crystal(tmp_path, monkey
     angle_axes = [ax for ax in figure.axes if ax.get_title() == "alpha (°)"]
     (patch,) = angle_axes[0].patches
     assert patch.get_data().values.tolist() == [n]
+
+
+def test_repeated_frames_of_files_without_experiments_are_drawn_by_table_row(tmp_path, monkeypatch):
+    """The stills of two files given without experiments: frames (floor(z)) repeat from
+    one file to the next, so every panel's x is the table row, and the one series is
+    labelled as rows without an experiment (not as unassigned id -1 rows)."""
+    refls = data_paths(("ssx_CuNiR/strong_5.refl", "ssx_CuNiR/indexed.refl"))
+    document, figure = run_and_capture(tmp_path, monkeypatch, *refls)
+    table = document["results"]["per_image"]
+    assert len(set(table["image"])) < len(table["image"])
+    rows = list(range(len(table["image"])))
+    for ylabel in ("Spots per image", "Indexed (%)"):
+        ax = panel(figure, ylabel)
+        assert ax.get_xlabel() == per_image.REPEATED_LABEL
+        for line in data_lines(ax):
+            assert line.get_xdata().tolist() == rows
+    assert panel(figure, "I/sigma").get_xlabel() == per_image.REPEATED_LABEL
+    (series,) = per_image.split_series(table)
+    assert series.label == "no experiment, frame = floor(z)"
+
+
+def reference_split_series(table: dict) -> list[tuple[str, list[int]]]:
+    """The per-row grouping the vectorised one replaced (verbatim, labels for id -1)."""
+    experiments = np.asarray(table.get("experiment", []), dtype=np.int64)
+    numbering = np.asarray(table.get("numbering", []), dtype=object)
+    keys = [
+        per_image.STILL if n == per_image.STILL else int(e) for e, n in zip(experiments, numbering)
+    ]
+    groups = list(dict.fromkeys(keys))
+    result = []
+    for key in groups:
+        rows = np.flatnonzero([k == key for k in keys])
+        label = (
+            "stills" if key == per_image.STILL else per_image.series_label(key, numbering[rows[0]])
+        )
+        result.append((label, rows.tolist()))
+    return result
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_series_split_as_row_by_row(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 60))
+    numbering = rng.choice(["image_number", "still", "z_floor"], n)
+    experiment = np.where(numbering == "z_floor", -1, rng.integers(0, 4, n))
+    table = {"experiment": experiment.tolist(), "numbering": numbering.tolist()}
+    mine = per_image.split_series(table)
+    assert [(s.label, s.rows.tolist()) for s in mine] == reference_split_series(table)
+    table["id"] = [-1] * n  # every row without an experiment unassigned: the same labels
+    assert [(s.label, s.rows.tolist()) for s in per_image.split_series(table)] == [
+        (label, rows) for label, rows in reference_split_series(table)
+    ]
+
+
+def test_a_few_sweeps_without_experiments_are_one_line_each(tmp_path, monkeypatch):
+    """sim_twoexp's table alone: its ids (two sweeps and the unassigned rows) are three
+    series drawn against their frames, each line going forwards, named by id."""
+    document, figure = run_and_capture(tmp_path, monkeypatch, data_path("sim_twoexp/indexed.refl"))
+    table = document["results"]["per_image"]
+    assert set(table["experiment"]) == {-1} and set(table["id"]) == {-1, 0, 1}
+    indexed = panel(figure, "Indexed (%)")
+    labels = [text.get_text() for text in indexed.get_legend().get_texts()]
+    frames = ", frame = floor(z)"
+    assert labels == [f"unassigned (id -1){frames}", f"expt 0{frames}", f"expt 1{frames}"]
+    for line in data_lines(panel(figure, "Spots per image")):
+        assert np.all(np.diff(np.asarray(line.get_xdata(), dtype=float)) > 0)
+    assert len(data_lines(indexed)) == 3

@@ -424,3 +424,100 @@ def test_corrupt_centroids_on_parallax_corrected_panels_have_no_d(tmp_path, prog
         assert err == ""
         documents.append(json.loads((out / f"{program}.json").read_text())["results"])
     assert documents[0] == documents[1]
+
+
+def flex_rows_per_file_image(paths) -> dict:
+    """(file index, id, floor(z)) -> rows of strong tables given without experiments,
+    written plainly with flex."""
+    from dials.array_family import flex
+
+    counts: dict = {}
+    for f, path in enumerate(paths):
+        table = flex.reflection_table.from_file(str(path))
+        z = flex.floor(table["xyzobs.px.value"].parts()[2])
+        for i, frame in zip(table["id"], z):
+            key = (f, int(i), int(frame))
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+WITHOUT_EXPERIMENTS = ("ssx_CuNiR/strong_5.refl", "sim_small/strong.refl")
+
+
+def test_images_without_experiments_are_named_by_file_and_id(tmp_path):
+    """Without experiments an image is floor(z) of one file's id: the JSON says which
+    (``file_index``, ``id``), the log's table too, and the counts are flex's."""
+    paths = [data_path(name) for name in WITHOUT_EXPERIMENTS]
+    document = run_ours(tmp_path, *paths)
+    validate(document)
+    table = document["results"]["per_image"]
+    assert set(table["numbering"]) == {"z_floor"} and set(table["experiment"]) == {-1}
+    keys = zip(table["file_index"], table["id"], table["image"])
+    assert dict(zip(keys, table["n_rows"])) == flex_rows_per_file_image(paths)
+    log = (tmp_path / "dials.per_image_statistics.log").read_text()
+    assert " file    id    image  strong" in log
+    # the second still of the first file: one line naming file 0, id 1 and its frame
+    i = list(zip(table["file_index"], table["id"])).index((0, 1))
+    assert f"\n    0     1 {table['image'][i]:8d} {table['n_strong'][i]:7d} " in log
+
+
+def test_bins_of_images_without_experiments_stay_in_one_file_and_id(tmp_path):
+    """6 series (5 stills' ids of one file, one sweep in another) in at most 10 bins:
+    no bin mixes two series; 15 series in 10 bins: bins run on over them (the cap holds)."""
+    paths = [data_path(name) for name in WITHOUT_EXPERIMENTS]
+    whole = run_ours(tmp_path, *paths)["results"]["per_image"]
+    results = run_ours(tmp_path, *paths, "output.max_images=10")["results"]
+    binned = results["per_image"]
+    assert results["binned"]["n_bins"] == len(binned["image"]) <= 10
+    rows = list(zip(whole["file_index"], whole["id"], whole["image"], whole["n_rows"]))
+    for f, i, first, last, n in zip(
+        binned["file_index"], binned["id"], binned["image"], binned["image_last"], binned["n_rows"]
+    ):
+        assert n == sum(m for g, j, image, m in rows if (g, j) == (f, i) and first <= image <= last)
+    assert sum(binned["n_rows"]) == sum(whole["n_rows"])
+    many = [data_path(f"ssx_CuNiR/{name}") for name in ("strong_5.refl", "indexed.refl")]
+    many.append(data_path("ssx_CuNiR/integrated.refl"))
+    whole = run_ours(tmp_path, *many)["results"]["per_image"]
+    assert len(set(zip(whole["file_index"], whole["id"]))) == 15
+    results = run_ours(tmp_path, *many, "output.max_images=10")["results"]
+    binned = results["per_image"]
+    assert results["binned"]["n_bins"] == len(binned["image"]) <= 10
+    assert sum(binned["n_rows"]) == sum(whole["n_rows"])
+    assert binned["file_index"] == [whole["file_index"][k] for k in range(0, 15, 2)]
+
+
+def reference_bin_starts(series: np.ndarray, max_images: int):
+    """bin_starts before it searched the size by halving (verbatim; it never ended with
+    more series than max_images)."""
+    if not series.size:
+        return 1, np.zeros(0, np.int64)
+    first = np.flatnonzero(np.append(True, series[1:] != series[:-1]))
+    lengths = np.diff(np.append(first, series.size))
+    size = max(1, -(-series.size // max_images))
+    while (-(-lengths // size)).sum() > max_images:
+        size += 1
+    position = np.arange(series.size) - np.repeat(first, lengths)
+    return size, np.flatnonzero(position % size == 0)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_bin_starts_as_the_linear_search_and_within_the_cap(seed):
+    from dials_refl_stats.analysis.stills import bin_starts
+
+    rng = np.random.default_rng(seed)
+    n_series = int(rng.integers(1, 30))
+    lengths = rng.integers(1, 3000 if seed % 2 else 20, n_series)
+    series = np.repeat(rng.permutation(n_series), lengths)
+    max_images = int(rng.integers(1, 60))
+    size, starts = bin_starts(series, max_images)
+    assert starts.size <= max_images and starts[0] == 0
+    if n_series <= max_images:
+        want_size, want_starts = reference_bin_starts(series, max_images)
+        assert size == want_size and starts.tolist() == want_starts.tolist()
+        # no bin spans two series
+        ends = np.append(starts[1:], series.size) - 1
+        assert (series[starts] == series[ends]).all()
+    else:  # more series than bins: bins of the whole run
+        assert (
+            starts.tolist() == reference_bin_starts(np.zeros_like(series), max_images)[1].tolist()
+        )

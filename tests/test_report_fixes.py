@@ -194,3 +194,20 @@ def test_binned_spots_are_per_bin(tmp_path):
     assert unbinned.results("per_image_statistics")["binned"] is None
     layout = _spots_figure(unbinned)["layout"]
     assert _text(layout).startswith("Spots per image") and _text(layout["yaxis"]) == "spots"
+
+
+def test_images_without_experiments_hover_their_file_and_id(tmp_path):
+    """Two stills files given without experiments: the per-image hover text and table
+    name each image's file and id (its frame alone repeats from file to file)."""
+    inputs = [data_path(p) for p in ("ssx_CuNiR/strong_5.refl", "ssx_CuNiR/indexed.refl")]
+    report = run_refl_stats(tmp_path, *inputs)
+    table = report.results("per_image_statistics")["per_image"]
+    assert set(table["experiment"]) == {-1}
+    strong = _spots_figure(report)["data"][0]
+    want = [
+        f"image {image} (file {f}, id {i})"
+        for f, i, image in zip(table["file_index"], table["id"], table["image"])
+    ]
+    assert strong["text"] == want
+    section = html.unescape(report.section("per_image_statistics"))
+    assert all(text in section for text in want)

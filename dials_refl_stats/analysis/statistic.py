@@ -95,6 +95,12 @@ def split_group_key(key: int) -> tuple[int, int]:
     return key >> ID_BITS, (key & ((1 << ID_BITS) - 1)) - 1
 
 
+def split_group_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(file_index, id)`` arrays of keys made by :meth:`FileInfo.group_keys`."""
+    keys = np.asarray(keys, dtype=np.int64)
+    return keys >> ID_BITS, (keys & ((1 << ID_BITS) - 1)) - 1
+
+
 @dataclass
 class Chunk:
     """Rows ``start .. start + n_rows`` of one file, or whole files in a row.

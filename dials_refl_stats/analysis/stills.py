@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from dials_refl_stats.analysis.per_image import COUNT_FIELDS, group_medians
+from dials_refl_stats.analysis.statistic import ID_BITS
 from dials_refl_stats.image_numbering import STILL
 
 #: Columns summed when images are binned; the others are medians of the images' values.
@@ -17,7 +18,7 @@ SUMMED = (
     "isigma_histogram",
 )
 #: Columns that keep the first image's value in a bin.
-FIRST = ("experiment", "image", "numbering")
+FIRST = ("experiment", "file_index", "id", "image", "numbering")
 CELL_PARAMETERS = ("a", "b", "c", "alpha", "beta", "gamma")
 
 
@@ -65,7 +66,8 @@ def thin_images(
     return binned, {
         "images_per_bin": size,
         "n_bins": int(starts.size),
-        "rule": "consecutive images of one experiment (stills: of the run) binned: counts "
+        "rule": "consecutive images of one experiment (stills: of the run; no experiment: "
+        "of one file and id; with more of those than bins: of the run) binned: counts "
         "and totals summed, fraction_indexed from those sums, other values are the median "
         "of the images' values (ignoring -1 and NaN); image is the first image of the bin, "
         "image_last the last",
@@ -93,26 +95,45 @@ def histogram_of(values: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarra
 
 
 def series_of(columns: dict) -> np.ndarray | None:
-    """Per row, the series a bin stays within: its experiment, or one series for every
-    still (consecutive stills are binned together); ``None`` when not known."""
+    """Per row, the series a bin stays within: its experiment (without one: its file and
+    ``id``), or one series for every still (consecutive stills are binned together);
+    ``None`` when not known."""
     if "experiment" not in columns:
         return None
-    experiment = np.asarray(columns["experiment"], dtype=np.int64)
+    series = np.asarray(columns["experiment"], dtype=np.int64)
+    if "file_index" in columns and "id" in columns and (series < 0).any():
+        group = np.asarray(columns["file_index"], dtype=np.int64) << ID_BITS
+        group |= np.asarray(columns["id"], dtype=np.int64) + 1
+        series = np.where(series < 0, -3 - group, series)
     if "numbering" not in columns:
-        return experiment
-    return np.where(np.asarray(columns["numbering"]) == STILL, -2, experiment)
+        return series
+    return np.where(np.asarray(columns["numbering"]) == STILL, -2, series)
 
 
 def bin_starts(series: np.ndarray, max_images: int) -> tuple[int, np.ndarray]:
     """(images per bin, first row of each bin): bins of consecutive rows that never span
-    two series, at most ``max_images`` of them (the smallest bin size that allows it)."""
+    two series, at most ``max_images`` of them (the smallest bin size that allows it);
+    with more series than that, bins of consecutive rows whatever their series."""
     if not series.size:
         return 1, np.zeros(0, np.int64)
     first = np.flatnonzero(np.append(True, series[1:] != series[:-1]))
+    if first.size > max_images:
+        first = np.zeros(1, np.int64)
     lengths = np.diff(np.append(first, series.size))
-    size = max(1, -(-series.size // max_images))
-    while (-(-lengths // size)).sum() > max_images:
-        size += 1
+
+    def n_bins(size: int) -> int:
+        return int((-(-lengths // size)).sum())
+
+    # the smallest size giving at most max_images bins: the count falls as the size
+    # grows, and the longest series in one bin gives one bin per series
+    low, high = max(1, -(-series.size // max_images)), max(1, int(lengths.max()))
+    while low < high:
+        middle = (low + high) // 2
+        if n_bins(middle) <= max_images:
+            high = middle
+        else:
+            low = middle + 1
+    size = low
     position = np.arange(series.size) - np.repeat(first, lengths)
     return size, np.flatnonzero(position % size == 0)
 

@@ -16,6 +16,7 @@ from dials_refl_stats.analysis.per_image import (
     PerImageStatistic,
 )
 from dials_refl_stats.analysis.spot_size import MASK_NAMES, mask_code
+from dials_refl_stats.analysis.statistic import split_group_keys
 from dials_refl_stats.analysis.stills import cell_histograms, sliding_rate, thin_images
 from dials_refl_stats.compact import COMPACT_DIGITS, compact_column
 from dials_refl_stats.image_numbering import STILL, NumberedImages, number_images, take
@@ -192,10 +193,13 @@ class PerImageStatistics(Program):
         columns = final["columns"]
         n = final["numbered"].n_images
         shown = n if n <= 50 or run.invocation.options.verbose else 50
-        # an experiment column where image numbers repeat (several sweeps, id -1 rows)
-        experiments = len(np.unique(columns["image"])) < n
+        # the experiment where image numbers repeat (several sweeps, id -1 rows); without
+        # experiments the file and id of several
+        known = bool((columns["experiment"] >= 0).any())
+        experiments = known and len(np.unique(columns["image"])) < n
+        unknown = not known and any(np.any(np.diff(columns[k])) for k in ("file_index", "id"))
         lines = [
-            f"{'expt ' if experiments else ''}"
+            f"{'expt ' if experiments else ''}{' file    id ' if unknown else ''}"
             f"{'image':>8} {'strong':>7} {'indexed':>7} {'%idx':>6} {'median I':>10} {'d_min':>6}"
         ]
         d_min = columns.get("estimated_d_min", np.full(n, -1.0))
@@ -204,6 +208,8 @@ class PerImageStatistics(Program):
         for i in range(shown):
             image, strong, indexed = (columns[k][i] for k in ("image", "n_strong", "n_indexed"))
             experiment = f"{columns['experiment'][i]:4d} " if experiments else ""
+            if unknown:
+                experiment = f"{columns['file_index'][i]:5d} {columns['id'][i]:5d} "
             lines.append(
                 f"{experiment}{image:8d} {strong:7d} {indexed:7d} "
                 f"{'-' if np.isnan(percent[i]) else f'{percent[i]:5.1f}%':>6} "
@@ -239,6 +245,9 @@ class PerImageStatistics(Program):
 DEFINITIONS = {
     "image": "scans: image number (floor(z) + 1); stills: index in input order; "
     "no experiment: floor(z)",
+    "file_index": "the image's reflection file (index into inputs.reflections); with id, "
+    "it names the image's rows where no experiment is known (experiment -1)",
+    "id": "the rows' id column (DIALS's experiment id within the file; -1: unassigned)",
     "n_strong": "rows with the strong flag",
     "n_selected": "rows of the selection (selection.flags); the spot statistics use these",
     "n_indexed": "selected rows with the indexed flag; fraction_indexed = n_indexed / n_selected",
@@ -260,8 +269,11 @@ def _g(value) -> str:
 def per_image_columns(table: ImageTable, numbered: NumberedImages) -> dict[str, np.ndarray]:
     """The per-image columns, one entry per numbered image."""
     rows = numbered.source_row
+    file_index, ids = split_group_keys(numbered.group)
     columns = {
         "experiment": numbered.experiment,
+        "file_index": file_index,
+        "id": ids,
         "image": numbered.image,
         "numbering": numbered.numbering,
         **{k: take(v, rows, 0) for k, v in table.counts.items()},

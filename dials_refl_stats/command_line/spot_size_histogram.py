@@ -15,7 +15,7 @@ from dials_refl_stats.analysis.spot_size import (
     SpotSizeStatistic,
     mask_code,
 )
-from dials_refl_stats.analysis.statistic import ID_BITS
+from dials_refl_stats.analysis.statistic import split_group_keys
 from dials_refl_stats.pipeline.errors import Sorry
 from dials_refl_stats.pipeline.group_columns import experiment_columns, value_columns
 from dials_refl_stats.pipeline.phil import (
@@ -238,9 +238,7 @@ def describe_groups(keys: np.ndarray, run: Run, compact: bool = False) -> dict:
     """Column arrays describing each group key: file, id, identifier, experiment, labels
     (the identifier has its own column: UUIDs make poor labels); see
     :func:`~dials_refl_stats.pipeline.group_columns.experiment_columns`."""
-    keys = np.asarray(keys, dtype=np.int64)
-    file_index = (keys >> ID_BITS).tolist()
-    ids = ((keys & ((1 << ID_BITS) - 1)) - 1).tolist()
+    file_index, ids = (column.tolist() for column in split_group_keys(keys))
     # the compact form has no identifiers; without experiments no experiment_index
     with_experiments = bool(run.experiment_infos)
     infos = [run.files[f].info for f in file_index] if with_experiments or not compact else []

@@ -12,7 +12,7 @@ import numpy as np
 
 from dials_refl_stats import geometry
 from dials_refl_stats.analysis.rows import FileRows, SelectedRows
-from dials_refl_stats.analysis.statistic import ID_BITS, Chunk
+from dials_refl_stats.analysis.statistic import Chunk, split_group_keys
 from dials_refl_stats.analysis.strong_positions import (
     StrongCriteria,
     data_panel_extents,
@@ -387,7 +387,7 @@ def merged_groups(keys: np.ndarray, run: Run) -> tuple[list[ExperimentGroup], li
     experiment's index in the run's experiment list (``None``: none), in one pass."""
     groups, experiment_index = [], []
     files = run.files
-    for f, i in zip((keys >> ID_BITS).tolist(), ((keys & ((1 << ID_BITS) - 1)) - 1).tolist()):
+    for f, i in zip(*(column.tolist() for column in split_group_keys(keys))):
         info = files[f].info
         groups.append(ExperimentGroup(f, i, info.identifiers.get(i)))
         experiment_index.append(info.experiment_of_id.get(i))

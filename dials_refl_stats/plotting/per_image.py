@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dials_refl_stats.compact import group_labels
 from dials_refl_stats.plotting import new_figure, save
 from dials_refl_stats.plotting.style import MAX_COLOURS, colour_of, short_label
 
@@ -42,25 +43,70 @@ def _values(series: dict, name: str) -> np.ndarray | None:
     return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
-def series_label(experiment: int, numbering: str) -> str:
-    """Legend label of one experiment's rows (unassigned rows are 0-based frames)."""
+def series_label(experiment: int, numbering: str, unassigned: bool = True) -> str:
+    """Legend label of one experiment's rows; rows without one are 0-based frames, of
+    ``id`` -1 (``unassigned``) or of files given without experiments."""
     if experiment < 0:
-        return "unassigned (id -1)" + (", frame = floor(z)" if numbering == Z_FLOOR else "")
+        frames = ", frame = floor(z)" if numbering == Z_FLOOR else ""
+        return ("unassigned (id -1)" if unassigned else "no experiment") + frames
     return short_label(f"experiment {experiment}")
 
 
+#: Series key of the stills (experiments are >= -1; rows without one, by file and id:
+#: -3 and below).
+_STILLS = -2
+
+
 def split_series(table: dict) -> list[Series]:
-    """One series per experiment of scan rows, in table order; all stills are one series."""
+    """One series per experiment of scan rows, in table order; all stills are one series.
+    Rows without an experiment are one series per file and ``id`` when there are at most
+    :data:`MAX_COLOURS` of those, else one series."""
     experiments = np.asarray(table.get("experiment", []), dtype=np.int64)
     numbering = np.asarray(table.get("numbering", []), dtype=object)
-    keys = [STILL if n == STILL else int(e) for e, n in zip(experiments, numbering)]
-    groups = list(dict.fromkeys(keys))
+    keys = np.where(numbering == STILL, _STILLS, np.maximum(experiments, -1))
+    labels = _label_files_and_ids(table, keys)
+    _distinct, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")  # the series in table order
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    series_of_row = rank[inverse.ravel()]
+    rows_by_series = np.argsort(series_of_row, kind="stable")
+    bounds = np.searchsorted(series_of_row[rows_by_series], np.arange(order.size + 1))
+    ids = table.get("id")
+    ids = None if ids is None else np.asarray(ids, dtype=np.int64)
     result = []
-    for i, key in enumerate(groups):
-        rows = np.flatnonzero([k == key for k in keys])
-        label = "stills" if key == STILL else series_label(key, numbering[rows[0]])
-        result.append(Series(label, rows, colour_of(i, len(groups))))
+    for i in range(order.size):
+        rows = rows_by_series[bounds[i] : bounds[i + 1]]
+        key = int(keys[rows[0]])
+        if key == _STILLS:
+            label = "stills"
+        elif key in labels:
+            label = labels[key] + (", frame = floor(z)" if numbering[rows[0]] == Z_FLOOR else "")
+        else:
+            unassigned = ids is None or bool((ids[rows] == -1).all())
+            label = series_label(key, numbering[rows[0]], unassigned)
+        result.append(Series(label, rows, colour_of(i, order.size)))
     return result
+
+
+def _label_files_and_ids(table: dict, keys: np.ndarray) -> dict[int, str]:
+    """Give rows without an experiment (``keys`` -1) a key per file and ``id`` (-3, -4,
+    ...; in place) when there are 2 to :data:`MAX_COLOURS` of those; their labels."""
+    unknown = keys == -1
+    if not unknown.any() or table.get("file_index") is None or table.get("id") is None:
+        return {}
+    file_index = np.asarray(table["file_index"], dtype=np.int64)
+    pairs, which = np.unique(
+        np.stack([file_index[unknown], np.asarray(table["id"], dtype=np.int64)[unknown]], 1),
+        axis=0,
+        return_inverse=True,
+    )
+    if not 1 < len(pairs) <= MAX_COLOURS:
+        return {}
+    keys[unknown] = -3 - which.ravel()
+    n_files = len(np.unique(file_index))
+    names = group_labels(pairs[:, 0].tolist(), pairs[:, 1].tolist(), n_files)
+    return {-3 - k: short_label(name) for k, name in enumerate(names)}
 
 
 def bin_positions(table: dict, images_per_bin: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -207,10 +253,20 @@ def _d_min_panel(ax, lines: _Lines, results: dict, inputs: dict | None) -> None:
     ax.set_ylabel("d_min (Å)")
 
 
+#: The x axis when a series repeats its image numbers.
+REPEATED_LABEL = "Table row (files and ids in turn: image numbers repeat)"
+
+
+def _images_repeat(series: list[Series], first: np.ndarray) -> bool:
+    """Whether a series' images do not increase down the table (frames = floor(z) of
+    several files or ids: no experiments given), so that only the row tells them apart."""
+    return any(np.any(np.diff(first[part.rows]) <= 0) for part in series)
+
+
 def _image_label(series: list[Series], table: dict, binned: dict | None) -> str:
     numbering = set(table.get("numbering", []))
     label = "Frame = floor(z), 0-based" if numbering == {Z_FLOOR} else "Image"
-    if Z_FLOOR in numbering and len(series) > 1:
+    if Z_FLOOR in numbering and len(numbering) > 1:
         label += " (frame = floor(z) for unassigned rows)"
     if binned:
         label += f" (bins of {binned['images_per_bin']} images, at their centre)"
@@ -237,8 +293,12 @@ def per_image_figure(path: str, document: dict, title: str, format_from: str):
     per_bin = binned["images_per_bin"] if binned else None
     series = split_series(table)
     first, last = bin_positions(table, per_bin) if n else (np.zeros(0), np.zeros(0))
-    lines = _Lines(series, (first + last) / 2, step=n > 200)
     xlabel = _image_label(series, table, binned)
+    repeated = _images_repeat(series, first)
+    if repeated:  # e.g. floor(z) of stills in files given without experiments
+        first = last = np.arange(n, dtype=np.float64)
+        xlabel = REPEATED_LABEL
+    lines = _Lines(series, (first + last) / 2, step=n > 200)
 
     ax = axes[0]
     if n:
@@ -257,7 +317,7 @@ def per_image_figure(path: str, document: dict, title: str, format_from: str):
     ax.set_ylabel("Indexed (%)")
 
     scan_series = [s for s in series if s.label != "stills"]
-    by_row = len(series) > 1 and len(scan_series) > 0
+    by_row = len(series) > 1 and len(scan_series) > 0 and not repeated
     if by_row:
         rows = np.arange(n, dtype=np.float64)
         _isigma_panel(figure, axes[2], results, (rows, rows))

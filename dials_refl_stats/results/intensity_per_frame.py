@@ -17,7 +17,7 @@ from dials_refl_stats.analysis.intensity_frames import (
 )
 from dials_refl_stats.analysis.intensity_per_frame import FrameTable, IntensitySummary
 from dials_refl_stats.analysis.sketches import EXACT_MEDIAN_VALUES
-from dials_refl_stats.analysis.statistic import ID_BITS, split_group_key
+from dials_refl_stats.analysis.statistic import ID_BITS, split_group_key, split_group_keys
 from dials_refl_stats.compact import FRAME_FIELDS, SUMMARY_FIELDS, encode_runs
 from dials_refl_stats.experiment_groups import ExperimentGroup
 from dials_refl_stats.frames import EXPERIMENT_INDEX, NUMBERING_RULES
@@ -197,8 +197,7 @@ def compact_series(frames: IntensityFrames) -> dict:
     """``results.series`` in the compact form: columns, and the series' experiments as
     one table (``series``, ``file_index``, ``id``; runs when regular)."""
     scan = frames.numbering == IMAGE_NUMBER_CODE
-    file_index = frames.group_key >> ID_BITS
-    table_id = (frames.group_key & ((1 << ID_BITS) - 1)) - 1
+    file_index, table_id = split_group_keys(frames.group_key)
     return {
         "numbering": encode_runs([NUMBERING_NAMES[int(c)] for c in frames.numbering]),
         "image_first": encode_runs(

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from dials_refl_stats.analysis.stills import series_of
 from dials_refl_stats.compact import expand
 from dials_refl_stats.report.figures import (
     Figure,
@@ -77,6 +78,12 @@ def coarse_images(per_image: dict, k: int) -> dict[str, np.ndarray]:
         "image_last": block_last(np.asarray(last), k),
         "experiment": block_first(np.asarray(per_image["experiment"]), k),
         "experiment_last": block_last(np.asarray(per_image["experiment"]), k),
+        **{
+            f"{name}{end}": block(np.asarray(per_image[name]), k)
+            for name in ("file_index", "id")
+            if name in per_image
+            for end, block in (("", block_first), ("_last", block_last))
+        },
         "position": (np.arange(0, n, k) + np.minimum(np.arange(0, n, k) + k, n) - 1) / 2,
     }
     for name in COUNTS:
@@ -93,20 +100,38 @@ def coarse_images(per_image: dict, k: int) -> dict[str, np.ndarray]:
 
 
 def _images_text(c: dict) -> list[str]:
-    """Hover/table labels: ``image 3``, ``images 3–5``, with the experiment when several."""
+    """Hover/table labels: ``image 3``, ``images 3–5``, with the experiment when several
+    (rows without one: their file and ``id``, when the table has them)."""
     several = len(set(c["experiment"].tolist()) | set(c["experiment_last"].tolist())) > 1
+    n = len(c["experiment"])
+    files = _pairs(c, "file_index", n)
+    ids = _pairs(c, "id", n)
     out = []
-    for a, b, e, f in zip(
+    for a, b, e, f, (f0, f1), (i0, i1) in zip(
         c["image_first"].tolist(),
         c["image_last"].tolist(),
         c["experiment"].tolist(),
         c["experiment_last"].tolist(),
+        files,
+        ids,
     ):
         text = f"image {a}" if a == b and e == f else f"images {a}–{b}"
-        if several:
+        if e < 0 and f < 0 and f0 is not None:
+            if (f0, i0) == (f1, i1):
+                text += f" (file {f0}, id {i0})"
+            else:
+                text += f" (file {f0}, id {i0} – file {f1}, id {i1})"
+        elif several:
             text += f" (experiment {e})" if e == f else f" (experiments {e}–{f})"
         out.append(text)
     return out
+
+
+def _pairs(c: dict, name: str, n: int) -> list[tuple]:
+    """(first, last) of column ``name`` for each merged row (``None`` without it)."""
+    if name not in c:
+        return [(None, None)] * n
+    return list(zip(c[name].tolist(), c[f"{name}_last"].tolist()))
 
 
 def _by_image(per_image: dict) -> bool:
@@ -131,8 +156,9 @@ def _x(c: dict, results: dict, by_image: bool) -> tuple[list, str]:
 
 
 def _experiment_lines(per_image: dict, limit: int) -> list[dict]:
-    """Dashed lines between experiments on a row-position axis (none past ``limit``)."""
-    changes = np.flatnonzero(np.diff(np.asarray(per_image["experiment"])) != 0) + 0.5
+    """Dashed lines between experiments (rows without one: between their files and
+    ids) on a row-position axis (none past ``limit``)."""
+    changes = np.flatnonzero(np.diff(series_of(per_image)) != 0) + 0.5
     if changes.size > limit:
         return []
     return vertical_lines(changes.tolist())
