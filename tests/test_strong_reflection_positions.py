@@ -909,3 +909,27 @@ def test_experiments_with_different_detectors_say_their_positions_share_panels(r
         "image size of each panel of the experiments' detectors"
     )
     assert "Position histograms" not in log
+
+
+def test_nothing_integrated_by_both_methods_says_why(tmp_path):
+    """ssx_CuNiR/integrated.refl was integrated by summation only: the default
+    'integrated' (both bits, as DIALS's get_flags) selects nothing, and the warning says
+    how to keep the summation-integrated rows; rule=any keeps exactly those (flex)."""
+    from dials.array_family import flex
+    from test_programs_common import run_inprocess
+
+    expt, refl = data_path("ssx_CuNiR/integrated.expt"), data_path("ssx_CuNiR/integrated.refl")
+    code, _, err = run_inprocess(PROGRAM, [expt, refl, "output.plot=None"], tmp_path)
+    assert code == 0, err
+    log = (tmp_path / f"dials.{PROGRAM}.log").read_text()
+    assert "No reflections selected (selection.flags=integrated, rule=all): rows need" in log
+    assert "selection.rule=any keeps rows with any of them" in log
+    code, _, err = run_inprocess(
+        PROGRAM, [expt, refl, "output.plot=None", "selection.rule=any"], tmp_path
+    )
+    assert code == 0, err
+    table = flex.reflection_table.from_file(str(refl))
+    either = table.get_flags(table.flags.integrated, all=False).count(True)
+    selected = json.loads((tmp_path / f"{PROGRAM}.json").read_text())["selection"]["n_selected"]
+    assert selected == either > 0
+    assert "No reflections selected" not in (tmp_path / f"dials.{PROGRAM}.log").read_text()

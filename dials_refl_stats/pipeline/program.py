@@ -536,9 +536,19 @@ def log_files(program: Program, run: Run, reduced: RunPartial) -> None:
             f", {n_fallback} files fell back to another selection" if n_fallback else "",
         )
     if not n_selected:
-        flags = "+".join(run.plan.requested.names) or "all"
+        requested = run.plan.requested
+        flags = "+".join(requested.names) or "all"
+        several_bits = requested.mask & (requested.mask - 1)
+        hint = (
+            ": rows need every one of those flags (e.g. integrated is integrated_sum and "
+            "integrated_prf, and summation-only tables have no prf); selection.rule=any "
+            "keeps rows with any of them"
+            if requested.rule == "all" and several_bits
+            else ""
+        )
         logger.warning(
-            "No reflections selected (selection.flags=%s, rule=%s)",
+            "No reflections selected (selection.flags=%s, rule=%s)%s",
             flags,
-            run.plan.requested.rule,
+            requested.rule,
+            hint,
         )
