@@ -20,7 +20,7 @@ from dials_refl_stats.analysis.sketches import EXACT_MEDIAN_VALUES
 from dials_refl_stats.analysis.statistic import ID_BITS, split_group_key, split_group_keys
 from dials_refl_stats.compact import FRAME_FIELDS, SUMMARY_FIELDS, encode_runs
 from dials_refl_stats.experiment_groups import ExperimentGroup
-from dials_refl_stats.frames import EXPERIMENT_INDEX, NUMBERING_RULES
+from dials_refl_stats.frames import EXPERIMENT_INDEX, NUMBERING_RULES, Z_FLOOR
 from dials_refl_stats.pipeline.group_columns import value_columns
 from dials_refl_stats.selection import FLAG_BITS
 
@@ -290,9 +290,11 @@ def log_selection(computed: Computed, run: Run, selections, automatic: bool) -> 
 
 def log_numbering(computed: Computed, frame_column: str, have_experiments: bool) -> None:
     logger.info("Frames from the z of %s", frame_column)
+    warn = not have_experiments and len(computed.series)
     for n in computed.numberings:
-        logger.info("Frame numbering %s: %s", n, NUMBERING_RULES[n])
-    if not have_experiments and len(computed.series):
+        if not (warn and n == Z_FLOOR):  # the warning below says it
+            logger.info("Frame numbering %s: %s", n, NUMBERING_RULES[n])
+    if warn:
         logger.warning(
             "No experiments given: frames are floor(z) (0-based), not image numbers;"
             " pass the .expt file to number frames by image"
