@@ -223,7 +223,7 @@ def test_mask_segment_counts_equal_counting_each_mask(seed):
     int32 masks, long masks in pieces) against counting each mask's bytes plainly: int32
     masks (stride 4) and uint8 ones, units 1-16, masks of 1 to 2000 pixels, the last one
     ending at the very end of the window."""
-    from dials_refl_stats.reader.shoebox import _segment_counts
+    from dials_refl_stats.reader.mask_counts import segment_counts
 
     rng = np.random.default_rng(1000 + seed)
     width = int(rng.choice([1, 4]))
@@ -242,4 +242,4 @@ def test_mask_segment_counts_equal_counting_each_mask(seed):
         hit[length : length + 8 - length % 8] = 0
     s, n = np.array(starts, dtype=np.int64), npix.astype(np.int64)
     expected = [int(hit[a : a + width * k : width].sum()) // unit for a, k in zip(s, n)]
-    assert _segment_counts(hit.copy(), length, s, n, width, unit).tolist() == expected
+    assert segment_counts(hit.copy(), length, s, n, width, unit).tolist() == expected

@@ -43,8 +43,9 @@ from dials_refl_stats.pipeline.packed_records import FileBatch
 from dials_refl_stats.reader import ReflectionFileError, read_layout
 from dials_refl_stats.reader.columns import SHOEBOX_TYPE, read_flat
 from dials_refl_stats.reader.formats import sniff_bytes
+from dials_refl_stats.reader.mask_counts import Scratch, block_mask_counts
 from dials_refl_stats.reader.msgpack_layout import ColumnSpan
-from dials_refl_stats.reader.shoebox import ShoeboxScan, _Work, block_mask_counts
+from dials_refl_stats.reader.shoebox import ShoeboxScan
 from dials_refl_stats.reflections import (
     ReflectionLoadError,
     _as_load_error,
@@ -251,7 +252,7 @@ def shoebox_counts(
         bbox = None
     counts = np.zeros(file.nrows, np.int64)
     allocated = np.zeros(file.nrows, bool)
-    work = _Work()
+    work = Scratch()
     for buf, block in ShoeboxScan(file.path, fh.fileno(), span, file.nrows, bbox).windows():
         rows = slice(block.row0, block.row0 + len(block))
         counts[rows] = block_mask_counts(buf, block, code, True, work)

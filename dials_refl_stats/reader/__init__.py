@@ -25,8 +25,9 @@ import numpy as np
 from .columns import FLAT_TYPES, PART_NAMES, SHOEBOX_TYPE, read_flat, view_flat
 from .errors import ReflectionFileError
 from .formats import read_hdf5, sniff_format
+from .mask_counts import Scratch, block_mask_counts, gather_segments
 from .msgpack_layout import FileLayout, read_layout
-from .shoebox import HEADER_BYTES, ShoeboxScan, _Work, block_mask_counts, gather_segments
+from .shoebox import HEADER_BYTES, ShoeboxScan
 
 __all__ = [
     "ReflectionData",
@@ -162,7 +163,7 @@ def _read_shoebox(layout: FileLayout, fh, mode: str, chunk_bytes: int) -> Shoebo
     masks: list[tuple[int, np.ndarray]] = []
     datas: list[np.ndarray] = []
     bgs: list[np.ndarray] = []
-    work = _Work()
+    work = Scratch()
     for buf, blk in scan.windows():
         rows = slice(blk.row0, blk.row0 + len(blk))
         panel[rows], bbox[rows], flag[rows], npix[rows] = (blk.panel, blk.bbox, blk.flag, blk.npix)
@@ -326,7 +327,7 @@ def _mask_counts(
         scan = _scan(layout, fh, chunk_bytes)
         out = np.zeros(layout.nrows, np.int64)
         allocated = np.zeros(layout.nrows, bool)
-        work = _Work()
+        work = Scratch()
         for buf, blk in scan.windows():
             rows = slice(blk.row0, blk.row0 + len(blk))
             out[rows] = block_mask_counts(buf, blk, code, all_bits, work)
