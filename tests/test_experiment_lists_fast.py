@@ -264,6 +264,7 @@ def test_columns_decode_as_the_entries_loop(written, monkeypatch):
         assert ours.identifiers() == theirs.identifiers()
         assert [e._refs for e in ours] == [e._refs for e in theirs]
         assert [list(e._refs) for e in ours] == [list(e._refs) for e in theirs]
+        assert [e._crystal for e in ours] == [e._crystal for e in theirs]
         assert [e.scan is None for e in ours] == [e.scan is None for e in theirs]
         assert [e.scan.get_image_range() for e in ours if e.scan] == [
             e.scan.get_image_range() for e in theirs if e.scan
@@ -332,7 +333,9 @@ ENTRY_EDITS = {
 @pytest.mark.parametrize("name", list(ENTRY_EDITS))
 def test_entries_the_columns_cannot_take_get_the_loops_answer(name, tmp_path, monkeypatch):
     path = entries_edited(tmp_path, ENTRY_EDITS[name])
-    outcomes = both_readers(path, monkeypatch, lambda es: [(e.identifier, e._refs) for e in es])
+    outcomes = both_readers(
+        path, monkeypatch, lambda es: [(e.identifier, e._refs, e._crystal) for e in es]
+    )
     assert outcomes[0] == outcomes[1]
 
 

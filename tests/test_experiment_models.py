@@ -271,12 +271,17 @@ RUNS = [
 ]
 
 
-#: Programs that use crystals: experiment files listing none (spot finding's) are light.
+#: Programs that use crystals: experiment files listing none (spot finding's) and
+#: files of plain crystals (indexed stills: their unit-cell histograms) are light.
 RUNS_WITHOUT_CRYSTALS = [
     ("per_image_statistics", "ssx_CuNiR/imported_no_ref_5", "ssx_CuNiR/strong_5", ["plot=None"]),
     ("per_image_statistics", "sim_small/imported", "sim_small/strong", ["plot=None", "-v"]),
     ("refl_stats", "ssx_CuNiR/imported_no_ref_5", "ssx_CuNiR/strong_5", ["output.html=None"]),
     ("refl_stats", "sim_small/imported", "sim_small/strong", ["output.html=None"]),
+    ("per_image_statistics", "ssx_CuNiR/indexed", "ssx_CuNiR/indexed", ["plot=None"]),
+    ("per_image_statistics", "ssx_CuNiR/integrated", "ssx_CuNiR/integrated", ["plot=None"]),
+    ("refl_stats", "ssx_CuNiR/indexed", "ssx_CuNiR/indexed", ["output.html=None"]),
+    ("per_image_statistics", "sim_twoexp/indexed", "sim_twoexp/indexed", ["plot=None"]),
 ]
 
 
@@ -295,18 +300,97 @@ def test_programs_using_crystals_read_files_without_any_light(
     same_json_either_way(program, expt, refl, extra, tmp_path, run_inprocess, monkeypatch)
 
 
-def test_files_listing_crystals_go_to_dials_parser_for_programs_using_them():
+#: Shipped experiment files listing crystals, and whether their crystals are made here
+#: (scan-varying settings, ``A_at_scan_points``, are made by DIALS's parser).
+CRYSTAL_FILES = [
+    ("ssx_CuNiR/indexed", True),  # stills, Sauter 2014 mosaicity, covariance of B
+    ("ssx_CuNiR/integrated", True),  # stills, no covariance
+    ("sim_twoexp/indexed", True),
+    ("centroid_test_data/indexed", True),
+    ("quartz_processed/indexed", True),
+    ("sim_twoexp/integrated", False),
+    ("quartz_processed/integrated", False),
+]
+
+
+def crystal_facts(crystal) -> tuple:
+    """What dxtbx derives from a crystal's setting, to compare to the bit."""
+    return (
+        crystal.get_unit_cell().parameters(),
+        tuple(crystal.get_A()),
+        tuple(crystal.get_B()),
+        tuple(crystal.get_U()),
+        crystal.get_space_group().type().hall_symbol(),
+    )
+
+
+@pytest.mark.parametrize("stem,light", CRYSTAL_FILES)
+def test_crystals_made_here_equal_dials_crystals(stem, light):
+    """A program that uses crystals reads these files without DIALS's parser when
+    every crystal is plainly what dxtbx accepts; the crystals' unit cells, A, B and U
+    matrices and space groups are then dxtbx's own, to the bit."""
+    from dxtbx.model.experiment_list import ExperimentListFactory
+
     from dials_refl_stats.pipeline.arguments import PhilOnlyParser
 
-    ssx = TESTS_DATA / "ssx_CuNiR"
-    for expt, light in (("integrated.expt", False), ("imported_no_ref_5.expt", True)):
-        args = [str(ssx / expt), str(ssx / "strong_5.refl")]
-        for crystals, expected in ((True, light), (False, True)):
-            invocation = parse_crystals("per_image_statistics", args, crystals)
-            assert isinstance(invocation.parser, PhilOnlyParser) == expected, (expt, crystals)
-            if crystals:  # the crystals DIALS makes, or none listed
-                has = [e.crystal is not None for e in invocation.experiments]
-                assert has == [not light] * len(has)
+    expt = TESTS_DATA / f"{stem}.expt"
+    refl = next(TESTS_DATA.glob(f"{stem.split('/')[0]}/*.refl"))
+    invocation = parse_crystals("per_image_statistics", [str(expt), str(refl)], True)
+    assert isinstance(invocation.parser, PhilOnlyParser) == light
+    dials = ExperimentListFactory.from_json_file(str(expt), check_format=False)
+    mine = [crystal_facts(e.crystal) for e in invocation.experiments]
+    assert repr(mine) == repr([crystal_facts(e.crystal) for e in dials])
+    # programs that use no crystal read them light and never make them
+    invocation = parse_crystals("per_image_statistics", [str(expt), str(refl)], False)
+    assert isinstance(invocation.parser, PhilOnlyParser)
+
+
+def test_a_crystal_per_still_keeps_the_stills_one_run(tmp_path):
+    """2000 stills (ssx_CuNiR's beam and detector), each with its own crystal entry (as
+    dials.ssx_index writes them): one run of experiments sharing models for every
+    question about beams, detectors and scans; each experiment its own crystal, equal
+    to dxtbx's."""
+    from dxtbx.model.experiment_list import ExperimentListFactory
+
+    from dials_refl_stats.pipeline.experiment_models import model_runs, read_experiments
+
+    obj = json.loads((TESTS_DATA / "ssx_CuNiR" / "indexed.expt").read_text())
+    entry, crystals = obj["experiment"][0], obj["crystal"]
+    obj["crystal"] = [crystals[k % len(crystals)] for k in range(2000)]
+    obj["experiment"] = [{**entry, "identifier": f"still-{k}", "crystal": k} for k in range(2000)]
+    path = tmp_path / "stills.expt"
+    path.write_text(json.dumps(obj))
+    light = read_experiments(str(path))
+    assert [n for _first, n in model_runs(light)] == [2000]
+    assert light.crystals_made()
+    mine = [crystal_facts(e.crystal) for e in light]
+    dials = ExperimentListFactory.from_json_file(str(path), check_format=False)
+    assert repr(mine) == repr([crystal_facts(e.crystal) for e in dials])
+    assert len({id(e.crystal) for e in light}) == 2000
+
+
+def test_a_crystal_dxtbx_refuses_anywhere_in_the_list_is_dials_sorry(tmp_path):
+    """A crystal entry no experiment names, with a space group cctbx refuses: DIALS's
+    parser refuses the file, so the program route does too (the file goes to it)."""
+    from dials.util import Sorry
+
+    obj = json.loads((TESTS_DATA / "ssx_CuNiR" / "indexed.expt").read_text())
+    obj["crystal"].append({**obj["crystal"][0], "space_group_hall_symbol": "Q 9"})
+    path = tmp_path / "bad_crystal.expt"
+    path.write_text(json.dumps(obj))
+    args = [str(path), str(TESTS_DATA / "ssx_CuNiR" / "indexed.refl")]
+    outcomes = []
+    for light in (True, False):
+        try:
+            if light:
+                parse_crystals("per_image_statistics", args, crystals=True)
+            else:
+                parse("per_image_statistics", args, light=False)
+            outcomes.append("ok")
+        except Sorry as error:
+            outcomes.append(str(error))
+    assert outcomes[0] == outcomes[1] != "ok"
+    assert outcomes[0].endswith("bad_crystal.expt: not a readable DIALS experiment list")
 
 
 def parse_crystals(program: str, args, crystals: bool):

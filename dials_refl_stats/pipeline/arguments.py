@@ -406,8 +406,8 @@ def parse_light_experiments(
         return None  # help, or DIALS's Sorry
     if any(w.filename.endswith(".refl") for w in wrappers):
         return None  # DIALS's parser reads it, and _parse_with_dials says what it is
-    if crystals and any(w.data.lists_crystals() for w in wrappers):
-        return None  # DIALS's parser makes the crystals
+    if crystals and not all(w.data.crystals_made() for w in wrappers):
+        return None  # DIALS's parser makes the crystals, or says what is wrong
     experiments = LightExperimentList(e for w in wrappers for e in w.data)
     identifiers = [e.identifier for e in experiments if e.identifier]
     if len(set(identifiers)) != len(identifiers):

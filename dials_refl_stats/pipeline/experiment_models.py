@@ -97,13 +97,16 @@ class FileModels:
 class LightExperiment:
     """An experiment's identifier and its beam, detector and scan (made on first use)."""
 
-    __slots__ = ("identifier", "_models", "_refs", "_scans")
+    __slots__ = ("identifier", "_models", "_refs", "_scans", "_crystal")
 
-    def __init__(self, identifier: str, models: FileModels, refs: dict, scans: list) -> None:
+    def __init__(
+        self, identifier: str, models: FileModels, refs: dict, scans: list, crystal=None
+    ) -> None:
         self.identifier = identifier
         self._models = models
-        self._refs = refs
+        self._refs = refs  # every model but the crystal (one per still: runs stay long)
         self._scans = scans
+        self._crystal = crystal
 
     @property
     def beam(self) -> Any:
@@ -119,12 +122,11 @@ class LightExperiment:
         return None if index is None else self._scans[index]
 
     @property
-    def crystal(self) -> None:
-        """``None``: programs that use crystals read files listing any with DIALS's
-        parser (:meth:`LightExperimentList.lists_crystals`)."""
-        if "crystal" in self._refs:
-            raise NotLight("crystal models are read by DIALS's parser, not here")
-        return None
+    def crystal(self) -> Any:
+        """dxtbx's C++ ``Crystal`` of the entry (its setting: real-space vectors, space
+        group, unit cell; not its mosaicity or covariances), or ``None``. Programs that
+        use crystals have them made at parse time (:meth:`LightExperimentList.crystals_made`)."""
+        return self._models.model("crystal", self._crystal)
 
 
 class LightExperimentList(list):
@@ -136,10 +138,29 @@ class LightExperimentList(list):
         return list(map(_IDENTIFIER, self))
 
     def lists_crystals(self) -> bool:
-        """Whether a file of these experiments lists crystal models (made by DIALS's
-        parser only: dxtbx's Python crystal factory costs seconds of imports)."""
-        files = {id(e._models): e._models for e in run_firsts(self)}.values()
-        return any(models.lists.get("crystal") for models in files)
+        """Whether a file of these experiments lists crystal models."""
+        return any(models.lists.get("crystal") for models in self._files())
+
+    def crystals_made(self) -> bool:
+        """Make every crystal its files list, as DIALS's parser would (all of them, used
+        or not): ``False`` when one is not plainly what dxtbx accepts (:func:`_crystal`),
+        so that DIALS's parser reads the files and says what is wrong."""
+        try:
+            with gc_paused():
+                for models in self._files():
+                    if models.lists.get("crystal"):
+                        models.dxtbx("crystal", 0)
+        except Exception:  # noqa: BLE001 - NotLight, or whatever dxtbx's C++ raises
+            return False
+        return True
+
+    def _files(self) -> Iterable[FileModels]:
+        """The distinct files of these experiments (with the file read, when known:
+        a file of no experiment lists models too)."""
+        files = {id(e._models): e._models for e in run_firsts(self)}
+        for models in getattr(self, "file_models", ()):
+            files.setdefault(id(models), models)
+        return files.values()
 
     def beams(self) -> list:
         return _distinct(e.beam for e in self)
@@ -237,8 +258,75 @@ def _scan(ext, d):
     return ext.Scan.from_dict(joint)
 
 
+#: Keys of a crystal dictionary made here (any other, e.g. scan-varying settings or a
+#: recalculated cell, and DIALS's parser makes the crystal).
+CRYSTAL_KEYS = frozenset(
+    (
+        "__id__",
+        "real_space_a",
+        "real_space_b",
+        "real_space_c",
+        "space_group_hall_symbol",
+        "B_covariance",
+        "ML_half_mosaicity_deg",
+        "ML_domain_size_ang",
+        "mosaicity",
+        "identified_isoform",
+    )
+)
+
+
+def _numbers(values: list) -> bool:
+    """JSON numbers dxtbx's C++ takes as doubles (no bool, no huge integer)."""
+    types = set(map(type, values))
+    if types <= {float}:
+        return True
+    return types <= {float, int} and all(abs(v) < 1 << 53 for v in values if type(v) is int)
+
+
+def _crystal(ext, d):
+    """``CrystalFactory.from_dict(d)``'s setting, for the dictionaries it plainly
+    accepts: dxtbx's C++ ``Crystal`` of the same real-space vectors (the same unit cell,
+    A, B and U) and space group; its mosaicity and covariances are checked, not kept.
+    ``NotLight`` for anything else (DIALS's parser then makes it, or says what is wrong)."""
+    if d is None:
+        return None
+    if type(d) is not dict or d.get("__id__") != "crystal" or not d.keys() <= CRYSTAL_KEYS:
+        raise NotLight("a crystal dictionary read by DIALS's parser")
+    vectors = [d.get(f"real_space_{axis}") for axis in "abc"]
+    if not all(type(v) is list and len(v) == 3 and _numbers(v) for v in vectors):
+        raise NotLight("crystal vectors read by DIALS's parser")
+    covariance = d.get("B_covariance", [0.0] * 81)
+    if type(covariance) is not list or len(covariance) != 81 or not _numbers(covariance):
+        raise NotLight("a covariance of B read by DIALS's parser")
+    if "ML_half_mosaicity_deg" in d or "ML_domain_size_ang" in d:
+        # both (dxtbx asserts it), both numbers or both None, and no second mosaicity
+        # (dxtbx prints a warning for it)
+        mosaic = (d.get("ML_half_mosaicity_deg", ""), d.get("ML_domain_size_ang", ""))
+        if "mosaicity" in d or not (_numbers(list(mosaic)) or mosaic == (None, None)):
+            raise NotLight("mosaicity read by DIALS's parser")
+    elif "mosaicity" in d and not _numbers([d["mosaicity"]]):
+        raise NotLight("mosaicity read by DIALS's parser")
+    symbol = d.get("space_group_hall_symbol")
+    if type(symbol) is not str:
+        raise NotLight("a space group read by DIALS's parser")
+    try:
+        return ext.Crystal(*vectors, _space_group(symbol))
+    except Exception as error:  # noqa: BLE001 - the same C++ refuses it in dxtbx too
+        raise NotLight(f"a crystal dxtbx refuses ({error.__class__.__name__})") from None
+
+
+@functools.lru_cache(maxsize=64)
+def _space_group(hall_symbol: str) -> Any:
+    """The space group of ``"Hall:" + hall_symbol``, as dxtbx's ``Crystal`` makes it
+    from that symbol (made once per symbol: parsing it costs ~40 us a crystal)."""
+    from cctbx import sgtbx
+
+    return sgtbx.space_group(sgtbx.space_group_symbols("Hall:" + hall_symbol).hall())
+
+
 #: ``from_dict`` of each kind read here.
-MAKERS = {"beam": _beam, "detector": _detector, "scan": _scan}
+MAKERS = {"beam": _beam, "detector": _detector, "scan": _scan, "crystal": _crystal}
 
 
 def read_experiments(path: str) -> LightExperimentList:
@@ -287,6 +375,7 @@ def _decode(obj: dict, path: str) -> LightExperimentList:
     identifiers = list(filter(None, map(_IDENTIFIER, experiments)))
     if len(set(identifiers)) != len(identifiers):
         raise NotLight("an identifier is given twice")
+    experiments.file_models = (models,)
     return experiments
 
 
@@ -309,7 +398,10 @@ def _by_entries(entries: list, models: FileModels, scans: list) -> tuple[LightEx
         scan = scans[refs["scan"]] if "scan" in refs else None
         if "imageset" in refs and lists["imageset"][refs["imageset"]] is not None:
             _merge_scans(imageset_scans, refs["imageset"], scan)
-        experiments.append(LightExperiment(entry.get("identifier", ""), models, refs, scans))
+        crystal = refs.pop("crystal", None)
+        experiments.append(
+            LightExperiment(entry.get("identifier", ""), models, refs, scans, crystal)
+        )
     return experiments, imageset_scans
 
 
@@ -330,6 +422,10 @@ def _by_columns(entries: list, models: FileModels, scans: list) -> tuple[LightEx
         for value in set(column).difference([None]):
             models.lists[name][value]  # IndexError
     identifiers = map(_GET, entries, itertools.repeat("identifier"), itertools.repeat(""))
+    crystals = itertools.repeat(None)
+    if "crystal" in kinds:  # not in refs: one crystal per still would split every run
+        crystals = columns.pop(kinds.index("crystal"))
+        kinds = [name for name in kinds if name != "crystal"]
     with gc_paused():
         experiments = LightExperimentList(
             map(
@@ -338,6 +434,7 @@ def _by_columns(entries: list, models: FileModels, scans: list) -> tuple[LightEx
                 itertools.repeat(models),
                 _refs_of_entries(kinds, columns, len(entries)),
                 itertools.repeat(scans),
+                crystals,
             )
         )
     imageset_scans: dict[int, tuple[Any, bool]] = {}
