@@ -351,7 +351,7 @@ def parse_command_line(
     or list files (checked when they are opened, not sniffed here: there may be 10^5).
     ``light_experiments``: experiment files too are read without DIALS's parser when
     :mod:`~dials_refl_stats.pipeline.experiment_models` reads them as dxtbx would
-    (:func:`parse_light_experiments`; with ``crystals``, only files that list no crystal).
+    (:func:`parse_light_experiments`; with ``crystals``, only files whose crystals it makes).
     """
     args = list(sys.argv[1:] if args is None else args)
     refuse_special_files(args)
@@ -392,7 +392,8 @@ def parse_light_experiments(
     :mod:`~dials_refl_stats.pipeline.experiment_models` (dxtbx's own C++ models,
     without DIALS's parser and dxtbx's Python import); ``None`` for anything it does not
     read as DIALS would (then DIALS's parser reads the command line, errors included),
-    and, for a program that uses ``crystals``, for files that list crystal models.
+    and, for a program that uses ``crystals``, for files listing a crystal it does not
+    make (:meth:`~dials_refl_stats.pipeline.experiment_models.LightExperimentList.crystals_made`).
     """
     files = [a for a in others if is_experiment_argument(a)]
     rest = [a for a in others if not is_experiment_argument(a)]

@@ -19,8 +19,15 @@ the file here instead, with the same models:
   changes none of these models afterwards: an imageset's ``dx``/``dy`` maps, the only
   thing that would change a detector's px/mm strategy, are not read.
 
-Goniometers, crystals, profiles and imagesets are not made (a dictionary of one of them
-that dxtbx would refuse does not stop a program that does not use it). Anything this reader is not
+* for programs that use crystals, every crystal entry that is plainly what dxtbx's
+  ``CrystalFactory`` accepts is made by dxtbx's C++ ``Crystal`` from its real-space
+  vectors and space group (the same unit cell, A, B and U), at parse time, all of them
+  (as dxtbx makes them); files with others (scan-varying, recalculated cells, anything
+  unusual) are read by DIALS's parser.
+
+Goniometers, profiles and imagesets are not made, nor crystals for programs that use none
+(a dictionary of one of them that dxtbx would refuse does not stop a program that does not
+use it). Anything this reader is not
 sure to read exactly as dxtbx would (not an experiment list, models given by file name,
 imagesets dxtbx would refuse (a sequence whose first experiment lacks a beam, detector or
 goniometer), identifiers given twice or not as strings, ...) raises :class:`NotLight`,

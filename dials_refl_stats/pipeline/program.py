@@ -134,8 +134,9 @@ class Program(ABC):
     #: the same models (``pipeline/experiment_models.py``; ~1.5-2.5 s of start-up saved).
     light_experiments: bool = False
     #: Whether the program uses the experiments' crystals: with ``light_experiments``,
-    #: files that list crystal models are then read by DIALS's parser (the light reader
-    #: makes none), files without (spot finding's ``imported.expt``) as above.
+    #: every crystal a file lists is then made at parse time (as DIALS's parser does),
+    #: and files with crystals the light reader does not make (scan-varying, unusual)
+    #: are read by DIALS's parser.
     uses_crystals: bool = False
     #: Whether the headers of many small files may be read by the tasks, with the rows
     #: (:class:`~dials_refl_stats.pipeline.inputs.DeferredFileInfo`): only for programs
