@@ -75,6 +75,9 @@ def ensure_data(files: list[int]) -> dict[str, Path]:
     data = {f"files_{n}": WORK / f"ssx_{'links' if n > 100000 else 'strong'}_{n}" for n in files}
     data["joint"] = WORK / "ssx_joint_10000.refl"
     data["integrated"] = WORK / "ssx_integrated_200_x_50"
+    for n in files:
+        if n <= 100000:
+            data[f"indexed_{n}"] = WORK / f"ssx_indexed_{n}.expt"
     if not all(p.exists() for p in data.values()):
         command = [DIALS_PYTHON, str(HERE / "make_ssx_sets.py")]
         for n in files:
@@ -416,6 +419,12 @@ def main() -> None:
         action="store_true",
         help="with --scaling: give the programs the stills' experiments (ssx_strong_<n>.expt)",
     )
+    parser.add_argument(
+        "--with-crystals",
+        action="store_true",
+        help="with --scaling: the stills' experiments with a crystal each "
+        "(ssx_indexed_<n>.expt, as dials.ssx_index writes them)",
+    )
     args = parser.parse_args()
     # the package byte-compiled, as an installed one is (``make setup`` does it too)
     compileall.compile_dir(str(REPO / "dials_refl_stats"), quiet=1)
@@ -430,7 +439,10 @@ def main() -> None:
         for n in files:
             target = data[f"files_{n}"]
             expt = target.with_suffix(".expt") if args.with_experiments else None
-            rows += scaling(target, f"{n} files", args.repeats, args.programs, expt)
+            if args.with_crystals:
+                expt = WORK / f"ssx_indexed_{n}.expt"
+            name = f"{n} files" + (" (crystals)" if args.with_crystals else "")
+            rows += scaling(target, name, args.repeats, args.programs, expt)
         (WORK / "bench_ssx_scaling.json").write_text(json.dumps(rows, indent=1))
         return
     print(HEADER)

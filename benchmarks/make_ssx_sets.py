@@ -24,6 +24,7 @@ Everything goes under ``benchmarks/work/`` (git-ignored) and is reused when pres
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import time
@@ -165,6 +166,28 @@ def ensure_still_experiments(n_files: int) -> Path:
     return path
 
 
+def ensure_indexed_experiments(n_files: int) -> Path:
+    """``benchmarks/work/ssx_indexed_<n_files>.expt``: the experiments of
+    :func:`ensure_still_experiments`, each with a crystal entry of its own (as
+    ``dials.ssx_index`` writes them), copied from the crystals DIALS indexed in
+    ``ssx_CuNiR/indexed.expt`` (Sauter 2014 mosaicity, covariance of B: ~3.3 kB each).
+
+    Written by editing the JSON: dxtbx's ``as_file`` looks each crystal up in the list
+    of those already written, so 10^5 distinct crystals would take it hours."""
+    path = WORK / f"ssx_indexed_{n_files}.expt"
+    if path.exists():
+        return path
+    obj = json.loads(ensure_still_experiments(n_files).read_text())
+    crystals = json.loads((SOURCE / "indexed.expt").read_text())["crystal"]
+    obj["crystal"] = [crystals[k % len(crystals)] for k in range(n_files)]
+    for k, entry in enumerate(obj["experiment"]):
+        entry["crystal"] = k
+    tmp = path.with_suffix(".partial.expt")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+    return path
+
+
 def ensure_joint_table(n_stills: int) -> Path:
     """``benchmarks/work/ssx_joint_<n_stills>.refl`` (made when missing)."""
     path = WORK / f"ssx_joint_{n_stills}.refl"
@@ -213,6 +236,8 @@ def main() -> None:
         print(ensure_still_files(n), f"{time.perf_counter() - start:.1f} s")
         start = time.perf_counter()
         print(ensure_still_experiments(n), f"{time.perf_counter() - start:.1f} s")
+        start = time.perf_counter()
+        print(ensure_indexed_experiments(n), f"{time.perf_counter() - start:.1f} s")
     start = time.perf_counter()
     print(ensure_joint_table(args.joint), f"{time.perf_counter() - start:.1f} s")
     start = time.perf_counter()
