@@ -390,7 +390,8 @@ def stills_summary(columns: dict, stills: np.ndarray, run: Run, compact: bool = 
 
 def crystal_cells(experiments) -> np.ndarray:
     """Unit-cell parameters of every experiment's crystal (indexed stills), ``(n, 6)``."""
-    cells = [e.crystal.get_unit_cell().parameters() for e in experiments if e.crystal is not None]
+    crystals = (e.crystal for e in experiments)
+    cells = [c.get_unit_cell().parameters() for c in crystals if c is not None]
     return np.array(cells, dtype=np.float64).reshape(-1, 6)
 
 
