@@ -159,6 +159,10 @@ class LightExperimentList(list):
                         models.dxtbx("crystal", 0)
         except Exception:  # noqa: BLE001 - NotLight, or whatever dxtbx's C++ raises
             return False
+        for models in self._files():  # checked, not kept: 81 numbers a crystal
+            for d in models.lists.get("crystal") or ():
+                if type(d) is dict:
+                    d.pop("B_covariance", None)
         return True
 
     def _files(self) -> Iterable[FileModels]:
