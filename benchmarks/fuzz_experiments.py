@@ -33,6 +33,8 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+from dials_refl_stats.pipeline import experiment_models
+
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "tests" / "data" / "ssx_CuNiR"
 VALUES = [0, 1, -1, 5, None, "x", True, 0.0, [0]]
@@ -58,19 +60,11 @@ CRYSTAL_VALUES = [
     [[1.0] * 9],
     *VALUES,
 ]
+#: Keys set or dropped: those the light reader reads, and some it leaves to DIALS.
 CRYSTAL_KEYS = [
-    "__id__",
-    "real_space_a",
-    "real_space_b",
-    "real_space_c",
-    "space_group_hall_symbol",
-    "B_covariance",
-    "ML_half_mosaicity_deg",
-    "ML_domain_size_ang",
-    "mosaicity",
+    *sorted(experiment_models.CRYSTAL_KEYS),
     "A_at_scan_points",
     "recalculated_unit_cell",
-    "identified_isoform",
     "foo",
 ]
 
