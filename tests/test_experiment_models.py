@@ -583,3 +583,26 @@ def test_edited_experiments_get_dials_answer_either_way(tmp_path, monkeypatch, e
             outcomes.append(("Sorry", str(error)))
     assert outcomes[0] == outcomes[1]
     assert outcomes[0][0] == ("ok" if edit == ("detector", 3, None) else "Sorry")
+
+
+def test_dxtbx_model_module_inside_the_package_as_newer_dxtbx_builds_have_it(monkeypatch, tmp_path):
+    """Newer dxtbx builds put ``dxtbx_model_ext`` inside the package: with the top-level
+    module missing and the real one as ``dxtbx.dxtbx_model_ext``, experiment files are
+    still read without DIALS's parser, crystals included; with neither, ``NotLight``."""
+    import importlib
+
+    from dials_refl_stats.pipeline import experiment_models
+    from dials_refl_stats.pipeline.arguments import PhilOnlyParser
+
+    real = importlib.import_module("dxtbx_model_ext")
+    monkeypatch.setitem(sys.modules, "dxtbx_model_ext", None)  # import raises
+    monkeypatch.setitem(sys.modules, "dxtbx.dxtbx_model_ext", real)
+    assert experiment_models.model_classes() is real
+    ssx = TESTS_DATA / "ssx_CuNiR"
+    args = [str(ssx / "indexed.expt"), str(ssx / "indexed.refl")]
+    invocation = parse_crystals("per_image_statistics", args, True)
+    assert isinstance(invocation.parser, PhilOnlyParser)
+    assert all(e.crystal is not None for e in invocation.experiments)
+    monkeypatch.setitem(sys.modules, "dxtbx.dxtbx_model_ext", None)
+    with pytest.raises(NotLight, match="not importable"):  # then DIALS's parser reads
+        experiment_models.model_classes()

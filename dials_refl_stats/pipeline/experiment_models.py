@@ -230,15 +230,25 @@ def gc_paused() -> Iterator[None]:
         gc.enable()
 
 
+#: Where dxtbx's C++ model module is: top-level in DIALS 3.12's builds, inside the
+#: package in newer ones (``dxtbx.model`` itself tries both, in the other order).
+MODEL_MODULES = ("dxtbx_model_ext", "dxtbx.dxtbx_model_ext")
+
+
 def model_classes():
     """dxtbx's C++ model module, with the scitbx converters its ``from_dict`` needs
     (``NotLight`` when this build of dxtbx does not have them where expected)."""
     try:
         importlib.import_module("scitbx_array_family_flex_ext")
         importlib.import_module("scitbx_array_family_shared_ext")
-        return importlib.import_module("dxtbx_model_ext")
     except ImportError as error:
-        raise NotLight(f"dxtbx's model extension is not importable ({error})") from None
+        raise NotLight(f"scitbx's array extensions are not importable ({error})") from None
+    for name in MODEL_MODULES:
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    raise NotLight(f"dxtbx's model extension is not importable as any of {MODEL_MODULES}")
 
 
 def _beam(ext, d):
