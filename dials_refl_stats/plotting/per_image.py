@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dials_refl_stats.analysis.grouping import group_by_pairs, group_by_value
 from dials_refl_stats.compact import group_labels
 from dials_refl_stats.plotting import new_figure, save
 from dials_refl_stats.plotting.style import MAX_COLOURS, colour_of, short_label
@@ -47,9 +48,12 @@ def series_label(experiment: int, numbering: str, unassigned: bool = True) -> st
     """Legend label of one experiment's rows; rows without one are 0-based frames, of
     ``id`` -1 (``unassigned``) or of files given without experiments."""
     if experiment < 0:
-        frames = ", frame = floor(z)" if numbering == Z_FLOOR else ""
-        return ("unassigned (id -1)" if unassigned else "no experiment") + frames
+        return ("unassigned (id -1)" if unassigned else "no experiment") + _frames(numbering)
     return short_label(f"experiment {experiment}")
+
+
+def _frames(numbering: str) -> str:
+    return ", frame = floor(z)" if numbering == Z_FLOOR else ""
 
 
 #: Series key of the stills (experiments are >= -1; rows without one, by file and id:
@@ -65,27 +69,20 @@ def split_series(table: dict) -> list[Series]:
     numbering = np.asarray(table.get("numbering", []), dtype=object)
     keys = np.where(numbering == STILL, _STILLS, np.maximum(experiments, -1))
     labels = _label_files_and_ids(table, keys)
-    _distinct, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")  # the series in table order
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size)
-    series_of_row = rank[inverse.ravel()]
-    rows_by_series = np.argsort(series_of_row, kind="stable")
-    bounds = np.searchsorted(series_of_row[rows_by_series], np.arange(order.size + 1))
+    groups = sorted(group_by_value(keys)[1], key=lambda rows: rows[0])  # in table order
     ids = table.get("id")
     ids = None if ids is None else np.asarray(ids, dtype=np.int64)
     result = []
-    for i in range(order.size):
-        rows = rows_by_series[bounds[i] : bounds[i + 1]]
+    for i, rows in enumerate(groups):
         key = int(keys[rows[0]])
         if key == _STILLS:
             label = "stills"
         elif key in labels:
-            label = labels[key] + (", frame = floor(z)" if numbering[rows[0]] == Z_FLOOR else "")
+            label = labels[key] + _frames(numbering[rows[0]])
         else:
             unassigned = ids is None or bool((ids[rows] == -1).all())
             label = series_label(key, numbering[rows[0]], unassigned)
-        result.append(Series(label, rows, colour_of(i, order.size)))
+        result.append(Series(label, rows, colour_of(i, len(groups))))
     return result
 
 
@@ -96,14 +93,11 @@ def _label_files_and_ids(table: dict, keys: np.ndarray) -> dict[int, str]:
     if not unknown.any() or table.get("file_index") is None or table.get("id") is None:
         return {}
     file_index = np.asarray(table["file_index"], dtype=np.int64)
-    pairs, which = np.unique(
-        np.stack([file_index[unknown], np.asarray(table["id"], dtype=np.int64)[unknown]], 1),
-        axis=0,
-        return_inverse=True,
-    )
+    ids = np.asarray(table["id"], dtype=np.int64)
+    pairs, grouping = group_by_pairs(file_index[unknown], ids[unknown])
     if not 1 < len(pairs) <= MAX_COLOURS:
         return {}
-    keys[unknown] = -3 - which.ravel()
+    keys[unknown] = -3 - grouping.inverse
     n_files = len(np.unique(file_index))
     names = group_labels(pairs[:, 0].tolist(), pairs[:, 1].tolist(), n_files)
     return {-3 - k: short_label(name) for k, name in enumerate(names)}
