@@ -66,7 +66,7 @@ class FileInfo:
         ids = np.asarray(ids, dtype=np.int64)
         if fold_unassigned and self.unassigned_id is not None:
             ids = np.where(ids < 0, self.unassigned_id, ids)
-        return (np.int64(self.index) << ID_BITS) | (ids + 1)
+        return join_group_keys(self.index, ids)
 
 
 def experiments_of_keys(files: Sequence[FileInfo], keys: np.ndarray) -> np.ndarray:
@@ -93,6 +93,12 @@ def split_group_key(key: int) -> tuple[int, int]:
     """``(file_index, id)`` of a key made by :meth:`FileInfo.group_keys`."""
     key = int(key)
     return key >> ID_BITS, (key & ((1 << ID_BITS) - 1)) - 1
+
+
+def join_group_keys(file_index: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Run-wide (file, id) keys, as :meth:`FileInfo.group_keys` makes them."""
+    file_index = np.asarray(file_index, dtype=np.int64)
+    return (file_index << ID_BITS) | (np.asarray(ids, dtype=np.int64) + 1)
 
 
 def split_group_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -135,7 +141,7 @@ class Chunk:
                 fold = np.repeat([u or 0 for u in unassigned], rows)
                 ids = np.where((ids < 0) & known, fold, ids)
         index = np.repeat(np.array([f.index for f in self.files], dtype=np.int64), rows)
-        return (index << ID_BITS) | (ids + 1)
+        return join_group_keys(index, ids)
 
     def order_keys(self, rows: np.ndarray) -> np.ndarray:
         """Run-wide order keys of ``rows`` (of this chunk): ``file << ID_BITS | row`` with

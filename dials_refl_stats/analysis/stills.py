@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from dials_refl_stats.analysis.per_image import COUNT_FIELDS, group_medians
-from dials_refl_stats.analysis.statistic import ID_BITS
+from dials_refl_stats.analysis.statistic import join_group_keys
 from dials_refl_stats.image_numbering import STILL
 
 #: Columns summed when images are binned; the others are medians of the images' values.
@@ -102,8 +102,7 @@ def series_of(columns: dict) -> np.ndarray | None:
         return None
     series = np.asarray(columns["experiment"], dtype=np.int64)
     if "file_index" in columns and "id" in columns and (series < 0).any():
-        group = np.asarray(columns["file_index"], dtype=np.int64) << ID_BITS
-        group |= np.asarray(columns["id"], dtype=np.int64) + 1
+        group = join_group_keys(columns["file_index"], columns["id"])
         series = np.where(series < 0, -3 - group, series)
     if "numbering" not in columns:
         return series

@@ -152,15 +152,15 @@ class LightExperimentList(list):
         """Make every crystal its files list, as DIALS's parser would (all of them, used
         or not): ``False`` when one is not plainly what dxtbx accepts (:func:`_crystal`),
         so that DIALS's parser reads the files and says what is wrong."""
+        files = [models for models in self._files() if models.lists.get("crystal")]
         try:
             with gc_paused():
-                for models in self._files():
-                    if models.lists.get("crystal"):
-                        models.dxtbx("crystal", 0)
+                for models in files:
+                    models.dxtbx("crystal", 0)
         except Exception:  # noqa: BLE001 - NotLight, or whatever dxtbx's C++ raises
             return False
-        for models in self._files():  # checked, not kept: 81 numbers a crystal
-            for d in models.lists.get("crystal") or ():
+        for models in files:  # checked, not kept: 81 numbers a crystal
+            for d in models.lists["crystal"]:
                 if type(d) is dict:
                     d.pop("B_covariance", None)
         return True
@@ -317,8 +317,10 @@ def _crystal(ext, d):
     vectors = [d.get(f"real_space_{axis}") for axis in "abc"]
     if not all(type(v) is list and len(v) == 3 and _numbers(v) for v in vectors):
         raise NotLight("crystal vectors read by DIALS's parser")
-    covariance = d.get("B_covariance", [0.0] * 81)
-    if type(covariance) is not list or len(covariance) != 81 or not _numbers(covariance):
+    covariance = d.get("B_covariance")
+    if "B_covariance" in d and not (
+        type(covariance) is list and len(covariance) == 81 and _numbers(covariance)
+    ):
         raise NotLight("a covariance of B read by DIALS's parser")
     if "ML_half_mosaicity_deg" in d or "ML_domain_size_ang" in d:
         # both (dxtbx asserts it), both numbers or both None, and no second mosaicity
