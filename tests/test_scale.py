@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import data_path, program_path, split_stills
+from conftest import TESTS_DATA, data_path, program_path, split_stills
 from test_programs_common import PROGRAMS, assert_sorry, run_inprocess
 
 from dials_refl_stats.analysis.statistic import Statistic
@@ -747,3 +747,18 @@ def test_a_centroid_column_of_another_type_is_one_line(tmp_path, program, nproc)
     (skipped,) = document["selection"]["skipped"]
     assert skipped["path"] == str(bad) and "holds 6 values a row" in skipped["reason"]
     assert document["inputs"]["reflections"]["n_files"] == 70
+
+
+def test_a_list_file_naming_a_path_twice_is_sorry_naming_it(tmp_path):
+    """A list file that names a file twice, or is not a list of paths at all (an
+    experiment list saved as .txt): a Sorry naming the list file and the line."""
+    listing = tmp_path / "files.txt"
+    refl = data_path("ssx_CuNiR/strong_5.refl")
+    listing.write_text(f"# stills\n{refl}\n\n{refl}\n")
+    code, _, err = run_inprocess("spot_size_histogram", [str(listing)], tmp_path)
+    assert_sorry(code, err, f"{listing}: line 4 names", "again")
+    not_a_list = tmp_path / "experiments.txt"
+    not_a_list.write_text((TESTS_DATA / "ssx_CuNiR" / "indexed.expt").read_text())
+    code, _, err = run_inprocess("per_image_statistics", [str(not_a_list)], tmp_path)
+    assert_sorry(code, err, str(not_a_list), "one reflection file path per line")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["experiments.txt", "files.txt"]

@@ -3,6 +3,7 @@ headers, and how their rows map to the experiments given."""
 
 from __future__ import annotations
 
+import collections
 import glob
 import itertools
 import operator
@@ -78,11 +79,15 @@ def expand_collection(argument: str) -> list[str]:
                 f"{path}: cannot read the list of files ({error.__class__.__name__})"
             ) from None
         base = os.path.dirname(path)
-        found = [
-            line if os.path.isabs(line) else os.path.join(base, line)
-            for line in lines
-            if line and not line.startswith("#")
-        ]
+        listed = [line for line in lines if line and not line.startswith("#")]
+        if len(set(listed)) != len(listed):  # e.g. not a list of paths at all
+            counts = collections.Counter(listed)
+            twice = next(line for line in listed if counts[line] > 1)
+            raise Sorry(
+                f"{path}: line {lines.index(twice, lines.index(twice) + 1) + 1} names "
+                f"{twice!r} again (a list file holds one reflection file path per line)"
+            )
+        found = [line if os.path.isabs(line) else os.path.join(base, line) for line in listed]
         what = "list file"
     elif os.path.isdir(argument):
         found = _reflection_files_in(argument)
