@@ -10,6 +10,8 @@ sampled), workers' sampled with psutil every 50 ms. Data: ``benchmarks/make_ssx_
 
     .venv/bin/python benchmarks/bench_ssx.py                    # 10^4 files, joint table
     .venv/bin/python benchmarks/bench_ssx.py --files 100000 --cases ours-serial ours-nproc2
+    .venv/bin/python benchmarks/bench_ssx.py --no-joint --repeats 5 --cases dials-import \
+        dials-loop floor-numpy floor-read floor-decode ours-import ours-serial  # target 1's floors
     .venv/bin/python benchmarks/bench_ssx.py --sizes            # JSON/log sizes, 4 programs
     .venv/bin/python benchmarks/bench_ssx.py --scaling --files 100000  # serial vs nproc=2
     .venv/bin/python benchmarks/bench_ssx.py --integrated --no-joint --cases none
@@ -35,6 +37,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 WORK = HERE / "work"
 BIN = Path(sys.executable).parent
+PYTHON = str(BIN / "python")
 DIALS_PYTHON = "/usr/bin/python3"
 RS_VENV = WORK / "rs-venv"
 
@@ -52,6 +55,28 @@ for path in paths:
     sizes.extend(table["shoebox"].count_mask_values(MaskCode.Foreground))
 histogram = flex.histogram(sizes.as_double(), n_slots=max(1, int(flex.max(sizes))))
 print(len(paths), sizes.size(), list(histogram.slots())[:5])
+"""
+
+#: What any run must do at least (the floors of target 1): the interpreter and numpy,
+#: then each file read into one reused buffer (``decode``: and decoded by msgpack's C
+#: extension, no checks), as our small-file path reads them.
+FLOOR = """
+import os, sys
+import numpy
+from msgpack import _cmsgpack
+target, decode = sys.argv[1], sys.argv[2] == "decode"
+paths = sorted(os.path.join(target, n) for n in os.listdir(target) if n.endswith(".refl"))
+buffer = bytearray((4 << 20) + 1)
+view = memoryview(buffer)
+total = 0
+for path in paths:
+    fd = os.open(path, os.O_RDONLY)
+    size = os.readv(fd, [buffer])
+    os.close(fd)
+    if decode:
+        _cmsgpack.unpackb(view[:size], raw=False, strict_map_key=False)
+    total += size
+print(len(paths), total)
 """
 
 #: reciprocalspaceship: stills read with its joblib parallelism, strong-spot positions.
@@ -234,6 +259,12 @@ def spot_cases(target: Path) -> dict[str, list[str]]:
         "ours-dask-local": ours(
             "spot_size_histogram", target, strong, "mp.method=dask", "mp.nproc=2"
         ),
+        # floors and start-up costs (``--cases`` names them; not run by default)
+        "dials-import": [DIALS_PYTHON, "-c", DIALS_LOOP.split("target =")[0]],
+        "ours-import": [PYTHON, "-c", "import dials_refl_stats.command_line.spot_size_histogram"],
+        "floor-numpy": [PYTHON, "-c", "import numpy"],
+        "floor-read": [PYTHON, "-c", FLOOR, str(target), "read"],
+        "floor-decode": [PYTHON, "-c", FLOOR, str(target), "decode"],
     }
 
 
