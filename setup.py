@@ -26,7 +26,13 @@ setup(
     packages=find_packages(exclude=["tests", "tests.*", "benchmarks"]),
     include_package_data=True,
     package_data={
-        "dials_refl_stats": ["data/*/*.refl", "data/*/*.expt", "schemas/*.json", "report/*.j2"],
+        "dials_refl_stats": [
+            "data/*.npy",
+            "data/*/*.refl",
+            "data/*/*.expt",
+            "schemas/*.json",
+            "report/*.j2",
+        ],
     },
     install_requires=["numpy", "matplotlib", "jinja2", "plotly", "msgpack"],
     extras_require={

@@ -13,13 +13,15 @@ spots are all at hand.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 
 import numpy as np
 
 from dials_refl_stats import geometry
+from dials_refl_stats.analysis.ice_rings import LOWEST_D, ice_rings
 from dials_refl_stats.analysis.per_image import AnalysisFailure
-from dials_refl_stats.analysis.per_image_analysis import ICE_HALF_WIDTH, images_analysis
+from dials_refl_stats.analysis.per_image_analysis import images_analysis
 from dials_refl_stats.reflections import ReflectionLoadError
 
 #: What :func:`analyse_images` returns per image (DIALS's field names).
@@ -50,7 +52,7 @@ class AnalysisError(ReflectionLoadError):
 class DialsSpotAnalysis:
     """DIALS's per-image analysis in the tasks (the statistic's ``SpotAnalysis``): d of
     each spot from the experiments' geometry (picklable :class:`~.geometry.PanelFrames`),
-    then :func:`analyse_images`. Worker processes import DIALS for it."""
+    then :func:`analyse_images`. Worker processes need DIALS for it."""
 
     frames: geometry.PanelFrames
     still: tuple[bool, ...]  # per experiment
@@ -86,15 +88,7 @@ def analyse_images(
     :func:`~dials_refl_stats.analysis.per_image_analysis.images_analysis` (DIALS's
     arithmetic in numpy, every image at once), and DIALS's own
     ``stats_for_reflection_table`` for the images it leaves (``single``)."""
-    try:
-        from dials.algorithms.spot_finding.per_image_analysis import stats_for_reflection_table
-        from dials.array_family import flex  # noqa: F401 - the fallback's tables
-    except ImportError as error:  # a Dask worker without DIALS
-        raise AnalysisError(
-            f"DIALS's per-image analysis needs DIALS where the tasks run ({error}); "
-            "install it on the workers, or resolution_analysis=False skips the analysis"
-        ) from None
-
+    require_dials()
     out = {name: np.full(n_images, -1.0) for name in FIELDS}
     out["n_spots_no_ice"] = np.zeros(n_images, dtype=np.int64)
     out["n_spots_4A"] = np.zeros(n_images, dtype=np.int64)
@@ -109,7 +103,12 @@ def analyse_images(
     bounds = np.searchsorted(images, np.arange(n_images + 1))
     with np.errstate(over="ignore"):  # a subnormal d: an infinite d*, as in flex
         d_star = 1.0 / d[rows]
-    rings = ice_rings(float(d[rows].min()))
+    d_min = float(d[rows].min())
+    if d_min < LOWEST_D:  # the rings for it would not fit in memory
+        image = int(images[np.argmin(d[rows])])
+        detail = f"a spot at d = {d_min:.3g} Å: ice rings are made down to {LOWEST_D} Å"
+        raise AnalysisFailure(image, f"{detail}; is the geometry right?")
+    rings = ice_rings(d_min)
     batch = images_analysis(
         images, d_star, intensity[rows], variance[rows], rings, resolution_analysis
     )
@@ -117,7 +116,9 @@ def analyse_images(
     for name, field in zip(FIELDS, BATCH_FIELDS):
         out[name][:analysed] = batch.fields[field]
     # images outside the port's domain, in order (the first failure is named)
-    for image in np.flatnonzero(batch.single).tolist():
+    single = np.flatnonzero(batch.single).tolist()
+    stats_for_reflection_table = dials_stats_function() if single else None
+    for image in single:
         these = slice(bounds[image], bounds[image + 1])
         spots = (d_star[these], intensity[rows[these]], variance[rows[these]])
         try:
@@ -137,6 +138,38 @@ def analyse_images(
         for name, field in zip(FIELDS, BATCH_FIELDS):
             out[name][image] = getattr(stats, field)
     return out
+
+
+#: Where DIALS's function for images outside the port's domain lives.
+DIALS_ANALYSIS = "dials.algorithms.spot_finding.per_image_analysis"
+
+
+def _missing_dials(error: str) -> AnalysisError:
+    return AnalysisError(
+        f"DIALS's per-image analysis needs DIALS where the tasks run ({error}); "
+        "install it on the workers, or resolution_analysis=False skips the analysis"
+    )
+
+
+def require_dials() -> None:
+    """DIALS where the tasks run (found, not imported: importing its ``flex`` takes ~0.3 s,
+    and only the rare image outside the port's domain needs it)."""
+    try:
+        found = importlib.util.find_spec(DIALS_ANALYSIS) is not None
+    except (ImportError, ValueError) as error:
+        raise _missing_dials(str(error)) from None
+    if not found:
+        raise _missing_dials(f"No module named {DIALS_ANALYSIS!r}")
+
+
+def dials_stats_function():
+    """DIALS's ``stats_for_reflection_table`` (imported on first need)."""
+    try:
+        from dials.algorithms.spot_finding.per_image_analysis import stats_for_reflection_table
+        from dials.array_family import flex  # noqa: F401 - the fallback's tables
+    except ImportError as error:
+        raise _missing_dials(str(error)) from None
+    return stats_for_reflection_table
 
 
 #: The names of :data:`FIELDS` in DIALS's ``StatsSingleImage``.
@@ -168,26 +201,3 @@ def _dials_stats(stats_for_reflection_table, d_star, intensity, variance, resolu
     table["intensity.sum.value"] = flex.double(intensity)
     table["intensity.sum.variance"] = flex.double(variance)
     return stats_for_reflection_table(table, resolution_analysis=resolution_analysis)
-
-
-#: Ice rings' d*^2 (sorted) and the d they were generated down to (a superset serves
-#: every image whose smallest d is larger).
-_RINGS: list = [np.inf, None]
-
-
-def ice_rings(d_min: float) -> np.ndarray:
-    """The d*^2 of DIALS's ice rings (``PowderRingFilter`` with the hexagonal ice cell
-    and space group 194 that ``ice_rings_selection`` uses) for spots down to ``d_min``,
-    generated once per process for a little further than asked."""
-    if d_min < _RINGS[0]:
-        from cctbx import sgtbx, uctbx
-        from dials.algorithms.integration.filtering import PowderRingFilter
-
-        generated = max(d_min * 0.8, 0.1)
-        if generated > d_min:  # below 0.1 Å: exactly as asked
-            generated = d_min
-        unit_cell = uctbx.unit_cell((4.498, 4.498, 7.338, 90, 90, 120))
-        space_group = sgtbx.space_group_info(number=194).group()
-        rings = PowderRingFilter(unit_cell, space_group, generated, 2 * ICE_HALF_WIDTH)
-        _RINGS[:] = [generated, np.array(rings.d_star_sq)]
-    return _RINGS[1]

@@ -521,3 +521,25 @@ def test_bin_starts_as_the_linear_search_and_within_the_cap(seed):
         assert (
             starts.tolist() == reference_bin_starts(np.zeros_like(series), max_images)[1].tolist()
         )
+
+
+def test_spots_at_an_impossible_d_are_sorry_not_a_crash(tmp_path):
+    """A beam of 0.001 Å puts spots at d ~ 0.002 Å, where DIALS's ice-ring filter would
+    make ~10^10 rings (a segfault once memory runs out): a one-line Sorry naming the file
+    and the image, nothing written; resolution_analysis=False still runs."""
+    document = json.loads(data_path("sim_small/imported.expt").read_text())
+    for beam in document["beam"]:
+        beam["wavelength"] = 0.001
+    expt = tmp_path / "inputs" / "short_wavelength.expt"
+    expt.parent.mkdir()
+    expt.write_text(json.dumps(document))
+    refl = data_path("sim_small/strong.refl")
+    out = tmp_path / "out"
+    out.mkdir()
+    code, _, err = run_inprocess(PROGRAM, [expt, refl], out)
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"Sorry: {refl}: DIALS's per-image analysis failed on image ")
+    assert "ice rings are made down to 0.05 Å" in err and "resolution_analysis=False" in err
+    assert not list(out.iterdir())
+    code, _, err = run_inprocess(PROGRAM, [expt, refl, "resolution_analysis=False"], out)
+    assert code == 0, err
