@@ -300,27 +300,37 @@ def test_programs_using_crystals_read_files_without_any_light(
     same_json_either_way(program, expt, refl, extra, tmp_path, run_inprocess, monkeypatch)
 
 
-#: Shipped experiment files listing crystals, and whether their crystals are made here
-#: (scan-varying settings, ``A_at_scan_points``, are made by DIALS's parser).
+#: Shipped experiment files listing crystals, and whether their crystals are made here.
 CRYSTAL_FILES = [
     ("ssx_CuNiR/indexed", True),  # stills, Sauter 2014 mosaicity, covariance of B
     ("ssx_CuNiR/integrated", True),  # stills, no covariance
     ("sim_twoexp/indexed", True),
     ("centroid_test_data/indexed", True),
     ("quartz_processed/indexed", True),
-    ("sim_twoexp/integrated", False),
-    ("quartz_processed/integrated", False),
+    ("sim_twoexp/integrated", True),  # scan-varying: settings and covariances of B
+    ("quartz_processed/integrated", True),  # scan-varying
 ]
 
 
 def crystal_facts(crystal) -> tuple:
-    """What dxtbx derives from a crystal's setting, to compare to the bit."""
+    """What dxtbx derives from a crystal's setting and sets from its scan points and
+    recalculated cell, to compare to the bit."""
     return (
         crystal.get_unit_cell().parameters(),
         tuple(crystal.get_A()),
         tuple(crystal.get_B()),
         tuple(crystal.get_U()),
         crystal.get_space_group().type().hall_symbol(),
+        crystal.num_scan_points,
+        [tuple(crystal.get_A_at_scan_point(i)) for i in range(crystal.num_scan_points)],
+        [
+            crystal.get_unit_cell_at_scan_point(i).parameters()
+            for i in range(crystal.num_scan_points)
+        ],
+        tuple(crystal.get_B_covariance_at_scan_points()),
+        crystal.get_recalculated_unit_cell(),
+        tuple(crystal.get_recalculated_cell_parameter_sd()),
+        crystal.get_recalculated_cell_volume_sd(),
     )
 
 
@@ -343,6 +353,69 @@ def test_crystals_made_here_equal_dials_crystals(stem, light):
     # programs that use no crystal read them light and never make them
     invocation = parse_crystals("per_image_statistics", [str(expt), str(refl)], False)
     assert isinstance(invocation.parser, PhilOnlyParser)
+
+
+def scan_varying_extras(crystal: dict, n_points: int, rng) -> dict:
+    """What dials.refine (covariances at scan points) and dials.two_theta_refine
+    (recalculated cell) add to a scan-varying crystal."""
+    return {
+        **crystal,
+        "B_covariance_at_scan_points": rng.normal(0, 1e-6, 81 * n_points).tolist(),
+        "recalculated_unit_cell": [57.8, 57.8, 150.1, 90.0, 90.0, 90.0],
+        "recalculated_cell_parameter_sd": [0.01, 0.01, 0.03, 0.0, 0.0, 0.0],
+        "recalculated_cell_volume_sd": 12.5,
+    }
+
+
+def test_scan_varying_crystals_with_covariances_and_recalculated_cells(tmp_path):
+    """Every key ``Crystal.from_dict`` sets (settings and covariances of B at scan points,
+    a recalculated cell and its standard deviations) set as dxtbx sets them; values
+    dxtbx refuses (covariances of another length than 81 per scan point, a cell cctbx
+    refuses) give DIALS's own Sorry either way."""
+    import numpy as np
+    from dials.util import Sorry
+    from dxtbx.model.experiment_list import ExperimentListFactory
+
+    from dials_refl_stats.pipeline.arguments import PhilOnlyParser
+
+    rng = np.random.default_rng(19)
+    obj = json.loads((TESTS_DATA / "sim_twoexp" / "integrated.expt").read_text())
+    crystal = obj["crystal"][0]
+    n_points = len(crystal["A_at_scan_points"])
+    refl = str(TESTS_DATA / "sim_twoexp" / "integrated.refl")
+    cases = {
+        "good": scan_varying_extras(crystal, n_points, rng),
+        "short": {**scan_varying_extras(crystal, n_points, rng), "recalculated_unit_cell": None},
+        "bad_covariance": {
+            **crystal,
+            "B_covariance_at_scan_points": [0.0] * (81 * n_points - 1),
+        },
+        "bad_cell": {**crystal, "recalculated_unit_cell": [1.0, 2.0, 3.0, 90.0, 90.0, 200.0]},
+        "bad_points": {**crystal, "A_at_scan_points": [[1.0] * 8]},
+    }
+    for name, edited in cases.items():
+        path = tmp_path / f"{name}.expt"
+        path.write_text(json.dumps({**obj, "crystal": [edited, *obj["crystal"][1:]]}))
+        args = [str(path), refl]
+        if name in ("good", "short"):
+            invocation = parse_crystals("per_image_statistics", args, True)
+            assert isinstance(invocation.parser, PhilOnlyParser), name
+            dials = ExperimentListFactory.from_json_file(str(path), check_format=False)
+            mine = [crystal_facts(e.crystal) for e in invocation.experiments]
+            assert repr(mine) == repr([crystal_facts(e.crystal) for e in dials]), name
+            assert dials[0].crystal.get_recalculated_cell_volume_sd() == 12.5
+            continue
+        outcomes = []
+        for light in (True, False):
+            try:
+                if light:
+                    parse_crystals("per_image_statistics", args, crystals=True)
+                else:
+                    parse("per_image_statistics", args, light=False)
+                outcomes.append("ok")
+            except Sorry as error:
+                outcomes.append(str(error))
+        assert outcomes[0] == outcomes[1] != "ok", name
 
 
 def test_a_crystal_per_still_keeps_the_stills_one_run(tmp_path):

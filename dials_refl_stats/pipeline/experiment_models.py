@@ -21,8 +21,9 @@ the file here instead, with the same models:
 
 * for programs that use crystals, every crystal entry that is plainly what dxtbx's
   ``CrystalFactory`` accepts is made by dxtbx's C++ ``Crystal`` from its real-space
-  vectors and space group (the same unit cell, A, B and U), at parse time, all of them
-  (as dxtbx makes them); files with others (scan-varying, recalculated cells, anything
+  vectors and space group (the same unit cell, A, B and U), with the scan-varying
+  settings and recalculated cell ``Crystal.from_dict`` sets, by its own calls, at parse
+  time, all of them (as dxtbx makes them); files with others (unknown keys, anything
   unusual) are read by DIALS's parser.
 
 Goniometers, profiles and imagesets are not made, nor crystals for programs that use none
@@ -159,10 +160,11 @@ class LightExperimentList(list):
                     models.dxtbx("crystal", 0)
         except Exception:  # noqa: BLE001 - NotLight, or whatever dxtbx's C++ raises
             return False
-        for models in files:  # checked, not kept: 81 numbers a crystal
+        for models in files:  # checked, not kept: 81 numbers a crystal (or scan point)
             for d in models.lists["crystal"]:
                 if type(d) is dict:
-                    d.pop("B_covariance", None)
+                    for key in COVARIANCE_KEYS:
+                        d.pop(key, None)
         return True
 
     def _files(self) -> Iterable[FileModels]:
@@ -279,8 +281,17 @@ def _scan(ext, d):
     return ext.Scan.from_dict(joint)
 
 
-#: Keys of a crystal dictionary made here (any other, e.g. scan-varying settings or a
-#: recalculated cell, and DIALS's parser makes the crystal).
+#: What ``Crystal.from_dict`` sets beyond the setting, if present (scan-varying
+#: refinement's settings and covariances at scan points; dials.two_theta_refine's
+#: recalculated cell): set here by the same calls on the same values.
+SCAN_POINT_KEYS = (
+    "A_at_scan_points",
+    "B_covariance_at_scan_points",
+    "recalculated_unit_cell",
+    "recalculated_cell_parameter_sd",
+    "recalculated_cell_volume_sd",
+)
+#: Keys of a crystal dictionary made here (any other, and DIALS's parser makes it).
 CRYSTAL_KEYS = frozenset(
     (
         "__id__",
@@ -293,8 +304,11 @@ CRYSTAL_KEYS = frozenset(
         "ML_domain_size_ang",
         "mosaicity",
         "identified_isoform",
+        *SCAN_POINT_KEYS,
     )
 )
+#: Checked when the crystal is made, then dropped from the parsed file (never used).
+COVARIANCE_KEYS = ("B_covariance", "B_covariance_at_scan_points")
 
 
 def _numbers(values: list) -> bool:
@@ -334,9 +348,34 @@ def _crystal(ext, d):
     if type(symbol) is not str:
         raise NotLight("a space group read by DIALS's parser")
     try:
-        return ext.Crystal(*vectors, _space_group(symbol))
+        crystal = ext.Crystal(*vectors, _space_group(symbol))
+        _set_scan_points(crystal, d)
     except Exception as error:  # noqa: BLE001 - the same C++ refuses it in dxtbx too
         raise NotLight(f"a crystal dxtbx refuses ({error.__class__.__name__})") from None
+    return crystal
+
+
+def _set_scan_points(crystal: Any, d: dict) -> None:
+    """What ``Crystal.from_dict`` sets after the setting (:data:`SCAN_POINT_KEYS`), by
+    its calls on the same values: whatever they raise, they raise in dxtbx too."""
+    if "A_at_scan_points" in d:
+        crystal.set_A_at_scan_points(d["A_at_scan_points"])
+    covariances = d.get("B_covariance_at_scan_points")
+    if covariances is not None:
+        from scitbx.array_family import flex
+
+        values = flex.double(covariances).as_1d()
+        values.reshape(flex.grid(crystal.num_scan_points, 9, 9))
+        crystal.set_B_covariance_at_scan_points(values)
+    cell = d.get("recalculated_unit_cell")
+    if cell is not None:
+        from cctbx import uctbx
+
+        crystal.set_recalculated_unit_cell(uctbx.unit_cell(cell))
+    if d.get("recalculated_cell_parameter_sd") is not None:
+        crystal.set_recalculated_cell_parameter_sd(d["recalculated_cell_parameter_sd"])
+    if d.get("recalculated_cell_volume_sd") is not None:
+        crystal.set_recalculated_cell_volume_sd(d["recalculated_cell_volume_sd"])
 
 
 @functools.lru_cache(maxsize=64)
