@@ -17,7 +17,7 @@ Known and documented (``pipeline/experiment_models.py``): for a program that use
 crystals, a crystal, goniometer or profile dictionary dxtbx would refuse does not stop
 it (the light reader does not make those models); such cases are counted apart. Files
 with crystals (``--experiments tests/data/ssx_CuNiR/indexed.expt``) also get their
-crystal dictionaries edited.
+crystal dictionaries edited (scan-varying ones: ``tests/data/sim_twoexp/integrated.expt``).
 """
 
 from __future__ import annotations
@@ -58,13 +58,20 @@ CRYSTAL_VALUES = [
     [0.0] * 80,
     ["x"] * 81,
     [[1.0] * 9],
+    # scan points' settings and covariances, recalculated cells and their deviations
+    [[10.0, 0.0, 0.0, 0.0, 10.0, 0.0, 0.0, 0.0, 10.0]] * 3,
+    [[1.0] * 9, [1.0] * 8],
+    [0.0] * 162,
+    [1e-6] * 243,
+    [57.8, 57.8, 150.1, 90.0, 90.0, 90.0],
+    [1.0, 2.0, 3.0, 90.0, 90.0, 200.0],
+    [0.01] * 6,
+    12.5,
     *VALUES,
 ]
 #: Keys set or dropped: those the light reader reads, and some it leaves to DIALS.
 CRYSTAL_KEYS = [
     *sorted(experiment_models.CRYSTAL_KEYS),
-    "A_at_scan_points",
-    "recalculated_unit_cell",
     "foo",
 ]
 
@@ -143,10 +150,22 @@ def outcome(program: str, path: str, reflections: str, light: bool) -> tuple:
 
 
 def _crystal_facts(crystal) -> str | None:
-    """A crystal's unit cell and setting matrices, to the bit (``None``: no crystal)."""
+    """A crystal's unit cell and setting matrices, its scan points and recalculated cell,
+    to the bit (``None``: no crystal)."""
     if crystal is None:
         return None
-    return repr((crystal.get_unit_cell().parameters(), tuple(crystal.get_A())))
+    points = range(crystal.num_scan_points)
+    return repr(
+        (
+            crystal.get_unit_cell().parameters(),
+            tuple(crystal.get_A()),
+            [tuple(crystal.get_A_at_scan_point(i)) for i in points],
+            tuple(crystal.get_B_covariance_at_scan_points()),
+            crystal.get_recalculated_unit_cell(),
+            tuple(crystal.get_recalculated_cell_parameter_sd()),
+            crystal.get_recalculated_cell_volume_sd(),
+        )
+    )
 
 
 def _unused(program: str) -> tuple[str, ...]:
