@@ -320,7 +320,7 @@ def crystal_facts(crystal) -> tuple:
         tuple(crystal.get_A()),
         tuple(crystal.get_B()),
         tuple(crystal.get_U()),
-        crystal.get_space_group().type().hall_symbol(),
+        tuple(op.as_xyz() for op in crystal.get_space_group().all_ops()),
         crystal.num_scan_points,
         [tuple(crystal.get_A_at_scan_point(i)) for i in range(crystal.num_scan_points)],
         [
