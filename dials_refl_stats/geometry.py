@@ -530,7 +530,8 @@ def beam_centre(detector, beam) -> BeamCentre | None:
 
     ``Detector.get_ray_intersection(s0)`` when the beam hits a panel; otherwise (a gap,
     or off the detector) the intersection with the plane of panel 0, with no panel.
-    ``None`` when the beam misses that plane too.
+    ``None`` when the beam misses that plane too, or when the models give no finite point
+    (a hand-edited ``.expt`` with an infinite or NaN origin, axis or beam).
     """
     s0 = beam.get_s0()
     try:
@@ -541,13 +542,14 @@ def beam_centre(detector, beam) -> BeamCentre | None:
         p = detector[int(number)]
         px = p.millimeter_to_pixel(xy_mm)
         lab = p.get_lab_coord(xy_mm)
-        return BeamCentre(int(number), tuple(px), tuple(xy_mm), tuple(lab))
+        if np.isfinite([*px, *xy_mm, *lab]).all():
+            return BeamCentre(int(number), tuple(px), tuple(xy_mm), tuple(lab))
     try:
         p = detector[0]
-        xy_mm = p.get_bidirectional_ray_intersection(s0)
-        return BeamCentre(None, None, None, tuple(p.get_lab_coord(xy_mm)))
+        lab = tuple(p.get_lab_coord(p.get_bidirectional_ray_intersection(s0)))
     except RuntimeError:
         return None
+    return BeamCentre(None, None, None, lab) if np.isfinite(lab).all() else None
 
 
 def beam_centres(experiments) -> list[dict]:

@@ -543,3 +543,22 @@ def test_spots_at_an_impossible_d_are_sorry_not_a_crash(tmp_path):
     assert not list(out.iterdir())
     code, _, err = run_inprocess(PROGRAM, [expt, refl, "resolution_analysis=False"], out)
     assert code == 0, err
+
+
+def test_a_crystal_with_a_cell_that_is_not_finite_is_sorry(tmp_path):
+    """An infinite crystal vector (a hand-edited file): the unit-cell histograms cannot
+    hold it; one Sorry naming the experiment file and the experiment, nothing written."""
+    document = json.loads(data_path("ssx_CuNiR/indexed.expt").read_text())
+    document["crystal"][2]["real_space_b"][0] = float("inf")
+    expt = tmp_path / "inputs" / "infinite_cell.expt"
+    expt.parent.mkdir()
+    expt.write_text(json.dumps(document))
+    out = tmp_path / "out"
+    out.mkdir()
+    refl = data_path("ssx_CuNiR/indexed.refl")
+    for program, quiet in (("per_image_statistics", "output.plot=None"), ("refl_stats", "")):
+        code, _, err = run_inprocess(program, [expt, refl, *([quiet] if quiet else [])], out)
+        assert code == 1 and len(err.strip().splitlines()) == 1, err
+        assert err.startswith(f"Sorry: {expt}: the crystal of experiment ")
+        assert "has a unit cell that is not finite (" in err
+        assert not list(out.iterdir())

@@ -933,3 +933,21 @@ def test_nothing_integrated_by_both_methods_says_why(tmp_path):
     selected = json.loads((tmp_path / f"{PROGRAM}.json").read_text())["selection"]["n_selected"]
     assert selected == either > 0
     assert "No reflections selected" not in (tmp_path / f"dials.{PROGRAM}.log").read_text()
+
+
+def test_a_detector_at_no_finite_place_has_no_beam_centre(tmp_path, run_ok):
+    """A hand-edited detector origin of NaN or infinity: the beam meets it nowhere, so
+    the experiment gets no beam centre (as a beam missing the plane), not NaN in the
+    JSON; the rest is computed."""
+    document = json.loads(data_path("sim_twoexp/integrated.expt").read_text())
+    document["detector"][0]["panels"][0]["origin"] = [float("nan"), 0.0, float("inf")]
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    expt = inputs / "nan_origin.expt"
+    expt.write_text(json.dumps(document))
+    out = tmp_path / "out"
+    out.mkdir()
+    result, _ = run_ok(str(expt), str(data_path("sim_twoexp/integrated.refl")), cwd=out)
+    centres = result["results"]["beam_centres"]
+    assert [c["experiment"] for c in centres] == [1]  # experiment 0 uses detector 0
+    assert result["results"]["n_strong"] > 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import dials.util
 import libtbx.phil
 import numpy as np
@@ -382,17 +384,30 @@ def stills_summary(columns: dict, stills: np.ndarray, run: Run, compact: bool = 
         "indexing_rate_of_hits": float(indexed[hit].mean()) if hit.any() else None,
         "window": params.window,
         "sliding": sliding,
-        "unit_cells": cell_histograms(crystal_cells(run.experiments))
+        "unit_cells": cell_histograms(
+            crystal_cells(run.experiments, run.invocation.experiment_paths)
+        )
         if run.experiment_infos
         else None,
     }
 
 
-def crystal_cells(experiments) -> np.ndarray:
-    """Unit-cell parameters of every experiment's crystal (indexed stills), ``(n, 6)``."""
-    crystals = (e.crystal for e in experiments)
-    cells = [c.get_unit_cell().parameters() for c in crystals if c is not None]
-    return np.array(cells, dtype=np.float64).reshape(-1, 6)
+def crystal_cells(experiments, paths: Sequence[str]) -> np.ndarray:
+    """Unit-cell parameters of every experiment's crystal (indexed stills), ``(n, 6)``;
+    a ``Sorry`` naming the experiment files for a cell that is not finite (a crystal
+    vector of inf or NaN in a hand-edited file: no histogram can hold it)."""
+    with_crystal = [(i, e.crystal) for i, e in enumerate(experiments) if e.crystal is not None]
+    cells = [c.get_unit_cell().parameters() for _i, c in with_crystal]
+    cells = np.array(cells, dtype=np.float64).reshape(-1, 6)
+    finite = np.isfinite(cells).all(axis=1)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        cell = ", ".join(f"{v:.6g}" for v in cells[row])
+        raise Sorry(
+            f"{', '.join(paths)}: the crystal of experiment {with_crystal[row][0]} has a unit "
+            f"cell that is not finite ({cell})"
+        )
+    return cells
 
 
 #: The program, for dials.refl_stats (which runs every program's statistic in one pass).
