@@ -71,13 +71,16 @@ benchmark: setup
 	$(BIN)/python benchmarks/bench_reader.py --repeat 7
 
 # Long fuzzing campaigns: every program on mutated real files (each case: a result or one
-# Sorry line, nothing left behind, inputs unchanged), then the fast reader alone.
+# Sorry line, nothing left behind, inputs unchanged), then the fast reader alone, runs of
+# many files, experiment files of absurd geometry, and experiment files parsed both ways.
 FUZZ_ITERATIONS ?= 10000
 
 fuzz: setup
 	$(BIN)/python benchmarks/fuzz_programs.py --iterations $(FUZZ_ITERATIONS) --keep fuzz-failures
 	$(BIN)/python benchmarks/fuzz_reader.py --iterations $(FUZZ_ITERATIONS) --read-ahead
 	$(BIN)/python benchmarks/fuzz_many_files.py --iterations $(FUZZ_ITERATIONS) --keep fuzz-failures
+	$(BIN)/python benchmarks/fuzz_geometry.py --iterations $(FUZZ_ITERATIONS) --keep fuzz-failures
+	$(BIN)/python benchmarks/fuzz_experiments.py --iterations $(FUZZ_ITERATIONS)
 
 clean:
 	rm -rf $(VENV) demo build *.egg-info

@@ -423,7 +423,8 @@ MAX_PIXEL_COORDINATE = 1e9
 def _flex_panel_positions(panel, xy_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Millimetres and lab coordinates by the panel itself (one flex call), for px/mm
     strategies other than the simple one (parallax correction, offsets); NaN for
-    positions that are not finite or beyond :data:`MAX_PIXEL_COORDINATE` (corrupt)."""
+    positions that are not finite or beyond :data:`MAX_PIXEL_COORDINATE` (corrupt), and
+    for every position of a panel dxtbx cannot convert any position on."""
     xy_px = np.asarray(xy_px, dtype=np.float64)
     usable = (np.abs(xy_px) < MAX_PIXEL_COORDINATE).all(axis=1)  # False for NaN too
     if not usable.all():
@@ -434,7 +435,14 @@ def _flex_panel_positions(panel, xy_px: np.ndarray) -> tuple[np.ndarray, np.ndar
     from dxtbx import flumpy
 
     points = flumpy.vec_from_numpy(np.ascontiguousarray(xy_px))
-    mm_points = panel.pixel_to_millimeter(points)
+    try:
+        mm_points = panel.pixel_to_millimeter(points)
+    except RuntimeError:
+        # dxtbx's parallax correction asserts mu > 0 and a ray not parallel to the panel:
+        # for finite positions the ray's cosine is the panel's distance from the sample
+        # over lengths, so it fails for every point of the panel or for none (a panel
+        # through the sample, a NaN origin or axis, mu <= 0: a hand-edited .expt)
+        return np.full((xy_px.shape[0], 2), np.nan), np.full((xy_px.shape[0], 3), np.nan)
     mm = flumpy.to_numpy(mm_points).reshape(-1, 2)
     return mm, flumpy.to_numpy(panel.get_lab_coord(mm_points)).reshape(-1, 3)
 

@@ -951,3 +951,37 @@ def test_a_detector_at_no_finite_place_has_no_beam_centre(tmp_path, run_ok):
     centres = result["results"]["beam_centres"]
     assert [c["experiment"] for c in centres] == [1]  # experiment 0 uses detector 0
     assert result["results"]["n_strong"] > 0
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"origin": [float("nan"), 0.0, 1.0]},  # no finite geometry
+        {"origin": [-217.6, 226.6, 0.0], "fast_axis": [1.0, 0.0, 0.0]},  # through the sample
+    ],
+    ids=["nan_origin", "through_the_sample"],
+)
+def test_a_parallax_panel_dxtbx_cannot_convert_leaves_its_rows_without_geometry(
+    tmp_path, run_ok, run_inprocess, edit
+):
+    """dxtbx's parallax correction asserts on such panels (for every point): their rows
+    have no position (counted), not a traceback; DIALS's per-image analysis runs on the
+    rest."""
+    document = json.loads(data_path("ssx_CuNiR/indexed.expt").read_text())
+    panel = document["detector"][0]["panels"][0]
+    panel.update(edit)
+    if "fast_axis" in edit:
+        panel["slow_axis"] = [0.0, -1.0, 0.0]
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    expt = inputs / "edited.expt"
+    expt.write_text(json.dumps(document))
+    refl = data_path("ssx_CuNiR/indexed.refl")
+    out = tmp_path / "out"
+    out.mkdir()
+    result, _ = run_ok(str(expt), str(refl), "selection.flags=all", cwd=out)
+    assert result["results"]["n_without_geometry"] == 360  # every row: one shared detector
+    for program in ("per_image_statistics", "refl_stats"):
+        (tmp_path / program).mkdir()
+        other = run_inprocess(program, expt, refl, cwd=tmp_path / program)
+        assert other.exit_code == 0 and not other.stderr, other.stderr
