@@ -217,6 +217,33 @@ def test_bad_inputs_are_one_sorry_and_write_nothing(tmp_path, program):
 
 
 @pytest.mark.parametrize("program", PROGRAMS)
+def test_a_scan_of_two_billion_images_is_sorry_where_rows_are_per_image(tmp_path, program):
+    """A hand-edited image range of 2^31 - 1 images: programs with a row per image say so
+    in one Sorry before reading anything (a table of them was a MemoryError traceback);
+    the others run (they make nothing per image)."""
+    from dials_refl_stats.pipeline.program import Program
+
+    document = json.loads(data_path(EXPT).read_text())
+    document["scan"][0].update(image_range=[1, 2**31 - 1], exposure_time=[0.1], epochs=[0.0])
+    expt = tmp_path / "inputs" / "long_scan.expt"
+    expt.parent.mkdir()
+    expt.write_text(json.dumps(document))
+    work = tmp_path / "work"
+    work.mkdir()
+    module = importlib.import_module(f"dials_refl_stats.command_line.{program}")
+    classes = {c for c in vars(module).values() if isinstance(c, type)}
+    (owner,) = {c for c in classes if issubclass(c, Program) and c.__module__ == module.__name__}
+    args = [expt, data_path(REFL), qualify(program, "output.plot=None")]
+    code, _, err = run_inprocess(program, args, work)
+    if owner.rows_per_image:
+        assert_sorry(code, err, "long_scan.expt: the scans have more than 2,000,000 images")
+        assert "images 1 to 2147483647" in err
+        assert not list(work.iterdir())
+    else:
+        assert code == 0, err
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
 def test_output_over_an_input_is_refused(tmp_path, program):
     copy = tmp_path / "copy.refl"
     shutil.copy(data_path(REFL), copy)

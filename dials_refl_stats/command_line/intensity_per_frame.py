@@ -191,6 +191,7 @@ class NeverIntegratedFallback(SelectionPlan):
 
 class IntensityPerFrame(Program):
     name = PROGRAM
+    rows_per_image = True
     light_experiments = True
     wants_experiments = True
     defers_headers = True

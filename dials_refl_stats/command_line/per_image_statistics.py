@@ -100,6 +100,7 @@ spot_size
 class PerImageStatistics(Program):
     name = PROGRAM
     wants_experiments = True
+    rows_per_image = True
     light_experiments = True
     uses_crystals = True
     usage = "dials.per_image_statistics [options] [imported.expt] strong.refl"

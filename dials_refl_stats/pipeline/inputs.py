@@ -286,6 +286,31 @@ def experiment_infos(experiments: Any) -> list[ExperimentInfo]:
     return infos
 
 
+#: Images of all the run's scans (each sweep once) that programs with a row per image
+#: take: 2 x 10^6 (a 3600° sweep at 0.01° has 360,000; a row costs ~0.4 kB), beyond
+#: which a scan is no real one and its table would not fit in memory.
+MAX_SCAN_IMAGES = 2_000_000
+
+
+def check_scan_lengths(infos: Sequence[ExperimentInfo], paths: Sequence[str]) -> None:
+    """``Sorry`` naming the experiment files when the scans have more images than
+    :data:`MAX_SCAN_IMAGES` (a hand-edited image range of 2^31 images, say)."""
+    lengths: dict[int, tuple[int, int]] = {}  # sweep -> (images, experiment)
+    for info in infos:
+        if info.image_range is not None and info.sweep is not None:
+            first, last = info.image_range
+            lengths.setdefault(info.sweep, (last - first + 1, info.index))
+    if sum(n for n, _ in lengths.values()) <= MAX_SCAN_IMAGES:
+        return
+    n, index = max(lengths.values())
+    first, last = infos[index].image_range
+    raise Sorry(
+        f"{', '.join(paths)}: the scans have more than {MAX_SCAN_IMAGES:,} images in all "
+        f"(experiment {index}: {n:,}, images {first} to {last}), more than a table of "
+        "one row per image is made for"
+    )
+
+
 def _is_still(experiment: Any) -> bool:
     scan = experiment.scan
     return scan is None or (scan.get_oscillation()[1] == 0 and scan.get_num_images() == 1)

@@ -45,6 +45,7 @@ from dials_refl_stats.pipeline.execute import (
 from dials_refl_stats.pipeline.inputs import (
     ListedFiles,
     OpenedFile,
+    check_scan_lengths,
     describe_inputs,
     experiment_infos,
     list_files,
@@ -142,6 +143,9 @@ class Program(ABC):
     #: (:class:`~dials_refl_stats.pipeline.inputs.DeferredFileInfo`): only for programs
     #: that need no header before the run (``check_file`` runs after it).
     defers_headers: bool = False
+    #: Whether the program makes a row (or frame bin) for every image of the scans: then
+    #: scans of more images than a real sweep has are refused (``check_scan_lengths``).
+    rows_per_image: bool = False
 
     def experiments_known(self, params: Any, experiments: Sequence[ExperimentInfo]) -> None:
         """Told the run's experiments before any file is checked (``check_file``)."""
@@ -375,6 +379,8 @@ def _run_program(program: Program, args: Sequence[str] | None, phil, help_messag
     checked = OutputFiles(program.output_targets(params), inputs)  # the targets, checked
     experiments = invocation.experiments
     infos = experiment_infos(experiments)
+    if program.rows_per_image:
+        check_scan_lengths(infos, invocation.experiment_paths)
     program.experiments_known(params, infos)
     skip_errors = params.input.on_error == "skip"
     # many files on several workers: their headers are read in the tasks, with the rows
