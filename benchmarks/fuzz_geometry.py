@@ -54,7 +54,21 @@ PAIRS = [
 #: Model lists whose numbers are edited.
 MODELS = ("beam", "detector", "scan", "crystal", "goniometer")
 #: What a number becomes.
-NUMBERS = [0.0, -1.0, 1e-300, 1e300, -1e300, math.nan, math.inf, 5e-324, 1e-6, 1e6, 3, -3, 2**31 - 1]
+NUMBERS = [
+    0.0,
+    -1.0,
+    1e-300,
+    1e300,
+    -1e300,
+    math.nan,
+    math.inf,
+    5e-324,
+    1e-6,
+    1e6,
+    3,
+    -3,
+    2**31 - 1,
+]
 #: What a 3-vector becomes.
 VECTORS = [[0.0, 0.0, 0.0], [math.nan, 0.0, 1.0], [1e300, 1e300, 1e300], [0.0, 0.0, -1.0]]
 
