@@ -104,7 +104,9 @@ def test_choice_defaults_and_types():
     assert phil_docs.describe_default(by_path["intensity.choice"]) == "sum"
     assert phil_docs.describe_type(by_path["intensity.choice"]).startswith("choices (any of")
     assert phil_docs.describe_default(by_path["frame.source"]) == "xyzcal"
-    assert phil_docs.describe_type(by_path["frame.bin_width"]) == "int(value_min=1)"
+    assert phil_docs.describe_type(by_path["frame.bin_width"]) == (
+        "int(value_min=1, value_max=1000000000)"
+    )
 
 
 def test_json_tables_are_current():

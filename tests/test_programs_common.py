@@ -243,6 +243,43 @@ def test_a_scan_of_two_billion_images_is_sorry_where_rows_are_per_image(tmp_path
         assert code == 0, err
 
 
+#: Every number parameter of each program (refl_stats: under its members' scopes).
+def number_parameters(program: str) -> list[tuple[str, str]]:
+    module = importlib.import_module(f"dials_refl_stats.command_line.{program}")
+    return [
+        (d.path, d.object.type.phil_type)
+        for d in module.phil_scope.all_definitions()
+        if d.object.type.phil_type in ("int", "float")
+    ]
+
+
+#: Values libtbx.phil evaluates to numbers no program can use (NaN, infinities, beyond
+#: int64, beyond any histogram or resolution).
+ABSURD_NUMBERS = ["nan", "inf", "-1e400", "9223372036854775808", "1e308", "-1e308", "1e-320"]
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_absurd_numbers_are_a_result_or_one_sorry(tmp_path, program):
+    """Every number parameter given NaN, infinities, 2^63, 1e308 or 1e-320: a result or
+    one Sorry line with nothing written (libtbx.phil's own extract raised a traceback
+    for ``inf`` given to an int; NaN passed its range checks)."""
+    parameters = number_parameters(program)
+    assert parameters
+    for path, kind in parameters:
+        for value in ABSURD_NUMBERS:
+            work = tmp_path / f"{path}={value}"
+            work.mkdir()
+            args = [*inputs(), qualify(program, "output.plot=None"), f"{path}={value}"]
+            code, _, err = run_inprocess(program, args, work)
+            if code == 0:
+                assert not err, (path, value, err)
+            else:
+                assert_sorry(code, err)
+                assert not list(work.iterdir()), (path, value)
+            if value == "nan":
+                assert code == 1 and path.split(".")[-1] in err, (path, err)
+
+
 @pytest.mark.parametrize("program", PROGRAMS)
 def test_output_over_an_input_is_refused(tmp_path, program):
     copy = tmp_path / "copy.refl"

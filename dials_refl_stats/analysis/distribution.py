@@ -20,6 +20,10 @@ PERCENTILES = (5, 25, 50, 75, 95)
 MAX_ASCII_SLOTS = 200
 
 
+#: Largest histogram bound: edges, widths and centres (sums of two edges) stay finite.
+MAX_EDGE = 1e300
+
+
 @dataclass(frozen=True)
 class Binning:
     """Histogram range and slot count; ``None`` bounds mean "from the data"."""
@@ -31,6 +35,10 @@ class Binning:
     def __post_init__(self) -> None:
         if self.n_slots < 1:
             raise ValueError(f"n_slots must be at least 1 (got {self.n_slots})")
+        for name in ("data_min", "data_max"):
+            value = getattr(self, name)
+            if value is not None and not abs(value) <= MAX_EDGE:
+                raise ValueError(f"{name} must be a number from {-MAX_EDGE:g} to {MAX_EDGE:g}")
         if (
             self.data_min is not None
             and self.data_max is not None

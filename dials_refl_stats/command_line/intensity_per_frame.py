@@ -94,7 +94,7 @@ frame
     .help = "z of xyzcal.px (predicted centroid, as the DIALS tutorial) or of"
             "xyzobs.px.value (observed centroid)."
   bin_width = 1
-    .type = int(value_min=1)
+    .type = int(value_min=1, value_max=1000000000)
     .help = "Frames per bin of the per-frame statistics. Bins start at the scan's"
             "first image."
 }

@@ -62,7 +62,7 @@ hit
   .help = "Stills: what makes an image a hit."
 {
   min_spots = 16
-    .type = int(value_min=1)
+    .type = int(value_min=1, value_max=1000000000)
     .help = "An image is a hit with at least this many strong spots."
 }
 window = 100

@@ -173,6 +173,10 @@ def make_criteria(params) -> StrongCriteria:
         raise Sorry(str(error)) from None
 
 
+#: Resolution limits a user may give (Å): any diffraction's, with 1/d^2 well in range.
+D_LIMITS = (1e-6, 1e6)
+
+
 def validate_parameters(params) -> None:
     if params.resolution.n_shells is None or params.resolution.n_shells < 1:
         raise Sorry(f"n_shells must be at least 1 (got {params.resolution.n_shells})")
@@ -180,8 +184,12 @@ def validate_parameters(params) -> None:
         raise Sorry(f"n_bins must be at least 1 (got {params.position_histogram.n_bins})")
     d_min, d_max = params.resolution.d_min, params.resolution.d_max
     for name, value in (("d_min", d_min), ("d_max", d_max)):
-        if value is not None and not value > 0:
-            raise Sorry(f"{name} must be a positive resolution in Angstrom (got {value:g})")
+        # 1/d^2 (the shells' unit) must be a number: 1e-320 or 1e308 Å would overflow it
+        if value is not None and not D_LIMITS[0] <= value <= D_LIMITS[1]:
+            raise Sorry(
+                f"{name} must be a resolution in Angstrom from {D_LIMITS[0]:g} to "
+                f"{D_LIMITS[1]:g} (got {value:g})"
+            )
     if d_min is not None and d_max is not None and not d_max > d_min:
         raise Sorry(f"d_max ({d_max:g}) must be greater than d_min ({d_min:g})")
 

@@ -270,7 +270,10 @@ class PhilOnlyParser:
         )
         if unused:
             raise PhilError(RuntimeError(unrecognised_text(unused)))
-        params = _phil_call(working.extract)
+        try:
+            params = _phil_call(working.extract)
+        except NUMBER_ERRORS as error:
+            raise unreadable_number(system_phil, args) or error from None
         if self.experiment_files is None:
             if params.input.experiments:
                 raise NotPhilOnly("input.experiments")
@@ -286,6 +289,38 @@ class PhilOnlyParser:
     @property
     def diff_phil(self):
         return self.system_phil.fetch_diff(source=self.phil)
+
+
+#: What libtbx.phil's ``extract`` raises for ``inf``, ``nan`` or ``1e400`` given to an
+#: ``int`` parameter (it evaluates them as floats, then rounds them).
+NUMBER_ERRORS = (OverflowError, ValueError)
+
+
+def unreadable_number(system_phil, args: Sequence[str]) -> Sorry | None:
+    """The ``Sorry`` naming the parameter of ``args`` libtbx.phil cannot extract a number
+    from (DIALS's parser too raises a traceback for it), or ``None`` if none is."""
+    interpreter = system_phil.command_line_argument_interpreter()
+    sources = []
+    for arg in args:
+        try:
+            if is_phil_file(arg):
+                sources.append(libtbx.phil.parse(file_name=arg))
+            elif is_phil_assignment(arg):
+                sources.append(interpreter.process_arg(arg=arg))
+        except Exception:  # noqa: BLE001 - any other problem is the parsers' to report
+            continue
+    try:
+        working = system_phil.fetch(sources=sources)
+    except Exception:  # noqa: BLE001 - as above
+        return None
+    for definition in working.all_definitions():
+        try:
+            definition.object.extract()
+        except NUMBER_ERRORS as error:
+            value = " ".join(str(w) for w in definition.object.words)
+            kind = definition.object.type.phil_type
+            return Sorry(f"{definition.path}={value}: not a number of type {kind} ({error})")
+    return None
 
 
 def _phil_call(function, **kwargs):
@@ -478,6 +513,8 @@ def _parse_with_dials(
             )
     except PHIL_ERRORS as error:
         raise _dials_phil_error(parser, others, error) from None
+    except NUMBER_ERRORS as error:
+        raise unreadable_number(parser.system_phil, others) or error from None
     except FileNotFoundError as error:  # --phil missing.phil
         raise Sorry(f"{error.filename}: file not found") from None
     if any(is_phil_file(a) or is_phil_assignment(a) for a in unhandled):

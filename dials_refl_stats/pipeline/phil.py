@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from libtbx import Auto
 
 from dials_refl_stats.analysis.distribution import Binning
@@ -146,3 +148,29 @@ def make_binning(scope) -> Binning:
         return Binning(bound("data_min"), bound("data_max"), int(n_slots))
     except ValueError as error:
         raise Sorry(str(error)) from None
+
+
+#: phil types whose values are numbers (or lists of them).
+_NUMBER_TYPES = {"int": int, "ints": int, "float": float, "floats": float}
+
+
+def check_numbers(system_phil, params) -> None:
+    """``Sorry`` for a number libtbx.phil lets through that no program can use: NaN or an
+    infinity (phil evaluates ``nan``, ``inf`` and ``1e400`` as floats, for ``int``
+    parameters too, and NaN passes its range checks), or a fraction for an ``int``."""
+    for definition in system_phil.all_definitions():
+        kind = _NUMBER_TYPES.get(definition.object.type.phil_type)
+        if kind is None:
+            continue
+        *scopes, name = definition.path.split(".")
+        owner = params
+        for scope in scopes:
+            owner = getattr(owner, scope, None)
+        value = getattr(owner, name, None)
+        for number in value if isinstance(value, list) else [value]:
+            if number is None or number is Auto or isinstance(number, bool):
+                continue
+            if isinstance(number, float) and not math.isfinite(number):
+                raise Sorry(f"{definition.path}={number}: not a finite number")
+            if kind is int and not isinstance(number, int):
+                raise Sorry(f"{definition.path}={number:g}: not a whole number")

@@ -55,7 +55,7 @@ from dials_refl_stats.pipeline.inputs import (
 )
 from dials_refl_stats.pipeline.interrupts import interrupts_end_the_run
 from dials_refl_stats.pipeline.outputs import OutputFiles, run_outputs
-from dials_refl_stats.pipeline.phil import make_flag_selection
+from dials_refl_stats.pipeline.phil import check_numbers, make_flag_selection
 from dials_refl_stats.reflections import ReflectionLoadError
 
 
@@ -373,6 +373,7 @@ def _run_program(program: Program, args: Sequence[str] | None, phil, help_messag
         return
     params = invocation.params
     restore_auto_choices(invocation.parser.system_phil, params)
+    check_numbers(invocation.parser.system_phil, params)
     program.validate(params)
     plan = program.selection_plan(params)
     inputs = [*invocation.reflection_paths, *invocation.experiment_paths, *list_files(args)]
