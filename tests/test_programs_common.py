@@ -409,3 +409,18 @@ def test_programs_have_malloc_keep_freed_memory_unless_the_user_tuned_it(user_se
         assert tuned == "True" and float(released) < 1  # kept for the next block
     else:
         assert tuned == "False" and float(released) > 6  # given back, as glibc does
+
+
+def test_an_unreadable_number_in_a_phil_file_is_one_sorry(tmp_path):
+    """The same through a phil file (a rerun's params.phil, edited), on both parsers'
+    routes: the light one, and DIALS's (``--phil FILE``, an option only it reads)."""
+    phil = tmp_path / "inputs" / "params.phil"
+    phil.parent.mkdir()
+    phil.write_text("hit {\n  min_spots = inf\n}\n")
+    inputs_ = [data_path("ssx_CuNiR/indexed.expt"), data_path("ssx_CuNiR/indexed.refl")]
+    for route, extra in (("light", [phil]), ("dials", ["--phil", phil])):
+        work = tmp_path / route
+        work.mkdir()
+        code, _, err = run_inprocess("per_image_statistics", [*inputs_, *extra], work)
+        assert_sorry(code, err, "hit.min_spots=inf: not a number of type int")
+        assert not list(work.iterdir())
