@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from libtbx import Auto
 
@@ -150,6 +151,16 @@ def make_binning(scope) -> Binning:
         raise Sorry(str(error)) from None
 
 
+def owner_of(params, path: str) -> tuple[Any, str]:
+    """The extracted scope holding the parameter at ``path`` (``None`` if absent) and the
+    parameter's name in it."""
+    *scopes, name = path.split(".")
+    owner = params
+    for scope in scopes:
+        owner = getattr(owner, scope, None)
+    return owner, name
+
+
 #: phil types whose values are numbers (or lists of them).
 _NUMBER_TYPES = {"int": int, "ints": int, "float": float, "floats": float}
 
@@ -162,10 +173,7 @@ def check_numbers(system_phil, params) -> None:
         kind = _NUMBER_TYPES.get(definition.object.type.phil_type)
         if kind is None:
             continue
-        *scopes, name = definition.path.split(".")
-        owner = params
-        for scope in scopes:
-            owner = getattr(owner, scope, None)
+        owner, name = owner_of(params, definition.path)
         value = getattr(owner, name, None)
         for number in value if isinstance(value, list) else [value]:
             if number is None or number is Auto or isinstance(number, bool):

@@ -55,7 +55,7 @@ from dials_refl_stats.pipeline.inputs import (
 )
 from dials_refl_stats.pipeline.interrupts import interrupts_end_the_run
 from dials_refl_stats.pipeline.outputs import OutputFiles, run_outputs
-from dials_refl_stats.pipeline.phil import check_numbers, make_flag_selection
+from dials_refl_stats.pipeline.phil import check_numbers, make_flag_selection, owner_of
 from dials_refl_stats.reflections import ReflectionLoadError
 
 
@@ -296,10 +296,7 @@ def restore_auto_choices(system_phil, params) -> None:
             continue
         if "auto" not in (w.value.lstrip("*") for w in phil.words):
             continue
-        *scopes, name = definition.path.split(".")
-        owner = params
-        for scope in scopes:
-            owner = getattr(owner, scope, None)
+        owner, name = owner_of(params, definition.path)
         if owner is not None and getattr(owner, name, None) is Auto:
             setattr(owner, name, "auto")
 
