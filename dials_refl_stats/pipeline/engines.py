@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import itertools
 import json
 import logging
@@ -215,6 +216,7 @@ def dask_engine(
     levels = [logger.level for logger in quiet]
     for logger in quiet:
         logger.setLevel(logging.CRITICAL)
+    failed = True
     try:
         cluster = None
         where = address or scheduler_file or "a local cluster"
@@ -245,13 +247,19 @@ def dask_engine(
             bag = dask.bag.from_sequence(batches, npartitions=len(batches) or 1)
             total = bag.map(task).fold(merge, merge, initial=RunPartial(None))
             yield _result_while_workers(client, client.compute(total), address, timeout)
+            failed = False
         finally:
             client.close()
             if cluster is not None:
                 cluster.close()
     finally:
+        # a failed run leaves futures with exceptions nobody retrieves: asyncio reports
+        # them when they are collected (at exit, after the Sorry line), so collect them
+        # now, and keep its logger quiet after a failure (the process is ending)
+        gc.collect()
         for logger, level in zip(quiet, levels):
-            logger.setLevel(level)
+            if not (failed and logger.name == "asyncio"):
+                logger.setLevel(level)
 
 
 #: Reads of a scheduler file that is not (yet) a scheduler's JSON: a scheduler starting
