@@ -17,6 +17,7 @@ the ``d`` of a Miller index (the integrated tables' ``d`` column).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable, Mapping, Sequence
@@ -548,7 +549,10 @@ def beam_centre(detector, beam) -> BeamCentre | None:
         number = None
     if number is not None and number >= 0:
         p = detector[int(number)]
-        px = p.millimeter_to_pixel(xy_mm)
+        try:  # the parallax correction asserts on panels it cannot correct for
+            px = p.millimeter_to_pixel(xy_mm)
+        except RuntimeError:
+            px = (math.nan, math.nan)
         lab = p.get_lab_coord(xy_mm)
         if np.isfinite([*px, *xy_mm, *lab]).all():
             return BeamCentre(int(number), tuple(px), tuple(xy_mm), tuple(lab))

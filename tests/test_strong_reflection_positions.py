@@ -958,8 +958,9 @@ def test_a_detector_at_no_finite_place_has_no_beam_centre(tmp_path, run_ok):
     [
         {"origin": [float("nan"), 0.0, 1.0]},  # no finite geometry
         {"origin": [-217.6, 226.6, 0.0], "fast_axis": [1.0, 0.0, 0.0]},  # through the sample
+        {"origin": [-217.6, 226.6, -1e300]},  # the beam meets it, its correction asserts
     ],
-    ids=["nan_origin", "through_the_sample"],
+    ids=["nan_origin", "through_the_sample", "far_away"],
 )
 def test_a_parallax_panel_dxtbx_cannot_convert_leaves_its_rows_without_geometry(
     tmp_path, run_ok, run_inprocess, edit
