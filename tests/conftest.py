@@ -21,6 +21,18 @@ HAVE_DIALS = importlib.util.find_spec("dials") is not None
 needs_dials = pytest.mark.skipif(not HAVE_DIALS, reason="DIALS is not installed")
 
 
+def load_script(relative: str, name: str):
+    """A script of the repository (``benchmarks/fuzz_programs.py``, ``docs/generate.py``)
+    imported as module ``name``, registered in ``sys.modules`` (dataclasses look their
+    module up there)."""
+    path = Path(__file__).resolve().parent.parent / relative
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def data_path(relative: str) -> Path:
     """Path of a shipped data file, e.g. ``"sim_small/indexed.refl"``."""
     for root in (TESTS_DATA, PACKAGE_DATA):

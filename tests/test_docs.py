@@ -8,14 +8,13 @@ program within 200 lines, and every relative link and picture exists.
 
 from __future__ import annotations
 
-import importlib.util
 import pkgutil
 import re
 import shutil
 from pathlib import Path
 
 import pytest
-from conftest import needs_dials
+from conftest import load_script, needs_dials
 
 from dials_refl_stats import command_line, phil_docs
 
@@ -31,13 +30,6 @@ PAGES = [README, *sorted(DOCS.glob("*.md")), *sorted(DOCS.glob("programs/*.md"))
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 FENCE = re.compile(r"^\s*(```|~~~)")
-
-
-def load_generator():
-    spec = importlib.util.spec_from_file_location("docs_generate", DOCS / "generate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def outside_code(text: str) -> list[str]:
@@ -110,7 +102,7 @@ def test_choice_defaults_and_types():
 
 
 def test_json_tables_are_current():
-    generator = load_generator()
+    generator = load_script("docs/generate.py", "docs_generate")
     stale = [p.relative_to(ROOT) for p in generator.stale_pages()]
     assert not stale, f"generated parts out of date in {stale}: {REGENERATE}"
     text = (DOCS / "json.md").read_text(encoding="utf-8")
@@ -177,7 +169,7 @@ def documented_summary(program: str) -> list[str]:
 @pytest.mark.parametrize("program", PROGRAMS)
 def test_documented_summary_line_is_real(program, run_inprocess, tmp_path):
     """The page's summary line is what the README's example prints on the demo data."""
-    generator = load_generator()
+    generator = load_script("docs/generate.py", "docs_generate")
     runs = {name: args for name, args in generator.IMAGE_RUNS.values()}
     assert program in runs, f"docs/generate.py has no example run of dials.{program}"
     for path in generator.DEMO_DATA.iterdir():
@@ -196,7 +188,7 @@ def test_documented_summary_line_is_real(program, run_inprocess, tmp_path):
 def test_readme_examples_are_the_tested_runs():
     """The README's example command of each program is the run the summary test makes."""
     readme = README.read_text(encoding="utf-8")
-    for program, args in load_generator().IMAGE_RUNS.values():
+    for program, args in load_script("docs/generate.py", "docs_generate").IMAGE_RUNS.values():
         command = " ".join([f"dials.{program}", *args])
         assert command in readme, f"README.md does not show '{command}'"
 

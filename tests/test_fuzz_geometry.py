@@ -5,12 +5,8 @@ and infinite vectors, zero pixel sizes, 1e-300 wavelengths, ...): a valid result
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
-from conftest import needs_dials
+from conftest import load_script, needs_dials
 
 pytestmark = needs_dials
 
@@ -19,16 +15,7 @@ CASES = 40
 SLICES = 2
 
 
-def _load_engine():
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "fuzz_geometry.py"
-    spec = importlib.util.spec_from_file_location("fuzz_geometry", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-engine = _load_engine()
+engine = load_script("benchmarks/fuzz_geometry.py", "fuzz_geometry")
 
 
 @pytest.mark.parametrize("part", range(SLICES))

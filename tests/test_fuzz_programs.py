@@ -8,13 +8,11 @@ engine is ``benchmarks/fuzz_programs.py`` (its long run: ``--iterations 10000``)
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import needs_dials
+from conftest import load_script, needs_dials
 
 pytestmark = needs_dials
 
@@ -24,16 +22,7 @@ SEED = 20251202
 SLICES = 3
 
 
-def _load_engine():
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "fuzz_programs.py"
-    spec = importlib.util.spec_from_file_location("fuzz_programs", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-engine = _load_engine()
+engine = load_script("benchmarks/fuzz_programs.py", "fuzz_programs")
 
 
 @pytest.fixture(scope="module")

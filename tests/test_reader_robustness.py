@@ -7,7 +7,6 @@ is ``benchmarks/fuzz_reader.py --iterations N``.
 
 from __future__ import annotations
 
-import importlib.util
 import pickle
 import re
 import struct
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import data_path
+from conftest import data_path, load_script
 
 from dials_refl_stats.reader import (
     ReflectionFileError,
@@ -33,14 +32,6 @@ RAW = SOURCE.read_bytes()
 LAYOUT = read_layout(SOURCE)
 SHOEBOX = LAYOUT.columns["shoebox"]
 FIRST_RECORD = SHOEBOX.offset
-
-
-def _fuzz_module():
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "fuzz_reader.py"
-    spec = importlib.util.spec_from_file_location("fuzz_reader", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def expect_error(tmp_path: Path, blob: bytes, pattern: str, name: str = "bad.refl"):
@@ -186,7 +177,7 @@ def test_not_a_file(tmp_path):
 
 def test_fuzz_seeded_mutations(tmp_path):
     """~5 s of seeded mutations of real files; the long run is benchmarks/fuzz_reader.py."""
-    fuzz = _fuzz_module()
+    fuzz = load_script("benchmarks/fuzz_reader.py", "fuzz_reader")
     files = [
         data_path("sim_small/indexed.refl"),
         data_path("ssx_CuNiR/indexed.refl"),
@@ -206,7 +197,7 @@ def test_fuzz_with_the_read_ahead_thread(tmp_path, monkeypatch):
     from dials_refl_stats.reader import shoebox as shoebox_module
 
     monkeypatch.setattr(shoebox_module, "THREAD_MIN_WINDOW", 4096)
-    fuzz = _fuzz_module()
+    fuzz = load_script("benchmarks/fuzz_reader.py", "fuzz_reader")
     files = [data_path("sim_small/indexed.refl"), data_path("centroid_test_data/integrated.refl")]
     stats = fuzz.fuzz(files, iterations=120, seed=777, workdir=tmp_path, measure_every=40)
     assert {outcome for (_kind, outcome) in stats} == {"ok", "error"}
