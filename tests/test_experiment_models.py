@@ -126,7 +126,19 @@ def test_files_the_light_reader_leaves_to_dxtbx(tmp_path):
     polychromatic["beam"][0]["__id__"] = "polychromatic"
     corrected = sim_twoexp()
     corrected["imageset"][0].update(dx="dx.pickle", dy="dy.pickle")
+    # dxtbx 3.17+ writes a scan's epochs, exposure times and oscillation as a per-image
+    # "properties" table, which its ScanFactory expands: left to the installed dxtbx
+    properties = sim_twoexp()
+    for scan in properties["scan"]:
+        first, last = scan["image_range"]
+        start, width = scan.pop("oscillation")
+        scan["properties"] = {
+            "epochs": scan.pop("epochs"),
+            "exposure_time": scan.pop("exposure_time"),
+            "oscillation": [start + width * i for i in range(last - first + 1)],
+        }
     cases = {
+        "scan properties": properties,
         "polychromatic": polychromatic,
         "dx dy maps": corrected,
         "not json": "not json {",

@@ -270,9 +270,13 @@ def _detector(ext, d):
 
 
 def _scan(ext, d):
-    """``ScanFactory.from_dict(d)``."""
+    """``ScanFactory.from_dict(d)`` (DIALS 3.12's: scans before dxtbx 3.17's per-image
+    ``properties`` table, which newer ``ScanFactory`` code expands first: such files
+    are read by DIALS's parser)."""
     if d is None:
         return None
+    if "properties" in d:
+        raise NotLight("a scan with a properties table (dxtbx 3.17+) read by DIALS's parser")
     joint = dict(d)
     if not isinstance(joint["exposure_time"], list):
         joint["exposure_time"] = [joint["exposure_time"]]
