@@ -181,9 +181,17 @@ def setups() -> list[tuple]:
     ]
 
 
-def fuzz(seed: int, first: int, stop: int, timeout: float = 60, keep: Path | None = None):
+def fuzz(
+    seed: int,
+    first: int,
+    stop: int,
+    timeout: float = 60,
+    keep: Path | None = None,
+    plot_every: int = 10,
+):
     """Cases ``first .. stop - 1`` (case ``i`` depends on ``(seed, i)`` only): the outcome
-    counts by program, and the failures ``(case, program, data, edits, problems)``."""
+    counts by program, and the failures ``(case, program, data, edits, problems)``.
+    Every ``plot_every``-th case writes the plot or HTML report too (0: none)."""
     cases = setups()
     stats: Counter = Counter()
     failures = []
@@ -191,6 +199,8 @@ def fuzz(seed: int, first: int, stop: int, timeout: float = 60, keep: Path | Non
         for it in range(first, stop):
             rng = random.Random(f"{seed}-{it}")
             program, quiet, document, refl = cases[it % len(cases)]
+            if plot_every > 0 and it % plot_every == 0:
+                quiet = ()
             edited, edits = mutated(document, rng)
             text = json.dumps(edited, indent=1)
             label, problems, _stderr = run_case(program, quiet, text, refl, Path(tmp), timeout)
@@ -209,9 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=60)
     parser.add_argument("--keep", type=Path, help="keep failing .expt files here")
+    parser.add_argument("--plot-every", type=int, default=10, help="0: never plot")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    stats, failures = fuzz(args.seed, 0, args.iterations, args.timeout, args.keep)
+    stats, failures = fuzz(args.seed, 0, args.iterations, args.timeout, args.keep, args.plot_every)
     took = time.perf_counter() - start
     print(f"{args.iterations} cases in {took:.0f} s (seed {args.seed})")
     for (program, label), n in sorted(stats.items()):
