@@ -117,7 +117,6 @@ class MemberRun:
 class ReflStats(Program):
     name = PROGRAM
     wants_experiments = True
-    rows_per_image = True
     light_experiments = True
     uses_crystals = True
     usage = "dials.refl_stats [options] [integrated.expt] integrated.refl"
@@ -139,6 +138,13 @@ class ReflStats(Program):
             program = getattr(member_module(name), "PROGRAM_CLASS")()
             program.validate(getattr(params, name))
             self.programs[name] = program
+
+    def scans_too_long(self, error: Sorry) -> None:
+        """Members with a row per image are left out (with the reason); the others run."""
+        self.left_out = getattr(self, "left_out", {})
+        for name, program in self.programs.items():
+            if program.rows_per_image:
+                self.left_out[name] = str(error)
 
     def experiments_known(self, params, experiments) -> None:
         for name, program in self.programs.items():
