@@ -235,7 +235,7 @@ def test_a_scan_of_two_billion_images_is_sorry_where_rows_are_per_image(tmp_path
     (owner,) = {c for c in classes if issubclass(c, Program) and c.__module__ == module.__name__}
     args = [expt, data_path(REFL), qualify(program, "output.plot=None")]
     code, _, err = run_inprocess(program, args, work)
-    if owner.rows_per_image:
+    if owner.rows_per_image and owner.scans_too_long is Program.scans_too_long:
         assert_sorry(code, err, "long_scan.expt: the scans have more than 2,000,000 images")
         assert "images 1 to 2147483647" in err
         assert not list(work.iterdir())

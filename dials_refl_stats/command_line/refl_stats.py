@@ -117,6 +117,7 @@ class MemberRun:
 class ReflStats(Program):
     name = PROGRAM
     wants_experiments = True
+    rows_per_image = True  # two of its members (left out when the scans are too long)
     light_experiments = True
     uses_crystals = True
     usage = "dials.refl_stats [options] [integrated.expt] integrated.refl"

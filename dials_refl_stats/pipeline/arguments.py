@@ -273,7 +273,7 @@ class PhilOnlyParser:
         try:
             params = _phil_call(working.extract)
         except NUMBER_ERRORS as error:
-            raise unreadable_number(system_phil, args) or error from None
+            raise unreadable_number(working) or error from None
         if self.experiment_files is None:
             if params.input.experiments:
                 raise NotPhilOnly("input.experiments")
@@ -296,23 +296,9 @@ class PhilOnlyParser:
 NUMBER_ERRORS = (OverflowError, ValueError)
 
 
-def unreadable_number(system_phil, args: Sequence[str]) -> Sorry | None:
-    """The ``Sorry`` naming the parameter of ``args`` libtbx.phil cannot extract a number
-    from (DIALS's parser too raises a traceback for it), or ``None`` if none is."""
-    interpreter = system_phil.command_line_argument_interpreter()
-    sources = []
-    for arg in args:
-        try:
-            if is_phil_file(arg):
-                sources.append(libtbx.phil.parse(file_name=arg))
-            elif is_phil_assignment(arg):
-                sources.append(interpreter.process_arg(arg=arg))
-        except Exception:  # noqa: BLE001 - any other problem is the parsers' to report
-            continue
-    try:
-        working = system_phil.fetch(sources=sources)
-    except Exception:  # noqa: BLE001 - as above
-        return None
+def unreadable_number(working) -> Sorry | None:
+    """The ``Sorry`` naming the parameter of the ``working`` phil that libtbx.phil cannot
+    extract a number from (DIALS's parser too raises a traceback for it), or ``None``."""
     for definition in working.all_definitions():
         try:
             definition.object.extract()
@@ -321,6 +307,26 @@ def unreadable_number(system_phil, args: Sequence[str]) -> Sorry | None:
             kind = definition.object.type.phil_type
             return Sorry(f"{definition.path}={value}: not a number of type {kind} ({error})")
     return None
+
+
+def _lenient_working(system_phil, args: Sequence[str]):
+    """The working phil of the phil files and assignments among ``args`` that parse
+    (``None`` if they do not fetch): for naming an unreadable number after DIALS's
+    parser failed on it."""
+    interpreter = system_phil.command_line_argument_interpreter()
+    sources = []
+    for arg in args:
+        try:
+            if is_phil_file(arg):
+                sources.append(libtbx.phil.parse(file_name=arg))
+            elif is_phil_assignment(arg):
+                sources.append(interpreter.process_arg(arg=arg))
+        except Exception:  # noqa: BLE001 - any other problem is the parser's to report
+            continue
+    try:
+        return system_phil.fetch(sources=sources)
+    except Exception:  # noqa: BLE001 - as above
+        return None
 
 
 def _phil_call(function, **kwargs):
@@ -514,7 +520,8 @@ def _parse_with_dials(
     except PHIL_ERRORS as error:
         raise _dials_phil_error(parser, others, error) from None
     except NUMBER_ERRORS as error:
-        raise unreadable_number(parser.system_phil, others) or error from None
+        working = _lenient_working(parser.system_phil, others)
+        raise (working is not None and unreadable_number(working)) or error from None
     except FileNotFoundError as error:  # --phil missing.phil
         raise Sorry(f"{error.filename}: file not found") from None
     if any(is_phil_file(a) or is_phil_assignment(a) for a in unhandled):

@@ -144,14 +144,13 @@ class Program(ABC):
     #: that need no header before the run (``check_file`` runs after it).
     defers_headers: bool = False
     #: Whether the program makes a row (or frame bin) for every image of the scans: then
-    #: scans of more images than a real sweep has are refused (``check_scan_lengths``).
+    #: the scans' lengths are checked (``check_scan_lengths``; :meth:`scans_too_long`).
     rows_per_image: bool = False
 
     def scans_too_long(self, error: Sorry) -> None:
         """The scans have more images than a table of one row per image is made for
-        (``error`` says so): raise it if this program makes one (:attr:`rows_per_image`)."""
-        if self.rows_per_image:
-            raise error
+        (``error`` says so): the run stops with it."""
+        raise error
 
     def experiments_known(self, params: Any, experiments: Sequence[ExperimentInfo]) -> None:
         """Told the run's experiments before any file is checked (``check_file``)."""
@@ -383,10 +382,11 @@ def _run_program(program: Program, args: Sequence[str] | None, phil, help_messag
     checked = OutputFiles(program.output_targets(params), inputs)  # the targets, checked
     experiments = invocation.experiments
     infos = experiment_infos(experiments)
-    try:
-        check_scan_lengths(infos, invocation.experiment_paths)
-    except Sorry as error:
-        program.scans_too_long(error)
+    if program.rows_per_image:
+        try:
+            check_scan_lengths(infos, invocation.experiment_paths)
+        except Sorry as error:
+            program.scans_too_long(error)
     program.experiments_known(params, infos)
     skip_errors = params.input.on_error == "skip"
     # many files on several workers: their headers are read in the tasks, with the rows
